@@ -1,0 +1,176 @@
+//! The JSON body extractor. Bodies are closed: request types use
+//! `#[serde(deny_unknown_fields)]`, and every serde failure becomes a 400 naming the
+//! field; malformed JSON is a 400 of its own; a body over the limit is a 413. After
+//! decoding, [`Validate`] reports every remaining field problem in one response.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
+use corral_core::ErrorCode;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::{ApiError, FieldError};
+
+/// Request validation beyond types: lengths, formats, ranges. Return every problem.
+pub trait Validate {
+    fn validate(&self) -> Vec<FieldError> {
+        Vec::new()
+    }
+}
+
+pub struct Json<T>(pub T);
+
+impl<S, T> FromRequest<S> for Json<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Validate,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let is_json = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|ct| {
+                let mime = ct
+                    .split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase();
+                mime == "application/json"
+                    || (mime.starts_with("application/") && mime.ends_with("+json"))
+            });
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    ErrorCode::PayloadTooLarge,
+                    "the request body is larger than the limit",
+                )
+            } else {
+                ApiError::new(
+                    ErrorCode::InvalidRequest,
+                    "the request body could not be read",
+                )
+            }
+        })?;
+        if is_json == Some(false) && !bytes.is_empty() {
+            return Err(ApiError::new(
+                ErrorCode::UnsupportedMediaType,
+                "the request body must be application/json",
+            ));
+        }
+        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            &bytes
+        };
+        let value = decode::<T>(bytes)?;
+        let errors = value.validate();
+        if !errors.is_empty() {
+            return Err(ApiError::validation(errors));
+        }
+        Ok(Json(value))
+    }
+}
+
+/// Decodes `bytes` as `T`, mapping serde's errors to the field they concern.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    match serde_path_to_error::deserialize::<_, T>(de) {
+        Ok(v) => Ok(v),
+        Err(err) => {
+            let path = err.path().to_string();
+            let inner = err.into_inner();
+            if inner.is_syntax() || inner.is_eof() {
+                return Err(ApiError::new(
+                    ErrorCode::MalformedJson,
+                    format!("the request body is not valid JSON: {inner}"),
+                ));
+            }
+            let msg = inner.to_string();
+            let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
+            let (field, code) = if let Some(name) = between(&msg, "unknown field `", "`") {
+                (join_path(&path, name), "unknown_field")
+            } else if let Some(name) = between(&msg, "missing field `", "`") {
+                (join_path(&path, name), "required")
+            } else {
+                (
+                    if path == "." { "body".to_owned() } else { path },
+                    "invalid_type",
+                )
+            };
+            Err(ApiError::validation(vec![FieldError::new(
+                field, code, msg,
+            )]))
+        }
+    }
+}
+
+fn between<'a>(s: &'a str, start: &str, end: &str) -> Option<&'a str> {
+    let rest = &s[s.find(start)? + start.len()..];
+    Some(&rest[..rest.find(end)?])
+}
+
+fn join_path(path: &str, name: &str) -> String {
+    if path.is_empty() || path == "." {
+        name.to_owned()
+    } else {
+        format!("{path}.{name}")
+    }
+}
+
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+/// Small helpers for `Validate` impls.
+pub mod check {
+    use crate::error::FieldError;
+
+    pub fn len(errors: &mut Vec<FieldError>, field: &str, value: &str, min: usize, max: usize) {
+        let n = value.chars().count();
+        if n < min {
+            let msg = if min == 1 {
+                "must not be empty".to_owned()
+            } else {
+                format!("must be at least {min} characters")
+            };
+            errors.push(FieldError::new(field, "too_short", msg));
+        } else if n > max {
+            errors.push(FieldError::new(
+                field,
+                "too_long",
+                format!("must be at most {max} characters"),
+            ));
+        }
+    }
+
+    pub fn email(errors: &mut Vec<FieldError>, field: &str, value: &str) {
+        if value.len() > 254
+            || !email_address::EmailAddress::is_valid(value)
+            || !value.contains('.')
+        {
+            errors.push(FieldError::new(
+                field,
+                "invalid_format",
+                "must be a valid email address",
+            ));
+        }
+    }
+
+    pub fn one_of(errors: &mut Vec<FieldError>, field: &str, value: &str, allowed: &[&str]) {
+        if !allowed.contains(&value) {
+            errors.push(FieldError::new(
+                field,
+                "invalid_enum",
+                format!("must be one of: {}", allowed.join(", ")),
+            ));
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! HTTP handlers, one module per domain. Each module exposes its routes grouped by the
+//! context they need; [`crate::router`] puts the groups behind their layers.
+
+pub mod api_keys;
+pub mod applications;
+pub mod auth;
+pub mod docs;
+pub mod end_users;
+pub mod health;
+pub mod me;
+pub mod orgs;
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// The list envelope: `{object: "list", data, total, hasMore}`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ListOf<T: ToSchema> {
+    /// Always `list`.
+    #[schema(value_type = String, pattern = "^list$")]
+    pub object: &'static str,
+    pub data: Vec<T>,
+    /// Number of items matching the query (all pages).
+    pub total: i64,
+    pub has_more: bool,
+}
+
+impl<T: ToSchema> ListOf<T> {
+    pub fn all(data: Vec<T>) -> ListOf<T> {
+        let total = data.len() as i64;
+        ListOf {
+            object: "list",
+            data,
+            total,
+            has_more: false,
+        }
+    }
+}
+
+pub(crate) fn rfc3339(ms: i64) -> String {
+    corral_core::time::to_rfc3339(ms)
+}

@@ -1,0 +1,111 @@
+//! Shared server state, held by every handler as `State<AppState>`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use corral_config::{Config, Secrets};
+use corral_store::Db;
+
+use crate::auth::Authenticator;
+use crate::ratelimit::RateLimiter;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub inner: Arc<Inner>,
+}
+
+pub struct Inner {
+    pub config: Config,
+    pub secrets: Secrets,
+    pub db: Db,
+    pub auth: Authenticator,
+    pub rate_limiter: Arc<dyn RateLimiter>,
+    pub gates: Gates,
+    pub started: Instant,
+    /// `/api/openapi.json`, serialized once at startup.
+    pub openapi_json: bytes::Bytes,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+/// The boot and shutdown gates, plus the count of work that must drain before exit.
+#[derive(Default)]
+pub struct Gates {
+    ready: AtomicBool,
+    draining: AtomicBool,
+    work: tokio::sync::watch::Sender<usize>,
+}
+
+impl Gates {
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::Release);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    /// Registers a piece of running work (an unsafe request in flight, a run); the
+    /// server waits for every guard to drop before it stops, up to the grace period.
+    pub fn track(&self) -> WorkGuard<'_> {
+        self.work.send_modify(|n| *n += 1);
+        WorkGuard { gates: self }
+    }
+
+    pub fn in_flight(&self) -> usize {
+        *self.work.borrow()
+    }
+
+    /// Resolves once no tracked work remains.
+    pub async fn drained(&self) {
+        let mut rx = self.work.subscribe();
+        let _ = rx.wait_for(|n| *n == 0).await;
+    }
+}
+
+pub struct WorkGuard<'a> {
+    gates: &'a Gates,
+}
+
+impl Drop for WorkGuard<'_> {
+    fn drop(&mut self) {
+        self.gates.work.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+/// An owned guard for work that outlives a borrow (spawned tasks, tests).
+pub struct OwnedWorkGuard {
+    state: AppState,
+}
+
+impl AppState {
+    pub fn track_owned(&self) -> OwnedWorkGuard {
+        self.gates.work.send_modify(|n| *n += 1);
+        OwnedWorkGuard {
+            state: self.clone(),
+        }
+    }
+}
+
+impl Drop for OwnedWorkGuard {
+    fn drop(&mut self) {
+        self.state
+            .gates
+            .work
+            .send_modify(|n| *n = n.saturating_sub(1));
+    }
+}

@@ -1,0 +1,362 @@
+//! Corral's configuration, loaded in layers (defaults → optional `corral.toml` →
+//! `CORRAL_*` / well-known environment variables) and validated once at boot. Secrets
+//! are wrapped in [`Secret`] so they never reach a log line through `Debug`.
+
+mod secrets;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+pub use secrets::{Secret, Secrets};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    #[default]
+    Development,
+    Production,
+}
+
+/// The whole configuration. Field names are the `corral.toml` keys; each also reads
+/// from the environment variable named in [`ENV_VARS`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub env: Environment,
+    pub listen: SocketAddr,
+    pub public_url: String,
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub database_max_connections: u32,
+    pub redis_url: Option<String>,
+    pub trusted_origins: Vec<String>,
+    pub trust_proxy: bool,
+    pub body_limit_bytes: usize,
+    pub shutdown_grace_seconds: u64,
+    pub metrics_listen: Option<SocketAddr>,
+    pub log_format: Option<String>,
+    #[serde(skip_serializing)]
+    pub session_secret: Option<Secret>,
+    #[serde(skip_serializing)]
+    pub run_token_secret: Option<Secret>,
+    #[serde(skip_serializing)]
+    pub encryption_key: Option<Secret>,
+    pub encryption_key_id: Option<String>,
+    #[serde(skip_serializing)]
+    pub encryption_keys: Option<Secret>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            env: Environment::Development,
+            listen: SocketAddr::from(([0, 0, 0, 0], 3000)),
+            public_url: "http://localhost:3000".into(),
+            data_dir: PathBuf::from("./data"),
+            database_url: None,
+            database_max_connections: 16,
+            redis_url: None,
+            trusted_origins: Vec::new(),
+            trust_proxy: false,
+            body_limit_bytes: 10 * 1024 * 1024,
+            shutdown_grace_seconds: 30,
+            metrics_listen: None,
+            log_format: None,
+            session_secret: None,
+            run_token_secret: None,
+            encryption_key: None,
+            encryption_key_id: None,
+            encryption_keys: None,
+        }
+    }
+}
+
+/// Environment variable → config key. Lists are comma separated.
+pub const ENV_VARS: &[(&str, &str)] = &[
+    ("CORRAL_ENV", "env"),
+    ("CORRAL_LISTEN", "listen"),
+    ("CORRAL_PUBLIC_URL", "public_url"),
+    ("CORRAL_DATA_DIR", "data_dir"),
+    ("DATABASE_URL", "database_url"),
+    (
+        "CORRAL_DATABASE_MAX_CONNECTIONS",
+        "database_max_connections",
+    ),
+    ("REDIS_URL", "redis_url"),
+    ("CORRAL_TRUSTED_ORIGINS", "trusted_origins"),
+    ("CORRAL_TRUST_PROXY", "trust_proxy"),
+    ("CORRAL_BODY_LIMIT_BYTES", "body_limit_bytes"),
+    ("CORRAL_SHUTDOWN_GRACE_SECONDS", "shutdown_grace_seconds"),
+    ("CORRAL_METRICS_LISTEN", "metrics_listen"),
+    ("CORRAL_LOG_FORMAT", "log_format"),
+    ("CORRAL_SESSION_SECRET", "session_secret"),
+    ("CORRAL_RUN_TOKEN_SECRET", "run_token_secret"),
+    ("CORRAL_ENCRYPTION_KEY", "encryption_key"),
+    ("CORRAL_ENCRYPTION_KEY_ID", "encryption_key_id"),
+    ("CORRAL_ENCRYPTION_KEYS", "encryption_keys"),
+];
+
+const LIST_KEYS: &[&str] = &["trusted_origins"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+    #[error("{var}: {message}")]
+    Var { var: &'static str, message: String },
+    #[error("production mode (CORRAL_ENV=production) needs explicit secrets; missing: {0}")]
+    MissingSecrets(String),
+    #[error("cannot use the data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl Config {
+    /// Loads defaults, then `corral.toml` (path from `CORRAL_CONFIG`, else `./corral.toml`
+    /// when present), then the environment.
+    pub fn load() -> Result<Config, ConfigError> {
+        let vars: Vec<(String, String)> = std::env::vars().collect();
+        let file = std::env::var("CORRAL_CONFIG")
+            .ok()
+            .map(PathBuf::from)
+            .or_else(|| Some(PathBuf::from("corral.toml")).filter(|p| p.exists()));
+        Config::load_from(file.as_deref(), &vars)
+    }
+
+    /// Loads from an explicit file and variable list (what [`Config::load`] does, minus
+    /// reading the process environment), so tests need not touch global state.
+    pub fn load_from(
+        file: Option<&Path>,
+        vars: &[(String, String)],
+    ) -> Result<Config, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::Invalid(format!(
+                    "CORRAL_CONFIG: {} does not exist",
+                    path.display()
+                )));
+            }
+            fig = fig.merge(Toml::file(path));
+        }
+        for (var, key) in ENV_VARS {
+            let Some((_, value)) = vars.iter().find(|(k, _)| k == var) else {
+                continue;
+            };
+            let value = value.trim();
+            if value.is_empty() {
+                continue;
+            }
+            let parsed = parse_env_value(var, key, value)?;
+            fig = fig.merge(Serialized::default(key, parsed));
+        }
+        let config: Config = fig.extract().map_err(|e| {
+            // Name the variable when figment points at a key that has one.
+            let msg = e.to_string();
+            let var = e
+                .path
+                .first()
+                .and_then(|key| ENV_VARS.iter().find(|(_, k)| k == key))
+                .map(|(v, k)| format!("{v} ({k})"));
+            ConfigError::Invalid(match var {
+                Some(v) => format!("{v}: {msg}"),
+                None => msg,
+            })
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(self.public_url.starts_with("http://") || self.public_url.starts_with("https://")) {
+            return Err(ConfigError::Var {
+                var: "CORRAL_PUBLIC_URL",
+                message: format!(
+                    "must start with http:// or https://, got {:?}",
+                    self.public_url
+                ),
+            });
+        }
+        if let Some(url) = &self.database_url {
+            if !(url.starts_with("postgres://")
+                || url.starts_with("postgresql://")
+                || url.starts_with("sqlite:"))
+            {
+                return Err(ConfigError::Var {
+                    var: "DATABASE_URL",
+                    message: "must be a postgres:// or sqlite: URL".into(),
+                });
+            }
+        }
+        if self.body_limit_bytes < 1024 {
+            return Err(ConfigError::Var {
+                var: "CORRAL_BODY_LIMIT_BYTES",
+                message: "must be at least 1024".into(),
+            });
+        }
+        if self.database_max_connections == 0 {
+            return Err(ConfigError::Var {
+                var: "CORRAL_DATABASE_MAX_CONNECTIONS",
+                message: "must be at least 1".into(),
+            });
+        }
+        for origin in &self.trusted_origins {
+            if !(origin.starts_with("http://") || origin.starts_with("https://"))
+                || origin.ends_with('/')
+            {
+                return Err(ConfigError::Var {
+                    var: "CORRAL_TRUSTED_ORIGINS",
+                    message: format!("{origin:?} is not an origin like https://app.example.com"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub fn is_production(&self) -> bool {
+        self.env == Environment::Production
+    }
+
+    /// The session cookie gets `Secure` when the public URL is https.
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url.starts_with("https://")
+    }
+
+    /// The database URL in effect: `DATABASE_URL`, else a SQLite file in the data dir.
+    pub fn effective_database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("corral.db").display()
+            ),
+        }
+    }
+
+    /// Resolves the secrets: explicit ones win; in development, missing ones are
+    /// generated once and persisted under the data dir (0600); in production a missing
+    /// secret is an error naming its variable.
+    pub fn resolve_secrets(&self) -> Result<Secrets, ConfigError> {
+        secrets::resolve(self)
+    }
+}
+
+fn parse_env_value(
+    var: &'static str,
+    key: &str,
+    value: &str,
+) -> Result<serde_json::Value, ConfigError> {
+    use serde_json::Value;
+    if LIST_KEYS.contains(&key) {
+        return Ok(Value::Array(
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| Value::String(s.to_owned()))
+                .collect(),
+        ));
+    }
+    let defaults =
+        serde_json::to_value(Config::default()).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    let parsed = match defaults.get(key) {
+        Some(Value::Bool(_)) => match value.to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Value::Bool(true),
+            "0" | "false" | "no" | "off" => Value::Bool(false),
+            _ => {
+                return Err(ConfigError::Var {
+                    var,
+                    message: format!("expected true or false, got {value:?}"),
+                })
+            }
+        },
+        Some(Value::Number(_)) => Value::Number(value.parse::<u64>().map(Into::into).map_err(
+            |_| ConfigError::Var {
+                var,
+                message: format!("expected a non-negative integer, got {value:?}"),
+            },
+        )?),
+        _ => Value::String(value.to_owned()),
+    };
+    Ok(parsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_tier_zero() {
+        let c = Config::load_from(None, &[]).unwrap();
+        assert_eq!(c.listen.port(), 3000);
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert!(c
+            .effective_database_url()
+            .starts_with("sqlite://./data/corral.db"));
+        assert!(!c.is_production());
+    }
+
+    #[test]
+    fn env_overrides_file_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("corral.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:4000\"\nbody_limit_bytes = 2048\n",
+        )
+        .unwrap();
+        let c = Config::load_from(
+            Some(&file),
+            &vars(&[
+                ("CORRAL_LISTEN", "127.0.0.1:5000"),
+                (
+                    "CORRAL_TRUSTED_ORIGINS",
+                    "https://a.example, https://b.example",
+                ),
+                ("CORRAL_TRUST_PROXY", "true"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 5000);
+        assert_eq!(c.body_limit_bytes, 2048);
+        assert_eq!(
+            c.trusted_origins,
+            vec!["https://a.example", "https://b.example"]
+        );
+        assert!(c.trust_proxy);
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let e = Config::load_from(None, &vars(&[("CORRAL_BODY_LIMIT_BYTES", "lots")])).unwrap_err();
+        assert!(e.to_string().contains("CORRAL_BODY_LIMIT_BYTES"), "{e}");
+        let e = Config::load_from(None, &vars(&[("CORRAL_LISTEN", "nowhere")])).unwrap_err();
+        assert!(e.to_string().contains("CORRAL_LISTEN"), "{e}");
+        let e = Config::load_from(None, &vars(&[("DATABASE_URL", "mysql://x")])).unwrap_err();
+        assert!(e.to_string().contains("DATABASE_URL"), "{e}");
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        let c = Config::load_from(
+            None,
+            &vars(&[("CORRAL_SESSION_SECRET", "hunter2-hunter2-hunter2-hunter2")]),
+        )
+        .unwrap();
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("hunter2"), "{dbg}");
+        assert!(dbg.contains("redacted"));
+    }
+}

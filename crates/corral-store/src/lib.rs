@@ -1,0 +1,86 @@
+//! Corral's storage: one set of repositories over SQLite (tier 0) and PostgreSQL
+//! (tier 1+). SQL is written once with `$N` placeholders and portable types (TEXT ids,
+//! BIGINT millisecond timestamps, JSON in TEXT) and runs through sqlx's `Any` driver;
+//! the few places that differ ask [`Db::backend`]. Every repository function that
+//! reads a tenant's rows takes the org (and application) id and puts it in the WHERE
+//! clause, so a forgotten check cannot leak another tenant's row.
+
+pub mod api_keys;
+pub mod applications;
+mod db;
+pub mod end_users;
+pub mod idempotency;
+pub mod invitations;
+pub mod orgs;
+pub mod sessions;
+pub mod users;
+
+pub use db::{Backend, Db};
+pub use sqlx::AnyConnection as Conn;
+
+/// The store's small error: what a caller can act on, and everything else.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    /// A unique or foreign-key constraint refused the write; `constraint` names it
+    /// (PostgreSQL constraint name, or SQLite's `table.column` message).
+    #[error("conflict on {constraint}")]
+    Conflict { constraint: String },
+    #[error("database error: {0}")]
+    Other(#[from] sqlx::Error),
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    pub(crate) fn from_sqlx(e: sqlx::Error) -> StoreError {
+        match &e {
+            sqlx::Error::RowNotFound => StoreError::NotFound,
+            sqlx::Error::Database(db)
+                if db.is_unique_violation() || db.is_foreign_key_violation() =>
+            {
+                StoreError::Conflict {
+                    constraint: db
+                        .constraint()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| db.message().to_owned()),
+                }
+            }
+            _ => StoreError::Other(e),
+        }
+    }
+
+    /// True when the database could not be reached (pool timeout, I/O, closed):
+    /// retryable, and answered as 503 rather than 500.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Other(
+                sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed
+            )
+        )
+    }
+
+    /// True for a conflict whose constraint mentions `needle` (e.g. `"slug"`).
+    pub fn is_conflict_on(&self, needle: &str) -> bool {
+        matches!(self, StoreError::Conflict { constraint } if constraint.contains(needle))
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// `?`-friendly conversion used inside this crate.
+pub(crate) trait SqlxResultExt<T> {
+    fn db(self) -> Result<T>;
+}
+
+impl<T> SqlxResultExt<T> for std::result::Result<T, sqlx::Error> {
+    fn db(self) -> Result<T> {
+        self.map_err(StoreError::from_sqlx)
+    }
+}
+
+pub(crate) fn json_text<T: serde::Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
