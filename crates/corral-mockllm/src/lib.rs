@@ -1,0 +1,276 @@
+//! A scripted mock LLM server for tests. It speaks the real wire formats — OpenAI
+//! chat completions (`POST /v1/chat/completions`, also `/chat/completions`) and
+//! Anthropic Messages (`POST /v1/messages`), streaming (SSE) and not — so that the
+//! agent and the sidecar are tested against the bytes a provider sends.
+//!
+//! A [`Script`] is a queue of [`Turn`]s; each model request consumes the next one.
+//! Every request is recorded (headers and JSON body) so a test can assert what the
+//! model was shown and which credential it received.
+#![forbid(unsafe_code)]
+
+mod script;
+mod wire;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::post;
+use axum::Router;
+use parking_lot::Mutex;
+use serde_json::Value;
+
+pub use script::{Reply, Script, ScriptedToolCall, Turn, Usage};
+use wire::Format;
+
+/// One request the mock received.
+#[derive(Debug, Clone)]
+pub struct RecordedRequest {
+    pub path: String,
+    /// Header names lower-cased; repeated headers joined with `, `.
+    pub headers: BTreeMap<String, String>,
+    /// The JSON body (`Value::Null` if it was not JSON).
+    pub body: Value,
+}
+
+impl RecordedRequest {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
+    }
+
+    /// Whether the request asked for a streamed response.
+    pub fn is_streaming(&self) -> bool {
+        self.body.get("stream").and_then(Value::as_bool) == Some(true)
+    }
+
+    /// All text of the request body, for "was the model shown X" assertions.
+    pub fn body_text(&self) -> String {
+        self.body.to_string()
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    turns: VecDeque<Turn>,
+    requests: Vec<RecordedRequest>,
+    served: Usage,
+    next_id: u64,
+}
+
+type Shared = Arc<Mutex<Inner>>;
+
+/// A running mock LLM server; it stops when dropped.
+pub struct MockLlm {
+    addr: SocketAddr,
+    inner: Shared,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl MockLlm {
+    /// Binds `127.0.0.1:0` and serves `script`.
+    pub async fn start(script: impl Into<Script>) -> std::io::Result<MockLlm> {
+        let inner: Shared = Arc::new(Mutex::new(Inner {
+            turns: script.into().turns.into(),
+            ..Inner::default()
+        }));
+        let app = Router::new()
+            .route("/v1/chat/completions", post(openai))
+            .route("/chat/completions", post(openai))
+            .route("/v1/messages", post(anthropic))
+            .with_state(inner.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let server = tokio::spawn(async move {
+            // The server only ends when the task is aborted on drop; an accept error
+            // would end the test's mock, which the test then notices as a failed request.
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(MockLlm {
+            addr,
+            inner,
+            server,
+        })
+    }
+
+    /// `http://127.0.0.1:<port>` (no path).
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Base URL in the OpenAI SDK convention (with `/v1`).
+    pub fn openai_base_url(&self) -> String {
+        format!("{}/v1", self.base_url())
+    }
+
+    /// Base URL in the Anthropic SDK convention (without `/v1`).
+    pub fn anthropic_base_url(&self) -> String {
+        self.base_url()
+    }
+
+    /// Every request received so far, in order.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.inner.lock().requests.clone()
+    }
+
+    /// Appends turns to the script.
+    pub fn push(&self, turn: Turn) {
+        self.inner.lock().turns.push_back(turn);
+    }
+
+    /// Turns not consumed yet.
+    pub fn remaining(&self) -> usize {
+        self.inner.lock().turns.len()
+    }
+
+    /// Sum of the usage reported in every successful response.
+    pub fn served_usage(&self) -> Usage {
+        self.inner.lock().served
+    }
+}
+
+impl Drop for MockLlm {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+async fn openai(
+    State(inner): State<Shared>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    body: Bytes,
+) -> Response {
+    respond(Format::OpenAi, &inner, uri.path(), &headers, &body)
+}
+
+async fn anthropic(
+    State(inner): State<Shared>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    body: Bytes,
+) -> Response {
+    respond(Format::Anthropic, &inner, uri.path(), &headers, &body)
+}
+
+fn respond(
+    format: Format,
+    inner: &Shared,
+    path: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Response {
+    let json: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let mut recorded_headers = BTreeMap::new();
+    for (name, value) in headers {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        recorded_headers
+            .entry(name.as_str().to_owned())
+            .and_modify(|v: &mut String| {
+                v.push_str(", ");
+                v.push_str(&value);
+            })
+            .or_insert(value);
+    }
+    let stream = json.get("stream").and_then(Value::as_bool) == Some(true);
+    let include_usage = json
+        .pointer("/stream_options/include_usage")
+        .and_then(Value::as_bool)
+        == Some(true);
+    let model = json
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("mock-model")
+        .to_owned();
+
+    let (turn, id) = {
+        let mut inner = inner.lock();
+        inner.requests.push(RecordedRequest {
+            path: path.to_owned(),
+            headers: recorded_headers,
+            body: json,
+        });
+        inner.next_id += 1;
+        (inner.turns.pop_front(), inner.next_id)
+    };
+
+    let Some(turn) = turn else {
+        return plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "application/json",
+            wire::error_body(format, "mock LLM script exhausted").to_string(),
+        );
+    };
+    match turn {
+        Turn::Error {
+            status,
+            body,
+            retry_after,
+        } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let text = match body {
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+            let mut resp = plain(status, "application/json", text);
+            if let Some(secs) = retry_after {
+                if let Ok(v) = secs.to_string().parse() {
+                    resp.headers_mut().insert("retry-after", v);
+                }
+            }
+            resp
+        }
+        Turn::Reply(reply) => {
+            let usage = reply.usage.unwrap_or_else(|| Usage {
+                input_tokens: (body.len() as u64 / 4).max(1),
+                output_tokens: (reply.output_len() as u64 / 4).max(1),
+            });
+            {
+                let mut inner = inner.lock();
+                inner.served.input_tokens += usage.input_tokens;
+                inner.served.output_tokens += usage.output_tokens;
+            }
+            let reply = wire::Reply {
+                id,
+                model,
+                turn: reply,
+                usage,
+            };
+            if stream {
+                let frames = wire::stream_frames(format, &reply, include_usage);
+                let body = Body::from_stream(futures::stream::iter(
+                    frames
+                        .into_iter()
+                        .map(|f| Ok::<_, std::convert::Infallible>(Bytes::from(f))),
+                ));
+                let mut resp = Response::new(body);
+                resp.headers_mut().insert(
+                    axum::http::header::CONTENT_TYPE,
+                    axum::http::HeaderValue::from_static("text/event-stream"),
+                );
+                resp
+            } else {
+                plain(
+                    StatusCode::OK,
+                    "application/json",
+                    wire::complete_body(format, &reply).to_string(),
+                )
+            }
+        }
+    }
+}
+
+fn plain(status: StatusCode, content_type: &'static str, body: String) -> Response {
+    let mut resp = Response::new(Body::from(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static(content_type),
+    );
+    resp
+}
