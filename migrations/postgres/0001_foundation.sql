@@ -1,4 +1,5 @@
 -- Accounts, tenancy, API keys and the idempotency store.
+-- Booleans are BIGINT 0/1: sqlx's Any driver cannot decode SQLite booleans.
 -- Portable types: ids TEXT, timestamps BIGINT (ms since epoch), JSON as TEXT.
 
 CREATE TABLE users (
@@ -61,14 +62,14 @@ CREATE TABLE applications (
     id         TEXT PRIMARY KEY,
     org_id     TEXT NOT NULL REFERENCES organizations(id) ON DELETE CASCADE,
     name       TEXT NOT NULL,
-    is_default BOOLEAN NOT NULL DEFAULT FALSE,
+    is_default BIGINT NOT NULL DEFAULT 0 CHECK (is_default IN (0, 1)),
     settings   TEXT NOT NULL DEFAULT '{}',
     created_by TEXT REFERENCES users(id) ON DELETE SET NULL,
     created_at BIGINT NOT NULL,
     updated_at BIGINT NOT NULL
 );
 CREATE INDEX applications_org ON applications(org_id);
-CREATE UNIQUE INDEX applications_one_default ON applications(org_id) WHERE is_default;
+CREATE UNIQUE INDEX applications_one_default ON applications(org_id) WHERE is_default = 1;
 
 CREATE TABLE end_users (
     id             TEXT PRIMARY KEY,

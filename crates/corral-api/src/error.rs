@@ -62,8 +62,13 @@ pub struct ProblemDetail {
     pub errors: Vec<FieldError>,
 }
 
+/// An API error. Boxed so that `Result<T, ApiError>` stays one pointer wide on the
+/// happy path; fields are reached through `Deref`/`DerefMut`.
 #[derive(Debug)]
-pub struct ApiError {
+pub struct ApiError(Box<ErrorParts>);
+
+#[derive(Debug)]
+pub struct ErrorParts {
     pub code: ErrorCode,
     pub detail: String,
     pub param: Option<String>,
@@ -78,7 +83,7 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
     pub fn new(code: ErrorCode, detail: impl Into<String>) -> ApiError {
-        ApiError {
+        ApiError(Box::new(ErrorParts {
             code,
             detail: detail.into(),
             param: None,
@@ -86,7 +91,7 @@ impl ApiError {
             errors: Vec::new(),
             headers: Vec::new(),
             source: None,
-        }
+        }))
     }
 
     pub fn not_found(what: &str) -> ApiError {
@@ -153,6 +158,19 @@ impl ApiError {
     }
 }
 
+impl std::ops::Deref for ApiError {
+    type Target = ErrorParts;
+    fn deref(&self) -> &ErrorParts {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ApiError {
+    fn deref_mut(&mut self) -> &mut ErrorParts {
+        &mut self.0
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         match e {
@@ -189,29 +207,30 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let request_id = current_request_id();
         let status = self.status();
+        let this = *self.0;
         if status.is_server_error() {
-            match &self.source {
+            match &this.source {
                 Some(src) => {
-                    tracing::error!(request_id = %request_id, code = self.code.code(), error = ?src, "request failed")
+                    tracing::error!(request_id = %request_id, code = this.code.code(), error = ?src, "request failed")
                 }
                 None => {
-                    tracing::error!(request_id = %request_id, code = self.code.code(), detail = %self.detail, "request failed")
+                    tracing::error!(request_id = %request_id, code = this.code.code(), detail = %this.detail, "request failed")
                 }
             }
-        } else if let Some(src) = &self.source {
-            tracing::debug!(request_id = %request_id, code = self.code.code(), error = %src, "request refused");
+        } else if let Some(src) = &this.source {
+            tracing::debug!(request_id = %request_id, code = this.code.code(), error = %src, "request refused");
         }
         let body = ProblemDetail {
-            type_: self.code.type_uri(),
-            title: self.code.title().to_owned(),
+            type_: this.code.type_uri(),
+            title: this.code.title().to_owned(),
             status: status.as_u16(),
-            detail: self.detail,
+            detail: this.detail,
             instance: format!("urn:corral:request:{request_id}"),
-            code: self.code.code().to_owned(),
+            code: this.code.code().to_owned(),
             request_id,
-            param: self.param,
-            retry_after: self.retry_after,
-            errors: self.errors,
+            param: this.param,
+            retry_after: this.retry_after,
+            errors: this.errors,
         };
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
         let mut resp = (status, bytes).into_response();
@@ -220,12 +239,12 @@ impl IntoResponse for ApiError {
             axum::http::header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if let Some(secs) = self.retry_after {
+        if let Some(secs) = this.retry_after {
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
                 headers.insert(axum::http::header::RETRY_AFTER, v);
             }
         }
-        for (name, value) in self.headers {
+        for (name, value) in this.headers {
             headers.append(name, value);
         }
         resp

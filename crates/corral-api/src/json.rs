@@ -118,6 +118,9 @@ fn between<'a>(s: &'a str, start: &str, end: &str) -> Option<&'a str> {
 fn join_path(path: &str, name: &str) -> String {
     if path.is_empty() || path == "." {
         name.to_owned()
+    } else if path == name || path.ends_with(&format!(".{name}")) {
+        // serde_path_to_error already ends the path with the unknown field.
+        path.to_owned()
     } else {
         format!("{path}.{name}")
     }

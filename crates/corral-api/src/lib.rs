@@ -89,6 +89,93 @@ impl utoipa::Modify for SecuritySchemes {
     }
 }
 
+/// Operations that need no authentication.
+const PUBLIC_OPERATIONS: &[&str] = &[
+    "/health",
+    "/api/auth/sign-up/email",
+    "/api/auth/sign-in/email",
+    "/api/auth/get-session",
+    "/api/auth/sign-out",
+    "/invite/{token}/info",
+];
+
+/// Documents the problem responses the pipeline itself can give on every operation
+/// (bad headers, body limit, media type, rate limit, gates, internal errors), so the
+/// contract lists every status a client can see, not only the handler's own.
+struct PipelineResponses;
+
+impl utoipa::Modify for PipelineResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::HttpMethod;
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let problem = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/problem+json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ProblemDetail")))
+                        .build(),
+                )
+                .build()
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let ops = [
+                (HttpMethod::Get, &mut item.get),
+                (HttpMethod::Post, &mut item.post),
+                (HttpMethod::Put, &mut item.put),
+                (HttpMethod::Patch, &mut item.patch),
+                (HttpMethod::Delete, &mut item.delete),
+            ];
+            for (method, op) in ops {
+                let Some(op) = op else { continue };
+                let m: Method = match method {
+                    HttpMethod::Get => Method::GET,
+                    HttpMethod::Post => Method::POST,
+                    HttpMethod::Put => Method::PUT,
+                    HttpMethod::Patch => Method::PATCH,
+                    _ => Method::DELETE,
+                };
+                let public = PUBLIC_OPERATIONS.contains(&path.as_str());
+                let mut add = |status: &str, description: &str| {
+                    op.responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| problem(description).into());
+                };
+                if !public || op.request_body.is_some() {
+                    add("400", "Invalid request: a malformed header, an unsupported API version, or an invalid body");
+                }
+                if !public {
+                    add("401", "Missing or invalid authentication");
+                    add(
+                        "403",
+                        "Insufficient permissions or wrong organization/application context",
+                    );
+                }
+                if op.request_body.is_some() {
+                    add("413", "The request body is larger than the limit");
+                    add("415", "The request body must be application/json");
+                }
+                if ratelimit::rule_for(&m, path).is_some() || path.starts_with("/api/auth/sign-") {
+                    add("429", "Rate limited");
+                }
+                if path.contains('{') || !public {
+                    add(
+                        "404",
+                        "Not found, or not visible to this caller (also an unknown X-App-Id)",
+                    );
+                }
+                add("500", "Unexpected server error");
+                add(
+                    "503",
+                    "Starting, shutting down, or the database is unavailable",
+                );
+            }
+        }
+    }
+}
+
 /// Where a group of routes sits in the pipeline.
 enum Group {
     Public,
@@ -122,7 +209,10 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     for (_, g) in groups() {
         router = router.merge(g);
     }
-    router.split_for_parts().1
+    let mut doc = router.split_for_parts().1;
+    // After the merge: the modifier needs every path in place.
+    utoipa::Modify::modify(&PipelineResponses, &mut doc);
+    doc
 }
 
 /// Routes that are deliberately not part of the contract (the contract itself, its

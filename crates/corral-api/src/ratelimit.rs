@@ -137,7 +137,7 @@ mod tests {
     fn window_counts_and_resets_per_key() {
         let l = InProcessLimiter::default();
         let rule = per_minute("t", 2);
-        let t = 1_000_020;
+        let t = 1_000_040; // 20 s into a minute window
         assert!(l.hit_at(rule, "a", t).allowed);
         let second = l.hit_at(rule, "a", t);
         assert!(second.allowed);

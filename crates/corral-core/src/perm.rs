@@ -127,6 +127,13 @@ impl PermSet {
             .fold(PermSet::EMPTY, PermSet::with)
     }
 
+    /// The permissions of this set for which `keep` is true.
+    pub fn retain(self, keep: impl Fn(Permission) -> bool) -> PermSet {
+        self.iter()
+            .filter(|p| keep(*p))
+            .fold(PermSet::EMPTY, PermSet::with)
+    }
+
     pub fn iter(self) -> impl Iterator<Item = Permission> {
         Permission::ALL
             .iter()

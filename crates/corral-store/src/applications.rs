@@ -1,10 +1,11 @@
 //! Applications: workspaces inside an org. Every org has exactly one default.
 
-use sqlx::{AnyConnection, FromRow};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, FromRow, Row};
 
 use crate::{Result, SqlxResultExt};
 
-#[derive(Debug, Clone, FromRow)]
+#[derive(Debug, Clone)]
 pub struct Application {
     pub id: String,
     pub org_id: String,
@@ -14,6 +15,21 @@ pub struct Application {
     pub created_by: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+impl<'r> FromRow<'r, AnyRow> for Application {
+    fn from_row(row: &'r AnyRow) -> Result<Self, sqlx::Error> {
+        Ok(Application {
+            id: row.try_get("id")?,
+            org_id: row.try_get("org_id")?,
+            name: row.try_get("name")?,
+            is_default: row.try_get::<i64, _>("is_default")? != 0,
+            settings: row.try_get("settings")?,
+            created_by: row.try_get("created_by")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }
 }
 
 const COLS: &str = "id, org_id, name, is_default, settings, created_by, created_at, updated_at";
@@ -36,7 +52,7 @@ pub async fn insert(conn: &mut AnyConnection, a: &NewApplication<'_>) -> Result<
     .bind(a.id)
     .bind(a.org_id)
     .bind(a.name)
-    .bind(a.is_default)
+    .bind(i64::from(a.is_default))
     .bind(a.settings)
     .bind(a.created_by)
     .bind(a.now)
@@ -69,7 +85,7 @@ pub async fn get(conn: &mut AnyConnection, org_id: &str, id: &str) -> Result<Opt
 
 pub async fn default_for(conn: &mut AnyConnection, org_id: &str) -> Result<Option<Application>> {
     sqlx::query_as(&format!(
-        "SELECT {COLS} FROM applications WHERE org_id = $1 AND is_default"
+        "SELECT {COLS} FROM applications WHERE org_id = $1 AND is_default = 1"
     ))
     .bind(org_id)
     .fetch_optional(conn)
@@ -103,7 +119,7 @@ pub async fn update(
 /// Deletes a non-default application; its keys and end-users cascade.
 pub async fn delete(conn: &mut AnyConnection, org_id: &str, id: &str) -> Result<bool> {
     let r =
-        sqlx::query("DELETE FROM applications WHERE org_id = $1 AND id = $2 AND NOT is_default")
+        sqlx::query("DELETE FROM applications WHERE org_id = $1 AND id = $2 AND is_default = 0")
             .bind(org_id)
             .bind(id)
             .execute(conn)

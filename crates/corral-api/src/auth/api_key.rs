@@ -115,19 +115,9 @@ impl AuthStrategy for ApiKeyStrategy {
                 ));
             };
             let scopes: Vec<String> = serde_json::from_str(&found.scopes).unwrap_or_default();
-            let mut permissions = PermSet::from_scopes(scopes.iter().map(String::as_str))
-                .intersect(role.permissions());
-            for p in permissions.iter() {
-                if !grantable_to_api_key(p) {
-                    permissions = PermSet::from_scopes(
-                        permissions
-                            .iter()
-                            .filter(|q| grantable_to_api_key(*q))
-                            .map(|q| q.as_str()),
-                    );
-                    break;
-                }
-            }
+            let permissions = PermSet::from_scopes(scopes.iter().map(String::as_str))
+                .intersect(role.permissions())
+                .retain(grantable_to_api_key);
             if found
                 .last_used_at
                 .is_none_or(|t| now - t >= LAST_USED_RESOLUTION_MS)

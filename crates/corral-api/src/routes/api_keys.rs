@@ -27,12 +27,7 @@ pub fn app_router() -> OpenApiRouter<AppState> {
 
 /// What the caller may put on a key: their permissions that keys may hold.
 fn grantable(ctx: &Ctx) -> PermSet {
-    PermSet::from_scopes(
-        ctx.permissions
-            .iter()
-            .filter(|p| grantable_to_api_key(*p))
-            .map(Permission::as_str),
-    )
+    ctx.permissions.retain(grantable_to_api_key)
 }
 
 #[derive(Debug, Serialize, ToSchema)]

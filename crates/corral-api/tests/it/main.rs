@@ -1,0 +1,13 @@
+//! Integration tests of the API: a real server on 127.0.0.1:0 per test, real HTTP,
+//! SQLite and PostgreSQL.
+
+mod auth_failures;
+mod contract;
+mod idempotency;
+mod isolation;
+mod journey;
+mod members;
+mod pipeline;
+
+mod rate_limit;
+mod resources;

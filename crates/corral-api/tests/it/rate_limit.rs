@@ -1,0 +1,85 @@
+//! Per-route, per-principal rate limits with IETF headers.
+
+use corral_testkit::{both, Backend, TestApp};
+use reqwest::Method;
+use serde_json::json;
+
+async fn write_limit_is_per_principal(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let alice = app.user_with_org("Alice").await;
+    let (_, key_a) = alice.api_key(None).await;
+    let (_, key_b) = alice.api_key(None).await;
+    let a = app.client().bearer(&key_a);
+    let bk = app.client().bearer(&key_b);
+
+    let first = a
+        .send(Method::POST, "/api/end-users", Some(json!({})), &[])
+        .await;
+    assert_eq!(first.status, 201);
+    assert_eq!(first.header("ratelimit-policy"), Some("60;w=60"));
+    let rl = first.header("ratelimit").unwrap().to_owned();
+    assert!(rl.starts_with("limit=60, remaining=59, reset="), "{rl}");
+
+    let mut last = None;
+    for _ in 1..60 {
+        last = Some(
+            a.send(Method::POST, "/api/end-users", Some(json!({})), &[])
+                .await,
+        );
+    }
+    let last = last.unwrap();
+    assert_eq!(last.status, 201);
+    assert!(last.header("ratelimit").unwrap().contains("remaining=0"));
+
+    let limited = a
+        .send(Method::POST, "/api/end-users", Some(json!({})), &[])
+        .await;
+    assert_eq!(limited.status, 429);
+    assert_eq!(limited.code(), "rate_limited");
+    let retry: u64 = limited.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry));
+    assert_eq!(limited.body["retryAfter"], retry);
+    assert!(limited.header("ratelimit").is_some() && limited.header("ratelimit-policy").is_some());
+
+    // Nothing was created by the refused request.
+    let n = app.scalar("SELECT COUNT(*) FROM end_users").await;
+    assert_eq!(n, 60);
+    // Reads have their own budget, and the other key is unaffected.
+    a.get("/api/end-users?limit=1", 200).await;
+    let other = bk
+        .send(Method::POST, "/api/end-users", Some(json!({})), &[])
+        .await;
+    assert_eq!(other.status, 201);
+    assert!(other.header("ratelimit").unwrap().contains("remaining=59"));
+    // So is the session user.
+    alice.client.post("/api/end-users", json!({}), 201).await;
+}
+
+async fn login_is_limited_per_ip(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let anon = app.client();
+    for i in 0..10 {
+        let r = anon
+            .send(
+                Method::POST,
+                "/api/auth/sign-in/email",
+                Some(json!({"email": "x@example.com", "password": "wrong"})),
+                &[],
+            )
+            .await;
+        assert_eq!(r.status, 401, "attempt {i}");
+        assert!(r.header("ratelimit").is_some());
+    }
+    let r = anon
+        .send(
+            Method::POST,
+            "/api/auth/sign-in/email",
+            Some(json!({"email": "x@example.com", "password": "wrong"})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 429);
+    assert!(r.header("retry-after").is_some());
+}
+
+both!(write_limit_is_per_principal, login_is_limited_per_ip);

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Installs (when missing) and starts what the test suite needs on a fresh Debian
+# machine, then prints the environment to export. Idempotent: safe to run again.
+#   eval "$(scripts/test-services.sh)"
+set -euo pipefail
+
+log() { echo "test-services: $*" >&2; }
+
+apt_install() {
+  if [ -z "${APT_UPDATED:-}" ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+    APT_UPDATED=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
+}
+
+# --- PostgreSQL -----------------------------------------------------------------
+if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
+  log "installing PostgreSQL"
+  apt_install postgresql
+fi
+PG_VERSION=$(ls /etc/postgresql | sort -V | tail -n 1)
+if ! pg_lsclusters -h 2>/dev/null | awk '{print $4}' | grep -q online; then
+  log "starting PostgreSQL $PG_VERSION"
+  pg_ctlcluster --skip-systemctl-redirect "$PG_VERSION" main start >&2
+fi
+for _ in $(seq 1 50); do
+  if su postgres -c "psql -qtAc 'select 1'" >/dev/null 2>&1; then break; fi
+  sleep 0.2
+done
+su postgres -c "psql -qtAc \"select 1 from pg_roles where rolname='corral'\"" | grep -q 1 \
+  || su postgres -c "psql -qc \"create role corral login createdb password 'corral'\"" >&2
+# Raise the connection ceiling: every test gets its own database and pool.
+current=$(su postgres -c "psql -qtAc 'show max_connections'")
+if [ "$current" -lt 500 ]; then
+  log "raising max_connections to 500 (restart)"
+  su postgres -c "psql -qc 'alter system set max_connections = 500'" >&2
+  pg_ctlcluster --skip-systemctl-redirect "$PG_VERSION" main restart >&2
+  for _ in $(seq 1 50); do
+    if su postgres -c "psql -qtAc 'select 1'" >/dev/null 2>&1; then break; fi
+    sleep 0.2
+  done
+fi
+# Drop databases left by earlier test runs.
+for db in $(su postgres -c "psql -qtAc \"select datname from pg_database where datname like 'corral_t_%'\""); do
+  su postgres -c "psql -qc 'drop database if exists \"$db\"'" >/dev/null 2>&1 || true
+done
+
+echo "export CORRAL_TEST_DATABASE_URL=postgres://corral:corral@127.0.0.1:5432/postgres"

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine of the project's kind: installs and starts
+# the services the tests need, checks formatting and lints, then runs every test
+# against SQLite and PostgreSQL.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+eval "$(scripts/test-services.sh)"
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "test.sh: cargo-nextest missing, installing" >&2
+  cargo install --locked cargo-nextest >&2
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== cargo nextest"
+cargo nextest run --workspace --no-fail-fast "$@"
