@@ -24,6 +24,74 @@ pub struct SidecarConfig {
     #[serde(default)]
     pub integrations: Vec<Integration>,
     pub sink: Sink,
+    /// Base URL of the platform's internal API (e.g. `http://host.docker.internal:3000`),
+    /// which the sidecar calls with the run token for `run_history` and
+    /// `recall_memory` (see [`crate::platform_api`]). When absent those two MCP tools
+    /// are not offered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform_url: Option<String>,
+    /// MCP servers bundled with the agent package, started by the sidecar as
+    /// subprocesses speaking MCP over stdio; their tools are listed on `/mcp` as
+    /// `{name}__{tool}`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mcp_servers: Vec<McpServer>,
+    /// Policy of the forward proxy the agent's own outbound traffic goes through.
+    #[serde(default)]
+    pub egress: Egress,
+}
+
+/// A bundled MCP server the sidecar runs as a subprocess (stdio transport).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct McpServer {
+    /// Prefix of its tools on `/mcp` (`{name}__{tool}`); letters, digits, `-`, `_`.
+    pub name: String,
+    #[serde(flatten)]
+    pub kind: McpServerKind,
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// The subprocess's whole environment besides `PATH` and `HOME`: the sidecar's
+    /// own environment is never inherited, so only what is listed here reaches it.
+    #[serde(default)]
+    pub env: BTreeMap<String, Secret>,
+}
+
+/// How a bundled MCP server is started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum McpServerKind {
+    /// An executable, run as `{path} {args…}`.
+    Binary { path: String },
+    /// A Python script, run as `python3 {script} {args…}`.
+    Python { script: String },
+}
+
+/// Egress policy of the sidecar's forward proxy (port 8081).
+///
+/// Destinations are resolved first and every resolved address is checked, so a
+/// public name pointing at a private address is refused too. Loopback, private
+/// (RFC 1918, CGNAT, ULA), link-local, cloud metadata, unspecified, multicast and
+/// broadcast addresses are refused unless listed in `allowed_ranges`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Egress {
+    /// Host patterns (`*` wildcard, e.g. `*.github.com`) the agent may reach; empty
+    /// means any host that passes the address checks.
+    pub allowed_hosts: Vec<String>,
+    /// CIDR ranges (e.g. `127.0.0.0/8`) exempt from the address checks, for a local
+    /// model server or tests.
+    pub allowed_ranges: Vec<String>,
+}
+
+impl Egress {
+    /// Whether `host` matches the host allow-list (an empty list allows every host).
+    pub fn allows_host(&self, host: &str) -> bool {
+        let host = host.to_ascii_lowercase();
+        self.allowed_hosts.is_empty()
+            || self
+                .allowed_hosts
+                .iter()
+                .any(|p| glob_match(&p.to_ascii_lowercase(), &host))
+    }
 }
 
 /// What the agent should do, with the model's real endpoint and key.
@@ -398,6 +466,33 @@ mod tests {
         ));
         assert!(glob_match("exact", "exact"));
         assert!(!glob_match("a*a", "a"));
+    }
+
+    #[test]
+    fn new_optional_fields_default_and_parse() {
+        let c = sample();
+        assert_eq!(c.platform_url, None);
+        assert!(c.mcp_servers.is_empty());
+        assert_eq!(c.egress, Egress::default());
+        assert!(c.egress.allows_host("anything.example"));
+        let server: McpServer = serde_json::from_value(json!({
+            "name": "notes", "type": "python", "script": "/srv/notes.py",
+            "env": {"TOKEN": "s3cret"}
+        }))
+        .unwrap();
+        assert_eq!(
+            server.kind,
+            McpServerKind::Python {
+                script: "/srv/notes.py".into()
+            }
+        );
+        assert!(!format!("{server:?}").contains("s3cret"));
+        let egress = Egress {
+            allowed_hosts: vec!["*.github.com".into()],
+            allowed_ranges: vec![],
+        };
+        assert!(egress.allows_host("API.github.com"));
+        assert!(!egress.allows_host("github.com.evil.io"));
     }
 
     #[test]

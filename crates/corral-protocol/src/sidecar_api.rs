@@ -70,6 +70,10 @@ pub const MCP_PATH: &str = "/mcp";
 
 /// The sidecar's port inside the sandbox.
 pub const SIDECAR_PORT: u16 = 8080;
+/// The sidecar's HTTP(S) forward proxy for the agent's own outbound traffic
+/// (absolute-form HTTP requests and `CONNECT` tunnels), governed by
+/// [`Egress`](crate::Egress). A refused destination gets `403`.
+pub const PROXY_PORT: u16 = 8081;
 /// Where the agent finds the sidecar unless told otherwise.
 pub const DEFAULT_SIDECAR_URL: &str = "http://sidecar:8080";
 

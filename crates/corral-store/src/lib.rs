@@ -12,6 +12,7 @@ pub mod end_users;
 pub mod idempotency;
 pub mod invitations;
 pub mod orgs;
+pub mod packages;
 pub mod sessions;
 pub mod users;
 

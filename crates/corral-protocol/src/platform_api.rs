@@ -1,0 +1,99 @@
+//! The platform's internal API called by the sidecar on a run's behalf
+//! (container → host only), backing the MCP tools `run_history` and
+//! `recall_memory`. Both are `GET {platform_url}{path}` with
+//! `Authorization: Bearer <run token>`; the platform derives the agent and actor
+//! from the token, so the sidecar never names them.
+//!
+//! The sidecar passes the platform's JSON body to the model unchanged, so these
+//! types document the contract rather than constrain the sidecar.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// `GET` — past runs of the same agent. Query: [`RunHistoryQuery`]. `200`
+/// [`RunHistoryPage`]; `401` bad run token.
+pub const RUN_HISTORY_PATH: &str = "/internal/run-history";
+/// `GET` — archive (non-pinned) memories visible to the run's actor. Query:
+/// [`MemoriesQuery`]. `200` [`MemoriesPage`]; `401` bad run token.
+pub const MEMORIES_PATH: &str = "/internal/memories";
+
+/// Most items either call returns.
+pub const MAX_LIMIT: u32 = 50;
+pub const DEFAULT_LIMIT: u32 = 10;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct RunHistoryQuery {
+    /// 1–[`MAX_LIMIT`], default [`DEFAULT_LIMIT`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    /// Comma-separated fields to include: `checkpoint`, `result` (default `checkpoint`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunHistoryPage {
+    /// Always `list`.
+    pub object: String,
+    /// `{id, status, date, duration, checkpoint?, result?}` per run, newest first.
+    pub data: Vec<Value>,
+    pub has_more: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct MemoriesQuery {
+    /// Case-insensitive substring filter on the content; absent = most recent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub q: Option<String>,
+    /// 1–[`MAX_LIMIT`], default [`DEFAULT_LIMIT`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemoriesPage {
+    pub memories: Vec<Memory>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Memory {
+    pub id: i64,
+    pub content: Value,
+    #[serde(rename = "createdAt")]
+    pub created_at: String,
+    pub actor_type: String,
+    #[serde(default)]
+    pub actor_id: Option<String>,
+}
+
+/// `{platform_url}{path}` without a doubled slash.
+pub fn platform_endpoint(platform_url: &str, path: &str) -> String {
+    format!("{}{path}", platform_url.trim_end_matches('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn reference_examples_parse() {
+        let page: RunHistoryPage = serde_json::from_value(json!({
+            "object": "list", "hasMore": false,
+            "data": [{"id": "run_1", "status": "success", "checkpoint": {"n": 42}}]
+        }))
+        .unwrap();
+        assert!(!page.has_more);
+        let mem: MemoriesPage = serde_json::from_value(json!({"memories": [{
+            "id": 42, "content": "User prefers Python", "createdAt": "2026-04-20T10:00:00Z",
+            "actor_type": "user", "actor_id": "usr_abc"
+        }]}))
+        .unwrap();
+        assert_eq!(mem.memories[0].id, 42);
+        assert_eq!(
+            platform_endpoint("http://p:3000/", MEMORIES_PATH),
+            "http://p:3000/internal/memories"
+        );
+    }
+}
