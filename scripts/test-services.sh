@@ -46,4 +46,31 @@ for db in $(su postgres -c "psql -qtAc \"select datname from pg_database where d
   su postgres -c "psql -qc 'drop database if exists \"$db\"'" >/dev/null 2>&1 || true
 done
 
+# --- Docker ---------------------------------------------------------------------
+# The container tests (runtime/container-it) need a running engine and debootstrap
+# for the offline base image (scripts/build-images.sh).
+if ! command -v dockerd >/dev/null 2>&1; then
+  log "installing docker.io"
+  apt_install docker.io
+fi
+if ! command -v debootstrap >/dev/null 2>&1; then
+  log "installing debootstrap"
+  apt_install debootstrap
+fi
+if ! docker info >/dev/null 2>&1; then
+  log "starting dockerd"
+  mkdir -p /var/log
+  # setsid: the engine must outlive this script and the shell that eval'd it.
+  setsid dockerd >>/var/log/dockerd.log 2>&1 </dev/null &
+  for _ in $(seq 1 150); do
+    if docker info >/dev/null 2>&1; then break; fi
+    sleep 0.2
+  done
+  if ! docker info >/dev/null 2>&1; then
+    log "dockerd did not answer within 30s; see /var/log/dockerd.log"
+    tail -n 20 /var/log/dockerd.log >&2 || true
+    exit 1
+  fi
+fi
+
 echo "export CORRAL_TEST_DATABASE_URL=postgres://corral:corral@127.0.0.1:5432/postgres"

@@ -165,6 +165,8 @@ pub mod perms {
         EndUsersWrite,
         ApiKeysRead,
         ApiKeysWrite,
+        PackagesRead,
+        PackagesWrite,
     );
 }
 

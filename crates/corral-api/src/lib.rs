@@ -7,6 +7,7 @@ pub mod context;
 pub mod error;
 pub mod idempotency;
 pub mod json;
+pub mod packages;
 pub mod pipeline;
 pub mod ratelimit;
 pub mod routes;
@@ -36,7 +37,10 @@ use utoipa_axum::router::OpenApiRouter;
 use context::Scope;
 pub use corral_config as config;
 use error::ApiError;
-use routes::{api_keys, applications, auth as auth_routes, docs, end_users, health, me, orgs};
+use routes::{
+    api_keys, applications, auth as auth_routes, docs, end_users, health, me, orgs,
+    package_archives, packages as package_routes,
+};
 use state::{AppState, Gates, Inner};
 
 #[derive(OpenApi)]
@@ -57,6 +61,11 @@ use state::{AppState, Gates, Inner};
         (name = "End Users", description = "External users of an application"),
         (name = "API Keys", description = "API keys of an application"),
         (name = "Health", description = "Liveness and readiness"),
+        (name = "Packages", description = "AFPS package archives, bundles, files and the library"),
+        (name = "Agents", description = "Agent packages"),
+        (name = "Skills", description = "Skill packages"),
+        (name = "Integration Packages", description = "Integration packages"),
+        (name = "MCP Servers", description = "MCP server packages"),
     )
 )]
 struct ApiDoc;
@@ -199,6 +208,14 @@ fn groups() -> Vec<(Group, OpenApiRouter<AppState>)> {
         (
             Group::Scoped(Scope::App),
             end_users::app_router().merge(api_keys::app_router()),
+        ),
+        (
+            Group::Scoped(Scope::App),
+            package_routes::agents::router()
+                .merge(package_routes::skills::router())
+                .merge(package_routes::integrations::router())
+                .merge(package_routes::mcp_servers::router())
+                .merge(package_archives::app_router()),
         ),
     ]
 }
@@ -352,6 +369,8 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
             gates: Gates::default(),
             started: Instant::now(),
             openapi_json,
+            blobs: corral_storage::Blobs::local(&config.data_dir.join("objects"))
+                .context("opening object storage under the data dir")?,
             secrets,
             db,
             config,
@@ -424,6 +443,11 @@ pub async fn serve_with_state(
         http_stop.cancel();
         let _ = server_task.await;
         return Err(anyhow::Error::new(e).context("applying database migrations"));
+    }
+    if let Err(e) = packages::system::load(&state).await {
+        http_stop.cancel();
+        let _ = server_task.await;
+        return Err(e.context("loading system packages"));
     }
     state.gates.set_ready();
     tracing::info!(

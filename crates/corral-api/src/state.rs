@@ -21,6 +21,8 @@ pub struct Inner {
     pub db: Db,
     pub auth: Authenticator,
     pub rate_limiter: Arc<dyn RateLimiter>,
+    /// Object storage for package archives.
+    pub blobs: corral_storage::Blobs,
     pub gates: Gates,
     pub started: Instant,
     /// `/api/openapi.json`, serialized once at startup.

@@ -44,6 +44,10 @@ codes! {
     ExternalIdTaken = "external_id_taken", 409, "External ID Taken";
     AlreadyMember = "already_member", 409, "Already A Member";
     IdempotencyInProgress = "idempotency_in_progress", 409, "Idempotency In Progress";
+    VersionExists = "version_exists", 409, "Version Exists";
+    PackageInUse = "package_in_use", 409, "Package In Use";
+    LockConflict = "lock_conflict", 409, "Edited Concurrently";
+    ArchiveInvalid = "archive_invalid", 400, "Invalid Package Archive";
     PasswordAlreadySet = "password_already_set", 409, "Password Already Set";
     InvitationExpired = "invitation_expired", 410, "Invitation Expired";
     InvitationAccepted = "invitation_accepted", 410, "Invitation Already Accepted";
@@ -52,6 +56,7 @@ codes! {
     IdempotencyConflict = "idempotency_conflict", 422, "Idempotency Conflict";
     RateLimited = "rate_limited", 429, "Rate Limited";
     InternalError = "internal_error", 500, "Internal Server Error";
+    BundleIntegrityMismatch = "bundle_integrity_mismatch", 500, "Bundle Integrity Mismatch";
     ServiceUnavailable = "service_unavailable", 503, "Service Unavailable";
     Starting = "starting", 503, "Starting";
     ShuttingDown = "shutting_down", 503, "Shutting Down";

@@ -35,7 +35,8 @@ impl std::fmt::Debug for Blobs {
 impl Blobs {
     /// Files under `dir` (created when missing).
     pub fn local(dir: &Path) -> Result<Blobs, StorageError> {
-        std::fs::create_dir_all(dir).map_err(|e| StorageError::Path(format!("{}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StorageError::Path(format!("{}: {e}", dir.display())))?;
         Ok(Blobs {
             store: Arc::new(LocalFileSystem::new_with_prefix(dir)?),
             kind: "fs",
@@ -62,7 +63,9 @@ impl Blobs {
     /// Stores `bytes` under their content key and returns it.
     pub async fn put_content(&self, prefix: &str, bytes: Vec<u8>) -> Result<String, StorageError> {
         let key = Blobs::key_for(prefix, &bytes);
-        self.store.put(&ObjectPath::from(key.as_str()), PutPayload::from(bytes)).await?;
+        self.store
+            .put(&ObjectPath::from(key.as_str()), PutPayload::from(bytes))
+            .await?;
         Ok(key)
     }
 
@@ -77,7 +80,9 @@ impl Blobs {
 
     /// Overwrites an object (tests corrupt stored bytes with it).
     pub async fn put_raw(&self, key: &str, bytes: Vec<u8>) -> Result<(), StorageError> {
-        self.store.put(&ObjectPath::from(key), PutPayload::from(bytes)).await?;
+        self.store
+            .put(&ObjectPath::from(key), PutPayload::from(bytes))
+            .await?;
         Ok(())
     }
 
@@ -97,11 +102,26 @@ mod tests {
     async fn content_addressed_round_trip_on_disk() {
         let dir = tempfile::tempdir().unwrap();
         let blobs = Blobs::local(dir.path()).unwrap();
-        let key = blobs.put_content("packages", b"hello".to_vec()).await.unwrap();
+        let key = blobs
+            .put_content("packages", b"hello".to_vec())
+            .await
+            .unwrap();
         assert_eq!(key, Blobs::key_for("packages", b"hello"));
-        assert_eq!(blobs.put_content("packages", b"hello".to_vec()).await.unwrap(), key);
-        assert_eq!(blobs.get(&key).await.unwrap().as_deref(), Some(&b"hello"[..]));
-        assert!(dir.path().join(&key).exists(), "stored as a file under the data dir");
+        assert_eq!(
+            blobs
+                .put_content("packages", b"hello".to_vec())
+                .await
+                .unwrap(),
+            key
+        );
+        assert_eq!(
+            blobs.get(&key).await.unwrap().as_deref(),
+            Some(&b"hello"[..])
+        );
+        assert!(
+            dir.path().join(&key).exists(),
+            "stored as a file under the data dir"
+        );
         assert_eq!(blobs.get("packages/missing").await.unwrap(), None);
         blobs.delete(&key).await.unwrap();
         blobs.delete(&key).await.unwrap();

@@ -81,7 +81,12 @@ pub async fn insert(conn: &mut AnyConnection, p: &NewPackage<'_>) -> Result<()> 
 }
 
 /// A package visible to `org_id` (its own or a system one), optionally of one type.
-pub async fn get_visible(conn: &mut AnyConnection, org_id: &str, id: &str, ptype: Option<&str>) -> Result<Option<Package>> {
+pub async fn get_visible(
+    conn: &mut AnyConnection,
+    org_id: &str,
+    id: &str,
+    ptype: Option<&str>,
+) -> Result<Option<Package>> {
     sqlx::query_as(&format!(
         "{SELECT} WHERE p.id = $1 AND (p.org_id = $2 OR p.org_id IS NULL) AND ($3 IS NULL OR p.type = $3)"
     ))
@@ -103,7 +108,11 @@ pub async fn get_system(conn: &mut AnyConnection, id: &str) -> Result<Option<Pac
 }
 
 /// Packages visible to the org, system ones included, optionally of one type.
-pub async fn list_visible(conn: &mut AnyConnection, org_id: &str, ptype: Option<&str>) -> Result<Vec<Package>> {
+pub async fn list_visible(
+    conn: &mut AnyConnection,
+    org_id: &str,
+    ptype: Option<&str>,
+) -> Result<Vec<Package>> {
     sqlx::query_as(&format!(
         "{SELECT} WHERE (p.org_id = $1 OR p.org_id IS NULL) AND ($2 IS NULL OR p.type = $2) \
          ORDER BY p.org_id IS NULL, p.id"
@@ -199,7 +208,8 @@ impl<'r> FromRow<'r, AnyRow> for Version {
     }
 }
 
-const VCOLS: &str = "id, package_id, version, manifest, integrity, record, artifact_size, storage_key, yanked, \
+const VCOLS: &str =
+    "id, package_id, version, manifest, integrity, record, artifact_size, storage_key, yanked, \
                      yanked_reason, created_by, created_at";
 
 pub struct NewVersion<'a> {
@@ -235,23 +245,37 @@ pub async fn insert_version(conn: &mut AnyConnection, v: &NewVersion<'_>) -> Res
 }
 
 pub async fn versions(conn: &mut AnyConnection, package_id: &str) -> Result<Vec<Version>> {
-    sqlx::query_as(&format!("SELECT {VCOLS} FROM package_versions WHERE package_id = $1 ORDER BY id DESC"))
-        .bind(package_id)
-        .fetch_all(conn)
-        .await
-        .db()
+    sqlx::query_as(&format!(
+        "SELECT {VCOLS} FROM package_versions WHERE package_id = $1 ORDER BY id DESC"
+    ))
+    .bind(package_id)
+    .fetch_all(conn)
+    .await
+    .db()
 }
 
-pub async fn version(conn: &mut AnyConnection, package_id: &str, version: &str) -> Result<Option<Version>> {
-    sqlx::query_as(&format!("SELECT {VCOLS} FROM package_versions WHERE package_id = $1 AND version = $2"))
-        .bind(package_id)
-        .bind(version)
-        .fetch_optional(conn)
-        .await
-        .db()
+pub async fn version(
+    conn: &mut AnyConnection,
+    package_id: &str,
+    version: &str,
+) -> Result<Option<Version>> {
+    sqlx::query_as(&format!(
+        "SELECT {VCOLS} FROM package_versions WHERE package_id = $1 AND version = $2"
+    ))
+    .bind(package_id)
+    .bind(version)
+    .fetch_optional(conn)
+    .await
+    .db()
 }
 
-pub async fn set_yanked(conn: &mut AnyConnection, package_id: &str, version: &str, yanked: bool, reason: Option<&str>) -> Result<bool> {
+pub async fn set_yanked(
+    conn: &mut AnyConnection,
+    package_id: &str,
+    version: &str,
+    yanked: bool,
+    reason: Option<&str>,
+) -> Result<bool> {
     let r = sqlx::query("UPDATE package_versions SET yanked = $3, yanked_reason = $4 WHERE package_id = $1 AND version = $2")
         .bind(package_id)
         .bind(version)
@@ -277,7 +301,13 @@ pub async fn dist_tags(conn: &mut AnyConnection, package_id: &str) -> Result<Vec
         .db()
 }
 
-pub async fn set_dist_tag(conn: &mut AnyConnection, package_id: &str, tag: &str, version: &str, now: i64) -> Result<()> {
+pub async fn set_dist_tag(
+    conn: &mut AnyConnection,
+    package_id: &str,
+    tag: &str,
+    version: &str,
+    now: i64,
+) -> Result<()> {
     sqlx::query(
         "INSERT INTO package_dist_tags (package_id, tag, version, updated_at) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (package_id, tag) DO UPDATE SET version = excluded.version, updated_at = excluded.updated_at",
@@ -292,7 +322,11 @@ pub async fn set_dist_tag(conn: &mut AnyConnection, package_id: &str, tag: &str,
     Ok(())
 }
 
-pub async fn delete_dist_tag(conn: &mut AnyConnection, package_id: &str, tag: &str) -> Result<bool> {
+pub async fn delete_dist_tag(
+    conn: &mut AnyConnection,
+    package_id: &str,
+    tag: &str,
+) -> Result<bool> {
     let r = sqlx::query("DELETE FROM package_dist_tags WHERE package_id = $1 AND tag = $2")
         .bind(package_id)
         .bind(tag)
@@ -332,7 +366,11 @@ pub struct Dependency {
     pub dep_range: String,
 }
 
-pub async fn dependencies(conn: &mut AnyConnection, package_id: &str, version: &str) -> Result<Vec<Dependency>> {
+pub async fn dependencies(
+    conn: &mut AnyConnection,
+    package_id: &str,
+    version: &str,
+) -> Result<Vec<Dependency>> {
     sqlx::query_as(
         "SELECT dep_type, dep_id, dep_range FROM package_dependencies WHERE package_id = $1 AND version = $2 ORDER BY dep_id",
     )

@@ -9,6 +9,8 @@ pub mod end_users;
 pub mod health;
 pub mod me;
 pub mod orgs;
+pub mod package_archives;
+pub mod packages;
 
 use serde::Serialize;
 use utoipa::ToSchema;

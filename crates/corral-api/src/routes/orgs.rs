@@ -95,6 +95,11 @@ fn valid_slug(s: &str) -> bool {
         && b[b.len() - 1] != b'-'
 }
 
+/// Slugs an org may not take: they are scopes of system packages.
+fn reserved_slug(s: &str) -> bool {
+    s == crate::packages::system::SYSTEM_SCOPE
+}
+
 fn slugify(name: &str) -> String {
     let mut out = String::new();
     for c in name.to_lowercase().chars() {
@@ -108,6 +113,8 @@ fn slugify(name: &str) -> String {
     let out = out.trim_matches('-').to_owned();
     if out.is_empty() {
         "org".to_owned()
+    } else if reserved_slug(&out) {
+        format!("{out}-org")
     } else {
         out
     }
@@ -133,6 +140,8 @@ impl Validate for CreateOrgBody {
                     "invalid_format",
                     "must be lowercase letters, digits and inner hyphens (at most 63)",
                 ));
+            } else if reserved_slug(slug) {
+                e.push(FieldError::new("slug", "reserved", "this slug is reserved"));
             }
         }
         e
