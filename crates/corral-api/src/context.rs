@@ -167,6 +167,7 @@ pub mod perms {
         ApiKeysWrite,
         PackagesRead,
         PackagesWrite,
+        AgentsRead,
     );
 }
 

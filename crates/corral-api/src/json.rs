@@ -132,6 +132,16 @@ impl<T: Serialize> IntoResponse for Json<T> {
     }
 }
 
+/// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`); use
+/// with `#[serde(default, deserialize_with = "crate::json::nullable")]`.
+pub fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
+}
+
 /// Small helpers for `Validate` impls.
 pub mod check {
     use crate::error::FieldError;

@@ -38,8 +38,8 @@ use context::Scope;
 pub use corral_config as config;
 use error::ApiError;
 use routes::{
-    api_keys, applications, auth as auth_routes, docs, end_users, health, me, orgs,
-    package_archives, packages as package_routes,
+    agents, api_keys, applications, auth as auth_routes, docs, end_users, health, installs, me,
+    orgs, package_archives, packages as package_routes,
 };
 use state::{AppState, Gates, Inner};
 
@@ -203,7 +203,9 @@ fn groups() -> Vec<(Group, OpenApiRouter<AppState>)> {
         (Group::Scoped(Scope::OrgPath), orgs::org_path_router()),
         (
             Group::Scoped(Scope::Org),
-            applications::org_router().merge(me::org_router()),
+            applications::org_router()
+                .merge(me::org_router())
+                .merge(installs::org_router()),
         ),
         (
             Group::Scoped(Scope::App),
@@ -215,7 +217,8 @@ fn groups() -> Vec<(Group, OpenApiRouter<AppState>)> {
                 .merge(package_routes::skills::router())
                 .merge(package_routes::integrations::router())
                 .merge(package_routes::mcp_servers::router())
-                .merge(package_archives::app_router()),
+                .merge(package_archives::app_router())
+                .merge(agents::app_router()),
         ),
     ]
 }

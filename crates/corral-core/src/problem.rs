@@ -54,6 +54,7 @@ codes! {
     PayloadTooLarge = "payload_too_large", 413, "Payload Too Large";
     UnsupportedMediaType = "unsupported_media_type", 415, "Unsupported Media Type";
     IdempotencyConflict = "idempotency_conflict", 422, "Idempotency Conflict";
+    DependencyUnresolved = "dependency_unresolved", 422, "Dependency Unresolved";
     RateLimited = "rate_limited", 429, "Rate Limited";
     InternalError = "internal_error", 500, "Internal Server Error";
     BundleIntegrityMismatch = "bundle_integrity_mismatch", 500, "Bundle Integrity Mismatch";

@@ -6,6 +6,7 @@
 //! clause, so a forgotten check cannot leak another tenant's row.
 
 pub mod api_keys;
+pub mod app_packages;
 pub mod applications;
 mod db;
 pub mod end_users;

@@ -283,3 +283,46 @@ pub async fn upsert_with_draft(
         }
     }
 }
+
+/// Resolves `spec` (exact version, dist-tag or range) against the published versions
+/// of a package visible to `org_id`. Yanked versions are never picked by a range.
+pub async fn resolve(
+    state: &AppState,
+    org_id: &str,
+    package_id: &str,
+    spec: &str,
+) -> ApiResult<store::Version> {
+    let mut conn = state.db.conn().await?;
+    let row = store::get_visible(&mut conn, org_id, package_id, None)
+        .await?
+        .ok_or_else(|| ApiError::not_found("package"))?;
+    let versions = store::versions(&mut conn, &row.id).await?;
+    let tags = store::dist_tags(&mut conn, &row.id).await?;
+    let candidates: Vec<corral_afps::resolve::Candidate> = versions
+        .iter()
+        .filter_map(|v| {
+            semver::Version::parse(&v.version)
+                .ok()
+                .map(|version| corral_afps::resolve::Candidate {
+                    version,
+                    yanked: v.yanked,
+                    published: true,
+                })
+        })
+        .collect();
+    let tag_map = tags
+        .iter()
+        .filter_map(|t| {
+            semver::Version::parse(&t.version)
+                .ok()
+                .map(|v| (t.tag.clone(), v))
+        })
+        .collect();
+    let chosen = corral_afps::resolve::resolve(spec, &candidates, &tag_map, false)
+        .ok_or_else(|| ApiError::not_found(&format!("version of {package_id} matching {spec:?}")))?
+        .to_string();
+    versions
+        .into_iter()
+        .find(|v| v.version == chosen)
+        .ok_or_else(|| ApiError::not_found("version"))
+}

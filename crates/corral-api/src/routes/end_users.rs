@@ -67,27 +67,18 @@ impl From<EndUser> for EndUserObject {
 #[derive(Debug, Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct EndUserBody {
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "crate::json::nullable")]
     #[schema(value_type = Option<String>, max_length = 200)]
     pub name: Option<Option<String>>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "crate::json::nullable")]
     #[schema(value_type = Option<String>, format = Email)]
     pub email: Option<Option<String>>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "crate::json::nullable")]
     #[schema(value_type = Option<String>, max_length = 255)]
     pub external_id: Option<Option<String>>,
     /// Flat map of string, number, boolean or null values.
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Map<String, Value>>,
-}
-
-/// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
-fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
 }
 
 impl Validate for EndUserBody {

@@ -1,12 +1,14 @@
 //! HTTP handlers, one module per domain. Each module exposes its routes grouped by the
 //! context they need; [`crate::router`] puts the groups behind their layers.
 
+pub mod agents;
 pub mod api_keys;
 pub mod applications;
 pub mod auth;
 pub mod docs;
 pub mod end_users;
 pub mod health;
+pub mod installs;
 pub mod me;
 pub mod orgs;
 pub mod package_archives;

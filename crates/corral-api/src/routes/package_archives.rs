@@ -257,41 +257,13 @@ async fn resolve_version(
     name: &str,
     spec: Option<&str>,
 ) -> ApiResult<store::Version> {
-    let id = format!("{scope}/{name}");
-    let mut conn = state.db.conn().await?;
-    let row = store::get_visible(&mut conn, ctx.org_id()?, &id, None)
-        .await?
-        .ok_or_else(|| ApiError::not_found("package"))?;
-    let versions = store::versions(&mut conn, &row.id).await?;
-    let tags = store::dist_tags(&mut conn, &row.id).await?;
-    let candidates: Vec<corral_afps::resolve::Candidate> = versions
-        .iter()
-        .filter_map(|v| {
-            semver::Version::parse(&v.version)
-                .ok()
-                .map(|version| corral_afps::resolve::Candidate {
-                    version,
-                    yanked: v.yanked,
-                    published: true,
-                })
-        })
-        .collect();
-    let tag_map = tags
-        .iter()
-        .filter_map(|t| {
-            semver::Version::parse(&t.version)
-                .ok()
-                .map(|v| (t.tag.clone(), v))
-        })
-        .collect();
-    let spec = spec.unwrap_or("latest");
-    let chosen = corral_afps::resolve::resolve(spec, &candidates, &tag_map, false)
-        .ok_or_else(|| ApiError::not_found(&format!("version matching {spec:?}")))?;
-    let chosen = chosen.to_string();
-    versions
-        .into_iter()
-        .find(|v| v.version == chosen)
-        .ok_or_else(|| ApiError::not_found("version"))
+    svc::resolve(
+        state,
+        ctx.org_id()?,
+        &format!("{scope}/{name}"),
+        spec.unwrap_or("latest"),
+    )
+    .await
 }
 
 #[derive(Debug, Serialize, ToSchema)]

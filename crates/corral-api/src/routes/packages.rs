@@ -314,27 +314,6 @@ fn text_of(files: &BTreeMap<String, Vec<u8>>, path: &str) -> Option<String> {
         .map(|b| String::from_utf8_lossy(b).into_owned())
 }
 
-fn dependencies_of(manifest: &Value) -> Dependencies {
-    let mut deps = Dependencies {
-        skills: Vec::new(),
-        mcp_servers: Vec::new(),
-        integrations: Vec::new(),
-    };
-    for (t, name, range) in corral_afps::dependencies(manifest) {
-        let r = DependencyRef {
-            id: name.id(),
-            version: range,
-        };
-        match t {
-            PackageType::Skill => deps.skills.push(r),
-            PackageType::McpServer => deps.mcp_servers.push(r),
-            PackageType::Integration => deps.integrations.push(r),
-            PackageType::Agent => {}
-        }
-    }
-    deps
-}
-
 const DEFAULT_TIMEOUT_S: i64 = 300;
 const TIMEOUT_CEILING_S: i64 = 1800;
 
@@ -358,6 +337,16 @@ async fn detail(
     };
     if ptype == PackageType::Agent {
         let input = manifest.get("input").cloned().unwrap_or(Value::Null);
+        let settings: crate::routes::agents::AgentInputSettings = match ctx.app_id.as_deref() {
+            Some(app_id) => {
+                let mut conn = state.db.conn().await?;
+                corral_store::app_packages::get(&mut conn, ctx.org_id()?, app_id, &row.id)
+                    .await?
+                    .and_then(|i| serde_json::from_str(&i.input_settings).ok())
+                    .unwrap_or_default()
+            }
+            None => Default::default(),
+        };
         let timeout = manifest
             .get("timeout")
             .and_then(Value::as_i64)
@@ -377,8 +366,8 @@ async fn detail(
                     .get("schema")
                     .cloned()
                     .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
-                values: json!({}),
-                locked_fields: Vec::new(),
+                values: Value::Object(settings.values),
+                locked_fields: settings.locked_fields,
                 file_constraints: input.get("file_constraints").cloned(),
                 ui_hints: input.get("ui_hints").cloned(),
                 property_order: input
@@ -386,7 +375,7 @@ async fn detail(
                     .and_then(|v| serde_json::from_value(v.clone()).ok()),
             },
             output: manifest.get("output").cloned().unwrap_or_else(|| json!({})),
-            dependencies: dependencies_of(&manifest),
+            dependencies: crate::routes::agents::dependencies_of(&manifest),
             last_run: None,
             running_runs: 0,
             version_count: row.version_count,

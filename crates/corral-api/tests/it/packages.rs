@@ -600,7 +600,181 @@ async fn bundle_import(b: Backend) {
     assert_eq!(r.status, 409);
 }
 
+async fn installs_input_settings_agents_and_bundle_export(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let alice = app.user_with_org("Alice").await;
+    let bob = app.user_with_org("Bob").await;
+    let c = &alice.client;
+    let base = format!("/api/applications/{}/packages", alice.app_id);
+
+    // Install a system agent in the application; a second install is a conflict.
+    let inst = c
+        .post(&base, json!({"packageId": "@corral/hello-world"}), 201)
+        .await;
+    assert_eq!(inst["package_source"], "system");
+    assert_eq!(inst["enabled"], true);
+    let r = c
+        .send(
+            Method::POST,
+            &base,
+            Some(json!({"packageId": "@corral/hello-world"})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 409);
+    let r = c
+        .send(
+            Method::POST,
+            &base,
+            Some(json!({"packageId": "@nobody/nothing"})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    let listed = c.get(&format!("{base}?type=agent"), 200).await;
+    assert_eq!(listed["data"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        c.get(&format!("{base}?type=skill"), 200).await["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+
+    // Pin a version by id, disable, then unpin.
+    let versions = c
+        .get("/api/packages/agents/@corral/hello-world/versions", 200)
+        .await;
+    let vid = versions["versions"][0]["id"].as_i64().unwrap();
+    let one = format!("{base}/@corral/hello-world");
+    let u = c
+        .put(&one, json!({"version_id": vid, "enabled": false}), 200)
+        .await;
+    assert_eq!(u["version_id"], vid);
+    assert_eq!(u["enabled"], false);
+    let r = c
+        .send(Method::PUT, &one, Some(json!({"version_id": 999_999})), &[])
+        .await;
+    assert_eq!(r.status, 400);
+    let u = c.put(&one, json!({"version_id": null}), 200).await;
+    assert!(u["version_id"].is_null());
+    assert_eq!(u["enabled"], false, "fields not given keep their value");
+
+    // Another org cannot touch this application's installs.
+    for (m, path) in [
+        (Method::GET, base.clone()),
+        (Method::GET, one.clone()),
+        (Method::DELETE, one.clone()),
+    ] {
+        let r = bob.client.send(m.clone(), &path, None, &[]).await;
+        assert_eq!(r.status, 404, "{m} {path}");
+    }
+
+    // Input settings are checked against the agent's input schema, then shown in the
+    // agent's detail for this application only.
+    let settings = "/api/agents/@corral/hello-world/input-settings";
+    let r = c
+        .send(
+            Method::PUT,
+            settings,
+            Some(json!({"values": {"language": "de", "nope": 1}, "locked_fields": ["nope"]})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.body["errors"].as_array().unwrap().len(), 3, "{}", r.text);
+    c.put(
+        settings,
+        json!({"values": {"language": "fr"}, "locked_fields": ["language"]}),
+        200,
+    )
+    .await;
+    let d = c.get("/api/packages/agents/@corral/hello-world", 200).await;
+    assert_eq!(d["input"]["values"], json!({"language": "fr"}));
+    assert_eq!(d["input"]["locked_fields"], json!(["language"]));
+    let other_app = c
+        .post("/api/applications", json!({"name": "Other"}), 201)
+        .await;
+    let d2 = c
+        .app(other_app["id"].as_str().unwrap())
+        .get("/api/packages/agents/@corral/hello-world", 200)
+        .await;
+    assert_eq!(
+        d2["input"]["values"],
+        json!({}),
+        "settings are per application"
+    );
+
+    // The agents list.
+    let agents = c.get("/api/agents", 200).await;
+    let ids: Vec<&str> = agents["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&"@corral/hello-world") && ids.contains(&"@corral/http-fetcher"));
+    let hw = agents["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == "@corral/hello-world")
+        .unwrap();
+    assert_eq!(hw["dependencies"]["skills"][0]["id"], "@corral/summarize");
+
+    // Bundle export: the agent and its resolved dependencies, deterministic.
+    let (status, bytes, _) = raw(
+        &app,
+        &alice,
+        Method::GET,
+        "/api/agents/@corral/hello-world/bundle",
+        "",
+        vec![],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let bundle =
+        corral_afps::Bundle::from_archive(&bytes, &corral_afps::Limits::default()).unwrap();
+    let mut names: Vec<String> = bundle.packages.iter().map(|(p, _)| p.name.id()).collect();
+    names.sort();
+    assert_eq!(names, vec!["@corral/hello-world", "@corral/summarize"]);
+    let (_, again, _) = raw(
+        &app,
+        &alice,
+        Method::GET,
+        "/api/agents/@corral/hello-world/bundle",
+        "",
+        vec![],
+    )
+    .await;
+    assert_eq!(bytes, again);
+    // An agent whose dependency has no matching version: 422.
+    let scope = slug(&alice).await;
+    let mut m = agent_manifest(&scope, "needy", "1.0.0");
+    m["dependencies"] = json!({"skills": {"@corral/summarize": "^9.0.0"}});
+    c.post(
+        "/api/packages/agents",
+        json!({"manifest": m, "content": "x"}),
+        201,
+    )
+    .await;
+    let r = c
+        .send(
+            Method::GET,
+            &format!("/api/agents/@{scope}/needy/bundle?source=draft"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert_eq!(r.code(), "dependency_unresolved");
+
+    c.delete(&one, 204).await;
+    c.get(&one, 404).await;
+}
+
 both!(
+    installs_input_settings_agents_and_bundle_export,
     create_publish_download_round_trip,
     resolution_yanking_and_tags,
     integrity_mismatch_is_detected,
