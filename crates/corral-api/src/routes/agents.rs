@@ -25,6 +25,8 @@ pub fn app_router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_agents))
         .routes(routes!(save_input_settings))
         .routes(routes!(export_bundle))
+        .routes(routes!(update_skills))
+        .routes(routes!(get_model, set_model))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -319,4 +321,243 @@ pub async fn export_bundle(
         resp.headers_mut().insert(header::CONTENT_DISPOSITION, h);
     }
     Ok(resp)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SkillsBody {
+    /// The skills the agent uses, `@scope/name` each.
+    pub skill_ids: Vec<String>,
+}
+
+impl Validate for SkillsBody {
+    fn validate(&self) -> Vec<FieldError> {
+        self.skill_ids
+            .iter()
+            .enumerate()
+            .filter(|(_, id)| corral_afps::PackageName::parse(id).is_none())
+            .map(|(i, _)| {
+                FieldError::new(
+                    format!("skillIds[{i}]"),
+                    "invalid_format",
+                    "must be @scope/name",
+                )
+            })
+            .collect()
+    }
+}
+
+/// Replace the skills an agent's draft depends on. Each skill must be visible to the
+/// organization; the range is `^<latest version>` (or `*` before any is published).
+#[utoipa::path(put, path = "/api/agents/{scope}/{name}/skills", tag = "Agents", operation_id = "updateAgentSkills",
+    params(("scope" = String, Path, description = "Package scope"), ("name" = String, Path, description = "Package name")),
+    request_body = SkillsBody,
+    responses((status = 200, description = "The agent, with its new skills", body = crate::routes::packages::AgentDetail)))]
+pub async fn update_skills(
+    State(state): State<AppState>,
+    ctx: Perm<perms::PackagesWrite>,
+    Path((scope, name)): Path<(String, String)>,
+    Json(body): Json<SkillsBody>,
+) -> ApiResult<Json<crate::routes::packages::Detail>> {
+    let org_id = ctx.org_id()?;
+    let id = format!("{scope}/{name}");
+    let mut conn = state.db.conn().await?;
+    let row = corral_store::packages::get_visible(&mut conn, org_id, &id, Some("agent"))
+        .await?
+        .ok_or_else(|| ApiError::not_found("agent"))?;
+    if row.org_id.is_none() {
+        return Err(ApiError::forbidden("system packages are read-only"));
+    }
+    let mut skills = serde_json::Map::new();
+    let mut errors = Vec::new();
+    for (i, skill) in body.skill_ids.iter().enumerate() {
+        match corral_store::packages::get_visible(&mut conn, org_id, skill, Some("skill")).await? {
+            Some(s) => {
+                let range = s
+                    .latest_version
+                    .map(|v| format!("^{v}"))
+                    .unwrap_or_else(|| "*".to_owned());
+                skills.insert(skill.clone(), Value::String(range));
+            }
+            None => errors.push(FieldError::new(
+                format!("skillIds[{i}]"),
+                "not_found",
+                format!("no skill {skill}"),
+            )),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    drop(conn);
+    let mut pkg = svc::draft_package(&row)?;
+    let deps = pkg.manifest["dependencies"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let mut deps = deps;
+    if skills.is_empty() {
+        deps.remove("skills");
+    } else {
+        deps.insert("skills".into(), Value::Object(skills));
+    }
+    pkg.manifest["dependencies"] = Value::Object(deps);
+    let mut files = pkg.files.clone();
+    files.remove("manifest.json");
+    let pkg = Package::from_parts(pkg.manifest, files)?;
+    svc::upsert_with_draft(&state, Some(org_id), &pkg, ctx.principal.actor_user_id()).await?;
+    let mut conn = state.db.conn().await?;
+    let row = corral_store::packages::get_visible(&mut conn, org_id, &id, Some("agent"))
+        .await?
+        .ok_or_else(|| ApiError::not_found("agent"))?;
+    drop(conn);
+    Ok(Json(
+        crate::routes::packages::detail(&state, &ctx, &row, PackageType::Agent).await?,
+    ))
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AgentModel {
+    /// The model this application runs the agent with; `null` falls back to the
+    /// org's default, then the system default.
+    pub model_id: Option<String>,
+    /// Generation settings: `{temperature, reasoningLevel}`.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub generation: Option<Value>,
+}
+
+impl Validate for AgentModel {
+    fn validate(&self) -> Vec<FieldError> {
+        let mut e = Vec::new();
+        if let Some(m) = &self.model_id {
+            if m.trim().is_empty() || m.len() > 200 {
+                e.push(FieldError::new(
+                    "modelId",
+                    "invalid_format",
+                    "must be 1 to 200 characters or null",
+                ));
+            }
+        }
+        match &self.generation {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(g)) => {
+                for (k, v) in g {
+                    match k.as_str() {
+                        "temperature"
+                            if v.is_null()
+                                || v.as_f64().is_some_and(|t| (0.0..=1.0).contains(&t)) => {}
+                        "temperature" => e.push(FieldError::new(
+                            "generation.temperature",
+                            "out_of_range",
+                            "must be between 0 and 1",
+                        )),
+                        "reasoningLevel"
+                            if v.is_null()
+                                || v.as_str().is_some_and(|l| {
+                                    ["off", "minimal", "low", "medium", "high", "xhigh", "max"]
+                                        .contains(&l)
+                                }) => {}
+                        "reasoningLevel" => e.push(FieldError::new(
+                            "generation.reasoningLevel",
+                            "invalid_enum",
+                            "unknown reasoning level",
+                        )),
+                        other => e.push(FieldError::new(
+                            format!("generation.{other}"),
+                            "unknown_field",
+                            "unknown setting",
+                        )),
+                    }
+                }
+            }
+            Some(_) => e.push(FieldError::new(
+                "generation",
+                "invalid_type",
+                "must be an object or null",
+            )),
+        }
+        e
+    }
+}
+
+async fn agent_visible(state: &AppState, org_id: &str, id: &str) -> ApiResult<()> {
+    let mut conn = state.db.conn().await?;
+    corral_store::packages::get_visible(&mut conn, org_id, id, Some("agent"))
+        .await?
+        .map(|_| ())
+        .ok_or_else(|| ApiError::not_found("agent"))
+}
+
+/// The model the application runs the agent with.
+#[utoipa::path(get, path = "/api/agents/{scope}/{name}/model", tag = "Agents", operation_id = "getAgentModel",
+    params(("scope" = String, Path, description = "Package scope"), ("name" = String, Path, description = "Package name")),
+    responses((status = 200, description = "Model choice", body = AgentModel)))]
+pub async fn get_model(
+    State(state): State<AppState>,
+    ctx: Perm<perms::AgentsRead>,
+    Path((scope, name)): Path<(String, String)>,
+) -> ApiResult<Json<AgentModel>> {
+    let org_id = ctx.org_id()?;
+    let id = format!("{scope}/{name}");
+    agent_visible(&state, org_id, &id).await?;
+    let mut conn = state.db.conn().await?;
+    let installed = corral_store::app_packages::get(&mut conn, org_id, ctx.app_id()?, &id).await?;
+    Ok(Json(AgentModel {
+        model_id: installed.as_ref().and_then(|i| i.model_id.clone()),
+        generation: installed
+            .and_then(|i| i.generation_config)
+            .and_then(|g| serde_json::from_str(&g).ok()),
+    }))
+}
+
+/// Choose the model the application runs the agent with (installing it when needed).
+#[utoipa::path(put, path = "/api/agents/{scope}/{name}/model", tag = "Agents", operation_id = "setAgentModel",
+    params(("scope" = String, Path, description = "Package scope"), ("name" = String, Path, description = "Package name")),
+    request_body = AgentModel,
+    responses((status = 200, description = "Saved", body = AgentModel)))]
+pub async fn set_model(
+    State(state): State<AppState>,
+    ctx: Perm<perms::PackagesWrite>,
+    Path((scope, name)): Path<(String, String)>,
+    Json(body): Json<AgentModel>,
+) -> ApiResult<Json<AgentModel>> {
+    let org_id = ctx.org_id()?;
+    let app_id = ctx.app_id()?;
+    let id = format!("{scope}/{name}");
+    agent_visible(&state, org_id, &id).await?;
+    let mut conn = state.db.conn().await?;
+    let now = now_ms();
+    let cur = match corral_store::app_packages::get(&mut conn, org_id, app_id, &id).await? {
+        Some(c) => c,
+        None => {
+            corral_store::app_packages::install(&mut conn, org_id, app_id, &id, now).await?;
+            corral_store::app_packages::get(&mut conn, org_id, app_id, &id)
+                .await?
+                .ok_or_else(|| ApiError::not_found("agent"))?
+        }
+    };
+    let generation = body
+        .generation
+        .as_ref()
+        .filter(|g| !g.is_null())
+        .map(Value::to_string);
+    corral_store::app_packages::update(
+        &mut conn,
+        org_id,
+        app_id,
+        &id,
+        &corral_store::app_packages::Settings {
+            enabled: cur.enabled,
+            version_id: cur.version_id,
+            model_id: body.model_id.as_deref(),
+            proxy_id: cur.proxy_id.as_deref(),
+            generation_config: generation.as_deref(),
+            input_settings: &cur.input_settings,
+            now,
+        },
+    )
+    .await?;
+    Ok(Json(body))
 }

@@ -247,20 +247,44 @@ impl Validate for UpdatePackageBody {}
 pub struct CreateVersionBody {
     /// Version to publish the draft as; defaults to the draft manifest's version.
     pub version: Option<String>,
+    /// A custom dist-tag (e.g. `beta`, `stable`) to point at the new version, besides
+    /// `latest`, which moves to every new stable version by itself.
+    pub tag: Option<String>,
+}
+
+/// A dist-tag name: lowercase, starts with a letter, and is not a version or range.
+fn valid_tag(t: &str) -> bool {
+    let b = t.as_bytes();
+    !b.is_empty()
+        && b.len() <= 64
+        && b[0].is_ascii_lowercase()
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && semver::VersionReq::parse(t).is_err()
 }
 
 impl Validate for CreateVersionBody {
     fn validate(&self) -> Vec<FieldError> {
-        match &self.version {
-            Some(v) if semver::Version::parse(v).is_err() => {
-                vec![FieldError::new(
+        let mut e = Vec::new();
+        if let Some(v) = &self.version {
+            if semver::Version::parse(v).is_err() {
+                e.push(FieldError::new(
                     "version",
                     "invalid_format",
                     "must be a semantic version such as 1.2.0",
-                )]
+                ));
             }
-            _ => Vec::new(),
         }
+        if let Some(t) = &self.tag {
+            if !valid_tag(t) {
+                e.push(FieldError::new(
+                    "tag",
+                    "invalid_format",
+                    "lowercase letters, digits and hyphens, starting with a letter",
+                ));
+            }
+        }
+        e
     }
 }
 
@@ -317,7 +341,7 @@ fn text_of(files: &BTreeMap<String, Vec<u8>>, path: &str) -> Option<String> {
 const DEFAULT_TIMEOUT_S: i64 = 300;
 const TIMEOUT_CEILING_S: i64 = 1800;
 
-async fn detail(
+pub(crate) async fn detail(
     state: &AppState,
     ctx: &Ctx,
     row: &store::Package,
@@ -685,6 +709,7 @@ async fn publish_impl(
 ) -> ApiResult<PackageVersionDetail> {
     let row = load_own(state, ctx, id, ptype).await?;
     let mut pkg = svc::draft_package(&row)?;
+    let body_tag = body.tag;
     if let Some(v) = body.version {
         let mut manifest = pkg.manifest.clone();
         manifest["version"] = Value::String(v);
@@ -694,6 +719,10 @@ async fn publish_impl(
     }
     let archive = pkg.to_archive();
     let v = svc::publish(state, &row.id, &pkg, archive, ctx.principal.actor_user_id()).await?;
+    if let Some(tag) = &body_tag {
+        let mut conn = state.db.conn().await?;
+        store::set_dist_tag(&mut conn, &row.id, tag, &v.version, now_ms()).await?;
+    }
     version_detail(state, v, ptype).await
 }
 

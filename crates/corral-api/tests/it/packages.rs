@@ -773,7 +773,123 @@ async fn installs_input_settings_agents_and_bundle_export(b: Backend) {
     c.get(&one, 404).await;
 }
 
+async fn custom_tags_skills_and_model(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let alice = app.user_with_org("Alice").await;
+    let scope = slug(&alice).await;
+    let c = &alice.client;
+    c.post(
+        "/api/packages/agents",
+        json!({"manifest": agent_manifest(&scope, "t", "1.0.0"), "content": "x"}),
+        201,
+    )
+    .await;
+    let base = format!("/api/packages/agents/@{scope}/t");
+    let v = c
+        .post(&format!("{base}/versions"), json!({"tag": "stable"}), 201)
+        .await;
+    assert_eq!(v["dist_tags"], json!(["latest", "stable"]));
+    c.post(
+        &format!("{base}/versions"),
+        json!({"version": "2.0.0-rc.1", "tag": "next"}),
+        201,
+    )
+    .await;
+    let r = c
+        .send(
+            Method::POST,
+            &format!("{base}/versions"),
+            Some(json!({"version": "3.0.0", "tag": "^1"})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 400, "a range is not a tag name");
+    let (_, bytes, _) = raw(
+        &app,
+        &alice,
+        Method::GET,
+        &format!("/api/packages/@{scope}/t/next/download"),
+        "",
+        vec![],
+    )
+    .await;
+    let pkg = corral_afps::Package::from_archive(&bytes, &corral_afps::Limits::default()).unwrap();
+    assert_eq!(
+        pkg.version.to_string(),
+        "2.0.0-rc.1",
+        "a custom tag resolves to its version"
+    );
+    let (_, bytes, _) = raw(
+        &app,
+        &alice,
+        Method::GET,
+        &format!("/api/packages/@{scope}/t/stable/download"),
+        "",
+        vec![],
+    )
+    .await;
+    assert_eq!(
+        corral_afps::Package::from_archive(&bytes, &corral_afps::Limits::default())
+            .unwrap()
+            .version
+            .to_string(),
+        "1.0.0"
+    );
+
+    // Skills of an agent.
+    let d = c
+        .put(
+            &format!("/api/agents/@{scope}/t/skills"),
+            json!({"skillIds": ["@corral/summarize"]}),
+            200,
+        )
+        .await;
+    assert_eq!(d["dependencies"]["skills"][0]["id"], "@corral/summarize");
+    assert_eq!(d["dependencies"]["skills"][0]["version"], "^1.0.0");
+    let r = c
+        .send(
+            Method::PUT,
+            &format!("/api/agents/@{scope}/t/skills"),
+            Some(json!({"skillIds": ["@corral/nope"]})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    let r = c
+        .send(
+            Method::PUT,
+            "/api/agents/@corral/hello-world/skills",
+            Some(json!({"skillIds": []})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 403);
+
+    // The model an application runs an agent with.
+    let m = c.get("/api/agents/@corral/hello-world/model", 200).await;
+    assert!(m["modelId"].is_null());
+    c.put(
+        "/api/agents/@corral/hello-world/model",
+        json!({"modelId": "gpt-5-mini", "generation": {"temperature": 0.2}}),
+        200,
+    )
+    .await;
+    let m = c.get("/api/agents/@corral/hello-world/model", 200).await;
+    assert_eq!(m["modelId"], "gpt-5-mini");
+    assert_eq!(m["generation"]["temperature"], 0.2);
+    let r = c
+        .send(
+            Method::PUT,
+            "/api/agents/@corral/hello-world/model",
+            Some(json!({"modelId": "x", "generation": {"temperature": 3}})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 400);
+}
+
 both!(
+    custom_tags_skills_and_model,
     installs_input_settings_agents_and_bundle_export,
     create_publish_download_round_trip,
     resolution_yanking_and_tags,
