@@ -52,8 +52,16 @@ pub struct LoadReport {
 /// Loads every embedded system package. A package that fails validation stops the
 /// boot: shipping a broken system package is a build error, not a runtime surprise.
 pub async fn load(state: &AppState) -> anyhow::Result<LoadReport> {
+    load_from(state, embedded()).await
+}
+
+/// Loads the given packages (directory name, files) as system packages.
+pub async fn load_from(
+    state: &AppState,
+    packages: Vec<(String, BTreeMap<String, Vec<u8>>)>,
+) -> anyhow::Result<LoadReport> {
     let mut report = LoadReport::default();
-    for (dir, mut files) in embedded() {
+    for (dir, mut files) in packages {
         let manifest_bytes = files
             .remove("manifest.json")
             .ok_or_else(|| anyhow::anyhow!("system package {dir} has no manifest.json"))?;
