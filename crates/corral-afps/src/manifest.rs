@@ -232,9 +232,9 @@ fn schema_errors(ptype: PackageType, manifest: &Value, errors: &mut Vec<FieldErr
         _ => manifest,
     };
     for error in validator.iter_errors(instance) {
-        let path = dotted(error.instance_path.as_str());
+        let path = dotted(error.instance_path().as_str());
         let message = error.to_string();
-        match &error.kind {
+        match error.kind() {
             ValidationErrorKind::Required { property } => {
                 let property = property
                     .as_str()
@@ -245,7 +245,7 @@ fn schema_errors(ptype: PackageType, manifest: &Value, errors: &mut Vec<FieldErr
             ValidationErrorKind::AdditionalProperties { unexpected } => {
                 for property in unexpected {
                     errors.push(FieldError::new(
-                        join(&path, property),
+                        join(&path, property.as_str()),
                         "additional_properties",
                         format!("{property:?} is not allowed here"),
                     ));

@@ -74,7 +74,7 @@ pub fn check_response(
         .map_err(|e| format!("{method} {template}: bad schema: {e}"))?;
     let errors: Vec<String> = validator
         .iter_errors(body)
-        .map(|e| format!("{} at {}", e, e.instance_path))
+        .map(|e| format!("{} at {}", e, e.instance_path()))
         .collect();
     if errors.is_empty() {
         Ok(())

@@ -97,7 +97,7 @@ impl OutputCheck {
         };
         let errors: Vec<Value> = validator
             .iter_errors(&value)
-            .map(|e| json!({"path": e.instance_path.to_string(), "message": e.to_string()}))
+            .map(|e| json!({"path": e.instance_path().to_string(), "message": e.to_string()}))
             .collect();
         if errors.is_empty() {
             return OutputVerdict::Accepted(value);
