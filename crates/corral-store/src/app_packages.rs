@@ -103,6 +103,33 @@ pub async fn install(
     Ok(())
 }
 
+/// The install of a package in an application, installing it first when missing.
+pub async fn get_or_install(
+    conn: &mut AnyConnection,
+    org_id: &str,
+    app_id: &str,
+    package_id: &str,
+    now: i64,
+) -> Result<Installed> {
+    if let Some(row) = get(conn, org_id, app_id, package_id).await? {
+        return Ok(row);
+    }
+    sqlx::query(
+        "INSERT INTO application_packages (application_id, org_id, package_id, input_settings, enabled, installed_at, updated_at) \
+         VALUES ($1, $2, $3, '{}', 1, $4, $4) ON CONFLICT DO NOTHING",
+    )
+    .bind(app_id)
+    .bind(org_id)
+    .bind(package_id)
+    .bind(now)
+    .execute(&mut *conn)
+    .await
+    .db()?;
+    get(conn, org_id, app_id, package_id)
+        .await?
+        .ok_or(crate::StoreError::NotFound)
+}
+
 pub struct Settings<'a> {
     pub enabled: bool,
     pub version_id: Option<i64>,

@@ -200,15 +200,8 @@ pub async fn save_input_settings(
         return Err(ApiError::validation(errors));
     }
     let now = now_ms();
-    let cur = match corral_store::app_packages::get(&mut conn, org_id, app_id, &id).await? {
-        Some(c) => c,
-        None => {
-            corral_store::app_packages::install(&mut conn, org_id, app_id, &id, now).await?;
-            corral_store::app_packages::get(&mut conn, org_id, app_id, &id)
-                .await?
-                .ok_or_else(|| ApiError::not_found("agent"))?
-        }
-    };
+    let cur =
+        corral_store::app_packages::get_or_install(&mut conn, org_id, app_id, &id, now).await?;
     let settings = serde_json::to_string(&body).map_err(ApiError::internal)?;
     corral_store::app_packages::update(
         &mut conn,
@@ -529,15 +522,8 @@ pub async fn set_model(
     agent_visible(&state, org_id, &id).await?;
     let mut conn = state.db.conn().await?;
     let now = now_ms();
-    let cur = match corral_store::app_packages::get(&mut conn, org_id, app_id, &id).await? {
-        Some(c) => c,
-        None => {
-            corral_store::app_packages::install(&mut conn, org_id, app_id, &id, now).await?;
-            corral_store::app_packages::get(&mut conn, org_id, app_id, &id)
-                .await?
-                .ok_or_else(|| ApiError::not_found("agent"))?
-        }
-    };
+    let cur =
+        corral_store::app_packages::get_or_install(&mut conn, org_id, app_id, &id, now).await?;
     let generation = body
         .generation
         .as_ref()
