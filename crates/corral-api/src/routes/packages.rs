@@ -356,7 +356,7 @@ pub(crate) async fn detail(
             let mut conn = state.db.conn().await?;
             store::version(&mut conn, &row.id, v)
                 .await?
-                .is_none_or(|ver| ver.manifest != row.draft_manifest)
+                .is_none_or(|ver| ver.integrity != row.draft_integrity)
         }
     };
     if ptype == PackageType::Agent {

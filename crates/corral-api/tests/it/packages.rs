@@ -80,6 +80,28 @@ async fn create_publish_download_round_trip(b: Backend) {
     assert_eq!(v1["dist_tags"], json!(["latest"]));
     let integrity = v1["integrity"].as_str().unwrap().to_owned();
     assert!(integrity.starts_with("sha256-"));
+    assert_eq!(
+        c.get(&base, 200).await["has_unarchived_changes"],
+        false,
+        "the draft is the published version"
+    );
+    // Editing only the prompt (not the manifest) is an unpublished change.
+    let detail = c.get(&base, 200).await;
+    let edited = c
+        .put(&base, json!({"manifest": detail["manifest"], "content": "Say hi warmly.", "lock_version": detail["lock_version"]}), 200)
+        .await;
+    assert_eq!(edited["has_unarchived_changes"], true);
+    let r = c
+        .send(Method::PUT, &base, Some(json!({"manifest": detail["manifest"], "content": "stale", "lock_version": detail["lock_version"]})), &[])
+        .await;
+    assert_eq!(r.status, 409, "a stale lock_version is refused");
+    c.post(&format!("{base}/versions/1.0.0/restore"), json!({}), 200)
+        .await;
+    assert_eq!(
+        c.get(&base, 200).await["has_unarchived_changes"],
+        false,
+        "restored to the published bytes"
+    );
 
     // Forward only: equal and lower versions are 409.
     for v in ["1.0.0", "0.9.0"] {
