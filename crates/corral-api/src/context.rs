@@ -168,6 +168,10 @@ pub mod perms {
         PackagesRead,
         PackagesWrite,
         AgentsRead,
+        AgentsRun,
+        RunsRead,
+        RunsWrite,
+        RunsCancel,
     );
 }
 

@@ -11,6 +11,7 @@ pub mod packages;
 pub mod pipeline;
 pub mod ratelimit;
 pub mod routes;
+pub mod runs;
 pub mod state;
 
 use std::net::SocketAddr;
@@ -39,7 +40,7 @@ pub use corral_config as config;
 use error::ApiError;
 use routes::{
     agents, api_keys, applications, auth as auth_routes, docs, end_users, health, installs, me,
-    orgs, package_archives, packages as package_routes,
+    orgs, package_archives, packages as package_routes, runs as run_routes,
 };
 use state::{AppState, Gates, Inner};
 
@@ -66,6 +67,7 @@ use state::{AppState, Gates, Inner};
         (name = "Skills", description = "Skill packages"),
         (name = "Integration Packages", description = "Integration packages"),
         (name = "MCP Servers", description = "MCP server packages"),
+        (name = "Runs", description = "Running agents in sandboxes, and what runs report"),
     )
 )]
 struct ApiDoc;
@@ -106,6 +108,9 @@ const PUBLIC_OPERATIONS: &[&str] = &[
     "/api/auth/get-session",
     "/api/auth/sign-out",
     "/invite/{token}/info",
+    "/api/runs/{runId}/events",
+    "/api/runs/{runId}/events/heartbeat",
+    "/api/runs/{runId}/events/finalize",
 ];
 
 /// Documents the problem responses the pipeline itself can give on every operation
@@ -194,7 +199,12 @@ enum Group {
 
 fn groups() -> Vec<(Group, OpenApiRouter<AppState>)> {
     vec![
-        (Group::Public, health::router().merge(orgs::public_router())),
+        (
+            Group::Public,
+            health::router()
+                .merge(orgs::public_router())
+                .merge(runs::ingest::router()),
+        ),
         (Group::Auth, auth_routes::router()),
         (
             Group::Scoped(Scope::User),
@@ -220,6 +230,7 @@ fn groups() -> Vec<(Group, OpenApiRouter<AppState>)> {
                 .merge(package_archives::app_router())
                 .merge(agents::app_router()),
         ),
+        (Group::Scoped(Scope::App), run_routes::app_router()),
     ]
 }
 
@@ -375,6 +386,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
             blobs: corral_storage::Blobs::local(&config.data_dir.join("objects"))
                 .context("opening object storage under the data dir")?,
             secrets,
+            runs: runs::Runs::new(db.clone()),
             db,
             config,
         }),
@@ -458,11 +470,14 @@ pub async fn serve_with_state(
         "ready"
     );
     let maintenance = tokio::spawn(maintenance(state.clone(), shutdown.clone()));
+    let runs_stop = CancellationToken::new();
+    let run_tasks = start_runs(&state, addr, &runs_stop);
 
     tokio::select! {
         _ = shutdown.cancelled() => {}
         res = &mut server_task => {
             maintenance.abort();
+            runs_stop.cancel();
             return match res {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(e)) => Err(anyhow::Error::new(e).context("HTTP server failed")),
@@ -488,6 +503,7 @@ pub async fn serve_with_state(
             "grace period over with work still running"
         );
     }
+    stop_runs(&state, runs_stop, run_tasks).await;
     http_stop.cancel();
     let http_deadline = deadline.max(tokio::time::Instant::now() + Duration::from_secs(1));
     if tokio::time::timeout_at(http_deadline, &mut server_task)
@@ -501,6 +517,90 @@ pub async fn serve_with_state(
     state.db.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Starts the run machinery: sandbox backend selection (in the background, so boot
+/// does not wait on the Docker engine), the sandbox-facing listener, the executor's
+/// dispatcher, the reconciler and, on PostgreSQL, the run bus listener.
+fn start_runs(
+    state: &AppState,
+    addr: SocketAddr,
+    stop: &CancellationToken,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    let st = state.clone();
+    let s = stop.clone();
+    tasks.push(tokio::spawn(async move {
+        match runs::select_backend(&st, addr).await {
+            Ok((sandboxes, listener)) => {
+                st.runs.set_sandboxes(Ok(sandboxes));
+                if let Some(listener) = listener {
+                    let app = sandbox_router(st.clone());
+                    let stop = s.clone();
+                    let served = axum::serve(listener, app)
+                        .with_graceful_shutdown(async move { stop.cancelled().await })
+                        .await;
+                    if let Err(e) = served {
+                        tracing::error!(error = %e, "sandbox listener failed");
+                    }
+                }
+            }
+            Err(msg) => {
+                tracing::warn!(error = %msg, "no sandbox backend: runs will fail with sandbox_unavailable");
+                st.runs.set_sandboxes(Err(msg));
+            }
+        }
+    }));
+    tasks.push(tokio::spawn(runs::executor::dispatch(
+        state.clone(),
+        stop.clone(),
+    )));
+    tasks.push(tokio::spawn(runs::reconcile::heartbeat(
+        state.clone(),
+        stop.clone(),
+    )));
+    tasks.push(tokio::spawn(runs::reconcile::run(
+        state.clone(),
+        stop.clone(),
+    )));
+    if state.db.backend() == corral_store::Backend::Postgres {
+        let url = state.config.effective_database_url();
+        tasks.push(tokio::spawn(
+            state.runs.bus.clone().listen(url, stop.clone()),
+        ));
+    }
+    tasks
+}
+
+/// Stops the run machinery: supervisors fail their runs (`server_shutdown`) and tear
+/// their sandboxes down, then the warm pool is emptied.
+async fn stop_runs(
+    state: &AppState,
+    stop: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+) {
+    stop.cancel();
+    if tokio::time::timeout(Duration::from_secs(30), state.runs.executor.drain())
+        .await
+        .is_err()
+    {
+        tracing::warn!("run supervisors did not stop in time");
+    }
+    if let Some(sbx) = state.runs.sandboxes_now() {
+        sbx.backend.shutdown().await;
+    }
+    for t in tasks {
+        t.abort();
+    }
+}
+
+/// The routes sandboxes call (run events), alone on the sandbox-facing listener.
+fn sandbox_router(state: AppState) -> Router {
+    let (r, _) = runs::ingest::router().split_for_parts();
+    r.fallback(route_not_found)
+        .layer(from_fn(pipeline::request_id::layer))
+        .layer(DefaultBodyLimit::max(state.config.body_limit_bytes))
+        .with_state(state)
 }
 
 /// Periodic clean-up of expired sessions and idempotency keys.

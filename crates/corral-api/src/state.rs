@@ -27,6 +27,8 @@ pub struct Inner {
     pub started: Instant,
     /// `/api/openapi.json`, serialized once at startup.
     pub openapi_json: bytes::Bytes,
+    /// Runs: executor, sandbox backend, state bus.
+    pub runs: crate::runs::Runs,
 }
 
 impl std::ops::Deref for AppState {

@@ -48,6 +48,39 @@ pub struct Config {
     pub encryption_key_id: Option<String>,
     #[serde(skip_serializing)]
     pub encryption_keys: Option<Secret>,
+    /// `docker` | `process`; unset: Docker when the engine answers, else processes.
+    pub sandbox: Option<String>,
+    /// Ready sandboxes kept per image (`CORRAL_WARM_POOL_SIZE`).
+    pub warm_pool_size: usize,
+    /// Pool members older than this are recycled.
+    pub warm_pool_ttl_seconds: u64,
+    pub agent_image: String,
+    pub sidecar_image: String,
+    /// Base URL sidecars use to reach this server (default: derived by the backend).
+    pub internal_url: Option<String>,
+    /// Port of the sandbox-facing listener on the engine's host gateway (Docker
+    /// backend); 0 picks a free one.
+    pub sandbox_listen_port: u16,
+    /// Runs executing at once on this server.
+    pub max_concurrent_runs: usize,
+    /// Runs of one organization executing at once on this server.
+    pub org_max_concurrent_runs: usize,
+    /// Pending + running runs an organization may have before triggers get 429.
+    pub org_max_queued_runs: i64,
+    /// Ceiling of a run's timeout (manifest timeout, default 300 s, is clamped to it).
+    pub run_timeout_ceiling_seconds: u64,
+    /// From sandbox start to the first event.
+    pub run_boot_deadline_seconds: u64,
+    /// No heartbeat for this long: the run fails with `stalled`.
+    pub run_stall_seconds: u64,
+    /// Extra environment for agent sandboxes (`KEY=VALUE`, comma separated).
+    pub agent_env: Vec<String>,
+    /// The system default model: `openai` | `anthropic`.
+    pub model_api: Option<String>,
+    pub model_base_url: Option<String>,
+    #[serde(skip_serializing)]
+    pub model_api_key: Option<Secret>,
+    pub model_id: Option<String>,
 }
 
 impl Default for Config {
@@ -71,8 +104,36 @@ impl Default for Config {
             encryption_key: None,
             encryption_key_id: None,
             encryption_keys: None,
+            sandbox: None,
+            warm_pool_size: 2,
+            warm_pool_ttl_seconds: 600,
+            agent_image: "corral-agent:latest".into(),
+            sidecar_image: "corral-sidecar:latest".into(),
+            internal_url: None,
+            sandbox_listen_port: 0,
+            max_concurrent_runs: 20,
+            org_max_concurrent_runs: 5,
+            org_max_queued_runs: 100,
+            run_timeout_ceiling_seconds: 1800,
+            run_boot_deadline_seconds: 120,
+            run_stall_seconds: 60,
+            agent_env: Vec::new(),
+            model_api: None,
+            model_base_url: None,
+            model_api_key: None,
+            model_id: None,
         }
     }
+}
+
+/// The model runs use when nothing more specific is chosen (SPEC §12's last fallback).
+#[derive(Debug, Clone)]
+pub struct SystemModel {
+    /// `openai` | `anthropic`.
+    pub api: String,
+    pub model: String,
+    pub base_url: String,
+    pub api_key: Option<Secret>,
 }
 
 /// Environment variable → config key. Lists are comma separated.
@@ -98,9 +159,33 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("CORRAL_ENCRYPTION_KEY", "encryption_key"),
     ("CORRAL_ENCRYPTION_KEY_ID", "encryption_key_id"),
     ("CORRAL_ENCRYPTION_KEYS", "encryption_keys"),
+    ("CORRAL_SANDBOX", "sandbox"),
+    ("CORRAL_WARM_POOL_SIZE", "warm_pool_size"),
+    ("CORRAL_WARM_POOL_TTL_SECONDS", "warm_pool_ttl_seconds"),
+    ("CORRAL_AGENT_IMAGE", "agent_image"),
+    ("CORRAL_SIDECAR_IMAGE", "sidecar_image"),
+    ("CORRAL_INTERNAL_URL", "internal_url"),
+    ("CORRAL_SANDBOX_LISTEN_PORT", "sandbox_listen_port"),
+    ("CORRAL_MAX_CONCURRENT_RUNS", "max_concurrent_runs"),
+    ("CORRAL_ORG_MAX_CONCURRENT_RUNS", "org_max_concurrent_runs"),
+    ("CORRAL_ORG_MAX_QUEUED_RUNS", "org_max_queued_runs"),
+    (
+        "CORRAL_RUN_TIMEOUT_CEILING_SECONDS",
+        "run_timeout_ceiling_seconds",
+    ),
+    (
+        "CORRAL_RUN_BOOT_DEADLINE_SECONDS",
+        "run_boot_deadline_seconds",
+    ),
+    ("CORRAL_RUN_STALL_SECONDS", "run_stall_seconds"),
+    ("CORRAL_AGENT_ENV", "agent_env"),
+    ("CORRAL_MODEL_API", "model_api"),
+    ("CORRAL_MODEL_BASE_URL", "model_base_url"),
+    ("CORRAL_MODEL_API_KEY", "model_api_key"),
+    ("CORRAL_MODEL_ID", "model_id"),
 ];
 
-const LIST_KEYS: &[&str] = &["trusted_origins"];
+const LIST_KEYS: &[&str] = &["trusted_origins", "agent_env"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -216,7 +301,65 @@ impl Config {
                 });
             }
         }
+        if let Some(sandbox) = &self.sandbox {
+            if sandbox != "docker" && sandbox != "process" {
+                return Err(ConfigError::Var {
+                    var: "CORRAL_SANDBOX",
+                    message: format!("must be docker or process, got {sandbox:?}"),
+                });
+            }
+        }
+        if let Some(api) = &self.model_api {
+            if api != "openai" && api != "anthropic" {
+                return Err(ConfigError::Var {
+                    var: "CORRAL_MODEL_API",
+                    message: format!("must be openai or anthropic, got {api:?}"),
+                });
+            }
+        }
+        if let Some(url) = &self.model_base_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ConfigError::Var {
+                    var: "CORRAL_MODEL_BASE_URL",
+                    message: format!("must start with http:// or https://, got {url:?}"),
+                });
+            }
+        }
+        for kv in &self.agent_env {
+            if !kv.contains('=') {
+                return Err(ConfigError::Var {
+                    var: "CORRAL_AGENT_ENV",
+                    message: format!("{kv:?} is not KEY=VALUE"),
+                });
+            }
+        }
+        if self.max_concurrent_runs == 0 || self.org_max_concurrent_runs == 0 {
+            return Err(ConfigError::Var {
+                var: "CORRAL_MAX_CONCURRENT_RUNS",
+                message: "run concurrency limits must be at least 1".into(),
+            });
+        }
         Ok(())
+    }
+
+    /// The system default model from configuration, when `CORRAL_MODEL_API` and
+    /// `CORRAL_MODEL_ID` are set. The base URL defaults to the provider's.
+    pub fn system_model(&self) -> Option<SystemModel> {
+        let api = self.model_api.clone()?;
+        let model = self.model_id.clone()?;
+        let base_url = self.model_base_url.clone().unwrap_or_else(|| {
+            if api == "anthropic" {
+                "https://api.anthropic.com".into()
+            } else {
+                "https://api.openai.com/v1".into()
+            }
+        });
+        Some(SystemModel {
+            api,
+            model,
+            base_url,
+            api_key: self.model_api_key.clone(),
+        })
     }
 
     pub fn is_production(&self) -> bool {

@@ -49,6 +49,16 @@ codes! {
     LockConflict = "lock_conflict", 409, "Edited Concurrently";
     ArchiveInvalid = "archive_invalid", 400, "Invalid Package Archive";
     PasswordAlreadySet = "password_already_set", 409, "Password Already Set";
+    RunNotCancellable = "run_not_cancellable", 409, "Run Not Cancellable";
+    RunsActive = "runs_active", 409, "Runs Still Active";
+    RerunAgentMismatch = "rerun_agent_mismatch", 409, "Rerun Of Another Agent";
+    NoPublishedVersion = "no_published_version", 404, "No Published Version";
+    ConnectionMissing = "connection_missing", 412, "Connection Missing";
+    ModelNotConfigured = "model_not_configured", 422, "Model Not Configured";
+    InvalidSignature = "invalid_signature", 401, "Invalid Signature";
+    RunSinkClosed = "run_sink_closed", 410, "Run Sink Closed";
+    RunSinkExpired = "run_sink_expired", 410, "Run Sink Expired";
+    ConcurrencyLimit = "concurrency_limit", 429, "Too Many Active Runs";
     InvitationExpired = "invitation_expired", 410, "Invitation Expired";
     InvitationAccepted = "invitation_accepted", 410, "Invitation Already Accepted";
     PayloadTooLarge = "payload_too_large", 413, "Payload Too Large";

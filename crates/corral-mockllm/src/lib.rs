@@ -58,6 +58,10 @@ impl RecordedRequest {
 #[derive(Default)]
 struct Inner {
     turns: VecDeque<Turn>,
+    /// Per-conversation mode: the turn is `steps[k]` where `k` is the number of
+    /// assistant messages the request already carries, so concurrent conversations
+    /// each play the same script independently of how their requests interleave.
+    steps: Option<Vec<Turn>>,
     requests: Vec<RecordedRequest>,
     served: Usage,
     next_id: u64,
@@ -75,6 +79,12 @@ pub struct MockLlm {
 impl MockLlm {
     /// Binds `127.0.0.1:0` and serves `script`.
     pub async fn start(script: impl Into<Script>) -> std::io::Result<MockLlm> {
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), script).await
+    }
+
+    /// Binds `addr` (port 0: any free port) and serves `script` — e.g. on the
+    /// Docker host gateway address, so that containers reach it.
+    pub async fn start_on(addr: SocketAddr, script: impl Into<Script>) -> std::io::Result<MockLlm> {
         let inner: Shared = Arc::new(Mutex::new(Inner {
             turns: script.into().turns.into(),
             ..Inner::default()
@@ -84,7 +94,7 @@ impl MockLlm {
             .route("/chat/completions", post(openai))
             .route("/v1/messages", post(anthropic))
             .with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let server = tokio::spawn(async move {
             // The server only ends when the task is aborted on drop; an accept error
@@ -98,7 +108,19 @@ impl MockLlm {
         })
     }
 
-    /// `http://127.0.0.1:<port>` (no path).
+    /// Binds `addr` and plays `steps` for every conversation independently: a request
+    /// whose messages already hold `k` assistant turns gets `steps[k]` (requests past
+    /// the end get an error). For concurrent runs of the same agent.
+    pub async fn start_per_conversation(
+        addr: SocketAddr,
+        steps: Vec<Turn>,
+    ) -> std::io::Result<MockLlm> {
+        let mock = Self::start_on(addr, Vec::<Turn>::new()).await?;
+        mock.inner.lock().steps = Some(steps);
+        Ok(mock)
+    }
+
+    /// `http://<bound address>` (no path), e.g. `http://127.0.0.1:<port>`.
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
     }
@@ -188,6 +210,12 @@ fn respond(
         .unwrap_or("mock-model")
         .to_owned();
 
+    // Anthropic and OpenAI both carry prior model turns as `role: assistant`.
+    let assistant_turns = json
+        .get("messages")
+        .and_then(Value::as_array)
+        .map(|m| m.iter().filter(|m| m["role"] == "assistant").count())
+        .unwrap_or(0);
     let (turn, id) = {
         let mut inner = inner.lock();
         inner.requests.push(RecordedRequest {
@@ -196,7 +224,11 @@ fn respond(
             body: json,
         });
         inner.next_id += 1;
-        (inner.turns.pop_front(), inner.next_id)
+        let turn = match &inner.steps {
+            Some(steps) => steps.get(assistant_turns).cloned(),
+            None => inner.turns.pop_front(),
+        };
+        (turn, inner.next_id)
     };
 
     let Some(turn) = turn else {

@@ -14,6 +14,7 @@ pub mod idempotency;
 pub mod invitations;
 pub mod orgs;
 pub mod packages;
+pub mod runs;
 pub mod sessions;
 pub mod users;
 

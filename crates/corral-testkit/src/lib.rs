@@ -71,6 +71,10 @@ impl TestApp {
         config.listen = "127.0.0.1:0".parse().expect("addr");
         config.shutdown_grace_seconds = 5;
         config.database_max_connections = 5;
+        // Runs use child processes and no warm pool unless a test asks otherwise, so
+        // the many tests that never run an agent start no sandbox.
+        config.sandbox = Some("process".into());
+        config.warm_pool_size = 0;
         if backend == Backend::Postgres {
             config.database_url = Some(fresh_postgres_database().await);
         }

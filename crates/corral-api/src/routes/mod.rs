@@ -13,6 +13,7 @@ pub mod me;
 pub mod orgs;
 pub mod package_archives;
 pub mod packages;
+pub mod runs;
 
 use serde::Serialize;
 use utoipa::ToSchema;

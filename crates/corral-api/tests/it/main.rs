@@ -12,3 +12,4 @@ mod pipeline;
 
 mod rate_limit;
 mod resources;
+mod runs;

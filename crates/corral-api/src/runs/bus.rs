@@ -1,0 +1,115 @@
+//! The run bus: every state change of a run (`pending → running → terminal`) is
+//! published here, so that `GET /api/runs/{id}?wait=` wakes up at once and the
+//! executor supervising a run learns that another replica cancelled it.
+//!
+//! On SQLite (one server) the bus is an in-process broadcast. On PostgreSQL a change is
+//! published with `pg_notify` and every server (the publisher included) receives it
+//! through one `LISTEN` connection, so all replicas see the same stream. A
+//! notification lost while the listener reconnects is covered by the executor's
+//! periodic status check and by the long poll's deadline.
+
+use std::time::Duration;
+
+use corral_store::{Backend, Db};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+pub const CHANNEL: &str = "corral_run_status";
+
+/// A run changed status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunSignal {
+    pub run_id: String,
+    pub status: String,
+}
+
+#[derive(Clone)]
+pub struct RunBus {
+    tx: broadcast::Sender<RunSignal>,
+    db: Db,
+}
+
+impl RunBus {
+    pub fn new(db: Db) -> RunBus {
+        let (tx, _) = broadcast::channel(4096);
+        RunBus { tx, db }
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<RunSignal> {
+        self.tx.subscribe()
+    }
+
+    /// Announces a change to every server. Never fails the caller: the state is
+    /// already committed, and the watchers have periodic fallbacks.
+    pub async fn publish(&self, run_id: &str, status: &str) {
+        let signal = RunSignal {
+            run_id: run_id.to_owned(),
+            status: status.to_owned(),
+        };
+        match self.db.backend() {
+            Backend::Sqlite => {
+                let _ = self.tx.send(signal);
+            }
+            Backend::Postgres => {
+                let payload = serde_json::to_string(&signal).unwrap_or_default();
+                let sent = sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(CHANNEL)
+                    .bind(payload)
+                    .execute(self.db.pool())
+                    .await;
+                if let Err(e) = sent {
+                    tracing::warn!(error = %e, run_id, "pg_notify failed; delivering locally only");
+                    let _ = self.tx.send(signal);
+                }
+            }
+        }
+    }
+
+    /// On PostgreSQL: listens on [`CHANNEL`] until `stop`, reconnecting after errors,
+    /// and forwards each notification to the local subscribers.
+    pub async fn listen(self, database_url: String, stop: CancellationToken) {
+        if self.db.backend() != Backend::Postgres {
+            return;
+        }
+        loop {
+            let listener = async {
+                let mut l = sqlx::postgres::PgListener::connect(&database_url).await?;
+                l.listen(CHANNEL).await?;
+                Ok::<_, sqlx::Error>(l)
+            };
+            let mut listener = tokio::select! {
+                _ = stop.cancelled() => return,
+                l = listener => match l {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "run bus: LISTEN failed; retrying");
+                        tokio::select! {
+                            _ = stop.cancelled() => return,
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                        }
+                    }
+                },
+            };
+            loop {
+                let n = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    n = listener.try_recv() => n,
+                };
+                match n {
+                    Ok(Some(n)) => {
+                        if let Ok(signal) = serde_json::from_str::<RunSignal>(n.payload()) {
+                            let _ = self.tx.send(signal);
+                        }
+                    }
+                    // The connection dropped; sqlx reconnects on the next call.
+                    Ok(None) => tracing::warn!("run bus: LISTEN connection lost; reconnecting"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "run bus: LISTEN failed; reconnecting");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,514 @@
+//! The executor (SPEC §7): a queue per organization with a per-org concurrency cap
+//! and a server-wide one. Runs that cannot start stay `pending`; when a slot frees,
+//! organizations are served in rotation (each org's runs in arrival order), so one
+//! org's burst never starves another.
+//!
+//! Each started run gets a supervisor task: lease a sandbox, mark the run `running`,
+//! configure the sidecar, then watch the run until it is terminal — finalized by the
+//! agent, cancelled (on any replica), timed out, stalled, crashed, or the server
+//! stopping — and tear the sandbox down in every case.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Duration;
+
+use corral_core::time::now_ms;
+use corral_protocol::{Secret, SidecarConfig, Sink, Task};
+use corral_sandbox::{Resources, SandboxError, SandboxState};
+use corral_store::runs as store;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::{codes, fail, Definition, Sandboxes};
+use crate::state::AppState;
+
+#[derive(Default)]
+struct Sched {
+    queues: HashMap<String, VecDeque<String>>,
+    /// Orgs with queued runs, in service order.
+    rotation: VecDeque<String>,
+    running: HashMap<String, usize>,
+    total: usize,
+    queued: HashSet<String>,
+}
+
+#[derive(Default)]
+pub struct Executor {
+    sched: Mutex<Sched>,
+    wake: Notify,
+    /// Sandboxes leased by this server whose run is not finished (the reaper keeps them).
+    leased: Mutex<HashSet<String>>,
+    tasks: TaskTracker,
+}
+
+/// Counts for metrics and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExecutorStats {
+    pub queued: usize,
+    pub running: usize,
+}
+
+impl Executor {
+    /// Queues a pending run of `org_id` (a run already queued is not queued twice).
+    pub fn enqueue(&self, org_id: &str, run_id: &str) {
+        let mut s = self.sched.lock();
+        if !s.queued.insert(run_id.to_owned()) {
+            return;
+        }
+        let q = s.queues.entry(org_id.to_owned()).or_default();
+        q.push_back(run_id.to_owned());
+        if q.len() == 1 && !s.rotation.iter().any(|o| o == org_id) {
+            s.rotation.push_back(org_id.to_owned());
+        }
+        drop(s);
+        self.wake.notify_one();
+    }
+
+    pub fn stats(&self) -> ExecutorStats {
+        let s = self.sched.lock();
+        ExecutorStats {
+            queued: s.queued.len(),
+            running: s.total,
+        }
+    }
+
+    /// Sandbox ids this server leased for runs that are still being supervised.
+    pub fn leased_sandboxes(&self) -> HashSet<String> {
+        self.leased.lock().clone()
+    }
+
+    /// The next run to start, respecting both caps, orgs in rotation.
+    fn pick(&self, max_total: usize, max_per_org: usize) -> Option<(String, String)> {
+        let mut s = self.sched.lock();
+        if s.total >= max_total {
+            return None;
+        }
+        for _ in 0..s.rotation.len() {
+            let org = s.rotation.pop_front()?;
+            let running = s.running.get(&org).copied().unwrap_or(0);
+            let run = if running < max_per_org {
+                s.queues.get_mut(&org).and_then(VecDeque::pop_front)
+            } else {
+                None
+            };
+            let has_more = s.queues.get(&org).is_some_and(|q| !q.is_empty());
+            if has_more {
+                s.rotation.push_back(org.clone());
+            } else if run.is_some() || s.queues.get(&org).is_some_and(VecDeque::is_empty) {
+                s.queues.remove(&org);
+            }
+            if let Some(run) = run {
+                *s.running.entry(org.clone()).or_default() += 1;
+                s.total += 1;
+                s.queued.remove(&run);
+                return Some((org, run));
+            }
+        }
+        None
+    }
+
+    fn done(&self, org: &str) {
+        let mut s = self.sched.lock();
+        if let Some(n) = s.running.get_mut(org) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                s.running.remove(org);
+            }
+        }
+        s.total = s.total.saturating_sub(1);
+        drop(s);
+        self.wake.notify_one();
+    }
+
+    /// Marks a sandbox as in use by a run this server supervises.
+    pub fn adopt(&self, sandbox_id: String) {
+        self.leased.lock().insert(sandbox_id);
+    }
+
+    pub fn release(&self, sandbox_id: &str) {
+        self.leased.lock().remove(sandbox_id);
+    }
+
+    /// Runs a supervision task that [`Executor::drain`] waits for.
+    pub fn spawn<F>(&self, fut: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.tasks.spawn(fut);
+    }
+
+    /// Waits for every supervisor to finish (they stop on `stop`).
+    pub async fn drain(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}
+
+/// Starts queued runs as slots free up, until `stop`.
+pub async fn dispatch(state: AppState, stop: CancellationToken) {
+    let max = state.config.max_concurrent_runs;
+    let per_org = state.config.org_max_concurrent_runs;
+    loop {
+        while let Some((org, run_id)) = state.runs.executor.pick(max, per_org) {
+            let st = state.clone();
+            let stop = stop.clone();
+            state.runs.executor.tasks.spawn(async move {
+                if let Err(e) = supervise(&st, &run_id, &stop).await {
+                    tracing::error!(run_id, error = %format!("{e:#}"), "run supervision failed");
+                    let _ = fail(
+                        &st,
+                        &run_id,
+                        "failed",
+                        "internal_error",
+                        "the platform failed while running this run",
+                    )
+                    .await;
+                }
+                st.runs.executor.done(&org);
+            });
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = state.runs.executor.wake.notified() => {}
+        }
+    }
+}
+
+/// The run token handed to the sidecar: derived from the server's run-token secret, so
+/// only its hash needs storing and any replica can recompute it.
+pub fn run_token(state: &AppState, run_id: &str) -> String {
+    use hmac::Mac;
+    let mut mac =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(state.secrets.run_token.expose().as_bytes())
+            .expect("HMAC accepts any key length");
+    mac.update(run_id.as_bytes());
+    format!("rt_{}", hex::encode(mac.finalize().into_bytes()))
+}
+
+pub fn hash_token(token: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+}
+
+fn sandbox_error_code(e: &SandboxError) -> &'static str {
+    match e {
+        SandboxError::Unavailable(_)
+        | SandboxError::ImageMissing { .. }
+        | SandboxError::BinaryMissing(_) => codes::SANDBOX_UNAVAILABLE,
+        _ => codes::SANDBOX_START_FAILED,
+    }
+}
+
+async fn supervise(state: &AppState, run_id: &str, stop: &CancellationToken) -> anyhow::Result<()> {
+    let mut conn = state.db.conn().await?;
+    let Some(run) = store::get_internal(&mut conn, run_id).await? else {
+        return Ok(());
+    };
+    drop(conn);
+    if run.status != "pending" {
+        return Ok(());
+    }
+    let def: Definition = serde_json::from_str(&run.definition)?;
+    let sbx = match state.runs.sandboxes().await {
+        Ok(s) => s,
+        Err(msg) => {
+            fail(
+                state,
+                run_id,
+                "failed",
+                codes::SANDBOX_UNAVAILABLE,
+                &format!("no sandbox backend: {msg}"),
+            )
+            .await?;
+            return Ok(());
+        }
+    };
+    let lease = tokio::select! {
+        l = sbx.backend.lease(run_id, Resources::default()) => l,
+        _ = stop.cancelled() => {
+            fail(state, run_id, "failed", codes::SERVER_SHUTDOWN, "the server stopped before the run started").await?;
+            return Ok(());
+        }
+    };
+    let lease = match lease {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(run_id, error = %e, "no sandbox for run");
+            fail(
+                state,
+                run_id,
+                "failed",
+                sandbox_error_code(&e),
+                &e.to_string(),
+            )
+            .await?;
+            return Ok(());
+        }
+    };
+    state.runs.executor.adopt(lease.id.clone());
+    let result = run_in(state, &run, &def, &sbx, &lease, stop).await;
+    teardown(&sbx, &lease.id).await;
+    state.runs.executor.release(&lease.id);
+    result
+}
+
+/// Removes a sandbox, retrying briefly: a sandbox must never outlive its run.
+pub async fn teardown(sbx: &Sandboxes, sandbox_id: &str) {
+    for attempt in 0..5u32 {
+        match sbx.backend.destroy(sandbox_id).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(sandbox_id, attempt, error = %e, "sandbox teardown failed; retrying");
+                tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(attempt))).await;
+            }
+        }
+    }
+    tracing::error!(
+        sandbox_id,
+        "sandbox teardown failed; the reaper will remove it"
+    );
+}
+
+async fn run_in(
+    state: &AppState,
+    run: &store::Run,
+    def: &Definition,
+    sbx: &Sandboxes,
+    lease: &corral_sandbox::Lease,
+    stop: &CancellationToken,
+) -> anyhow::Result<()> {
+    let run_id = run.id.as_str();
+    let mut conn = state.db.conn().await?;
+    let started = store::mark_running(
+        &mut conn,
+        run_id,
+        &state.runs.instance_id,
+        &lease.id,
+        lease.kind.as_str(),
+        now_ms(),
+    )
+    .await?;
+    drop(conn);
+    if !started {
+        // Cancelled while the sandbox was being leased.
+        return Ok(());
+    }
+    state.runs.bus.publish(run_id, "running").await;
+    tracing::info!(run_id, sandbox = %lease.id, warm = lease.warm, kind = %lease.kind, "run started");
+
+    if let Err(e) = configure(state, run, def, sbx, lease).await {
+        tracing::warn!(run_id, error = %format!("{e:#}"), "configuring the sidecar failed");
+        fail(
+            state,
+            run_id,
+            "failed",
+            codes::SANDBOX_START_FAILED,
+            &format!("the sandbox could not be configured: {e}"),
+        )
+        .await?;
+        return Ok(());
+    }
+    watch(state, run, sbx, &lease.id, stop).await
+}
+
+async fn configure(
+    state: &AppState,
+    run: &store::Run,
+    def: &Definition,
+    sbx: &Sandboxes,
+    lease: &corral_sandbox::Lease,
+) -> anyhow::Result<()> {
+    let api_key = state
+        .config
+        .model_api_key
+        .as_ref()
+        .map(|k| k.expose().to_owned())
+        .unwrap_or_default();
+    let input = run
+        .input
+        .as_deref()
+        .map(serde_json::from_str)
+        .transpose()?
+        .unwrap_or(serde_json::Value::Null);
+    let config = SidecarConfig {
+        run_id: run.id.clone(),
+        run_token: Secret::new(run_token(state, &run.id)),
+        task: Task {
+            prompt: def.prompt.clone(),
+            input,
+            output_schema: def.output_schema.clone(),
+            skills: def.skills.clone(),
+            model: corral_protocol::ModelConfig {
+                api: def.model.api,
+                model: def.model.model.clone(),
+                base_url: sbx.backend.sidecar_view(&def.model.base_url),
+                api_key: Secret::new(api_key),
+            },
+            limits: def.limits,
+        },
+        integrations: Vec::new(),
+        sink: Sink {
+            events_url: format!(
+                "{}/api/runs/{}/events",
+                sbx.platform_url.trim_end_matches('/'),
+                run.id
+            ),
+            secret: Secret::new(run.sink_secret.clone()),
+        },
+        platform_url: None,
+        mcp_servers: Vec::new(),
+        egress: Default::default(),
+    };
+    let url = format!(
+        "{}{}",
+        lease.sidecar_url.trim_end_matches('/'),
+        corral_protocol::sidecar_api::CONFIGURE_PATH
+    );
+    let resp = http_client()
+        .post(url)
+        .bearer_auth(lease.configure_token.expose())
+        .json(&config)
+        .timeout(Duration::from_secs(15))
+        .send()
+        .await?;
+    if !resp.status().is_success() {
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        anyhow::bail!(
+            "sidecar answered {status}: {}",
+            body.chars().take(300).collect::<String>()
+        );
+    }
+    Ok(())
+}
+
+fn http_client() -> &'static reqwest::Client {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    CLIENT.get_or_init(|| {
+        reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap_or_default()
+    })
+}
+
+/// How long after the agent's exit its finalize may still arrive.
+const EXIT_GRACE: Duration = Duration::from_secs(3);
+/// The agent's own wall clock fires first and reports partial results; the platform
+/// enforces the timeout this much later for an agent that cannot.
+const TIMEOUT_GRACE_MS: i64 = 10_000;
+
+/// Watches a running run until it is terminal, enforcing the boot deadline, the
+/// heartbeat stall limit and the wall clock, and noticing a crashed agent.
+pub(crate) async fn watch(
+    state: &AppState,
+    run: &store::Run,
+    sbx: &Sandboxes,
+    sandbox_id: &str,
+    stop: &CancellationToken,
+) -> anyhow::Result<()> {
+    let run_id = run.id.as_str();
+    let mut signals = state.runs.bus.subscribe();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let boot_ms = state.config.run_boot_deadline_seconds as i64 * 1000;
+    let stall_ms = state.config.run_stall_seconds as i64 * 1000;
+    let mut exited_at: Option<tokio::time::Instant> = None;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => {
+                fail(state, run_id, "failed", codes::SERVER_SHUTDOWN, "the server shut down during the run").await?;
+                return Ok(());
+            }
+            sig = signals.recv() => {
+                match sig {
+                    Ok(s) if s.run_id == run_id && store::is_terminal(&s.status) => return Ok(()),
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(_) => {}
+                }
+            }
+            _ = tick.tick() => {}
+        }
+        let mut conn = state.db.conn().await?;
+        let Some(row) = store::get_internal(&mut conn, run_id).await? else {
+            return Ok(());
+        };
+        drop(conn);
+        if store::is_terminal(&row.status) {
+            return Ok(());
+        }
+        let now = now_ms();
+        let started = row.started_at.unwrap_or(row.created_at);
+        if now > started + row.timeout_secs * 1000 + TIMEOUT_GRACE_MS {
+            super::finish(
+                state,
+                run_id,
+                &store::Finish {
+                    status: "timeout",
+                    error: Some(&format!(
+                        "the run exceeded its {} s timeout",
+                        row.timeout_secs
+                    )),
+                    error_code: Some(codes::TIMEOUT),
+                    now,
+                    ..Default::default()
+                },
+            )
+            .await?;
+            return Ok(());
+        }
+        if row.first_event_at.is_none() && now > started + boot_ms {
+            fail(
+                state,
+                run_id,
+                "failed",
+                codes::BOOT_TIMEOUT,
+                &format!(
+                    "the sandbox sent no event within {} s of starting",
+                    boot_ms / 1000
+                ),
+            )
+            .await?;
+            return Ok(());
+        }
+        if row.first_event_at.is_some() && row.last_heartbeat_at.is_some_and(|h| now > h + stall_ms)
+        {
+            fail(
+                state,
+                run_id,
+                "failed",
+                codes::STALLED,
+                &format!("no heartbeat for {} s", stall_ms / 1000),
+            )
+            .await?;
+            return Ok(());
+        }
+        match sbx.backend.state(sandbox_id).await {
+            Ok(SandboxState::Running) => exited_at = None,
+            Ok(SandboxState::AgentExited { .. }) | Ok(SandboxState::Gone) => {
+                let since = *exited_at.get_or_insert_with(tokio::time::Instant::now);
+                if since.elapsed() >= EXIT_GRACE {
+                    let logs = sbx.backend.agent_logs(sandbox_id, 4096).await;
+                    let details = serde_json::json!({ "agent_output_tail": logs }).to_string();
+                    super::finish(
+                        state,
+                        run_id,
+                        &store::Finish {
+                            status: "failed",
+                            error: Some("the agent exited without reporting a result"),
+                            error_code: Some(codes::AGENT_CRASHED),
+                            error_details: Some(&details),
+                            now: now_ms(),
+                            ..Default::default()
+                        },
+                    )
+                    .await?;
+                    return Ok(());
+                }
+            }
+            // The engine may be briefly unreachable; deadlines still apply.
+            Err(e) => tracing::debug!(run_id, error = %e, "sandbox state unknown"),
+        }
+    }
+}

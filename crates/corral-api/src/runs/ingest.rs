@@ -1,0 +1,362 @@
+//! The endpoints sandboxes report to (SPEC §9 "Events"): `POST /api/runs/{runId}/events`,
+//! `/events/heartbeat` and `/events/finalize`. They are authenticated by the run's
+//! sink secret (Standard Webhooks signature), not by the user pipeline.
+//!
+//! Events are applied strictly in sequence order: the run's `last_sequence` moves by
+//! compare-and-swap inside the transaction that stores the event, a duplicate is
+//! acknowledged as a `replay`, and an event ahead of a gap is kept in
+//! `run_event_buffer` until the gap fills (or finalize flushes it).
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use corral_core::time::now_ms;
+use corral_core::ErrorCode;
+use corral_protocol::events::{EventPayload, LogLevel};
+use corral_protocol::{CloudEvent, RunResult, RunStatus, SigningSecret, WebhookHeaders};
+use corral_store::runs as store;
+use serde::Serialize;
+use serde_json::{json, Value};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::{codes, Definition};
+use crate::error::{ApiError, ApiResult};
+use crate::json::Json;
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(ingest_event))
+        .routes(routes!(heartbeat))
+        .routes(routes!(finalize))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IngestOutcome {
+    pub ok: bool,
+    /// `persisted` | `replay` | `buffered`.
+    #[schema(value_type = String, pattern = "^(persisted|replay|buffered)$")]
+    pub outcome: &'static str,
+    pub sequence: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Ok {
+    pub ok: bool,
+}
+
+/// Loads the run and checks the signature with its sink secret.
+async fn authenticate(
+    state: &AppState,
+    run_id: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> ApiResult<store::Run> {
+    let mut conn = state.db.conn().await?;
+    let run = store::get_internal(&mut conn, run_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("run"))?;
+    drop(conn);
+    let wh = WebhookHeaders::from_lookup(|name| headers.get(name).and_then(|v| v.to_str().ok()))
+        .map_err(|e| ApiError::new(ErrorCode::InvalidSignature, e.to_string()))?;
+    let secret = SigningSecret::parse(&run.sink_secret)
+        .map_err(|e| ApiError::internal(anyhow::anyhow!("stored sink secret: {e}")))?;
+    secret
+        .verify(&wh, body, now_ms() / 1000)
+        .map_err(|e| ApiError::new(ErrorCode::InvalidSignature, e.to_string()))?;
+    Ok(run)
+}
+
+fn check_open(run: &store::Run) -> ApiResult<()> {
+    if store::is_terminal(&run.status) {
+        return Err(ApiError::new(
+            ErrorCode::RunSinkClosed,
+            format!("the run is already {}", run.status),
+        ));
+    }
+    if now_ms() > run.sink_expires_at {
+        return Err(ApiError::new(
+            ErrorCode::RunSinkExpired,
+            "the run's event sink has expired",
+        ));
+    }
+    Ok(())
+}
+
+fn level_str(l: LogLevel) -> &'static str {
+    match l {
+        LogLevel::Debug => "debug",
+        LogLevel::Info => "info",
+        LogLevel::Warn => "warn",
+        LogLevel::Error => "error",
+    }
+}
+
+/// Stores one event's effects (inside the caller's transaction).
+async fn apply(conn: &mut corral_store::Conn, run_id: &str, ev: &CloudEvent) -> ApiResult<()> {
+    let payload = ev
+        .payload()
+        .map_err(|e| ApiError::invalid_param("data", format!("data does not match type: {e}")))?;
+    let now = now_ms();
+    let seq = Some(ev.sequence as i64);
+    let (log_type, level, message, data): (&str, &str, Option<String>, Option<Value>) =
+        match &payload {
+            EventPayload::Log(l) => ("log", level_str(l.level), Some(l.message.clone()), None),
+            EventPayload::Progress(p) => (
+                "progress",
+                "info",
+                Some(p.message.clone()),
+                Some(json!({"step": p.step})),
+            ),
+            EventPayload::Error(e) => (
+                "error",
+                "error",
+                Some(e.message.clone()),
+                Some(json!({"code": e.code, "details": e.details})),
+            ),
+            EventPayload::Metric(m) => {
+                let usage = json!({
+                    "input_tokens": m.total.input_tokens,
+                    "output_tokens": m.total.output_tokens,
+                });
+                store::set_usage(conn, run_id, &usage.to_string()).await?;
+                ("metric", "debug", None, Some(ev.data.clone()))
+            }
+            EventPayload::Output(o) => {
+                let result = json!({"output": o.output});
+                store::set_result(conn, run_id, &result.to_string()).await?;
+                ("output", "info", None, Some(json!({"output": o.output})))
+            }
+            EventPayload::Memory(m) => ("memory", "info", Some(m.content.clone()), None),
+            EventPayload::Pinned(p) => (
+                "pinned",
+                "info",
+                None,
+                Some(json!({"key": p.key, "value": p.value})),
+            ),
+        };
+    let data = data.map(|d| d.to_string());
+    store::insert_log(
+        conn,
+        &store::NewLog {
+            run_id,
+            sequence: seq,
+            log_type,
+            level,
+            message: message.as_deref(),
+            data: data.as_deref(),
+            now,
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// Applies buffered events that follow `last` contiguously (or all of them when
+/// `flush`), returning the new last sequence.
+async fn drain_buffer(
+    conn: &mut corral_store::Conn,
+    run_id: &str,
+    mut last: i64,
+    flush: bool,
+) -> ApiResult<i64> {
+    for (seq, body) in store::buffered(conn, run_id).await? {
+        if seq <= last {
+            store::unbuffer(conn, run_id, seq).await?;
+            continue;
+        }
+        if seq != last + 1 && !flush {
+            break;
+        }
+        let ev: CloudEvent = serde_json::from_str(&body).map_err(ApiError::internal)?;
+        apply(conn, run_id, &ev).await?;
+        store::unbuffer(conn, run_id, seq).await?;
+        last = seq;
+    }
+    Ok(last)
+}
+
+/// Ingest one signed CloudEvent from the run's sidecar.
+#[utoipa::path(post, path = "/api/runs/{runId}/events", tag = "Runs", operation_id = "ingestRunEvent",
+    params(("runId" = String, Path, description = "Run id")),
+    request_body(content = Object, content_type = "application/cloudevents+json", description = "One CloudEvents 1.0 run event"),
+    responses((status = 200, description = "Accepted", body = IngestOutcome),
+              (status = 410, description = "The run's sink is closed or expired", body = crate::error::ProblemDetail, content_type = "application/problem+json")),
+    security(()))]
+pub async fn ingest_event(
+    State(state): State<AppState>,
+    Path(run_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<IngestOutcome>> {
+    let run = authenticate(&state, &run_id, &headers, &body).await?;
+    check_open(&run)?;
+    let ev: CloudEvent = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::invalid_param("body", format!("not a run event: {e}")))?;
+    if ev.run_id() != Some(run_id.as_str()) {
+        return Err(ApiError::invalid_param(
+            "source",
+            "the event's source is not this run",
+        ));
+    }
+    let seq = ev.sequence as i64;
+    if seq < 1 {
+        return Err(ApiError::invalid_param("sequence", "sequence starts at 1"));
+    }
+    let mut tx = state.db.begin().await?;
+    let current = store::get_internal(&mut tx, &run_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("run"))?;
+    let last = current.last_sequence;
+    let outcome = if seq <= last {
+        "replay"
+    } else if seq == last + 1 {
+        apply(&mut tx, &run_id, &ev).await?;
+        let new_last = drain_buffer(&mut tx, &run_id, seq, false).await?;
+        if !store::advance_sequence(&mut tx, &run_id, last, new_last).await? {
+            // Another delivery of the same sequence won the race.
+            return Ok(Json(IngestOutcome {
+                ok: true,
+                outcome: "replay",
+                sequence: seq,
+            }));
+        }
+        "persisted"
+    } else {
+        store::buffer_event(
+            &mut tx,
+            &run_id,
+            seq,
+            &String::from_utf8_lossy(&body),
+            now_ms(),
+        )
+        .await?;
+        "buffered"
+    };
+    store::touch(&mut tx, &run_id, now_ms()).await?;
+    tx.commit().await.map_err(corral_store::StoreError::from)?;
+    Ok(Json(IngestOutcome {
+        ok: true,
+        outcome,
+        sequence: seq,
+    }))
+}
+
+/// Proof of life from the run's sidecar.
+#[utoipa::path(post, path = "/api/runs/{runId}/events/heartbeat", tag = "Runs", operation_id = "heartbeatRemoteRun",
+    params(("runId" = String, Path, description = "Run id")),
+    request_body(content = Object, description = "The heartbeat (run id, time, step, usage)"),
+    responses((status = 200, description = "Recorded", body = Ok),
+              (status = 410, description = "The run's sink is closed or expired", body = crate::error::ProblemDetail, content_type = "application/problem+json")),
+    security(()))]
+pub async fn heartbeat(
+    State(state): State<AppState>,
+    Path(run_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<Ok>> {
+    let run = authenticate(&state, &run_id, &headers, &body).await?;
+    check_open(&run)?;
+    let mut conn = state.db.conn().await?;
+    store::touch(&mut conn, &run_id, now_ms()).await?;
+    Ok(Json(Ok { ok: true }))
+}
+
+/// The run's result: closes the sink, flushes buffered events, validates the output
+/// against the agent's output schema and writes the terminal state.
+#[utoipa::path(post, path = "/api/runs/{runId}/events/finalize", tag = "Runs", operation_id = "finalizeRemoteRun",
+    params(("runId" = String, Path, description = "Run id")),
+    request_body(content = Object, description = "The run result: status, output, error, usage, duration_ms"),
+    responses((status = 200, description = "Closed", body = Ok),
+              (status = 410, description = "The run's sink expired", body = crate::error::ProblemDetail, content_type = "application/problem+json")),
+    security(()))]
+pub async fn finalize(
+    State(state): State<AppState>,
+    Path(run_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<Ok>> {
+    let run = authenticate(&state, &run_id, &headers, &body).await?;
+    if store::is_terminal(&run.status) {
+        // Idempotent: a retried finalize after the run closed.
+        return Ok(Json(Ok { ok: true }));
+    }
+    check_open(&run)?;
+    let result: RunResult = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::invalid_param("body", format!("not a run result: {e}")))?;
+    let def: Definition = serde_json::from_str(&run.definition).map_err(ApiError::internal)?;
+
+    let mut tx = state.db.begin().await?;
+    let current = store::get_internal(&mut tx, &run_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("run"))?;
+    let last = drain_buffer(&mut tx, &run_id, current.last_sequence, true).await?;
+    if last != current.last_sequence {
+        store::advance_sequence(&mut tx, &run_id, current.last_sequence, last).await?;
+    }
+    tx.commit().await.map_err(corral_store::StoreError::from)?;
+
+    let mut conn = state.db.conn().await?;
+    let stored_output = store::get_internal(&mut conn, &run_id)
+        .await?
+        .and_then(|r| r.result)
+        .and_then(|r| serde_json::from_str::<Value>(&r).ok())
+        .and_then(|r| r.get("output").cloned());
+    drop(conn);
+    let output = result.output.clone().or(stored_output);
+
+    let mut status = match result.status {
+        RunStatus::Success => "success",
+        RunStatus::Failed => "failed",
+        RunStatus::Timeout => "timeout",
+        RunStatus::Cancelled => "cancelled",
+    };
+    let mut error = result.error.as_ref().map(|e| e.message.clone());
+    let mut code = result.error.as_ref().map(|e| e.code.clone());
+    let mut details = result
+        .error
+        .as_ref()
+        .and_then(|e| e.details.clone())
+        .map(|d| d.to_string());
+    if status == "success" {
+        if let (Some(schema), Some(out)) = (&def.output_schema, &output) {
+            let errors: Vec<Value> = match jsonschema::validator_for(schema) {
+                Ok(v) => v
+                    .iter_errors(out)
+                    .map(|e| json!({"path": e.instance_path().to_string(), "message": e.to_string()}))
+                    .collect(),
+                Err(e) => vec![json!({"path": "", "message": format!("invalid output schema: {e}")})],
+            };
+            if !errors.is_empty() {
+                status = "failed";
+                code = Some(codes::OUTPUT_SCHEMA_MISMATCH.to_owned());
+                error = Some("the output does not match the agent's output schema".to_owned());
+                details = Some(json!({ "errors": errors }).to_string());
+            }
+        }
+    }
+    let result_json = output.map(|o| json!({ "output": o }).to_string());
+    let usage = json!({
+        "input_tokens": result.usage.input_tokens,
+        "output_tokens": result.usage.output_tokens,
+    })
+    .to_string();
+    super::finish(
+        &state,
+        &run_id,
+        &store::Finish {
+            status,
+            result: result_json.as_deref(),
+            error: error.as_deref(),
+            error_code: code.as_deref(),
+            error_details: details.as_deref(),
+            token_usage: Some(&usage),
+            duration_ms: Some(result.duration_ms as i64),
+            now: now_ms(),
+        },
+    )
+    .await
+    .map_err(ApiError::internal)?;
+    Ok(Json(Ok { ok: true }))
+}

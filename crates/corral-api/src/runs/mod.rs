@@ -1,0 +1,217 @@
+//! Runs (SPEC §7–§8): what a trigger freezes into a run ([`Definition`]), the
+//! sandbox backend chosen at boot, the executor that leases sandboxes and supervises
+//! runs ([`executor`]), the ingestion of the events sandboxes send ([`ingest`]), the
+//! state bus ([`bus`]) and the reconciliation of runs and sandboxes left behind by a
+//! dead server ([`reconcile`]).
+
+pub mod bus;
+pub mod executor;
+pub mod ingest;
+pub mod reconcile;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use corral_protocol::{Limits, ModelApi};
+use corral_sandbox::SandboxBackend;
+use corral_store::runs as store;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::watch;
+
+use crate::state::AppState;
+
+/// Everything the executor needs to run, frozen at trigger time in `runs.definition`
+/// (never a secret: the model key is read from configuration when the run starts).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Definition {
+    pub prompt: String,
+    #[serde(default)]
+    pub output_schema: Option<Value>,
+    #[serde(default)]
+    pub skills: Vec<corral_protocol::Skill>,
+    pub model: DefinitionModel,
+    pub limits: Limits,
+    /// Resolved dependency versions (`@scope/name` → version).
+    #[serde(default)]
+    pub dependencies: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DefinitionModel {
+    pub api: ModelApi,
+    pub model: String,
+    pub base_url: String,
+}
+
+/// The sandbox side, once chosen.
+#[derive(Clone)]
+pub struct Sandboxes {
+    pub backend: Arc<dyn SandboxBackend>,
+    /// Base URL sidecars post run events to (`…/api/runs/{id}/events`).
+    pub platform_url: String,
+}
+
+/// The runs subsystem of one server instance.
+pub struct Runs {
+    /// This server instance (`corral.owner` of its sandboxes, `runs.server_id`).
+    pub instance_id: String,
+    pub bus: bus::RunBus,
+    pub executor: executor::Executor,
+    sandboxes: watch::Sender<Option<Result<Sandboxes, String>>>,
+}
+
+impl Runs {
+    pub fn new(db: corral_store::Db) -> Runs {
+        Runs {
+            instance_id: format!("srv_{}", uuid::Uuid::now_v7().simple()),
+            bus: bus::RunBus::new(db),
+            executor: executor::Executor::default(),
+            sandboxes: watch::channel(None).0,
+        }
+    }
+
+    /// Records the outcome of the backend selection (at boot).
+    pub fn set_sandboxes(&self, s: Result<Sandboxes, String>) {
+        self.sandboxes.send_replace(Some(s));
+    }
+
+    /// The backend, waiting for the boot-time selection if it is still running.
+    pub async fn sandboxes(&self) -> Result<Sandboxes, String> {
+        let mut rx = self.sandboxes.subscribe();
+        let v = rx
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| "sandbox backend never selected".to_owned())?;
+        v.clone()
+            .unwrap_or_else(|| Err("sandbox backend never selected".into()))
+    }
+
+    /// The backend if already selected.
+    pub fn sandboxes_now(&self) -> Option<Sandboxes> {
+        self.sandboxes
+            .borrow()
+            .as_ref()
+            .and_then(|r| r.as_ref().ok().cloned())
+    }
+}
+
+/// The terminal write of a run plus its announcement; true when this call made the
+/// transition (a terminal state is written once).
+pub async fn finish(state: &AppState, run_id: &str, f: &store::Finish<'_>) -> anyhow::Result<bool> {
+    let mut conn = state.db.conn().await?;
+    let won = store::finish(&mut conn, run_id, f).await?;
+    drop(conn);
+    if won {
+        tracing::info!(run_id, status = f.status, code = ?f.error_code, "run finished");
+        state.runs.bus.publish(run_id, f.status).await;
+    }
+    Ok(won)
+}
+
+/// A failed terminal state with a code and message.
+pub async fn fail(
+    state: &AppState,
+    run_id: &str,
+    status: &str,
+    code: &str,
+    message: &str,
+) -> anyhow::Result<bool> {
+    finish(
+        state,
+        run_id,
+        &store::Finish {
+            status,
+            error: Some(message),
+            error_code: Some(code),
+            now: corral_core::time::now_ms(),
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+/// Error codes the platform itself records on runs.
+pub mod codes {
+    pub const SANDBOX_UNAVAILABLE: &str = "sandbox_unavailable";
+    pub const SANDBOX_START_FAILED: &str = "sandbox_start_failed";
+    pub const BOOT_TIMEOUT: &str = "boot_timeout";
+    pub const STALLED: &str = "stalled";
+    pub const TIMEOUT: &str = "timeout";
+    pub const CANCELLED: &str = "cancelled";
+    pub const AGENT_CRASHED: &str = "agent_crashed";
+    pub const SERVER_RESTARTED: &str = "server_restarted";
+    pub const SERVER_SHUTDOWN: &str = "server_shutdown";
+    pub const OUTPUT_SCHEMA_MISMATCH: &str = "output_schema_mismatch";
+}
+
+/// Chooses the sandbox backend (SPEC §8) and, for Docker, binds the listener sidecars
+/// reach the platform through: the engine's host gateway address, serving only the
+/// run-event routes. Returns the listener to serve (if any) alongside.
+pub async fn select_backend(
+    state: &AppState,
+    main_addr: SocketAddr,
+) -> Result<(Sandboxes, Option<tokio::net::TcpListener>), String> {
+    use corral_sandbox::{docker::DockerOptions, process::ProcessOptions, RunnerKind};
+    let c = &state.config;
+    let choice = match c.sandbox.as_deref() {
+        Some("docker") => Some(RunnerKind::Docker),
+        Some("process") => Some(RunnerKind::Process),
+        _ => None,
+    };
+    let agent_env: Vec<(String, String)> = c
+        .agent_env
+        .iter()
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let ttl = std::time::Duration::from_secs(c.warm_pool_ttl_seconds);
+    let docker = DockerOptions {
+        agent_image: c.agent_image.clone(),
+        sidecar_image: c.sidecar_image.clone(),
+        owner: state.runs.instance_id.clone(),
+        pool_size: c.warm_pool_size,
+        pool_ttl: ttl,
+        agent_env: agent_env.clone(),
+        ..DockerOptions::default()
+    };
+    let process = ProcessOptions {
+        root_dir: c.data_dir.join("sandboxes"),
+        owner: state.runs.instance_id.clone(),
+        pool_size: c.warm_pool_size,
+        pool_ttl: ttl,
+        agent_env,
+        ..ProcessOptions::default()
+    };
+    let backend = corral_sandbox::select(choice, docker, process)
+        .await
+        .map_err(|e| e.to_string())?;
+    let loopback = |port: u16| format!("http://127.0.0.1:{port}");
+    let (platform_url, listener) = match backend.platform_bind_ip().await {
+        Ok(Some(ip)) => {
+            let listener =
+                tokio::net::TcpListener::bind(SocketAddr::new(ip, c.sandbox_listen_port))
+                    .await
+                    .map_err(|e| format!("cannot listen on the sandbox gateway {ip}: {e}"))?;
+            let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+            (backend.sidecar_view(&loopback(port)), Some(listener))
+        }
+        Ok(None) => (loopback(main_addr.port()), None),
+        Err(e) => return Err(e.to_string()),
+    };
+    let platform_url = c.internal_url.clone().unwrap_or(platform_url);
+    tracing::info!(
+        backend = %backend.kind(),
+        platform_url,
+        pool = c.warm_pool_size,
+        "sandbox backend ready"
+    );
+    Ok((
+        Sandboxes {
+            backend,
+            platform_url,
+        },
+        listener,
+    ))
+}

@@ -1,0 +1,197 @@
+//! Liveness of server instances, reconciliation of runs a dead server left behind,
+//! and the reaper of leaked sandboxes (SPEC §7 "On boot, the server reconciles").
+//!
+//! Every instance heartbeats a row in `server_instances`. One instance at a time
+//! (leader lease `reconciler`) reconciles: runs owned by a dead instance are claimed —
+//! pending ones re-queued here, running ones re-attached when their sandbox is alive
+//! and healthy, else failed with `server_restarted`. Every instance reaps: a
+//! Corral-labelled sandbox is removed when no active run uses it and it is neither an
+//! idle pool member nor a fresh lease of a live instance.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use corral_core::time::now_ms;
+use corral_sandbox::SandboxState;
+use corral_store::runs as store;
+use corral_store::Backend;
+use tokio_util::sync::CancellationToken;
+
+use super::executor::{teardown, watch};
+use super::{codes, fail, Sandboxes};
+use crate::state::AppState;
+
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
+/// An instance silent for this long is dead.
+const INSTANCE_TTL_MS: i64 = 10_000;
+const RECONCILE_EVERY: Duration = Duration::from_secs(5);
+const LEADER_TTL_MS: i64 = 15_000;
+const LEASE_NAME: &str = "reconciler";
+/// Own sandboxes younger than this are never reaped (a lease in flight).
+const REAP_MIN_AGE_SECS: i64 = 60;
+
+/// Heartbeats this instance until `stop`, then removes its row.
+pub async fn heartbeat(state: AppState, stop: CancellationToken) {
+    let id = state.runs.instance_id.clone();
+    let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        if let Ok(mut conn) = state.db.conn().await {
+            if let Err(e) = store::instance_heartbeat(&mut conn, &id, now_ms()).await {
+                tracing::warn!(error = %e, "instance heartbeat failed");
+            }
+        }
+    }
+    if let Ok(mut conn) = state.db.conn().await {
+        let _ = store::remove_instance(&mut conn, &id).await;
+        let _ = store::release_lease(&mut conn, LEASE_NAME, &id).await;
+    }
+}
+
+/// Reconciles and reaps at start and then periodically, until `stop`.
+pub async fn run(state: AppState, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(RECONCILE_EVERY);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = pass(&state, &stop).await {
+            tracing::warn!(error = %format!("{e:#}"), "reconcile pass failed");
+        }
+    }
+}
+
+async fn live_instances(state: &AppState) -> anyhow::Result<HashSet<String>> {
+    let me = state.runs.instance_id.clone();
+    let mut conn = state.db.conn().await?;
+    store::instance_heartbeat(&mut conn, &me, now_ms()).await?;
+    let mut live: HashSet<String> = match state.db.backend() {
+        // One server per SQLite file: every other instance is a previous life.
+        Backend::Sqlite => HashSet::new(),
+        Backend::Postgres => store::live_instances(&mut conn, now_ms() - INSTANCE_TTL_MS)
+            .await?
+            .into_iter()
+            .collect(),
+    };
+    live.insert(me);
+    Ok(live)
+}
+
+/// One reconcile + reap pass.
+pub async fn pass(state: &AppState, stop: &CancellationToken) -> anyhow::Result<()> {
+    let me = state.runs.instance_id.clone();
+    let live = live_instances(state).await?;
+    let mut conn = state.db.conn().await?;
+    let leader = store::acquire_lease(&mut conn, LEASE_NAME, &me, LEADER_TTL_MS, now_ms()).await?;
+    let active = store::active(&mut conn).await?;
+    drop(conn);
+    let sbx = state.runs.sandboxes_now();
+
+    if leader {
+        for run in &active {
+            let owner = run.server_id.as_deref();
+            if owner.is_some_and(|o| live.contains(o)) {
+                continue;
+            }
+            let mut conn = state.db.conn().await?;
+            if !store::claim(&mut conn, &run.id, owner, &me).await? {
+                continue;
+            }
+            drop(conn);
+            if run.status == "pending" {
+                tracing::info!(run_id = %run.id, previous = ?owner, "re-queueing a pending run");
+                state.runs.executor.enqueue(&run.org_id, &run.id);
+                continue;
+            }
+            adopt_or_fail(state, run, sbx.as_ref(), stop).await?;
+        }
+    }
+
+    if let Some(sbx) = sbx {
+        reap(state, &sbx, &active, &live).await?;
+    }
+    Ok(())
+}
+
+async fn adopt_or_fail(
+    state: &AppState,
+    run: &store::Active,
+    sbx: Option<&Sandboxes>,
+    stop: &CancellationToken,
+) -> anyhow::Result<()> {
+    let healthy = match (sbx, run.sandbox_id.as_deref()) {
+        (Some(sbx), Some(id)) => matches!(sbx.backend.state(id).await, Ok(SandboxState::Running)),
+        _ => false,
+    };
+    if let (true, Some(sbx), Some(sandbox_id)) = (healthy, sbx, run.sandbox_id.clone()) {
+        tracing::info!(run_id = %run.id, sandbox_id, "re-attaching a run whose sandbox is alive");
+        let mut conn = state.db.conn().await?;
+        let Some(row) = store::get_internal(&mut conn, &run.id).await? else {
+            return Ok(());
+        };
+        drop(conn);
+        let st = state.clone();
+        let sbx = sbx.clone();
+        let stop = stop.clone();
+        state.runs.executor.adopt(sandbox_id.clone());
+        state.runs.executor.spawn(async move {
+            if let Err(e) = watch(&st, &row, &sbx, &sandbox_id, &stop).await {
+                tracing::warn!(run_id = %row.id, error = %format!("{e:#}"), "watching a re-attached run failed");
+            }
+            teardown(&sbx, &sandbox_id).await;
+            st.runs.executor.release(&sandbox_id);
+        });
+        return Ok(());
+    }
+    tracing::warn!(run_id = %run.id, "failing a run left running by a server that stopped");
+    fail(
+        state,
+        &run.id,
+        "failed",
+        codes::SERVER_RESTARTED,
+        "the server running this run stopped; the run could not be resumed",
+    )
+    .await?;
+    if let (Some(sbx), Some(id)) = (sbx, run.sandbox_id.as_deref()) {
+        teardown(sbx, id).await;
+    }
+    Ok(())
+}
+
+async fn reap(
+    state: &AppState,
+    sbx: &Sandboxes,
+    active: &[store::Active],
+    live: &HashSet<String>,
+) -> anyhow::Result<()> {
+    let me = state.runs.instance_id.as_str();
+    let mut keep: HashSet<String> = active.iter().filter_map(|r| r.sandbox_id.clone()).collect();
+    keep.extend(sbx.backend.pool_members());
+    keep.extend(state.runs.executor.leased_sandboxes());
+    let now_s = now_ms() / 1000;
+    let found = sbx.backend.list().await?;
+    for s in found {
+        if keep.contains(&s.id) {
+            continue;
+        }
+        let owner_live = s.owner.as_deref().is_some_and(|o| live.contains(o));
+        let mine = s.owner.as_deref() == Some(me);
+        let fresh = s.created_at.is_some_and(|c| now_s - c < REAP_MIN_AGE_SECS);
+        // Another live instance's pool and leases are its own business.
+        if owner_live && !mine {
+            continue;
+        }
+        if mine && fresh {
+            continue;
+        }
+        tracing::info!(sandbox_id = %s.id, owner = ?s.owner, "reaping a sandbox no run uses");
+        if let Err(e) = sbx.backend.destroy(&s.id).await {
+            tracing::warn!(sandbox_id = %s.id, error = %e, "reaping failed");
+        }
+    }
+    Ok(())
+}

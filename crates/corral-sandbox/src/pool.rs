@@ -1,0 +1,462 @@
+//! The warm pool in front of every backend (SPEC §8): `target` fully started
+//! sandboxes wait for a run; [`Pool::lease`] hands one out (a hit) or creates one on
+//! demand (a miss); a leased sandbox never comes back; a background task refills
+//! after every lease, recycles members older than the TTL, and backs off when
+//! creation fails (engine down, image missing) instead of spinning.
+//!
+//! The backends provide a [`Factory`]; the pool owns the policy.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Lease, PoolStats, Resources, SandboxError};
+
+/// First delay after a failed refill; doubled per consecutive failure.
+const BACKOFF_MIN: Duration = Duration::from_secs(1);
+/// Longest delay between refill attempts while creation keeps failing.
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// How long [`Pool::shutdown`] waits for members still being created.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(30);
+
+/// What a backend must provide for the pool to manage its sandboxes.
+#[async_trait]
+pub trait Factory: Send + Sync + 'static {
+    /// Creates a ready sandbox. `run_id` is set when it is created on demand for a
+    /// known run (label `corral.run`), `None` for a pool member.
+    async fn create(
+        &self,
+        run_id: Option<&str>,
+        resources: Resources,
+    ) -> Result<Lease, SandboxError>;
+
+    /// Fits an idle member (created with [`Resources::default`]) to the resources
+    /// of the run it is leased for. An error makes the pool discard the member and
+    /// create a sandbox on demand instead.
+    async fn adapt(&self, lease: &Lease, resources: Resources) -> Result<(), SandboxError>;
+
+    /// Whether an idle member is still usable (cheap: called on every hit).
+    async fn alive(&self, lease: &Lease) -> bool;
+
+    /// Removes a sandbox (idempotent).
+    async fn destroy(&self, id: &str) -> Result<(), SandboxError>;
+}
+
+struct Member {
+    lease: Lease,
+    born: Instant,
+}
+
+#[derive(Default)]
+struct State {
+    ready: VecDeque<Member>,
+    warming: usize,
+    hits: u64,
+    misses: u64,
+    recycled: u64,
+    /// Consecutive refill failures (0 after a success).
+    failures: u32,
+    /// No refill attempt before this instant (back-off after failures).
+    retry_at: Option<Instant>,
+    shut: bool,
+}
+
+struct Inner<F> {
+    factory: Arc<F>,
+    target: usize,
+    ttl: Duration,
+    state: Mutex<State>,
+    /// Wakes the refill loop (a lease happened, a member is ready, creation failed).
+    wake: Notify,
+    /// Signalled whenever `warming` drops (for shutdown).
+    settled: Notify,
+    cancel: CancellationToken,
+}
+
+/// A warm pool of sandboxes made by `F`. Dropping it stops the refill task (idle
+/// members are left as they are; call [`Pool::shutdown`] to remove them).
+pub struct Pool<F: Factory> {
+    inner: Arc<Inner<F>>,
+}
+
+impl<F: Factory> Drop for Pool<F> {
+    fn drop(&mut self) {
+        self.inner.cancel.cancel();
+    }
+}
+
+impl<F: Factory> Pool<F> {
+    /// Starts the pool (and its refill task, which needs a Tokio runtime).
+    /// `target == 0` disables it: every lease creates a sandbox.
+    pub fn start(factory: Arc<F>, target: usize, ttl: Duration) -> Self {
+        let inner = Arc::new(Inner {
+            factory,
+            target,
+            ttl: ttl.max(Duration::from_millis(100)),
+            state: Mutex::new(State::default()),
+            wake: Notify::new(),
+            settled: Notify::new(),
+            cancel: CancellationToken::new(),
+        });
+        if target > 0 {
+            tokio::spawn(refill_loop(inner.clone()));
+        }
+        Pool { inner }
+    }
+
+    /// The backend behind the pool.
+    pub fn factory(&self) -> &Arc<F> {
+        &self.inner.factory
+    }
+
+    /// A sandbox for `run_id`: an idle member when one is ready (fitted to
+    /// `resources`), else one created now. Either way the pool refills behind.
+    pub async fn lease(&self, run_id: &str, resources: Resources) -> Result<Lease, SandboxError> {
+        let inner = &self.inner;
+        loop {
+            let member = {
+                let mut st = inner.state.lock();
+                if st.shut {
+                    None
+                } else {
+                    st.ready.pop_front()
+                }
+            };
+            let Some(member) = member else { break };
+            inner.wake.notify_one();
+            if member.born.elapsed() >= inner.ttl || !inner.factory.alive(&member.lease).await {
+                tracing::debug!(sandbox = member.lease.id, "discarding a stale pool member");
+                spawn_destroy(inner.factory.clone(), member.lease.id.clone());
+                continue;
+            }
+            if resources != Resources::default() {
+                if let Err(e) = inner.factory.adapt(&member.lease, resources).await {
+                    tracing::warn!(sandbox = member.lease.id, error = %e,
+                        "cannot fit a pool member to the run's resources; creating one");
+                    spawn_destroy(inner.factory.clone(), member.lease.id.clone());
+                    break;
+                }
+            }
+            inner.state.lock().hits += 1;
+            let mut lease = member.lease;
+            lease.warm = true;
+            tracing::debug!(sandbox = lease.id, run_id, "pool hit");
+            return Ok(lease);
+        }
+        inner.state.lock().misses += 1;
+        inner.wake.notify_one();
+        tracing::debug!(run_id, "pool miss: creating a sandbox");
+        let mut lease = inner.factory.create(Some(run_id), resources).await?;
+        lease.warm = false;
+        Ok(lease)
+    }
+
+    /// Metrics.
+    pub fn stats(&self) -> PoolStats {
+        let st = self.inner.state.lock();
+        PoolStats {
+            target: self.inner.target,
+            ready: st.ready.len(),
+            warming: st.warming,
+            hits: st.hits,
+            misses: st.misses,
+            recycled: st.recycled,
+        }
+    }
+
+    /// Ids of the idle members.
+    pub fn members(&self) -> Vec<String> {
+        let st = self.inner.state.lock();
+        st.ready.iter().map(|m| m.lease.id.clone()).collect()
+    }
+
+    /// Stops refilling, destroys the idle members and waits (bounded) for members
+    /// still being created, which destroy themselves.
+    pub async fn shutdown(&self) {
+        let inner = &self.inner;
+        let idle: Vec<Member> = {
+            let mut st = inner.state.lock();
+            st.shut = true;
+            st.ready.drain(..).collect()
+        };
+        inner.cancel.cancel();
+        futures::future::join_all(idle.iter().map(|m| async {
+            if let Err(e) = inner.factory.destroy(&m.lease.id).await {
+                tracing::warn!(sandbox = m.lease.id, error = %e, "cannot destroy a pool member");
+            }
+        }))
+        .await;
+        let deadline = Instant::now() + SHUTDOWN_WAIT;
+        loop {
+            let settled = inner.settled.notified();
+            if inner.state.lock().warming == 0 {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, settled).await.is_err() {
+                tracing::warn!("pool shutdown: members still being created after 30s");
+                break;
+            }
+        }
+    }
+}
+
+fn spawn_destroy<F: Factory>(factory: Arc<F>, id: String) {
+    tokio::spawn(async move {
+        if let Err(e) = factory.destroy(&id).await {
+            tracing::warn!(sandbox = id, error = %e, "cannot destroy a pool member");
+        }
+    });
+}
+
+/// The pool's only background task: recycles expired members and starts as many
+/// creations as the pool lacks, sleeping until the next expiry, a wake-up or the
+/// end of a back-off.
+async fn refill_loop<F: Factory>(inner: Arc<Inner<F>>) {
+    loop {
+        let now = Instant::now();
+        let (expired, to_start, next_wake) = {
+            let mut st = inner.state.lock();
+            if st.shut {
+                return;
+            }
+            let mut expired = Vec::new();
+            st.ready.retain(|m| {
+                let keep = now.duration_since(m.born) < inner.ttl;
+                if !keep {
+                    expired.push(m.lease.id.clone());
+                }
+                keep
+            });
+            st.recycled += expired.len() as u64;
+            let backing_off = st.retry_at.is_some_and(|t| t > now);
+            let have = st.ready.len() + st.warming;
+            let to_start = if backing_off {
+                0
+            } else if st.failures > 0 {
+                // After a failure probe with one creation before going wide again.
+                usize::from(st.warming == 0 && have < inner.target)
+            } else {
+                inner.target.saturating_sub(have)
+            };
+            st.warming += to_start;
+            let oldest_expiry = st.ready.iter().map(|m| m.born + inner.ttl).min();
+            let next_wake = match (oldest_expiry, st.retry_at.filter(|t| *t > now)) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            (expired, to_start, next_wake)
+        };
+        for id in expired {
+            tracing::debug!(sandbox = id, "recycling an expired pool member");
+            spawn_destroy(inner.factory.clone(), id);
+        }
+        for _ in 0..to_start {
+            tokio::spawn(create_member(inner.clone()));
+        }
+        let wake = inner.wake.notified();
+        let sleep = async {
+            match next_wake {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = inner.cancel.cancelled() => return,
+            _ = wake => {}
+            _ = sleep => {}
+        }
+    }
+}
+
+async fn create_member<F: Factory>(inner: Arc<Inner<F>>) {
+    // Never abandoned half-way (that would leak objects): a creation that ends
+    // after shutdown (or after the pool was dropped) destroys its sandbox.
+    let created = inner.factory.create(None, Resources::default()).await;
+    let mut orphan = None;
+    {
+        let mut st = inner.state.lock();
+        st.warming -= 1;
+        match created {
+            Ok(lease) => {
+                st.failures = 0;
+                st.retry_at = None;
+                if st.shut || inner.cancel.is_cancelled() {
+                    orphan = Some(lease.id);
+                } else {
+                    st.ready.push_back(Member {
+                        lease,
+                        born: Instant::now(),
+                    });
+                }
+            }
+            Err(e) => {
+                st.failures = st.failures.saturating_add(1);
+                let delay = BACKOFF_MIN
+                    .saturating_mul(1 << st.failures.saturating_sub(1).min(6))
+                    .min(BACKOFF_MAX);
+                st.retry_at = Some(Instant::now() + delay);
+                tracing::warn!(error = %e, retry_in = ?delay, failures = st.failures,
+                    "cannot create a pool member");
+            }
+        }
+    }
+    if let Some(id) = orphan {
+        if let Err(e) = inner.factory.destroy(&id).await {
+            tracing::warn!(sandbox = id, error = %e, "cannot destroy a pool member");
+        }
+    }
+    inner.settled.notify_waiters();
+    inner.wake.notify_one();
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    use corral_protocol::Secret;
+
+    use super::*;
+    use crate::RunnerKind;
+
+    #[derive(Default)]
+    struct Fake {
+        created: AtomicU64,
+        fail: AtomicBool,
+        live: Mutex<HashSet<String>>,
+        runs: Mutex<Vec<Option<String>>>,
+    }
+
+    #[async_trait]
+    impl Factory for Fake {
+        async fn create(&self, run_id: Option<&str>, _: Resources) -> Result<Lease, SandboxError> {
+            let n = self.created.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            if self.fail.load(Ordering::SeqCst) {
+                return Err(SandboxError::Unavailable("engine down".into()));
+            }
+            let id = format!("sbx_{n}");
+            self.live.lock().insert(id.clone());
+            self.runs.lock().push(run_id.map(str::to_owned));
+            Ok(Lease {
+                id,
+                sidecar_url: "http://127.0.0.1:1".into(),
+                configure_token: Secret::new("t"),
+                warm: false,
+                kind: RunnerKind::Process,
+            })
+        }
+        async fn adapt(&self, _: &Lease, _: Resources) -> Result<(), SandboxError> {
+            Ok(())
+        }
+        async fn alive(&self, lease: &Lease) -> bool {
+            self.live.lock().contains(&lease.id)
+        }
+        async fn destroy(&self, id: &str) -> Result<(), SandboxError> {
+            self.live.lock().remove(id);
+            Ok(())
+        }
+    }
+
+    async fn until(mut f: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !f() {
+            assert!(Instant::now() < deadline, "condition not reached");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn fills_serves_hits_then_misses_and_refills() {
+        let fake = Arc::new(Fake::default());
+        let pool = Pool::start(fake.clone(), 2, Duration::from_secs(600));
+        until(|| pool.stats().ready == 2).await;
+        let members = pool.members();
+        let a = pool.lease("run_a", Resources::default()).await.unwrap();
+        assert!(a.warm);
+        assert!(members.contains(&a.id));
+        assert!(
+            !pool.members().contains(&a.id),
+            "a leased member stays listed"
+        );
+        let b = pool.lease("run_b", Resources::default()).await.unwrap();
+        let c = pool.lease("run_c", Resources::default()).await.unwrap();
+        assert!(b.warm);
+        assert!(!c.warm, "the pool was empty");
+        let ids: HashSet<_> = [&a.id, &b.id, &c.id].into_iter().collect();
+        assert_eq!(ids.len(), 3, "a sandbox was handed out twice");
+        assert!(fake.runs.lock().contains(&Some("run_c".to_owned())));
+        until(|| pool.stats().ready == 2).await;
+        let s = pool.stats();
+        assert_eq!((s.target, s.hits, s.misses, s.warming), (2, 2, 1, 0));
+        for m in pool.members() {
+            assert!(![&a.id, &b.id, &c.id].contains(&&m));
+        }
+        pool.shutdown().await;
+        assert!(pool.members().is_empty());
+        let live = fake.live.lock().clone();
+        assert_eq!(
+            live,
+            [a.id, b.id, c.id].into_iter().collect(),
+            "only the leased ones remain"
+        );
+    }
+
+    #[tokio::test]
+    async fn size_zero_is_always_cold() {
+        let fake = Arc::new(Fake::default());
+        let pool = Pool::start(fake.clone(), 0, Duration::from_secs(600));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(fake.created.load(Ordering::SeqCst), 0);
+        let l = pool.lease("run", Resources::default()).await.unwrap();
+        assert!(!l.warm);
+        assert_eq!(pool.stats().misses, 1);
+    }
+
+    #[tokio::test]
+    async fn recycles_expired_members() {
+        let fake = Arc::new(Fake::default());
+        let pool = Pool::start(fake.clone(), 1, Duration::from_millis(300));
+        until(|| pool.stats().ready == 1).await;
+        let first = pool.members()[0].clone();
+        until(|| pool.stats().recycled >= 1 && pool.stats().ready == 1).await;
+        assert_ne!(pool.members()[0], first);
+        until(|| !fake.live.lock().contains(&first)).await;
+        pool.shutdown().await;
+        assert!(fake.live.lock().is_empty());
+    }
+
+    #[tokio::test]
+    async fn dead_members_are_skipped() {
+        let fake = Arc::new(Fake::default());
+        let pool = Pool::start(fake.clone(), 1, Duration::from_secs(600));
+        until(|| pool.stats().ready == 1).await;
+        let member = pool.members()[0].clone();
+        fake.live.lock().remove(&member);
+        let l = pool.lease("run", Resources::default()).await.unwrap();
+        assert_ne!(l.id, member);
+        assert!(!l.warm);
+        pool.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn failing_refill_backs_off() {
+        let fake = Arc::new(Fake::default());
+        fake.fail.store(true, Ordering::SeqCst);
+        let pool = Pool::start(fake.clone(), 2, Duration::from_secs(600));
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let attempts = fake.created.load(Ordering::SeqCst);
+        // 2 at start, then one probe after 1 s, the next only after 2 s more.
+        assert!((2..=3).contains(&attempts), "{attempts} attempts in 2.5s");
+        assert!(pool.lease("run", Resources::default()).await.is_err());
+        fake.fail.store(false, Ordering::SeqCst);
+        until(|| pool.stats().ready == 2).await;
+        pool.shutdown().await;
+    }
+}

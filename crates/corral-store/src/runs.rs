@@ -1,0 +1,779 @@
+//! Runs (SPEC §7): the run rows, their ordered logs, events buffered behind a
+//! sequence gap, server instances and leader leases.
+//!
+//! State changes are conditional updates (`WHERE status IN (…)`), so a terminal state
+//! is written once and never changes again, whichever replica or task gets there
+//! first; the caller learns from the returned flag whether its write won.
+
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, FromRow, Row};
+
+use crate::{Result, SqlxResultExt};
+
+pub const ACTIVE: [&str; 2] = ["pending", "running"];
+pub const TERMINAL: [&str; 4] = ["success", "failed", "timeout", "cancelled"];
+
+pub fn is_terminal(status: &str) -> bool {
+    TERMINAL.contains(&status)
+}
+
+/// A run row, with the display names of who caused it.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub id: String,
+    pub org_id: String,
+    pub application_id: String,
+    pub package_id: Option<String>,
+    pub agent_scope: Option<String>,
+    pub agent_name: Option<String>,
+    pub kind: String,
+    pub run_number: i64,
+    pub status: String,
+    pub input: Option<String>,
+    pub result: Option<String>,
+    pub error: Option<String>,
+    pub error_code: Option<String>,
+    pub error_details: Option<String>,
+    pub version_label: Option<String>,
+    pub version_ref: String,
+    pub definition: String,
+    pub model_label: Option<String>,
+    pub model_source: Option<String>,
+    pub generation: Option<String>,
+    pub user_id: Option<String>,
+    pub end_user_id: Option<String>,
+    pub api_key_id: Option<String>,
+    pub schedule_id: Option<String>,
+    pub timeout_secs: i64,
+    pub runner_kind: Option<String>,
+    pub runner_name: Option<String>,
+    pub server_id: Option<String>,
+    pub sandbox_id: Option<String>,
+    pub sink_secret: String,
+    pub sink_expires_at: i64,
+    pub run_token_hash: String,
+    pub last_sequence: i64,
+    pub token_usage: Option<String>,
+    pub duration_ms: Option<i64>,
+    pub unread: bool,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub first_event_at: Option<i64>,
+    pub last_heartbeat_at: Option<i64>,
+    pub completed_at: Option<i64>,
+    pub user_name: Option<String>,
+    pub end_user_name: Option<String>,
+    pub api_key_name: Option<String>,
+}
+
+impl<'r> FromRow<'r, AnyRow> for Run {
+    fn from_row(row: &'r AnyRow) -> sqlx::Result<Self> {
+        Ok(Run {
+            id: row.try_get("id")?,
+            org_id: row.try_get("org_id")?,
+            application_id: row.try_get("application_id")?,
+            package_id: row.try_get("package_id")?,
+            agent_scope: row.try_get("agent_scope")?,
+            agent_name: row.try_get("agent_name")?,
+            kind: row.try_get("kind")?,
+            run_number: row.try_get("run_number")?,
+            status: row.try_get("status")?,
+            input: row.try_get("input")?,
+            result: row.try_get("result")?,
+            error: row.try_get("error")?,
+            error_code: row.try_get("error_code")?,
+            error_details: row.try_get("error_details")?,
+            version_label: row.try_get("version_label")?,
+            version_ref: row.try_get("version_ref")?,
+            definition: row.try_get("definition")?,
+            model_label: row.try_get("model_label")?,
+            model_source: row.try_get("model_source")?,
+            generation: row.try_get("generation")?,
+            user_id: row.try_get("user_id")?,
+            end_user_id: row.try_get("end_user_id")?,
+            api_key_id: row.try_get("api_key_id")?,
+            schedule_id: row.try_get("schedule_id")?,
+            timeout_secs: row.try_get("timeout_secs")?,
+            runner_kind: row.try_get("runner_kind")?,
+            runner_name: row.try_get("runner_name")?,
+            server_id: row.try_get("server_id")?,
+            sandbox_id: row.try_get("sandbox_id")?,
+            sink_secret: row.try_get("sink_secret")?,
+            sink_expires_at: row.try_get("sink_expires_at")?,
+            run_token_hash: row.try_get("run_token_hash")?,
+            last_sequence: row.try_get("last_sequence")?,
+            token_usage: row.try_get("token_usage")?,
+            duration_ms: row.try_get("duration_ms")?,
+            unread: row.try_get::<i64, _>("unread")? != 0,
+            created_at: row.try_get("created_at")?,
+            started_at: row.try_get("started_at")?,
+            first_event_at: row.try_get("first_event_at")?,
+            last_heartbeat_at: row.try_get("last_heartbeat_at")?,
+            completed_at: row.try_get("completed_at")?,
+            user_name: row.try_get("user_name")?,
+            end_user_name: row.try_get("end_user_name")?,
+            api_key_name: row.try_get("api_key_name")?,
+        })
+    }
+}
+
+const SELECT: &str = "SELECT r.*, u.name AS user_name, \
+     COALESCE(e.name, e.external_id) AS end_user_name, k.name AS api_key_name \
+     FROM runs r \
+     LEFT JOIN users u ON u.id = r.user_id \
+     LEFT JOIN end_users e ON e.id = r.end_user_id \
+     LEFT JOIN api_keys k ON k.id = r.api_key_id";
+
+/// What a trigger writes.
+#[derive(Debug, Clone)]
+pub struct NewRun<'a> {
+    pub id: &'a str,
+    pub org_id: &'a str,
+    pub application_id: &'a str,
+    pub package_id: Option<&'a str>,
+    pub agent_scope: Option<&'a str>,
+    pub agent_name: Option<&'a str>,
+    pub kind: &'a str,
+    pub input: Option<&'a str>,
+    pub version_label: Option<&'a str>,
+    pub version_ref: &'a str,
+    pub definition: &'a str,
+    pub model_label: Option<&'a str>,
+    pub model_source: Option<&'a str>,
+    pub generation: Option<&'a str>,
+    pub user_id: Option<&'a str>,
+    pub end_user_id: Option<&'a str>,
+    pub api_key_id: Option<&'a str>,
+    pub schedule_id: Option<&'a str>,
+    pub timeout_secs: i64,
+    pub runner_kind: Option<&'a str>,
+    pub runner_name: Option<&'a str>,
+    pub server_id: Option<&'a str>,
+    pub sink_secret: &'a str,
+    pub sink_expires_at: i64,
+    pub run_token_hash: &'a str,
+    pub now: i64,
+}
+
+/// Inserts a `pending` run; its number is one more than the application's highest
+/// for the same agent (or inline runs).
+pub async fn insert(conn: &mut AnyConnection, r: &NewRun<'_>) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO runs (id, org_id, application_id, package_id, agent_scope, agent_name, kind, \
+           run_number, status, input, version_label, version_ref, definition, model_label, \
+           model_source, generation, user_id, end_user_id, api_key_id, schedule_id, timeout_secs, \
+           runner_kind, runner_name, sink_secret, sink_expires_at, run_token_hash, created_at, server_id) \
+         SELECT $1, $2, $3, $4, $5, $6, $7, \
+           COALESCE((SELECT MAX(run_number) FROM runs WHERE application_id = $3 \
+                     AND COALESCE(agent_scope, '') = COALESCE($5, '') \
+                     AND COALESCE(agent_name, '') = COALESCE($6, '')), 0) + 1, \
+           'pending', $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26",
+    )
+    .bind(r.id)
+    .bind(r.org_id)
+    .bind(r.application_id)
+    .bind(r.package_id)
+    .bind(r.agent_scope)
+    .bind(r.agent_name)
+    .bind(r.kind)
+    .bind(r.input)
+    .bind(r.version_label)
+    .bind(r.version_ref)
+    .bind(r.definition)
+    .bind(r.model_label)
+    .bind(r.model_source)
+    .bind(r.generation)
+    .bind(r.user_id)
+    .bind(r.end_user_id)
+    .bind(r.api_key_id)
+    .bind(r.schedule_id)
+    .bind(r.timeout_secs)
+    .bind(r.runner_kind)
+    .bind(r.runner_name)
+    .bind(r.sink_secret)
+    .bind(r.sink_expires_at)
+    .bind(r.run_token_hash)
+    .bind(r.now)
+    .bind(r.server_id)
+    .execute(conn)
+    .await
+    .db()?;
+    Ok(())
+}
+
+/// A run of the tenant, or `None`.
+pub async fn get(
+    conn: &mut AnyConnection,
+    org_id: &str,
+    app_id: &str,
+    id: &str,
+) -> Result<Option<Run>> {
+    sqlx::query_as(&format!(
+        "{SELECT} WHERE r.org_id = $1 AND r.application_id = $2 AND r.id = $3"
+    ))
+    .bind(org_id)
+    .bind(app_id)
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+    .db()
+}
+
+/// A run by id alone: for the sandbox-facing endpoints (authenticated by the run's
+/// own sink secret) and the executor.
+pub async fn get_internal(conn: &mut AnyConnection, id: &str) -> Result<Option<Run>> {
+    sqlx::query_as(&format!("{SELECT} WHERE r.id = $1"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+        .db()
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct ListFilter<'a> {
+    pub package_id: Option<&'a str>,
+    pub user_id: Option<&'a str>,
+    pub end_user_id: Option<&'a str>,
+    pub kind: Option<&'a str>,
+    pub status: Option<&'a str>,
+    pub created_from: Option<i64>,
+    pub created_to: Option<i64>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// A page of the application's runs, newest first, and the total matching.
+pub async fn list(
+    conn: &mut AnyConnection,
+    org_id: &str,
+    app_id: &str,
+    f: &ListFilter<'_>,
+) -> Result<(Vec<Run>, i64)> {
+    let mut conds = vec![
+        "r.org_id = $1".to_owned(),
+        "r.application_id = $2".to_owned(),
+    ];
+    let mut n = 2;
+    let mut next = |col: &str, op: &str| {
+        n += 1;
+        format!("{col} {op} ${n}")
+    };
+    if f.package_id.is_some() {
+        conds.push(next("r.package_id", "="));
+    }
+    if f.user_id.is_some() {
+        conds.push(next("r.user_id", "="));
+    }
+    if f.end_user_id.is_some() {
+        conds.push(next("r.end_user_id", "="));
+    }
+    if f.kind.is_some() {
+        conds.push(next("r.kind", "="));
+    }
+    if f.status.is_some() {
+        conds.push(next("r.status", "="));
+    }
+    if f.created_from.is_some() {
+        conds.push(next("r.created_at", ">="));
+    }
+    if f.created_to.is_some() {
+        conds.push(next("r.created_at", "<="));
+    }
+    let filter = conds.join(" AND ");
+    let mut binds: Vec<Bind> = vec![Bind::S(org_id.to_owned()), Bind::S(app_id.to_owned())];
+    for v in [f.package_id, f.user_id, f.end_user_id, f.kind, f.status]
+        .into_iter()
+        .flatten()
+    {
+        binds.push(Bind::S(v.to_owned()));
+    }
+    for v in [f.created_from, f.created_to].into_iter().flatten() {
+        binds.push(Bind::I(v));
+    }
+    let count_sql = format!("SELECT COUNT(*) FROM runs r WHERE {filter}");
+    let page_sql = format!(
+        "{SELECT} WHERE {filter} ORDER BY r.created_at DESC, r.id DESC LIMIT {} OFFSET {}",
+        f.limit.max(0),
+        f.offset.max(0)
+    );
+    let total: i64 = bind_all(&count_sql, &binds)
+        .fetch_one(&mut *conn)
+        .await
+        .db()?
+        .try_get(0)
+        .db()?;
+    let rows = bind_all(&page_sql, &binds)
+        .fetch_all(&mut *conn)
+        .await
+        .db()?;
+    let runs = rows
+        .iter()
+        .map(Run::from_row)
+        .collect::<sqlx::Result<Vec<_>>>()
+        .db()?;
+    Ok((runs, total))
+}
+
+enum Bind {
+    S(String),
+    I(i64),
+}
+
+fn bind_all<'q>(
+    sql: &'q str,
+    binds: &'q [Bind],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    let mut q = sqlx::query(sql);
+    for b in binds {
+        q = match b {
+            Bind::S(s) => q.bind(s.as_str()),
+            Bind::I(i) => q.bind(*i),
+        };
+    }
+    q
+}
+
+/// `pending` → `running` once the sandbox is leased. False when the run is no
+/// longer pending (cancelled meanwhile).
+pub async fn mark_running(
+    conn: &mut AnyConnection,
+    id: &str,
+    server_id: &str,
+    sandbox_id: &str,
+    runner_kind: &str,
+    now: i64,
+) -> Result<bool> {
+    let r = sqlx::query(
+        "UPDATE runs SET status = 'running', server_id = $2, sandbox_id = $3, runner_kind = $4, \
+           started_at = $5, last_heartbeat_at = $5 \
+         WHERE id = $1 AND status = 'pending'",
+    )
+    .bind(id)
+    .bind(server_id)
+    .bind(sandbox_id)
+    .bind(runner_kind)
+    .bind(now)
+    .execute(conn)
+    .await
+    .db()?;
+    Ok(r.rows_affected() > 0)
+}
+
+/// The terminal write of a run.
+#[derive(Debug, Clone, Default)]
+pub struct Finish<'a> {
+    pub status: &'a str,
+    /// JSON `{"output": …}`.
+    pub result: Option<&'a str>,
+    pub error: Option<&'a str>,
+    pub error_code: Option<&'a str>,
+    pub error_details: Option<&'a str>,
+    pub token_usage: Option<&'a str>,
+    pub duration_ms: Option<i64>,
+    pub now: i64,
+}
+
+/// Writes the terminal state if the run is still active; returns whether this call
+/// made the transition. `duration_ms` defaults to the time since the sandbox started.
+pub async fn finish(conn: &mut AnyConnection, id: &str, f: &Finish<'_>) -> Result<bool> {
+    debug_assert!(is_terminal(f.status));
+    let r = sqlx::query(
+        "UPDATE runs SET status = $2, result = COALESCE($3, result), error = $4, error_code = $5, \
+           error_details = $6, token_usage = COALESCE($7, token_usage), \
+           duration_ms = COALESCE($8, $9 - COALESCE(started_at, created_at)), completed_at = $9, \
+           unread = 1 \
+         WHERE id = $1 AND status IN ('pending', 'running')",
+    )
+    .bind(id)
+    .bind(f.status)
+    .bind(f.result)
+    .bind(f.error)
+    .bind(f.error_code)
+    .bind(f.error_details)
+    .bind(f.token_usage)
+    .bind(f.duration_ms)
+    .bind(f.now)
+    .execute(conn)
+    .await
+    .db()?;
+    Ok(r.rows_affected() > 0)
+}
+
+/// Proof of life: bumps `last_heartbeat_at` (and `first_event_at` the first time).
+pub async fn touch(conn: &mut AnyConnection, id: &str, now: i64) -> Result<()> {
+    sqlx::query(
+        "UPDATE runs SET last_heartbeat_at = $2, first_event_at = COALESCE(first_event_at, $2) \
+         WHERE id = $1 AND status = 'running'",
+    )
+    .bind(id)
+    .bind(now)
+    .execute(conn)
+    .await
+    .db()?;
+    Ok(())
+}
+
+/// Compare-and-swap of the event sequence: moves `last_sequence` from `expected` to
+/// `next`; false when another writer moved it first.
+pub async fn advance_sequence(
+    conn: &mut AnyConnection,
+    id: &str,
+    expected: i64,
+    next: i64,
+) -> Result<bool> {
+    let r = sqlx::query("UPDATE runs SET last_sequence = $3 WHERE id = $1 AND last_sequence = $2")
+        .bind(id)
+        .bind(expected)
+        .bind(next)
+        .execute(conn)
+        .await
+        .db()?;
+    Ok(r.rows_affected() > 0)
+}
+
+/// Stores the latest `output` (validated at finalize) and usage seen in events.
+pub async fn set_result(conn: &mut AnyConnection, id: &str, result: &str) -> Result<()> {
+    sqlx::query("UPDATE runs SET result = $2 WHERE id = $1")
+        .bind(id)
+        .bind(result)
+        .execute(conn)
+        .await
+        .db()?;
+    Ok(())
+}
+
+pub async fn set_usage(conn: &mut AnyConnection, id: &str, usage: &str) -> Result<()> {
+    sqlx::query("UPDATE runs SET token_usage = $2 WHERE id = $1")
+        .bind(id)
+        .bind(usage)
+        .execute(conn)
+        .await
+        .db()?;
+    Ok(())
+}
+
+/// A run that is not finished yet, as the executor and the watchdog see it.
+#[derive(Debug, Clone)]
+pub struct Active {
+    pub id: String,
+    pub org_id: String,
+    pub status: String,
+    pub server_id: Option<String>,
+    pub sandbox_id: Option<String>,
+    pub runner_kind: Option<String>,
+    pub timeout_secs: i64,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub first_event_at: Option<i64>,
+    pub last_heartbeat_at: Option<i64>,
+}
+
+impl<'r> FromRow<'r, AnyRow> for Active {
+    fn from_row(row: &'r AnyRow) -> sqlx::Result<Self> {
+        Ok(Active {
+            id: row.try_get("id")?,
+            org_id: row.try_get("org_id")?,
+            status: row.try_get("status")?,
+            server_id: row.try_get("server_id")?,
+            sandbox_id: row.try_get("sandbox_id")?,
+            runner_kind: row.try_get("runner_kind")?,
+            timeout_secs: row.try_get("timeout_secs")?,
+            created_at: row.try_get("created_at")?,
+            started_at: row.try_get("started_at")?,
+            first_event_at: row.try_get("first_event_at")?,
+            last_heartbeat_at: row.try_get("last_heartbeat_at")?,
+        })
+    }
+}
+
+/// Every pending or running run, oldest first.
+pub async fn active(conn: &mut AnyConnection) -> Result<Vec<Active>> {
+    sqlx::query_as(
+        "SELECT id, org_id, status, server_id, sandbox_id, runner_kind, timeout_secs, created_at, \
+           started_at, first_event_at, last_heartbeat_at \
+         FROM runs WHERE status IN ('pending', 'running') ORDER BY created_at, id",
+    )
+    .fetch_all(conn)
+    .await
+    .db()
+}
+
+/// Statuses of the given runs (those that exist).
+pub async fn statuses(conn: &mut AnyConnection, ids: &[String]) -> Result<Vec<(String, String)>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT id, status FROM runs WHERE id IN ({})",
+        placeholders.join(", ")
+    );
+    let mut q = sqlx::query(&sql);
+    for id in ids {
+        q = q.bind(id.as_str());
+    }
+    let rows = q.fetch_all(conn).await.db()?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0).db()?, r.try_get(1).db()?)))
+        .collect()
+}
+
+/// Number of the org's runs that are pending or running.
+pub async fn count_active_for_org(conn: &mut AnyConnection, org_id: &str) -> Result<i64> {
+    sqlx::query("SELECT COUNT(*) FROM runs WHERE org_id = $1 AND status IN ('pending', 'running')")
+        .bind(org_id)
+        .fetch_one(conn)
+        .await
+        .db()?
+        .try_get(0)
+        .db()
+}
+
+/// Running runs per agent of an org (for agent listings).
+pub async fn running_by_package(
+    conn: &mut AnyConnection,
+    org_id: &str,
+    app_id: &str,
+) -> Result<Vec<(String, i64)>> {
+    let rows = sqlx::query(
+        "SELECT package_id, COUNT(*) FROM runs WHERE org_id = $1 AND application_id = $2 \
+           AND status IN ('pending', 'running') AND package_id IS NOT NULL GROUP BY package_id",
+    )
+    .bind(org_id)
+    .bind(app_id)
+    .fetch_all(conn)
+    .await
+    .db()?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0).db()?, r.try_get(1).db()?)))
+        .collect()
+}
+
+/// Deletes the application's finished runs of an agent; returns how many.
+pub async fn delete_finished_for_package(
+    conn: &mut AnyConnection,
+    org_id: &str,
+    app_id: &str,
+    package_id: &str,
+) -> Result<u64> {
+    let r = sqlx::query(
+        "DELETE FROM runs WHERE org_id = $1 AND application_id = $2 AND package_id = $3 \
+           AND status NOT IN ('pending', 'running')",
+    )
+    .bind(org_id)
+    .bind(app_id)
+    .bind(package_id)
+    .execute(conn)
+    .await
+    .db()?;
+    Ok(r.rows_affected())
+}
+
+// ---- logs ------------------------------------------------------------------------
+
+#[derive(Debug, Clone, FromRow)]
+pub struct Log {
+    pub id: i64,
+    pub run_id: String,
+    pub sequence: Option<i64>,
+    #[sqlx(rename = "type")]
+    pub log_type: String,
+    pub level: String,
+    pub message: Option<String>,
+    pub data: Option<String>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewLog<'a> {
+    pub run_id: &'a str,
+    pub sequence: Option<i64>,
+    pub log_type: &'a str,
+    pub level: &'a str,
+    pub message: Option<&'a str>,
+    pub data: Option<&'a str>,
+    pub now: i64,
+}
+
+pub async fn insert_log(conn: &mut AnyConnection, l: &NewLog<'_>) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO run_logs (run_id, sequence, type, level, message, data, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(l.run_id)
+    .bind(l.sequence)
+    .bind(l.log_type)
+    .bind(l.level)
+    .bind(l.message)
+    .bind(l.data)
+    .bind(l.now)
+    .execute(conn)
+    .await
+    .db()?;
+    Ok(())
+}
+
+/// Log entries with `id > since` at or above the given levels, oldest first; one more
+/// than `limit` is fetched so the caller can tell whether more follow.
+pub async fn logs(
+    conn: &mut AnyConnection,
+    run_id: &str,
+    since: i64,
+    levels: &[&str],
+    limit: i64,
+) -> Result<Vec<Log>> {
+    let placeholders: Vec<String> = (0..levels.len()).map(|i| format!("${}", i + 4)).collect();
+    let sql = format!(
+        "SELECT id, run_id, sequence, type, level, message, data, created_at FROM run_logs \
+         WHERE run_id = $1 AND id > $2 AND level IN ({}) ORDER BY id LIMIT $3",
+        placeholders.join(", ")
+    );
+    let mut q = sqlx::query_as(&sql).bind(run_id).bind(since).bind(limit);
+    for l in levels {
+        q = q.bind(*l);
+    }
+    q.fetch_all(conn).await.db()
+}
+
+// ---- events waiting behind a gap ------------------------------------------------
+
+/// Keeps an event that arrived ahead of a gap; a duplicate is ignored.
+pub async fn buffer_event(
+    conn: &mut AnyConnection,
+    run_id: &str,
+    sequence: i64,
+    body: &str,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO run_event_buffer (run_id, sequence, body, received_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (run_id, sequence) DO NOTHING",
+    )
+    .bind(run_id)
+    .bind(sequence)
+    .bind(body)
+    .bind(now)
+    .execute(conn)
+    .await
+    .db()?;
+    Ok(())
+}
+
+/// Buffered events of a run in sequence order.
+pub async fn buffered(conn: &mut AnyConnection, run_id: &str) -> Result<Vec<(i64, String)>> {
+    let rows = sqlx::query(
+        "SELECT sequence, body FROM run_event_buffer WHERE run_id = $1 ORDER BY sequence",
+    )
+    .bind(run_id)
+    .fetch_all(conn)
+    .await
+    .db()?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0).db()?, r.try_get(1).db()?)))
+        .collect()
+}
+
+pub async fn unbuffer(conn: &mut AnyConnection, run_id: &str, sequence: i64) -> Result<()> {
+    sqlx::query("DELETE FROM run_event_buffer WHERE run_id = $1 AND sequence = $2")
+        .bind(run_id)
+        .bind(sequence)
+        .execute(conn)
+        .await
+        .db()?;
+    Ok(())
+}
+
+// ---- server instances and leader leases ------------------------------------------
+
+/// Registers or refreshes this server instance's liveness row.
+pub async fn instance_heartbeat(conn: &mut AnyConnection, id: &str, now: i64) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO server_instances (id, started_at, heartbeat_at) VALUES ($1, $2, $2) \
+         ON CONFLICT (id) DO UPDATE SET heartbeat_at = $2",
+    )
+    .bind(id)
+    .bind(now)
+    .execute(conn)
+    .await
+    .db()?;
+    Ok(())
+}
+
+/// Instances whose heartbeat is newer than `since`; older rows are deleted.
+pub async fn live_instances(conn: &mut AnyConnection, since: i64) -> Result<Vec<String>> {
+    sqlx::query("DELETE FROM server_instances WHERE heartbeat_at < $1")
+        .bind(since)
+        .execute(&mut *conn)
+        .await
+        .db()?;
+    let rows = sqlx::query("SELECT id FROM server_instances")
+        .fetch_all(conn)
+        .await
+        .db()?;
+    rows.iter().map(|r| r.try_get(0).db()).collect()
+}
+
+pub async fn remove_instance(conn: &mut AnyConnection, id: &str) -> Result<()> {
+    sqlx::query("DELETE FROM server_instances WHERE id = $1")
+        .bind(id)
+        .execute(conn)
+        .await
+        .db()?;
+    Ok(())
+}
+
+/// Takes or renews the lease `name` for `holder` until `now + ttl_ms`; true when
+/// `holder` holds it afterwards. A lease held by someone else is taken over only
+/// once it expired.
+pub async fn acquire_lease(
+    conn: &mut AnyConnection,
+    name: &str,
+    holder: &str,
+    ttl_ms: i64,
+    now: i64,
+) -> Result<bool> {
+    let r = sqlx::query(
+        "INSERT INTO leader_leases (name, holder, expires_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (name) DO UPDATE SET holder = $2, expires_at = $3 \
+         WHERE leader_leases.holder = $2 OR leader_leases.expires_at < $4",
+    )
+    .bind(name)
+    .bind(holder)
+    .bind(now + ttl_ms)
+    .bind(now)
+    .execute(conn)
+    .await
+    .db()?;
+    Ok(r.rows_affected() > 0)
+}
+
+pub async fn release_lease(conn: &mut AnyConnection, name: &str, holder: &str) -> Result<()> {
+    sqlx::query("DELETE FROM leader_leases WHERE name = $1 AND holder = $2")
+        .bind(name)
+        .bind(holder)
+        .execute(conn)
+        .await
+        .db()?;
+    Ok(())
+}
+
+/// Moves an active run from a dead server (`from`, or none) to `to`; false when the
+/// run changed meanwhile or another server claimed it first.
+pub async fn claim(
+    conn: &mut AnyConnection,
+    id: &str,
+    from: Option<&str>,
+    to: &str,
+) -> Result<bool> {
+    let r = sqlx::query(
+        "UPDATE runs SET server_id = $3 WHERE id = $1 AND status IN ('pending', 'running') \
+           AND COALESCE(server_id, '') = COALESCE($2, '')",
+    )
+    .bind(id)
+    .bind(from)
+    .bind(to)
+    .execute(conn)
+    .await
+    .db()?;
+    Ok(r.rows_affected() > 0)
+}
