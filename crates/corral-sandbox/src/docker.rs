@@ -101,8 +101,11 @@ impl Default for DockerOptions {
 /// Docker object names of one sandbox.
 #[derive(Debug, Clone)]
 pub struct SandboxNames {
+    /// `corral-run-<hex>`.
     pub run_network: String,
+    /// `corral-sidecar-<hex>`.
     pub sidecar: String,
+    /// `corral-agent-<hex>`.
     pub agent: String,
 }
 

@@ -115,7 +115,10 @@ pub enum SandboxState {
     /// Sidecar and agent are running.
     Running,
     /// The agent exited (with its exit code when known); the sidecar may still run.
-    AgentExited { code: Option<i64> },
+    AgentExited {
+        /// The agent's exit code (`None`: killed by a signal, or unknown).
+        code: Option<i64>,
+    },
     /// Nothing of it exists any more (or never did).
     Gone,
 }
@@ -123,6 +126,7 @@ pub enum SandboxState {
 /// A sandbox found on the engine / in the process table, for reconciliation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SandboxInfo {
+    /// The sandbox id (`sbx_…`, label `corral.sandbox`).
     pub id: String,
     /// The server instance that created it (label `corral.owner`).
     pub owner: Option<String>,
@@ -157,7 +161,12 @@ pub enum SandboxError {
     Unavailable(String),
     /// A required image is missing; the message names the command that builds it.
     #[error("sandbox image `{image}` is missing: build it with `{command}`")]
-    ImageMissing { image: String, command: String },
+    ImageMissing {
+        /// The image reference that does not exist.
+        image: String,
+        /// The command that builds it.
+        command: String,
+    },
     /// A runtime binary is missing (process backend).
     #[error("sandbox runtime binary missing: {0}")]
     BinaryMissing(String),

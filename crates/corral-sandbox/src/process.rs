@@ -43,8 +43,6 @@ use crate::{
 
 /// Name of the record file in each sandbox directory.
 pub const RECORD_FILE: &str = "sandbox.json";
-/// Bytes of the agent's stdout+stderr kept for [`SandboxBackend::agent_logs`].
-pub const LOG_RING_BYTES: usize = 64 * 1024;
 /// How long processes get between SIGTERM and SIGKILL on destroy.
 const KILL_GRACE: Duration = Duration::from_secs(2);
 /// Variables of the server's environment a sandbox process inherits.
@@ -141,61 +139,75 @@ fn locate(name: &str, env: &str) -> Result<PathBuf, SandboxError> {
 /// A process of a sandbox as recorded on disk.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcRecord {
+    /// Its process id.
     pub pid: i32,
     /// Its own process group (the process leads it).
     pub pgid: i32,
     /// `/proc/<pid>/stat` start time (clock ticks since boot): tells a recorded
     /// process from a later one that got the same pid.
     pub start_time: Option<u64>,
+    /// The binary it was started from (its `argv[0]`).
     pub exe: PathBuf,
 }
 
 /// Contents of `root_dir/<id>/sandbox.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SandboxRecord {
+    /// The sandbox id.
     pub id: String,
+    /// The server instance that created it.
     pub owner: String,
+    /// The run it was created for (cold path), if any.
     pub run_id: Option<String>,
     /// Unix seconds.
     pub created_at: i64,
+    /// The sidecar process.
     pub sidecar: ProcRecord,
+    /// The agent process (absent while the sandbox is being started).
     pub agent: Option<ProcRecord>,
     /// `http://127.0.0.1:<port>`.
     pub sidecar_url: Option<String>,
 }
 
-/// A bounded ring of the last bytes a process wrote.
-#[derive(Debug, Default)]
-struct Ring {
-    buf: VecDeque<u8>,
+/// The agent's stdout and stderr, in its sandbox directory.
+pub const AGENT_LOG: &str = "agent.log";
+/// The sidecar's stderr, in its sandbox directory.
+pub const SIDECAR_LOG: &str = "sidecar.log";
+
+fn log_file(dir: &Path, name: &str) -> Result<Stdio, SandboxError> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(name))
+        .map(Stdio::from)
+        .map_err(|e| SandboxError::Start(format!("opening {}: {e}", dir.join(name).display())))
 }
 
-impl Ring {
-    fn push(&mut self, data: &[u8]) {
-        self.buf.extend(data);
-        let excess = self.buf.len().saturating_sub(LOG_RING_BYTES);
-        self.buf.drain(..excess);
+/// The last `max_bytes` of a file (lossy UTF-8, cut on a character boundary).
+fn file_tail(path: &Path, max_bytes: usize) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return String::new();
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let start = len.saturating_sub(max_bytes as u64);
+    if f.seek(SeekFrom::Start(start)).is_err() {
+        return String::new();
     }
-
-    fn tail(&self, max: usize) -> String {
-        let (a, b) = self.buf.as_slices();
-        let mut all = Vec::with_capacity(a.len() + b.len());
-        all.extend_from_slice(a);
-        all.extend_from_slice(b);
-        tail_utf8(&all, max)
-    }
+    let mut buf = Vec::with_capacity(max_bytes.min(1 << 20));
+    let _ = f.take(max_bytes as u64).read_to_end(&mut buf);
+    tail_utf8(&buf, max_bytes)
 }
 
-type SharedRing = Arc<Mutex<Ring>>;
-
-fn spawn_reader(mut reader: impl AsyncRead + Unpin + Send + 'static, ring: SharedRing) {
+/// Reads and discards what a child writes to a pipe (so it never blocks on a full
+/// pipe while this server lives).
+fn drain(mut reader: impl AsyncRead + Unpin + Send + 'static) {
     tokio::spawn(async move {
         let mut chunk = [0u8; 8192];
         while let Ok(n) = reader.read(&mut chunk).await {
             if n == 0 {
                 break;
             }
-            ring.lock().push(&chunk[..n]);
         }
     });
 }
@@ -223,7 +235,6 @@ struct Live {
     record: SandboxRecord,
     agent_exit: Exit,
     sidecar_exit: Exit,
-    agent_log: SharedRing,
 }
 
 /// The process side: everything but the pool.
@@ -457,6 +468,10 @@ impl Procs {
 
         // The sidecar, on free loopback ports.
         let mut cmd = self.base_command(&self.opts.sidecar_bin, &dir);
+        // Logs go to files in the sandbox directory, not to pipes into this server:
+        // a sandbox must outlive a crashed server (to be re-attached) without its
+        // writes failing on a closed pipe.
+        cmd.stderr(log_file(&dir, SIDECAR_LOG)?);
         cmd.current_dir(&dir)
             .env(ENV_CONFIGURE_TOKEN, token)
             .env("CORRAL_SIDECAR_LISTEN", "127.0.0.1:0")
@@ -474,10 +489,6 @@ impl Procs {
             agent: None,
             sidecar_url: None,
         };
-        let sidecar_log: SharedRing = Arc::default();
-        if let Some(err) = sidecar.stderr.take() {
-            spawn_reader(err, sidecar_log.clone());
-        }
         let stdout = sidecar.stdout.take().expect("stdout is piped");
         let sidecar_exit = watch_exit(sidecar);
         // Recorded before anything can fail, so that cleanup finds the process.
@@ -487,7 +498,6 @@ impl Procs {
                 record: record.clone(),
                 agent_exit: watch::channel(Some(None)).1,
                 sidecar_exit: sidecar_exit.clone(),
-                agent_log: Arc::default(),
             },
         );
         self.write_record(&dir, &record)?;
@@ -505,7 +515,7 @@ impl Procs {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 return Err(SandboxError::Start(format!(
                     "the sidecar exited before listening: {}",
-                    sidecar_log.lock().tail(2000)
+                    file_tail(&dir.join(SIDECAR_LOG), 2000)
                 )));
             }
             Err(_) => {
@@ -515,12 +525,14 @@ impl Procs {
                 )))
             }
         };
-        spawn_reader(lines, sidecar_log.clone());
+        drain(lines);
         let sidecar_url = format!("http://{}", bound.api);
         let proxy = format!("http://{}", bound.proxy);
 
         // The agent, pointed at the sidecar.
         let mut cmd = self.base_command(&self.opts.agent_bin, &dir);
+        cmd.stdout(log_file(&dir, AGENT_LOG)?)
+            .stderr(log_file(&dir, AGENT_LOG)?);
         cmd.current_dir(&workspace)
             .env("CORRAL_SIDECAR_URL", &sidecar_url)
             .env("CORRAL_WORKSPACE", &workspace);
@@ -531,18 +543,11 @@ impl Procs {
             cmd.env(key, "127.0.0.1,localhost");
         }
         cmd.envs(self.opts.agent_env.iter().map(|(k, v)| (k, v)));
-        let mut agent = cmd.spawn().map_err(|e| {
+        let agent = cmd.spawn().map_err(|e| {
             SandboxError::Start(format!("spawning {}: {e}", self.opts.agent_bin.display()))
         })?;
         record.agent = Some(self.proc_record(&agent, &self.opts.agent_bin)?);
         record.sidecar_url = Some(sidecar_url.clone());
-        let agent_log: SharedRing = Arc::default();
-        if let Some(out) = agent.stdout.take() {
-            spawn_reader(out, agent_log.clone());
-        }
-        if let Some(err) = agent.stderr.take() {
-            spawn_reader(err, agent_log.clone());
-        }
         let agent_exit = watch_exit(agent);
         self.live.lock().insert(
             id.to_owned(),
@@ -550,7 +555,6 @@ impl Procs {
                 record: record.clone(),
                 agent_exit: agent_exit.clone(),
                 sidecar_exit: sidecar_exit.clone(),
-                agent_log: agent_log.clone(),
             },
         );
         self.write_record(&dir, &record)?;
@@ -559,7 +563,7 @@ impl Procs {
         if exited(&agent_exit) {
             return Err(SandboxError::Start(format!(
                 "the agent exited at start: {}",
-                agent_log.lock().tail(2000)
+                file_tail(&dir.join(AGENT_LOG), 2000)
             )));
         }
         Ok(Lease {
@@ -736,10 +740,8 @@ impl SandboxBackend for ProcessBackend {
 
     async fn agent_logs(&self, id: &str, max_bytes: usize) -> String {
         self.procs
-            .live
-            .lock()
-            .get(id)
-            .map(|l| l.agent_log.lock().tail(max_bytes))
+            .dir(id)
+            .map(|d| file_tail(&d.join(AGENT_LOG), max_bytes))
             .unwrap_or_default()
     }
 
@@ -808,12 +810,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ring_keeps_the_tail() {
-        let mut r = Ring::default();
-        r.push(&vec![b'a'; LOG_RING_BYTES]);
-        r.push(b"end");
-        assert_eq!(r.buf.len(), LOG_RING_BYTES);
-        assert!(r.tail(10).ends_with("aaaaaaaend"));
+    fn file_tail_keeps_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(AGENT_LOG);
+        assert_eq!(file_tail(&path, 10), "");
+        let mut text = "a".repeat(100_000);
+        text.push_str("é-end");
+        std::fs::write(&path, &text).unwrap();
+        let tail = file_tail(&path, 7);
+        assert!(tail.ends_with("é-end"), "{tail}");
+        assert!(tail.len() <= 7);
     }
 
     #[test]

@@ -777,3 +777,18 @@ pub async fn claim(
     .db()?;
     Ok(r.rows_affected() > 0)
 }
+
+/// Drops the lease `name` when `holder` holds it (e.g. a dead instance).
+pub async fn drop_lease_of(conn: &mut AnyConnection, name: &str, holder: &str) -> Result<()> {
+    release_lease(conn, name, holder).await
+}
+
+/// The current holder of lease `name`, if any.
+pub async fn lease_holder(conn: &mut AnyConnection, name: &str) -> Result<Option<String>> {
+    let row = sqlx::query("SELECT holder FROM leader_leases WHERE name = $1")
+        .bind(name)
+        .fetch_optional(conn)
+        .await
+        .db()?;
+    row.map(|r| r.try_get(0).db()).transpose()
+}

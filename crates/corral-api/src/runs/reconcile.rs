@@ -53,6 +53,12 @@ pub async fn heartbeat(state: AppState, stop: CancellationToken) {
 
 /// Reconciles and reaps at start and then periodically, until `stop`.
 pub async fn run(state: AppState, stop: CancellationToken) {
+    // Reconciling needs to know which sandboxes are alive: wait for the backend (or
+    // the verdict that there is none) before the first pass.
+    tokio::select! {
+        _ = stop.cancelled() => return,
+        _ = state.runs.sandboxes() => {}
+    }
     let mut tick = tokio::time::interval(RECONCILE_EVERY);
     loop {
         tokio::select! {
@@ -86,6 +92,12 @@ pub async fn pass(state: &AppState, stop: &CancellationToken) -> anyhow::Result<
     let me = state.runs.instance_id.clone();
     let live = live_instances(state).await?;
     let mut conn = state.db.conn().await?;
+    // A lease held by a dead instance is free at once, not only when it expires.
+    if let Some(holder) = store::lease_holder(&mut conn, LEASE_NAME).await? {
+        if !live.contains(&holder) {
+            store::drop_lease_of(&mut conn, LEASE_NAME, &holder).await?;
+        }
+    }
     let leader = store::acquire_lease(&mut conn, LEASE_NAME, &me, LEADER_TTL_MS, now_ms()).await?;
     let active = store::active(&mut conn).await?;
     drop(conn);

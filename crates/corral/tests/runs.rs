@@ -1,0 +1,330 @@
+//! Runs across process faults, with the real `corral` binary: a server killed with
+//! SIGKILL mid-run and restarted re-attaches to the run's live sandbox (or fails the
+//! run), reaps the sandboxes it no longer needs, and leaves nothing behind; with the
+//! Docker engine unreachable, new runs fail fast with `sandbox_unavailable` and none
+//! stays `running`.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use corral_mockllm::{MockLlm, Turn};
+use corral_testkit::client::Client;
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_corral");
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start(dir: &Path, port: u16, extra: &[(&str, &str)]) -> Server {
+    let mut c = Command::new(BIN);
+    c.current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("CORRAL_LISTEN", format!("127.0.0.1:{port}"))
+        .env("CORRAL_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .env("CORRAL_AGENT_ENV", "CORRAL_HEARTBEAT_SECS=1");
+    for (k, v) in extra {
+        c.env(k, v);
+    }
+    let mut child = c
+        .arg("serve")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn corral");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let log_path = dir.join("server.log");
+    std::thread::spawn(move || {
+        use std::io::Write as _;
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log_path)
+            .ok();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(f) = log.as_mut() {
+                let _ = writeln!(f, "{line}");
+            }
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                if let Some(addr) = v["fields"]["addr"].as_str() {
+                    let _ = tx.send(addr.to_owned());
+                }
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("server reported its address");
+    Server {
+        child,
+        base: format!("http://{addr}"),
+    }
+}
+
+async fn wait_healthy(base: &str) -> Arc<Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = reqwest::get(format!("{base}/health")).await {
+            if r.status() == 200 {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "never healthy");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Arc::new(
+        reqwest::get(format!("{base}/api/openapi.json"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap(),
+    )
+}
+
+/// Signs up, creates an org, and returns a client with an API key of its app.
+async fn api_client(base: &str, spec: Arc<Value>) -> Client {
+    let c = Client::new(base, spec.clone())
+        .sign_up("ops@example.com", "correct horse battery", "Ops")
+        .await;
+    let org = c.post("/api/orgs", json!({"name": "Ops Org"}), 201).await;
+    let c = c.org(org["id"].as_str().unwrap());
+    let apps = c.get("/api/applications", 200).await;
+    let app_id = apps["data"][0]["id"].as_str().unwrap().to_owned();
+    let c = c.app(&app_id);
+    let key = c.post("/api/api-keys", json!({"name": "ops"}), 201).await;
+    Client::new(base, spec).bearer(key["key"].as_str().unwrap())
+}
+
+fn sandbox_dirs(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir.join("data/sandboxes"))
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn run_status(c: &Client, id: &str) -> Value {
+    c.get(&format!("/api/runs/{id}"), 200).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_run_then_restart_reattaches_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = MockLlm::start_per_conversation(
+        "127.0.0.1:0".parse().unwrap(),
+        vec![
+            Turn::tool_call("bash", json!({"command": "sleep 6"})),
+            Turn::tool_call("output", json!({"greeting": "Hello, Ada!", "length": 11})),
+            Turn::text("Done."),
+        ],
+    )
+    .await
+    .unwrap();
+    let base_url = mock.openai_base_url();
+    let model: Vec<(&str, &str)> = vec![
+        ("CORRAL_SANDBOX", "process"),
+        ("CORRAL_MODEL_API", "openai"),
+        ("CORRAL_MODEL_ID", "mock-model"),
+        ("CORRAL_MODEL_BASE_URL", &base_url),
+        ("CORRAL_MODEL_API_KEY", "sk-real"),
+    ];
+    let port = free_port();
+    let mut first_env = model.clone();
+    first_env.push(("CORRAL_WARM_POOL_SIZE", "1"));
+    let mut server = start(dir.path(), port, &first_env);
+    let spec = wait_healthy(&server.base).await;
+    let c = api_client(&server.base, spec.clone()).await;
+    let run = c
+        .post(
+            "/api/agents/@corral/hello-world/run",
+            json!({"input": {"name": "Ada"}}),
+            201,
+        )
+        .await;
+    let id = run["id"].as_str().unwrap().to_owned();
+    // Running, and the agent is inside its 6 s bash call.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while mock.requests().is_empty() || run_status(&c, &id).await["status"] != "running" {
+        assert!(Instant::now() < deadline, "run never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The warm pool refilled: the run's sandbox plus one idle member.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sandbox_dirs(dir.path()).len() < 2 {
+        assert!(Instant::now() < deadline, "pool never refilled");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    server.child.kill().unwrap(); // SIGKILL
+    server.child.wait().unwrap();
+
+    // Second life on the same port, no pool: the live run is re-attached, the old
+    // idle pool member is reaped.
+    let mut second_env = model.clone();
+    second_env.push(("CORRAL_WARM_POOL_SIZE", "0"));
+    let server = start(dir.path(), port, &second_env);
+    wait_healthy(&server.base).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let done = loop {
+        let r = c.get(&format!("/api/runs/{id}?wait=10"), 200).await;
+        if ["success", "failed", "timeout", "cancelled"].contains(&r["status"].as_str().unwrap()) {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "run never finished: {r}");
+    };
+    assert_eq!(
+        done["status"],
+        "success",
+        "re-attached run: {done}\nserver log:\n{}",
+        std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default()
+    );
+    assert_eq!(done["result"]["output"]["greeting"], "Hello, Ada!");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !sandbox_dirs(dir.path()).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "sandboxes left behind: {:?}",
+            sandbox_dirs(dir.path())
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_with_a_dead_sandbox_fails_the_run_as_server_restarted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = MockLlm::start_per_conversation(
+        "127.0.0.1:0".parse().unwrap(),
+        vec![Turn::tool_call("bash", json!({"command": "sleep 60"}))],
+    )
+    .await
+    .unwrap();
+    let base_url = mock.openai_base_url();
+    let env: Vec<(&str, &str)> = vec![
+        ("CORRAL_SANDBOX", "process"),
+        ("CORRAL_WARM_POOL_SIZE", "0"),
+        ("CORRAL_MODEL_API", "openai"),
+        ("CORRAL_MODEL_ID", "mock-model"),
+        ("CORRAL_MODEL_BASE_URL", &base_url),
+    ];
+    let port = free_port();
+    let mut server = start(dir.path(), port, &env);
+    let spec = wait_healthy(&server.base).await;
+    let c = api_client(&server.base, spec).await;
+    let run = c
+        .post(
+            "/api/agents/@corral/hello-world/run",
+            json!({"input": {"name": "Ada"}}),
+            201,
+        )
+        .await;
+    let id = run["id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while mock.requests().is_empty() {
+        assert!(Instant::now() < deadline, "run never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    // The machine "reboots": the sandbox's processes die with the server.
+    for sbx in sandbox_dirs(dir.path()) {
+        let record: Value = serde_json::from_slice(
+            &std::fs::read(
+                dir.path()
+                    .join("data/sandboxes")
+                    .join(&sbx)
+                    .join("sandbox.json"),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        for role in ["agent", "sidecar"] {
+            if let Some(pgid) = record[role]["pgid"].as_i64() {
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(pgid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+    let server = start(dir.path(), port, &env);
+    wait_healthy(&server.base).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let done = loop {
+        let r = run_status(&c, &id).await;
+        if r["status"] != "running" && r["status"] != "pending" {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "run stayed {}", r["status"]);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(done["status"], "failed");
+    assert_eq!(done["metadata"]["error_code"], "server_restarted", "{done}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !sandbox_dirs(dir.path()).is_empty() {
+        assert!(Instant::now() < deadline, "sandbox left behind");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_engine_unreachable_fails_new_runs_fast() {
+    let dir = tempfile::tempdir().unwrap();
+    let env: Vec<(&str, &str)> = vec![
+        ("CORRAL_SANDBOX", "docker"),
+        ("DOCKER_HOST", "unix:///nonexistent/docker.sock"),
+        ("CORRAL_MODEL_API", "openai"),
+        ("CORRAL_MODEL_ID", "mock-model"),
+        ("CORRAL_MODEL_BASE_URL", "http://127.0.0.1:9/v1"),
+    ];
+    let server = start(dir.path(), free_port(), &env);
+    let spec = wait_healthy(&server.base).await;
+    let c = api_client(&server.base, spec).await;
+    let run = c
+        .post(
+            "/api/agents/@corral/hello-world/run",
+            json!({"input": {"name": "Ada"}}),
+            201,
+        )
+        .await;
+    let id = run["id"].as_str().unwrap();
+    let done = c.get(&format!("/api/runs/{id}?wait=30"), 200).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    assert_eq!(
+        done["metadata"]["error_code"], "sandbox_unavailable",
+        "{done}"
+    );
+    assert!(
+        done["error"].as_str().unwrap().contains("unavailable")
+            || done["error"].as_str().unwrap().contains("engine"),
+        "{done}"
+    );
+}
