@@ -13,3 +13,4 @@ mod pipeline;
 mod rate_limit;
 mod resources;
 mod runs;
+mod runs_docker;

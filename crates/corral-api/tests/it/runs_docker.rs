@@ -1,0 +1,262 @@
+//! Runs through the API in real Docker sandboxes (images built offline from this
+//! workspace), and a cancel received by one replica stopping a sandbox another
+//! replica runs (two servers on one PostgreSQL).
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use corral_mockllm::{MockLlm, Turn};
+use corral_testkit::{Backend, TestApp};
+use serde_json::json;
+
+use crate::runs::{app_with_model, wait_terminal};
+
+const HELLO: &str = "/api/agents/@corral/hello-world/run";
+
+fn images() -> &'static (String, String) {
+    static IMAGES: OnceLock<(String, String)> = OnceLock::new();
+    IMAGES.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let target: PathBuf = std::env::current_exe()
+            .unwrap()
+            .ancestors()
+            .nth(3)
+            .unwrap()
+            .to_owned();
+        corral_sandbox::build_images(&root, "debug", "api-it", Some(&target))
+            .expect("scripts/build-images.sh")
+    })
+}
+
+/// The address `host.docker.internal` resolves to inside containers.
+fn gateway() -> IpAddr {
+    let out = Command::new("docker")
+        .args([
+            "network",
+            "inspect",
+            "bridge",
+            "-f",
+            "{{(index .IPAM.Config 0).Gateway}}",
+        ])
+        .output()
+        .expect("docker CLI");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("bridge gateway address")
+}
+
+fn containers_of(sandbox: &str) -> Vec<String> {
+    let out = Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=corral.sandbox={sandbox}"),
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn networks_of(sandbox: &str) -> Vec<String> {
+    let out = Command::new("docker")
+        .args([
+            "network",
+            "ls",
+            "-q",
+            "--filter",
+            &format!("label=corral.sandbox={sandbox}"),
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+async fn sandbox_of(app: &TestApp, run_id: &str) -> String {
+    sqlx::query_scalar::<_, String>("SELECT sandbox_id FROM runs WHERE id = $1")
+        .bind(run_id)
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap()
+}
+
+async fn assert_docker_gone(sandbox: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let (c, n) = (containers_of(sandbox), networks_of(sandbox));
+        if c.is_empty() && n.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "sandbox {sandbox} left containers {c:?} networks {n:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn docker_app(b: Backend, mock: &MockLlm, pool: usize) -> TestApp {
+    let (agent, sidecar) = tokio::task::spawn_blocking(images).await.unwrap().clone();
+    app_with_model(b, mock, move |c| {
+        c.sandbox = Some("docker".into());
+        c.agent_image = agent;
+        c.sidecar_image = sidecar;
+        c.warm_pool_size = pool;
+    })
+    .await
+}
+
+async fn docker_run_succeeds_and_tears_down(b: Backend) {
+    let mock = MockLlm::start_per_conversation(
+        (gateway(), 0).into(),
+        vec![
+            Turn::tool_call(
+                "bash",
+                json!({"command": "id -u && touch /workspace/ok && echo wrote"}),
+            ),
+            Turn::tool_call("output", json!({"greeting": "Hello, Ada!", "length": 11})),
+            Turn::text("Done."),
+        ],
+    )
+    .await
+    .unwrap();
+    let app = docker_app(b, &mock, 1).await;
+    let s = app.user_with_org("Docker").await;
+    // Twice: the first may be cold (pool still warming), the second should be warm.
+    for _ in 0..2 {
+        let run = s
+            .client
+            .post(HELLO, json!({"input": {"name": "Ada"}}), 201)
+            .await;
+        let id = run["id"].as_str().unwrap().to_owned();
+        let done = wait_terminal(&s, &id, Duration::from_secs(120)).await;
+        assert_eq!(done["status"], "success", "{done}");
+        assert_eq!(done["runner_kind"], "docker");
+        assert_eq!(done["result"]["output"]["greeting"], "Hello, Ada!");
+        assert_docker_gone(&sandbox_of(&app, &id).await, Duration::from_secs(20)).await;
+    }
+    // The agent ran as its unprivileged user and could write its workspace.
+    let tool_results: Vec<String> = mock
+        .requests()
+        .iter()
+        .map(|r| r.body_text())
+        .filter(|t| t.contains("wrote"))
+        .collect();
+    assert!(!tool_results.is_empty());
+    assert!(tool_results[0].contains("10001"), "{}", tool_results[0]);
+    app.stop().await.unwrap();
+}
+
+async fn docker_cancel_removes_the_sandbox(b: Backend) {
+    let mock = MockLlm::start_per_conversation(
+        (gateway(), 0).into(),
+        vec![Turn::tool_call("bash", json!({"command": "sleep 120"}))],
+    )
+    .await
+    .unwrap();
+    let app = docker_app(b, &mock, 0).await;
+    let s = app.user_with_org("DockerCancel").await;
+    let run = s
+        .client
+        .post(HELLO, json!({"input": {"name": "Ada"}}), 201)
+        .await;
+    let id = run["id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while mock.requests().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the agent never called the model"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let sandbox = sandbox_of(&app, &id).await;
+    assert_eq!(containers_of(&sandbox).len(), 2, "agent and sidecar run");
+    let t0 = Instant::now();
+    let r = s
+        .client
+        .post(&format!("/api/runs/{id}/cancel"), json!({}), 200)
+        .await;
+    assert_eq!(r["status"], "cancelled");
+    assert_docker_gone(&sandbox, Duration::from_secs(10)).await;
+    eprintln!("docker teardown after cancel: {:?}", t0.elapsed());
+    app.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_run_succeeds_and_tears_down_sqlite() {
+    docker_run_succeeds_and_tears_down(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_run_succeeds_and_tears_down_postgres() {
+    docker_run_succeeds_and_tears_down(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_cancel_removes_the_sandbox_sqlite() {
+    docker_cancel_removes_the_sandbox(Backend::Sqlite).await;
+}
+
+/// Two replicas on one PostgreSQL: the run executes on A, the cancel arrives at B,
+/// and A's sandbox is gone within 10 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_on_another_replica_stops_the_sandbox() {
+    let mock = MockLlm::start_per_conversation(
+        "127.0.0.1:0".parse().unwrap(),
+        vec![Turn::tool_call("bash", json!({"command": "sleep 120"}))],
+    )
+    .await
+    .unwrap();
+    let a = app_with_model(Backend::Postgres, &mock, |_| {}).await;
+    let url = a.state.config.database_url.clone().unwrap();
+    let b = app_with_model(Backend::Postgres, &mock, move |c| {
+        c.database_url = Some(url);
+    })
+    .await;
+    let s = a.user_with_org("Replicas").await;
+    let (_, key) = s.api_key(None).await;
+    let on_a = a.client().bearer(&key);
+    let on_b = b.client().bearer(&key);
+    let run = on_a
+        .post(HELLO, json!({"input": {"name": "Ada"}}), 201)
+        .await;
+    let id = run["id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while mock.requests().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the agent never called the model"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let sandbox = sandbox_of(&a, &id).await;
+    let dir = a.dir.path().join("sandboxes").join(&sandbox);
+    assert!(dir.exists(), "the run executes on replica A");
+    let t0 = Instant::now();
+    let r = on_b
+        .post(&format!("/api/runs/{id}/cancel"), json!({}), 200)
+        .await;
+    assert_eq!(r["status"], "cancelled");
+    while dir.exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "replica A did not stop its sandbox within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Both replicas see the same terminal state.
+    assert_eq!(
+        on_a.get(&format!("/api/runs/{id}"), 200).await["status"],
+        "cancelled"
+    );
+}
