@@ -7,6 +7,7 @@ pub mod context;
 pub mod error;
 pub mod idempotency;
 pub mod json;
+pub mod metrics;
 pub mod packages;
 pub mod pipeline;
 pub mod ratelimit;
@@ -248,7 +249,13 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// Routes that are deliberately not part of the contract (the contract itself, its
 /// docs page). Checked by a test: every other route must be in `/api/openapi.json`.
-pub const UNDOCUMENTED_ROUTES: &[&str] = &["/api/openapi.json", "/api/docs", "/api/docs/docs.js"];
+pub const UNDOCUMENTED_ROUTES: &[&str] = &[
+    "/api/openapi.json",
+    "/api/docs",
+    "/api/docs/docs.js",
+    // On the separate metrics listener, not the API.
+    "/metrics",
+];
 
 async fn route_not_found(req: axum::extract::Request) -> Response {
     ApiError::new(
@@ -387,6 +394,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
                 .context("opening object storage under the data dir")?,
             secrets,
             runs: runs::Runs::new(db.clone()),
+            metrics: metrics::Metrics::default(),
             db,
             config,
         }),
@@ -471,7 +479,24 @@ pub async fn serve_with_state(
     );
     let maintenance = tokio::spawn(maintenance(state.clone(), shutdown.clone()));
     let runs_stop = CancellationToken::new();
-    let run_tasks = start_runs(&state, addr, &runs_stop);
+    let mut run_tasks = start_runs(&state, addr, &runs_stop);
+    if let Some(metrics_addr) = state.config.metrics_listen {
+        match TcpListener::bind(metrics_addr).await {
+            Ok(l) => {
+                tracing::info!(addr = %metrics_addr, "metrics listening");
+                let app = metrics::router(state.clone());
+                let stop = runs_stop.clone();
+                run_tasks.push(tokio::spawn(async move {
+                    let _ = axum::serve(l, app)
+                        .with_graceful_shutdown(async move { stop.cancelled().await })
+                        .await;
+                }));
+            }
+            Err(e) => {
+                tracing::error!(addr = %metrics_addr, error = %e, "cannot listen for metrics")
+            }
+        }
+    }
 
     tokio::select! {
         _ = shutdown.cancelled() => {}

@@ -29,6 +29,7 @@ pub struct Inner {
     pub openapi_json: bytes::Bytes,
     /// Runs: executor, sandbox backend, state bus.
     pub runs: crate::runs::Runs,
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl std::ops::Deref for AppState {

@@ -792,3 +792,14 @@ pub async fn lease_holder(conn: &mut AnyConnection, name: &str) -> Result<Option
         .db()?;
     row.map(|r| r.try_get(0).db()).transpose()
 }
+
+/// Number of runs per status.
+pub async fn count_by_status(conn: &mut AnyConnection) -> Result<Vec<(String, i64)>> {
+    let rows = sqlx::query("SELECT status, COUNT(*) FROM runs GROUP BY status ORDER BY status")
+        .fetch_all(conn)
+        .await
+        .db()?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0).db()?, r.try_get(1).db()?)))
+        .collect()
+}

@@ -316,6 +316,17 @@ async fn docker_engine_unreachable_fails_new_runs_fast() {
         )
         .await;
     let id = run["id"].as_str().unwrap();
+    let health: Value = reqwest::get(format!("{}/health", server.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(
+        health["checks"]["sandbox"]["status"], "unavailable",
+        "{health}"
+    );
     let done = c.get(&format!("/api/runs/{id}?wait=30"), 200).await;
     assert_eq!(done["status"], "failed", "{done}");
     assert_eq!(

@@ -31,9 +31,36 @@ pub struct CheckStatus {
     pub backend: &'static str,
 }
 
+/// The sandbox backend and its warm pool.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SandboxCheck {
+    #[schema(value_type = String, pattern = "^(starting|ready|unavailable)$")]
+    pub status: &'static str,
+    /// `docker` | `process` once chosen.
+    pub backend: Option<String>,
+    /// Why no backend is available.
+    pub error: Option<String>,
+    pub pool: Option<PoolCheck>,
+    /// Runs waiting for a slot on this server.
+    pub queued_runs: usize,
+    /// Runs this server supervises.
+    pub running_runs: usize,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PoolCheck {
+    pub target: usize,
+    pub ready: usize,
+    pub warming: usize,
+    pub hits: u64,
+    pub misses: u64,
+    pub recycled: u64,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Checks {
     pub database: CheckStatus,
+    pub sandbox: SandboxCheck,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -56,8 +83,33 @@ pub async fn health(State(state): State<AppState>) -> Response {
     let db_ok = tokio::time::timeout(std::time::Duration::from_secs(2), state.db.ping())
         .await
         .is_ok_and(|r| r.is_ok());
+    let (sbx_status, sbx, sbx_error) = state.runs.sandbox_status();
+    let ex = state.runs.executor.stats();
+    let sandbox = SandboxCheck {
+        status: sbx_status,
+        backend: sbx.as_ref().map(|s| s.backend.kind().as_str().to_owned()),
+        error: sbx_error,
+        pool: sbx.map(|s| {
+            let p = s.backend.stats();
+            PoolCheck {
+                target: p.target,
+                ready: p.ready,
+                warming: p.warming,
+                hits: p.hits,
+                misses: p.misses,
+                recycled: p.recycled,
+            }
+        }),
+        queued_runs: ex.queued,
+        running_runs: ex.running,
+    };
+    let overall = match (db_ok, sbx_status) {
+        (false, _) => "unhealthy",
+        (true, "unavailable") => "degraded",
+        (true, _) => "healthy",
+    };
     let body = Health {
-        status: if db_ok { "healthy" } else { "unhealthy" },
+        status: overall,
         version: Version {
             app: env!("CARGO_PKG_VERSION").to_owned(),
             commit: option_env!("CORRAL_GIT_COMMIT").map(str::to_owned),
@@ -69,6 +121,7 @@ pub async fn health(State(state): State<AppState>) -> Response {
                 latency_ms: start.elapsed().as_secs_f64() * 1000.0,
                 backend: state.db.backend().name(),
             },
+            sandbox,
         },
     };
     let status = if db_ok {

@@ -84,6 +84,14 @@ fn check_open(run: &store::Run) -> ApiResult<()> {
     Ok(())
 }
 
+/// The first event of a run ends its start: record trigger → first event.
+fn observe_start(state: &AppState, before: &store::Run) {
+    if before.first_event_at.is_none() && before.status == "running" {
+        let secs = (now_ms() - before.created_at).max(0) as f64 / 1000.0;
+        state.metrics.run_start.observe(secs);
+    }
+}
+
 fn level_str(l: LogLevel) -> &'static str {
     match l {
         LogLevel::Debug => "debug",
@@ -236,6 +244,7 @@ pub async fn ingest_event(
     };
     store::touch(&mut tx, &run_id, now_ms()).await?;
     tx.commit().await.map_err(corral_store::StoreError::from)?;
+    observe_start(&state, &current);
     Ok(Json(IngestOutcome {
         ok: true,
         outcome,
@@ -260,6 +269,7 @@ pub async fn heartbeat(
     check_open(&run)?;
     let mut conn = state.db.conn().await?;
     store::touch(&mut conn, &run_id, now_ms()).await?;
+    observe_start(&state, &run);
     Ok(Json(Ok { ok: true }))
 }
 

@@ -88,6 +88,16 @@ impl Runs {
             .unwrap_or_else(|| Err("sandbox backend never selected".into()))
     }
 
+    /// `(status, backend, error)` for `/health`: `starting` while the backend is
+    /// being chosen, `ready`, or `unavailable` with the reason.
+    pub fn sandbox_status(&self) -> (&'static str, Option<Sandboxes>, Option<String>) {
+        match &*self.sandboxes.borrow() {
+            None => ("starting", None, None),
+            Some(Ok(s)) => ("ready", Some(s.clone()), None),
+            Some(Err(e)) => ("unavailable", None, Some(e.clone())),
+        }
+    }
+
     /// The backend if already selected.
     pub fn sandboxes_now(&self) -> Option<Sandboxes> {
         self.sandboxes

@@ -566,7 +566,57 @@ async fn long_poll_wakes_on_completion(b: Backend) {
     assert!(t0.elapsed() < Duration::from_secs(2));
 }
 
+async fn metrics_and_health_report_runs(b: Backend) {
+    let mock = MockLlm::start_per_conversation(
+        "127.0.0.1:0".parse().unwrap(),
+        vec![
+            Turn::tool_call("output", json!({"greeting": "hi", "length": 2})),
+            Turn::text("done"),
+        ],
+    )
+    .await
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let app = app_with_model(b, &mock, |c| {
+        c.metrics_listen = Some(format!("127.0.0.1:{port}").parse().unwrap());
+        c.warm_pool_size = 1;
+    })
+    .await;
+    let s = app.user_with_org("Metrics").await;
+    let run = s
+        .client
+        .post(HELLO, json!({"input": {"name": "A"}}), 201)
+        .await;
+    let done = wait_terminal(&s, run["id"].as_str().unwrap(), Duration::from_secs(60)).await;
+    assert_eq!(done["status"], "success");
+    let health = app.client().get("/health", 200).await;
+    assert_eq!(health["checks"]["sandbox"]["status"], "ready", "{health}");
+    assert_eq!(health["checks"]["sandbox"]["backend"], "process");
+    assert_eq!(health["checks"]["sandbox"]["pool"]["target"], 1);
+    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        "corral_runs{state=\"success\"} 1",
+        "corral_run_start_seconds_count 1",
+        "corral_warm_pool_target 1",
+        "corral_warm_pool_hits_total",
+        "corral_executor_running ",
+        "corral_db_pool_connections",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+}
+
 both!(
+    metrics_and_health_report_runs,
     hello_world_succeeds,
     refused_triggers_leave_no_row,
     inline_run_succeeds,

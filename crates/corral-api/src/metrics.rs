@@ -1,0 +1,185 @@
+//! `/metrics` in the Prometheus text format, on its own listener
+//! (`CORRAL_METRICS_LISTEN`, SPEC §18): runs by state, the executor's queue, the run
+//! start latency histogram, the warm pool, and database pool usage.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+
+use crate::state::AppState;
+
+/// Upper bounds (seconds) of the run start latency buckets.
+const START_BUCKETS: [f64; 12] = [
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0,
+];
+
+/// A fixed-bucket histogram with lock-free observation.
+#[derive(Default)]
+pub struct Histogram {
+    counts: [AtomicU64; START_BUCKETS.len()],
+    count: AtomicU64,
+    /// Sum in microseconds.
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, seconds: f64) {
+        for (i, le) in START_BUCKETS.iter().enumerate() {
+            if seconds <= *le {
+                self.counts[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_us
+            .fetch_add((seconds.max(0.0) * 1e6) as u64, Ordering::Relaxed);
+    }
+
+    fn render(&self, name: &str, help: &str, out: &mut String) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for (i, le) in START_BUCKETS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{le}\"}} {}",
+                self.counts[i].load(Ordering::Relaxed)
+            );
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            out,
+            "{name}_sum {}",
+            self.sum_us.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "{name}_count {count}");
+    }
+}
+
+/// Metrics recorded as things happen (the rest is read when scraped).
+#[derive(Default)]
+pub struct Metrics {
+    /// Trigger → first event from the sandbox.
+    pub run_start: Histogram,
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, kind: &str, value: impl std::fmt::Display) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+    );
+}
+
+/// The exposition text.
+pub async fn render(state: &AppState) -> String {
+    let mut out = String::new();
+    if let Ok(mut conn) = state.db.conn().await {
+        if let Ok(rows) = corral_store::runs::count_by_status(&mut conn).await {
+            let _ = writeln!(
+                out,
+                "# HELP corral_runs Runs by state.\n# TYPE corral_runs gauge"
+            );
+            for (status, n) in rows {
+                let _ = writeln!(out, "corral_runs{{state=\"{status}\"}} {n}");
+            }
+        }
+    }
+    let ex = state.runs.executor.stats();
+    gauge(
+        &mut out,
+        "corral_executor_queued",
+        "Runs waiting for a slot on this server.",
+        "gauge",
+        ex.queued,
+    );
+    gauge(
+        &mut out,
+        "corral_executor_running",
+        "Runs supervised by this server.",
+        "gauge",
+        ex.running,
+    );
+    state.metrics.run_start.render(
+        "corral_run_start_seconds",
+        "Time from the trigger to the first event from the run's sandbox.",
+        &mut out,
+    );
+    if let Some(sbx) = state.runs.sandboxes_now() {
+        let p = sbx.backend.stats();
+        gauge(
+            &mut out,
+            "corral_warm_pool_target",
+            "Warm sandboxes to keep ready.",
+            "gauge",
+            p.target,
+        );
+        gauge(
+            &mut out,
+            "corral_warm_pool_ready",
+            "Warm sandboxes ready now.",
+            "gauge",
+            p.ready,
+        );
+        gauge(
+            &mut out,
+            "corral_warm_pool_warming",
+            "Sandboxes being created for the pool.",
+            "gauge",
+            p.warming,
+        );
+        gauge(
+            &mut out,
+            "corral_warm_pool_hits_total",
+            "Leases served from the pool.",
+            "counter",
+            p.hits,
+        );
+        gauge(
+            &mut out,
+            "corral_warm_pool_misses_total",
+            "Leases that created a sandbox on demand.",
+            "counter",
+            p.misses,
+        );
+        gauge(
+            &mut out,
+            "corral_warm_pool_recycled_total",
+            "Pool members destroyed for age.",
+            "counter",
+            p.recycled,
+        );
+    }
+    let (open, idle) = state.db.pool_usage();
+    gauge(
+        &mut out,
+        "corral_db_pool_connections",
+        "Open database connections.",
+        "gauge",
+        open,
+    );
+    gauge(
+        &mut out,
+        "corral_db_pool_idle",
+        "Idle database connections.",
+        "gauge",
+        idle,
+    );
+    out
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        render(&state).await,
+    )
+}
+
+/// The metrics listener's router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
