@@ -12,5 +12,6 @@ mod pipeline;
 
 mod rate_limit;
 mod resources;
+mod run_events;
 mod runs;
 mod runs_docker;
