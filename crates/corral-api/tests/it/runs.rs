@@ -615,7 +615,48 @@ async fn metrics_and_health_report_runs(b: Backend) {
     }
 }
 
+async fn shutdown_fails_running_runs_and_tears_down(b: Backend) {
+    let mock = MockLlm::start_per_conversation(
+        "127.0.0.1:0".parse().unwrap(),
+        vec![Turn::tool_call("bash", json!({"command": "sleep 60"}))],
+    )
+    .await
+    .unwrap();
+    let app = app_with_model(b, &mock, |c| c.warm_pool_size = 1).await;
+    let s = app.user_with_org("Shutdown").await;
+    let run = s.client.post(HELLO, json!({"input": {"name": "A"}}), 201).await;
+    let id = run["id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while mock.requests().is_empty() {
+        assert!(Instant::now() < deadline, "the agent never called the model");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.begin_shutdown();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while !app.is_finished() {
+        assert!(Instant::now() < deadline, "the server did not stop");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Every sandbox is gone, the idle pool member included.
+    let left: Vec<_> = std::fs::read_dir(app.dir.path().join("sandboxes"))
+        .map(|rd| rd.filter_map(Result::ok).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "sandboxes left after shutdown: {left:?}");
+    let db = corral_store::Db::connect(&app.state.config.effective_database_url(), 1)
+        .await
+        .unwrap();
+    let (status, code): (String, Option<String>) =
+        sqlx::query_as("SELECT status, error_code FROM runs WHERE id = $1")
+            .bind(&id)
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+    assert_eq!(status, "failed");
+    assert_eq!(code.as_deref(), Some("server_shutdown"));
+}
+
 both!(
+    shutdown_fails_running_runs_and_tears_down,
     metrics_and_health_report_runs,
     hello_world_succeeds,
     refused_triggers_leave_no_row,
