@@ -86,6 +86,11 @@ pub async fn list_agents(
     let mut conn = state.db.conn().await?;
     let rows =
         corral_store::packages::list_visible(&mut conn, ctx.org_id()?, Some("agent")).await?;
+    let running: std::collections::HashMap<String, i64> =
+        corral_store::runs::running_by_package(&mut conn, ctx.org_id()?, ctx.app_id()?)
+            .await?
+            .into_iter()
+            .collect();
     let data: Vec<AgentListItem> = rows
         .into_iter()
         .map(|r| {
@@ -103,11 +108,11 @@ pub async fn list_agents(
                     .and_then(|k| serde_json::from_value(k.clone()).ok())
                     .unwrap_or_default(),
                 dependencies: dependencies_of(&manifest),
+                running_runs: running.get(&r.id).copied().unwrap_or(0),
                 id: r.id,
                 display_name: r.display_name,
                 description: r.description,
                 version: r.latest_version,
-                running_runs: 0,
             }
         })
         .collect();

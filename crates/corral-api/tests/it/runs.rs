@@ -408,6 +408,14 @@ async fn cancel_stops_the_sandbox(b: Backend) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let sandbox = sandbox_of(&app, &id).await;
+    let agents = s.client.get("/api/agents", 200).await;
+    let hello = agents["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == "@corral/hello-world")
+        .unwrap();
+    assert_eq!(hello["running_runs"], 1, "{hello}");
     let t0 = Instant::now();
     let cancelled = s
         .client
@@ -624,11 +632,17 @@ async fn shutdown_fails_running_runs_and_tears_down(b: Backend) {
     .unwrap();
     let app = app_with_model(b, &mock, |c| c.warm_pool_size = 1).await;
     let s = app.user_with_org("Shutdown").await;
-    let run = s.client.post(HELLO, json!({"input": {"name": "A"}}), 201).await;
+    let run = s
+        .client
+        .post(HELLO, json!({"input": {"name": "A"}}), 201)
+        .await;
     let id = run["id"].as_str().unwrap().to_owned();
     let deadline = Instant::now() + Duration::from_secs(30);
     while mock.requests().is_empty() {
-        assert!(Instant::now() < deadline, "the agent never called the model");
+        assert!(
+            Instant::now() < deadline,
+            "the agent never called the model"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     app.begin_shutdown();
