@@ -210,6 +210,38 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();
+        // A test that ends without `stop()` takes the server's runtime with it before
+        // the graceful shutdown can remove process sandboxes (idle pool members, a
+        // run still going): kill what their records name, so no test leaks processes.
+        kill_process_sandboxes(&self.dir.path().join("sandboxes"));
+    }
+}
+
+/// SIGKILLs the process groups recorded under `root/<sandbox>/sandbox.json` whose
+/// leader is still a Corral runtime binary.
+fn kill_process_sandboxes(root: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let Ok(text) = std::fs::read_to_string(entry.path().join("sandbox.json")) else {
+            continue;
+        };
+        let Ok(record) = serde_json::from_str::<serde_json::Value>(&text) else {
+            continue;
+        };
+        for role in ["agent", "sidecar"] {
+            let Some(pid) = record[role]["pid"].as_i64() else {
+                continue;
+            };
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains("corral-") {
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
     }
 }
 
