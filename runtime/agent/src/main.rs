@@ -13,5 +13,7 @@ async fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let config = corral_agent::Config::parse();
-    std::process::ExitCode::from(corral_agent::run_agent(config).await)
+    let code = corral_agent::run_agent(config).await;
+    // Exit at once: dropping the runtime would wait for idle blocking threads.
+    std::process::exit(i32::from(code))
 }
