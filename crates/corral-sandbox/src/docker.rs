@@ -26,8 +26,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bollard::errors::Error as DockerError;
 use bollard::models::{
-    ContainerCreateBody, ContainerStateStatusEnum, ContainerUpdateBody, EndpointSettings,
-    HostConfig, HostConfigLogConfig, NetworkConnectRequest, NetworkCreateRequest, NetworkingConfig,
+    ContainerCreateBody, ContainerStateStatusEnum, ContainerUpdateBody, EndpointIpamConfig,
+    EndpointSettings, HostConfig, HostConfigLogConfig, Ipam, IpamConfig, NetworkConnectRequest,
+    NetworkCreateRequest, NetworkingConfig,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, InspectContainerOptions, InspectNetworkOptions, KillContainerOptions,
@@ -81,6 +82,9 @@ pub struct DockerOptions {
     pub agent_env: Vec<(String, String)>,
     /// How long a new sandbox may take until its sidecar answers `/health`.
     pub start_timeout: Duration,
+    /// IPv4 range run networks take their small (/29) subnets from, so that the
+    /// engine's default address pools (about 30 networks) do not cap concurrency.
+    pub subnet_pool: ipnet::Ipv4Net,
 }
 
 impl Default for DockerOptions {
@@ -94,7 +98,38 @@ impl Default for DockerOptions {
             egress_network: "corral-egress".to_owned(),
             agent_env: Vec::new(),
             start_timeout: Duration::from_secs(30),
+            subnet_pool: "10.213.0.0/16".parse().expect("valid CIDR"),
         }
+    }
+}
+
+/// The addresses of one run network: a /29 out of [`DockerOptions::subnet_pool`]
+/// with the sidecar and the agent at fixed addresses, so the agent finds its sidecar
+/// through `/etc/hosts` (no DNS on an internal network) and both can start together.
+#[derive(Debug, Clone, Copy)]
+pub struct RunSubnet {
+    /// The /29.
+    pub net: ipnet::Ipv4Net,
+    /// Reserved by the engine (the bridge itself gets no address: `inhibit_ipv4`).
+    pub gateway: std::net::Ipv4Addr,
+    /// The sidecar's address on the run network (`sidecar` in the agent's hosts).
+    pub sidecar: std::net::Ipv4Addr,
+    /// The agent's address.
+    pub agent: std::net::Ipv4Addr,
+}
+
+impl RunSubnet {
+    /// A random /29 of `pool`.
+    pub fn pick(pool: ipnet::Ipv4Net) -> Option<RunSubnet> {
+        use rand::seq::IteratorRandom as _;
+        let net = pool.subnets(29).ok()?.choose(&mut rand::thread_rng())?;
+        let base = u32::from(net.network());
+        Some(RunSubnet {
+            net,
+            gateway: (base + 1).into(),
+            sidecar: (base + 2).into(),
+            agent: (base + 3).into(),
+        })
     }
 }
 
@@ -410,6 +445,7 @@ impl Engine {
         id: &str,
         run_id: Option<&str>,
         run_network: &str,
+        subnet: RunSubnet,
         resources: Resources,
     ) -> ContainerCreateBody {
         let proxy = format!("http://sidecar:{}", sidecar_api::PROXY_PORT);
@@ -453,12 +489,26 @@ impl Engine {
                 nano_cpus: Some(resources.nano_cpus),
                 network_mode: Some(run_network.to_owned()),
                 log_config: Some(log_config()),
+                extra_hosts: Some(vec![format!("sidecar:{}", subnet.sidecar)]),
+                // The agent starts together with its sidecar, so its first packets
+                // may find no neighbour yet; the kernel would only ask again after a
+                // second (the default ARP retransmit time). Namespaced, harmless.
+                sysctls: Some(HashMap::from([(
+                    "net.ipv4.neigh.eth0.retrans_time_ms".to_owned(),
+                    "50".to_owned(),
+                )])),
                 ..Default::default()
             }),
             networking_config: Some(NetworkingConfig {
                 endpoints_config: Some(HashMap::from([(
                     run_network.to_owned(),
-                    EndpointSettings::default(),
+                    EndpointSettings {
+                        ipam_config: Some(EndpointIpamConfig {
+                            ipv4_address: Some(subnet.agent.to_string()),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    },
                 )])),
             }),
             ..Default::default()
@@ -501,23 +551,54 @@ impl Engine {
         resources: Resources,
     ) -> Result<String, SandboxError> {
         let t0 = Instant::now();
-        // 1. The run network and (on the egress network) the sidecar, together.
+        // 1. The run network (a fresh small subnet; another sandbox may hold the one
+        //    picked, then pick again) and, on the egress network, the sidecar.
         let run_network = async {
-            self.docker
-                .create_network(NetworkCreateRequest {
-                    name: names.run_network.clone(),
-                    driver: Some("bridge".to_owned()),
-                    internal: Some(true),
-                    options: Some(HashMap::from([(
-                        INHIBIT_IPV4.to_owned(),
-                        "true".to_owned(),
-                    )])),
-                    labels: Some(to_map(object_labels(id, &self.opts.owner, None, run_id))),
-                    ..Default::default()
-                })
-                .await
-                .map(drop)
-                .map_err(|e| engine_error(&format!("creating network {}", names.run_network), e))
+            let mut last = None;
+            for _ in 0..16 {
+                let subnet = RunSubnet::pick(self.opts.subnet_pool).ok_or_else(|| {
+                    SandboxError::Start(format!(
+                        "the subnet pool {} has no /29",
+                        self.opts.subnet_pool
+                    ))
+                })?;
+                let created = self
+                    .docker
+                    .create_network(NetworkCreateRequest {
+                        name: names.run_network.clone(),
+                        driver: Some("bridge".to_owned()),
+                        internal: Some(true),
+                        options: Some(HashMap::from([(
+                            INHIBIT_IPV4.to_owned(),
+                            "true".to_owned(),
+                        )])),
+                        ipam: Some(Ipam {
+                            config: Some(vec![IpamConfig {
+                                subnet: Some(subnet.net.to_string()),
+                                gateway: Some(subnet.gateway.to_string()),
+                                ..Default::default()
+                            }]),
+                            ..Default::default()
+                        }),
+                        labels: Some(to_map(object_labels(id, &self.opts.owner, None, run_id))),
+                        ..Default::default()
+                    })
+                    .await;
+                match created {
+                    Ok(_) => return Ok(subnet),
+                    Err(e) if e.to_string().contains("overlap") => last = Some(e),
+                    Err(e) => {
+                        return Err(engine_error(
+                            &format!("creating network {}", names.run_network),
+                            e,
+                        ))
+                    }
+                }
+            }
+            Err(SandboxError::Start(format!(
+                "no free subnet in {} for {}: {last:?}",
+                self.opts.subnet_pool, names.run_network
+            )))
         };
         let sidecar = async {
             let egress = self.egress_network().await?;
@@ -542,11 +623,11 @@ impl Engine {
         // `join!`, not `try_join!`: a request dropped mid-flight could still create
         // its object after the cleanup looked for it.
         let (a, b) = futures::join!(run_network, sidecar);
-        a.and(b)?;
+        let subnet = a?;
+        b?;
         let t1 = t0.elapsed();
-        // 2. The sidecar joins the run network as `sidecar` and starts; the agent
-        //    container is created meanwhile and started once the sidecar runs, so
-        //    that its first `GET /task` finds it.
+        // 2. The sidecar joins the run network at its fixed address (alias
+        //    `sidecar`) while the agent container is created.
         let sidecar = async {
             self.docker
                 .connect_network(
@@ -555,26 +636,31 @@ impl Engine {
                         container: names.sidecar.clone(),
                         endpoint_config: Some(EndpointSettings {
                             aliases: Some(vec!["sidecar".to_owned()]),
+                            ipam_config: Some(EndpointIpamConfig {
+                                ipv4_address: Some(subnet.sidecar.to_string()),
+                                ..Default::default()
+                            }),
                             ..Default::default()
                         }),
                     },
                 )
                 .await
-                .map_err(|e| engine_error("connecting the sidecar to the run network", e))?;
-            self.start_container(&names.sidecar).await
+                .map_err(|e| engine_error("connecting the sidecar to the run network", e))
         };
-        let agent_body = self.agent_body(id, run_id, &names.run_network, resources);
+        let agent_body = self.agent_body(id, run_id, &names.run_network, subnet, resources);
         let agent = self.create_container(&names.agent, &self.opts.agent_image, agent_body);
         let (a, b) = futures::join!(sidecar, agent);
         a.and(b)?;
         let t2 = t0.elapsed();
-        // 3. Start the agent while learning the sidecar's address and waiting for
-        //    its health.
+        // 3. Both start together: the agent reaches the sidecar by address (from
+        //    `/etc/hosts`) and retries until it listens. Meanwhile learn the
+        //    sidecar's egress address and wait for its health.
         let agent = async {
             self.start_container(&names.agent).await?;
             self.agent_running(&names.agent).await
         };
         let sidecar = async {
+            self.start_container(&names.sidecar).await?;
             let url = self.sidecar_url(&names.sidecar).await?;
             self.wait_healthy(&url).await?;
             Ok::<_, SandboxError>(url)
@@ -1011,6 +1097,20 @@ pub fn rewrite_loopback(url: &str, host: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_subnets_are_small_slices_of_the_pool() {
+        let pool: ipnet::Ipv4Net = "10.213.0.0/16".parse().unwrap();
+        for _ in 0..100 {
+            let s = RunSubnet::pick(pool).unwrap();
+            assert_eq!(s.net.prefix_len(), 29);
+            assert!(pool.contains(&s.net));
+            assert!(s.net.contains(&s.sidecar) && s.net.contains(&s.agent));
+            assert_eq!(u32::from(s.sidecar), u32::from(s.net.network()) + 2);
+            assert_ne!(s.sidecar, s.agent);
+        }
+        assert!(RunSubnet::pick("10.0.0.0/30".parse().unwrap()).is_none());
+    }
 
     #[test]
     fn loopback_urls_are_rewritten_to_the_host_gateway() {

@@ -33,10 +33,17 @@ impl SidecarClient {
     /// with a capped backoff; the caller bounds the wait by dropping the future.
     pub async fn wait_for_task(&self, wait_secs: u64) -> anyhow::Result<AgentTask> {
         let url = format!("{}{TASK_PATH}?wait={wait_secs}", self.base);
-        let mut backoff = Duration::from_millis(100);
+        // The sidecar is on the same host bridge: a connect that takes longer than
+        // this hit a peer whose interface was not up yet, and the kernel would only
+        // retry its SYN after a second. Give up early and try again instead.
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_millis(150))
+            .build()
+            .unwrap_or_else(|_| self.http.clone());
+        // Short first retries: on a cold start the agent and its sidecar boot together.
+        let mut backoff = Duration::from_millis(20);
         loop {
-            let resp = self
-                .http
+            let resp = http
                 .get(&url)
                 .timeout(Duration::from_secs(wait_secs + 10))
                 .send()
@@ -46,7 +53,7 @@ impl SidecarClient {
                     return Ok(r.json::<AgentTask>().await?);
                 }
                 Ok(r) if r.status() == reqwest::StatusCode::NO_CONTENT => {
-                    backoff = Duration::from_millis(100);
+                    backoff = Duration::from_millis(20);
                     continue;
                 }
                 Ok(r) => {
@@ -55,7 +62,7 @@ impl SidecarClient {
                 Err(e) => tracing::debug!(error = %e, "sidecar not reachable yet"),
             }
             tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(2));
+            backoff = (backoff * 2).min(Duration::from_millis(200));
         }
     }
 

@@ -12,10 +12,15 @@
 //! Every scenario gets a fresh server and data dir; every wait has a deadline; the
 //! server is killed and leftover managed containers removed even on error.
 
+#[path = "runbench/api.rs"]
 mod api;
+#[path = "runbench/engine.rs"]
 mod engine;
+#[path = "runbench/mem.rs"]
 mod mem;
+#[path = "runbench/server.rs"]
 mod server;
+#[path = "runbench/stats.rs"]
 mod stats;
 
 use std::collections::HashMap;
@@ -214,7 +219,10 @@ async fn main() -> Result<()> {
     }
     for s in &args.scenarios {
         if !ALL_SCENARIOS.contains(&s.as_str()) {
-            bail!("unknown scenario {s:?} (known: {})", ALL_SCENARIOS.join(", "));
+            bail!(
+                "unknown scenario {s:?} (known: {})",
+                ALL_SCENARIOS.join(", ")
+            );
         }
     }
     if args.runs == 0 {
@@ -291,7 +299,10 @@ async fn main() -> Result<()> {
         }
         match &res {
             Ok(_) => println!("{name}: done in {:.1} s", t.elapsed().as_secs_f64()),
-            Err(e) => println!("{name}: FAILED after {:.1} s: {e:#}", t.elapsed().as_secs_f64()),
+            Err(e) => println!(
+                "{name}: FAILED after {:.1} s: {e:#}",
+                t.elapsed().as_secs_f64()
+            ),
         }
         let interrupted = matches!(&res, Err(e) if e.to_string() == "interrupted");
         outcomes.push((name, res));
@@ -314,7 +325,10 @@ async fn resolve_images(args: &Args) -> Result<(String, String)> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
-    println!("building/locating images with scripts/build-images.sh (target dir {})", target.display());
+    println!(
+        "building/locating images with scripts/build-images.sh (target dir {})",
+        target.display()
+    );
     let (agent, sidecar) = tokio::task::spawn_blocking(move || {
         corral_sandbox::images::build_images(&root, "release", "bench", Some(&target))
     })
@@ -363,11 +377,21 @@ async fn run_scenario(ctx: &Ctx, name: &str) -> Result<Outcome> {
             );
             Ok(Outcome::Floor(v))
         }
-        "docker-warm" => sequential(ctx, name, Backend::Docker, 2).await.map(Outcome::Seq),
-        "docker-cold" => sequential(ctx, name, Backend::Docker, 0).await.map(Outcome::Seq),
-        "process-warm" => sequential(ctx, name, Backend::Process, 2).await.map(Outcome::Seq),
-        "process-cold" => sequential(ctx, name, Backend::Process, 0).await.map(Outcome::Seq),
-        "docker-concurrent" => concurrent(ctx, name, Backend::Docker, 2).await.map(Outcome::Conc),
+        "docker-warm" => sequential(ctx, name, Backend::Docker, 2)
+            .await
+            .map(Outcome::Seq),
+        "docker-cold" => sequential(ctx, name, Backend::Docker, 0)
+            .await
+            .map(Outcome::Seq),
+        "process-warm" => sequential(ctx, name, Backend::Process, 2)
+            .await
+            .map(Outcome::Seq),
+        "process-cold" => sequential(ctx, name, Backend::Process, 0)
+            .await
+            .map(Outcome::Seq),
+        "docker-concurrent" => concurrent(ctx, name, Backend::Docker, 2)
+            .await
+            .map(Outcome::Conc),
         "process-concurrent" => concurrent(ctx, name, Backend::Process, 2)
             .await
             .map(Outcome::Conc),
@@ -434,7 +458,13 @@ async fn settle(ctx: &Ctx, server: &Server, backend: Backend, pool: usize) -> Re
     }
 }
 
-async fn boot(ctx: &Ctx, name: &str, backend: Backend, pool: usize, keys: usize) -> Result<(Server, Api, Vec<String>)> {
+async fn boot(
+    ctx: &Ctx,
+    name: &str,
+    backend: Backend,
+    pool: usize,
+    keys: usize,
+) -> Result<(Server, Api, Vec<String>)> {
     let env = server_env(ctx, backend, pool)?;
     let t = Instant::now();
     let server = Server::start(&ctx.args.server, &env).await?;
@@ -473,7 +503,9 @@ async fn sequential(ctx: &Ctx, name: &str, backend: Backend, pool: usize) -> Res
             }
         }
         let mut records = collect(&server, &triggered).await?;
-        let warmups: Vec<RunRecord> = records.drain(..ctx.args.warmup.min(records.len())).collect();
+        let warmups: Vec<RunRecord> = records
+            .drain(..ctx.args.warmup.min(records.len()))
+            .collect();
         let log = parse_log(&server.log_path());
         let builds = records
             .iter()
@@ -569,24 +601,31 @@ async fn concurrent(ctx: &Ctx, name: &str, backend: Backend, pool: usize) -> Res
 }
 
 /// Stops the server and keeps its log under `--out-dir`.
-async fn finish(ctx: &Ctx, server: Server, name: &str) {
-    let log = server.log_path();
+async fn finish(ctx: &Ctx, mut server: Server, name: &str) {
     let dest = ctx.args.out_dir.join(format!("{name}.server.log"));
     server.stop(SHUTDOWN_GRACE).await;
-    if std::fs::copy(&log, &dest).is_ok() {
-        println!("{name}: server log kept at {}", dest.display());
+    // Before `server` (and its temp dir) is dropped.
+    match std::fs::copy(server.log_path(), &dest) {
+        Ok(_) => println!("{name}: server log kept at {}", dest.display()),
+        Err(e) => println!("{name}: cannot keep the server log: {e}"),
     }
 }
 
+/// `id, status, created_at, started_at, first_event_at, completed_at` of `runs`.
+type RunRow = (String, String, i64, Option<i64>, Option<i64>, Option<i64>);
+
 /// Joins the client's view of each run with the DB row and the server log.
-async fn collect(server: &Server, triggered: &[(Triggered, String, Instant)]) -> Result<Vec<RunRecord>> {
+async fn collect(
+    server: &Server,
+    triggered: &[(Triggered, String, Instant)],
+) -> Result<Vec<RunRecord>> {
     let opts = sqlx::sqlite::SqliteConnectOptions::new()
         .filename(server.db_path())
         .read_only(true);
     let mut conn = sqlx::SqliteConnection::connect_with(&opts)
         .await
         .with_context(|| format!("opening {}", server.db_path().display()))?;
-    let rows: Vec<(String, String, i64, Option<i64>, Option<i64>, Option<i64>)> = sqlx::query_as(
+    let rows: Vec<RunRow> = sqlx::query_as(
         "SELECT id, status, created_at, started_at, first_event_at, completed_at FROM runs",
     )
     .fetch_all(&mut conn)
@@ -602,7 +641,11 @@ async fn collect(server: &Server, triggered: &[(Triggered, String, Instant)]) ->
         let started = log.started.get(&t.id);
         out.push(RunRecord {
             id: t.id.clone(),
-            status: if row.1.is_empty() { status.clone() } else { row.1.clone() },
+            status: if row.1.is_empty() {
+                status.clone()
+            } else {
+                row.1.clone()
+            },
             sent_unix_ms: t.sent_unix_ms,
             accept_ms: t.accepted.duration_since(t.sent).as_secs_f64() * 1000.0,
             terminal_client_ms: seen.duration_since(t.sent).as_secs_f64() * 1000.0,
@@ -798,8 +841,16 @@ fn report(ctx: &Ctx, outcomes: &[(String, Result<Outcome>)]) {
         }
         let b = &s.builds;
         let create = Summary::of(&b.iter().map(|x| x.create).collect::<Vec<_>>());
-        let connect = Summary::of(&b.iter().map(|x| x.connect_start - x.create).collect::<Vec<_>>());
-        let ready = Summary::of(&b.iter().map(|x| x.ready - x.connect_start).collect::<Vec<_>>());
+        let connect = Summary::of(
+            &b.iter()
+                .map(|x| x.connect_start - x.create)
+                .collect::<Vec<_>>(),
+        );
+        let ready = Summary::of(
+            &b.iter()
+                .map(|x| x.ready - x.connect_start)
+                .collect::<Vec<_>>(),
+        );
         let total = Summary::of(&b.iter().map(|x| x.ready).collect::<Vec<_>>());
         println!(
             "\n{}: docker sandbox build phases of the {} cold leases (server log), ms:\n  \
@@ -854,7 +905,7 @@ fn report(ctx: &Ctx, outcomes: &[(String, Result<Outcome>)]) {
         }
         println!(
             "  peak MiB = highest simultaneous server RSS + sandboxes; server / sandbox = each part's own peak;\n  \
-             docker sandboxes = Σ memory_stats.usage of running corral.managed containers (cgroup v1 usage, incl. page cache);\n  \
+             docker sandboxes = Σ memory_stats.usage of running corral.managed containers\n    (= cgroup v1 memory.usage_in_bytes, read from /sys/fs/cgroup, incl. page cache; `docker stats` shows usage − cache);\n  \
              process sandboxes = Σ VmRSS of the server's descendants; units = most containers/processes in one sample"
         );
         for c in &concs {
@@ -876,7 +927,11 @@ fn report(ctx: &Ctx, outcomes: &[(String, Result<Outcome>)]) {
         if let Some(p) = p50_of(name) {
             println!(
                 "  {name:<13} p50 {p:>7.1} ms  < {TARGET_WARM_P50_MS:.0} ms ? {}",
-                verdict(p < TARGET_WARM_P50_MS, p - TARGET_WARM_P50_MS, p / TARGET_WARM_P50_MS)
+                verdict(
+                    p < TARGET_WARM_P50_MS,
+                    p - TARGET_WARM_P50_MS,
+                    p / TARGET_WARM_P50_MS
+                )
             );
         }
     }
@@ -895,6 +950,16 @@ fn report(ctx: &Ctx, outcomes: &[(String, Result<Outcome>)]) {
             }
         }
         None => println!("  (no floor measured: cold targets not evaluated)"),
+    }
+    for s in &seqs {
+        for r in s.runs.iter().filter(|r| r.status != "success") {
+            println!("  {}: run {} ended {}", s.name, r.id, r.status);
+        }
+    }
+    for c in &concs {
+        for r in c.runs.iter().filter(|r| r.status != "success") {
+            println!("  {}: run {} ended {}", c.name, r.id, r.status);
+        }
     }
     for (name, o) in outcomes {
         if let Err(e) = o {

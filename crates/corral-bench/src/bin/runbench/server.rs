@@ -10,7 +10,9 @@ use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::process::{Child, Command};
 
 fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 pub struct Server {
@@ -46,7 +48,10 @@ impl Server {
         cmd.current_dir(dir.path())
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
+            .env(
+                "HOME",
+                std::env::var("HOME").unwrap_or_else(|_| "/root".into()),
+            )
             .env("CORRAL_LISTEN", format!("127.0.0.1:{}", free_port()?))
             .env("CORRAL_DATA_DIR", &data)
             .env("CORRAL_LOG_FORMAT", "json");
@@ -136,11 +141,14 @@ impl Server {
     }
 
     /// SIGTERM, then SIGKILL after `grace` (the server drains its pool on SIGTERM).
-    pub async fn stop(mut self, grace: Duration) {
+    pub async fn stop(&mut self, grace: Duration) {
         use nix::sys::signal::{kill, Signal};
         use nix::unistd::Pid;
         let _ = kill(Pid::from_raw(self.pid as i32), Signal::SIGTERM);
-        if tokio::time::timeout(grace, self.child.wait()).await.is_err() {
+        if tokio::time::timeout(grace, self.child.wait())
+            .await
+            .is_err()
+        {
             eprintln!("runbench: server {} ignored SIGTERM; killing it", self.pid);
             let _ = self.child.kill().await;
         }

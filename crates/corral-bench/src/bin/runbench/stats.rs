@@ -1,6 +1,6 @@
 //! Order statistics over a handful of samples (nearest-rank percentiles).
 
-/// min / p50 / p95 / max / mean of one series, in milliseconds.
+/// min / p50 / p95 / max of one series, in milliseconds.
 #[derive(Debug, Clone, Copy)]
 pub struct Summary {
     pub n: usize,
@@ -8,7 +8,6 @@ pub struct Summary {
     pub p50: f64,
     pub p95: f64,
     pub max: f64,
-    pub mean: f64,
 }
 
 impl Summary {
@@ -24,7 +23,6 @@ impl Summary {
             p50: percentile(&v, 50.0),
             p95: percentile(&v, 95.0),
             max: v[v.len() - 1],
-            mean: v.iter().sum::<f64>() / v.len() as f64,
         })
     }
 }
