@@ -16,5 +16,7 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+echo "== cargo build (the runtime binaries the process-sandbox tests start)"
+cargo build --workspace --bins
 echo "== cargo nextest"
 cargo nextest run --workspace --no-fail-fast "$@"

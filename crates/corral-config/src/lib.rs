@@ -61,6 +61,8 @@ pub struct Config {
     /// Port of the sandbox-facing listener on the engine's host gateway (Docker
     /// backend); 0 picks a free one.
     pub sandbox_listen_port: u16,
+    /// IPv4 range per-run Docker networks take their /29 subnets from.
+    pub sandbox_subnets: String,
     /// Runs executing at once on this server.
     pub max_concurrent_runs: usize,
     /// Runs of one organization executing at once on this server.
@@ -111,6 +113,7 @@ impl Default for Config {
             sidecar_image: "corral-sidecar:latest".into(),
             internal_url: None,
             sandbox_listen_port: 0,
+            sandbox_subnets: "10.213.0.0/16".into(),
             max_concurrent_runs: 20,
             org_max_concurrent_runs: 5,
             org_max_queued_runs: 100,
@@ -166,6 +169,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("CORRAL_SIDECAR_IMAGE", "sidecar_image"),
     ("CORRAL_INTERNAL_URL", "internal_url"),
     ("CORRAL_SANDBOX_LISTEN_PORT", "sandbox_listen_port"),
+    ("CORRAL_SANDBOX_SUBNETS", "sandbox_subnets"),
     ("CORRAL_MAX_CONCURRENT_RUNS", "max_concurrent_runs"),
     ("CORRAL_ORG_MAX_CONCURRENT_RUNS", "org_max_concurrent_runs"),
     ("CORRAL_ORG_MAX_QUEUED_RUNS", "org_max_queued_runs"),
@@ -333,6 +337,18 @@ impl Config {
                 });
             }
         }
+        match self.sandbox_subnets.parse::<ipnet::Ipv4Net>() {
+            Ok(net) if net.prefix_len() <= 28 => {}
+            _ => {
+                return Err(ConfigError::Var {
+                    var: "CORRAL_SANDBOX_SUBNETS",
+                    message: format!(
+                        "must be an IPv4 CIDR of at least /28, e.g. 10.213.0.0/16, got {:?}",
+                        self.sandbox_subnets
+                    ),
+                })
+            }
+        }
         if self.max_concurrent_runs == 0 || self.org_max_concurrent_runs == 0 {
             return Err(ConfigError::Var {
                 var: "CORRAL_MAX_CONCURRENT_RUNS",
@@ -489,6 +505,37 @@ mod tests {
         assert!(e.to_string().contains("CORRAL_LISTEN"), "{e}");
         let e = Config::load_from(None, &vars(&[("DATABASE_URL", "mysql://x")])).unwrap_err();
         assert!(e.to_string().contains("DATABASE_URL"), "{e}");
+        for (var, bad) in [
+            ("CORRAL_SANDBOX", "vm"),
+            ("CORRAL_SANDBOX_SUBNETS", "10.0.0.0/30"),
+            ("CORRAL_SANDBOX_SUBNETS", "not-a-cidr"),
+            ("CORRAL_MODEL_API", "gemini"),
+            ("CORRAL_MODEL_BASE_URL", "api.openai.com"),
+            ("CORRAL_AGENT_ENV", "NOEQUALS"),
+            ("CORRAL_WARM_POOL_SIZE", "-1"),
+        ] {
+            let e = Config::load_from(None, &vars(&[(var, bad)])).unwrap_err();
+            assert!(e.to_string().contains(var), "{var}={bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn system_model_needs_api_and_id_and_defaults_the_base_url() {
+        assert!(Config::load_from(None, &[])
+            .unwrap()
+            .system_model()
+            .is_none());
+        let c = Config::load_from(
+            None,
+            &vars(&[
+                ("CORRAL_MODEL_API", "anthropic"),
+                ("CORRAL_MODEL_ID", "claude-x"),
+            ]),
+        )
+        .unwrap();
+        let m = c.system_model().unwrap();
+        assert_eq!(m.base_url, "https://api.anthropic.com");
+        assert!(m.api_key.is_none());
     }
 
     #[test]

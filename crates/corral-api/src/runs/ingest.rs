@@ -32,6 +32,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(finalize))
 }
 
+/// Log entries stored per run; the rest of a flood is counted, not stored.
+pub const MAX_LOGS_PER_RUN: u64 = 10_000;
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct IngestOutcome {
     pub ok: bool,
@@ -144,6 +147,29 @@ async fn apply(conn: &mut corral_store::Conn, run_id: &str, ev: &CloudEvent) -> 
                 Some(json!({"key": p.key, "value": p.value})),
             ),
         };
+    // A run that floods events fills only its own quota: past the limit, entries
+    // are counted (the sequence moves on) but no longer stored, once marked.
+    let seq_no = ev.sequence;
+    if seq_no > MAX_LOGS_PER_RUN {
+        if seq_no == MAX_LOGS_PER_RUN + 1 {
+            store::insert_log(
+                conn,
+                &store::NewLog {
+                    run_id,
+                    sequence: seq,
+                    log_type: "system",
+                    level: "warn",
+                    message: Some(&format!(
+                        "log limit of {MAX_LOGS_PER_RUN} entries reached; later entries are not stored"
+                    )),
+                    data: None,
+                    now,
+                },
+            )
+            .await?;
+        }
+        return Ok(());
+    }
     let data = data.map(|d| d.to_string());
     store::insert_log(
         conn,

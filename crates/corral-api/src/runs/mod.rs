@@ -184,6 +184,10 @@ pub async fn select_backend(
         pool_size: c.warm_pool_size,
         pool_ttl: ttl,
         agent_env: agent_env.clone(),
+        subnet_pool: c
+            .sandbox_subnets
+            .parse()
+            .map_err(|e| format!("CORRAL_SANDBOX_SUBNETS: {e}"))?,
         ..DockerOptions::default()
     };
     let process = ProcessOptions {

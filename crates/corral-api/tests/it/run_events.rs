@@ -231,7 +231,50 @@ async fn a_sandbox_that_never_reports_misses_the_boot_deadline(b: Backend) {
     assert_eq!(done["metadata"]["error_code"], "boot_timeout", "{done}");
 }
 
+async fn a_flood_of_events_stops_being_stored_at_the_limit(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let s = app.user_with_org("Flood").await;
+    let run = running_run(&app, &s).await;
+    let limit = corral_api::runs::ingest::MAX_LOGS_PER_RUN;
+    // As if the run had already sent limit - 1 events.
+    app.sql(&format!(
+        "UPDATE runs SET last_sequence = {} WHERE id = '{run}'",
+        limit - 1
+    ))
+    .await;
+    let events = format!("/api/runs/{run}/events");
+    for (i, seq) in (limit..limit + 3).enumerate() {
+        let (st, r) = post_signed(
+            &app,
+            &events,
+            &log_event(&run, seq, &format!("m{i}")),
+            SINK,
+            &format!("f{i}"),
+        )
+        .await;
+        assert_eq!((st, r["outcome"].as_str()), (200, Some("persisted")), "{r}");
+    }
+    let logs = s.client.get(&format!("/api/runs/{run}/logs"), 200).await;
+    let messages: Vec<String> = logs["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["message"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert_eq!(messages[0], "m0");
+    assert!(messages[1].contains("log limit"), "{messages:?}");
+    assert_eq!(
+        app.scalar(&format!(
+            "SELECT last_sequence FROM runs WHERE id = '{run}'"
+        ))
+        .await,
+        (limit + 2) as i64
+    );
+}
+
 both!(
+    a_flood_of_events_stops_being_stored_at_the_limit,
     events_are_ordered_deduplicated_and_authenticated,
     a_stalled_agent_fails_the_run,
     a_sandbox_that_never_reports_misses_the_boot_deadline,
