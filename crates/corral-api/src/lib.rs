@@ -392,6 +392,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
             openapi_json,
             blobs: corral_storage::Blobs::local(&config.data_dir.join("objects"))
                 .context("opening object storage under the data dir")?,
+            keyring: corral_config::crypto::Keyring::from_secrets(&secrets),
             secrets,
             runs: runs::Runs::new(db.clone()),
             metrics: metrics::Metrics::default(),

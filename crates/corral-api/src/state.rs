@@ -18,6 +18,8 @@ pub struct AppState {
 pub struct Inner {
     pub config: Config,
     pub secrets: Secrets,
+    /// Seals and opens every stored secret (`v1:<kid>:…` envelopes).
+    pub keyring: corral_config::crypto::Keyring,
     pub db: Db,
     pub auth: Authenticator,
     pub rate_limiter: Arc<dyn RateLimiter>,

@@ -25,6 +25,17 @@ enum Command {
     Migrate,
     /// Print the OpenAPI contract (JSON) generated from the code.
     Openapi,
+    /// Manage stored secrets.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum SecretsCommand {
+    /// Re-encrypt every stored secret with the primary key (CORRAL_ENCRYPTION_KEY /
+    /// _ID), reading old ones with the retired keys (CORRAL_ENCRYPTION_KEYS).
+    /// Resumable: run it again after an interruption.
+    Rotate,
 }
 
 fn init_tracing(json: bool) {
@@ -79,6 +90,7 @@ fn main() -> ExitCode {
             Command::Serve => serve(config).await,
             Command::Migrate => migrate(config).await,
             Command::Openapi => Ok(()),
+            Command::Secrets(SecretsCommand::Rotate) => rotate(config).await,
         }
     });
     match result {
@@ -105,6 +117,28 @@ async fn migrate(config: corral_config::Config) -> anyhow::Result<()> {
     state.db.migrate().await?;
     tracing::info!(database = state.db.backend().name(), "migrations applied");
     state.db.close().await;
+    Ok(())
+}
+
+async fn rotate(config: corral_config::Config) -> anyhow::Result<()> {
+    let state = corral_api::build_state(config).await?;
+    state.db.migrate().await?;
+    let report = corral_api::runs::rotate_secrets(&state.db, &state.keyring).await?;
+    state.db.close().await;
+    println!(
+        "{}",
+        serde_json::json!({
+            "primary_key": state.keyring.primary_id(),
+            "resealed": report.resealed,
+            "failed": report.failed,
+        })
+    );
+    if report.failed > 0 {
+        anyhow::bail!(
+            "{} secrets could not be opened with the configured keys (see the log); keep their key in CORRAL_ENCRYPTION_KEYS and run again",
+            report.failed
+        );
+    }
     Ok(())
 }
 

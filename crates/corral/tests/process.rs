@@ -183,3 +183,27 @@ async fn postgres_through_database_url_and_migrate() {
     assert_eq!(health["checks"]["database"]["backend"], "postgres");
     assert!(sigterm_and_wait(&mut server).success());
 }
+
+#[test]
+fn secrets_rotate_command_runs_and_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = command(dir.path())
+        .args(["secrets", "rotate"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(
+        out.stdout
+            .split(|b| *b == b'\n')
+            .find(|l| String::from_utf8_lossy(l).contains("\"resealed\""))
+            .expect("a JSON report on stdout"),
+    )
+    .unwrap();
+    assert_eq!(report["resealed"], 0);
+    assert_eq!(report["failed"], 0);
+    assert!(report["primary_key"].is_string());
+}

@@ -616,7 +616,10 @@ async fn launch(state: &AppState, ctx: &Ctx, l: Launch<'_>) -> ApiResult<Option<
         dependencies: deps.versions,
     };
     let run_id = corral_core::ids::prefixed(corral_core::ids::RUN);
-    let sink = SigningSecret::generate().to_whsec();
+    let sink = state.keyring.seal(
+        SigningSecret::generate().to_whsec().as_bytes(),
+        &crate::runs::sink_aad(&run_id),
+    );
     let token_hash = hash_token(&run_token(state, &run_id));
     let now = now_ms();
     let definition_json = serde_json::to_string(&definition).map_err(ApiError::internal)?;

@@ -354,7 +354,7 @@ async fn configure(
                 sbx.platform_url.trim_end_matches('/'),
                 run.id
             ),
-            secret: Secret::new(run.sink_secret.clone()),
+            secret: Secret::new(super::open_sink_secret(state, run)?),
         },
         platform_url: None,
         mcp_servers: Vec::new(),

@@ -63,7 +63,8 @@ async fn authenticate(
     drop(conn);
     let wh = WebhookHeaders::from_lookup(|name| headers.get(name).and_then(|v| v.to_str().ok()))
         .map_err(|e| ApiError::new(ErrorCode::InvalidSignature, e.to_string()))?;
-    let secret = SigningSecret::parse(&run.sink_secret)
+    let plain = super::open_sink_secret(state, &run).map_err(ApiError::internal)?;
+    let secret = SigningSecret::parse(&plain)
         .map_err(|e| ApiError::internal(anyhow::anyhow!("stored sink secret: {e}")))?;
     secret
         .verify(&wh, body, now_ms() / 1000)

@@ -142,6 +142,77 @@ pub async fn fail(
     .await
 }
 
+/// Associated data of a run's sealed sink secret: the envelope opens only there.
+pub fn sink_aad(run_id: &str) -> String {
+    format!("runs.sink_secret:{run_id}")
+}
+
+/// The run's sink secret, opened.
+pub fn open_sink_secret(state: &AppState, run: &store::Run) -> anyhow::Result<String> {
+    state
+        .keyring
+        .open_str(&run.sink_secret, &sink_aad(&run.id))
+        .map_err(|e| anyhow::anyhow!("opening the sink secret of {}: {e}", run.id))
+}
+
+/// What `corral secrets rotate` did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RotateReport {
+    pub resealed: u64,
+    pub failed: u64,
+}
+
+/// Re-seals every stored secret that is not under the primary key, in batches, so an
+/// interrupted rotation resumes where it stopped (rows already resealed are skipped,
+/// and a row changed meanwhile is left for the next pass).
+pub async fn rotate_secrets(
+    db: &corral_store::Db,
+    keyring: &corral_config::crypto::Keyring,
+) -> anyhow::Result<RotateReport> {
+    use sqlx::Row as _;
+    let mut report = RotateReport::default();
+    let current = format!("v1:{}:%", keyring.primary_id());
+    let mut failed_ids: std::collections::HashSet<String> = Default::default();
+    loop {
+        let rows = sqlx::query(
+            "SELECT id, sink_secret FROM runs WHERE sink_secret NOT LIKE $1 ORDER BY id LIMIT 500",
+        )
+        .bind(&current)
+        .fetch_all(db.pool())
+        .await?;
+        let mut progressed = false;
+        for row in &rows {
+            let id: String = row.try_get(0)?;
+            let old: String = row.try_get(1)?;
+            if failed_ids.contains(&id) {
+                continue;
+            }
+            match keyring.reseal(&old, &sink_aad(&id)) {
+                Ok(new) => {
+                    sqlx::query(
+                        "UPDATE runs SET sink_secret = $1 WHERE id = $2 AND sink_secret = $3",
+                    )
+                    .bind(&new)
+                    .bind(&id)
+                    .bind(&old)
+                    .execute(db.pool())
+                    .await?;
+                    report.resealed += 1;
+                    progressed = true;
+                }
+                Err(e) => {
+                    tracing::error!(run_id = %id, error = %e, "cannot reseal a run's sink secret");
+                    failed_ids.insert(id);
+                    report.failed += 1;
+                }
+            }
+        }
+        if !progressed {
+            return Ok(report);
+        }
+    }
+}
+
 /// Error codes the platform itself records on runs.
 pub mod codes {
     pub const SANDBOX_UNAVAILABLE: &str = "sandbox_unavailable";

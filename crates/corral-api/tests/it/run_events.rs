@@ -36,7 +36,11 @@ async fn running_run(app: &TestApp, s: &Session) -> String {
     .bind(&s.org_id)
     .bind(&s.app_id)
     .bind(definition.to_string())
-    .bind(SINK)
+    .bind(
+        app.state
+            .keyring
+            .seal(SINK.as_bytes(), &corral_api::runs::sink_aad(&id)),
+    )
     .bind(now + 600_000)
     .bind(now)
     .bind(&app.state.runs.instance_id)
@@ -273,7 +277,74 @@ async fn a_flood_of_events_stops_being_stored_at_the_limit(b: Backend) {
     );
 }
 
+async fn secrets_rotate_reseals_every_sink_secret(b: Backend) {
+    use corral_config::crypto::Keyring;
+    let app = TestApp::spawn(b).await;
+    let s = app.user_with_org("Rotate").await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(running_run(&app, &s).await);
+    }
+    let secrets = &app.state.secrets;
+    let old_id = secrets.encryption_key_id.clone();
+    // Stored sealed under the current key, never in clear.
+    for id in &ids {
+        let stored: String = sqlx::query_scalar("SELECT sink_secret FROM runs WHERE id = $1")
+            .bind(id)
+            .fetch_one(app.state.db.pool())
+            .await
+            .unwrap();
+        assert!(stored.starts_with(&format!("v1:{old_id}:")), "{stored}");
+        assert!(!stored.contains("whsec_"));
+    }
+    let new_key = [7u8; 32];
+    let rotated = Keyring::new(
+        ("k-next", &new_key),
+        &[(old_id.clone(), secrets.encryption_key)],
+    );
+    let report = corral_api::runs::rotate_secrets(&app.state.db, &rotated)
+        .await
+        .unwrap();
+    assert_eq!((report.resealed, report.failed), (3, 0));
+    // Resumable and idempotent: nothing left to do.
+    let again = corral_api::runs::rotate_secrets(&app.state.db, &rotated)
+        .await
+        .unwrap();
+    assert_eq!((again.resealed, again.failed), (0, 0));
+    let only_new = Keyring::new(("k-next", &new_key), &[]);
+    for id in &ids {
+        let stored: String = sqlx::query_scalar("SELECT sink_secret FROM runs WHERE id = $1")
+            .bind(id)
+            .fetch_one(app.state.db.pool())
+            .await
+            .unwrap();
+        assert!(stored.starts_with("v1:k-next:"), "{stored}");
+        assert_eq!(
+            only_new
+                .open_str(&stored, &corral_api::runs::sink_aad(id))
+                .unwrap(),
+            SINK
+        );
+    }
+    // A secret under a key nobody has any more is reported, not garbled.
+    let orphan = running_run(&app, &s).await;
+    let report = corral_api::runs::rotate_secrets(&app.state.db, &only_new)
+        .await
+        .unwrap();
+    assert_eq!((report.resealed, report.failed), (0, 1));
+    let stored: String = sqlx::query_scalar("SELECT sink_secret FROM runs WHERE id = $1")
+        .bind(&orphan)
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
+    assert!(
+        stored.starts_with(&format!("v1:{old_id}:")),
+        "left as it was"
+    );
+}
+
 both!(
+    secrets_rotate_reseals_every_sink_secret,
     a_flood_of_events_stops_being_stored_at_the_limit,
     events_are_ordered_deduplicated_and_authenticated,
     a_stalled_agent_fails_the_run,
