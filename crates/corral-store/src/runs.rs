@@ -486,16 +486,39 @@ impl<'r> FromRow<'r, AnyRow> for Active {
     }
 }
 
+const ACTIVE_COLS: &str = "id, org_id, status, server_id, sandbox_id, runner_kind, timeout_secs, \
+     created_at, started_at, first_event_at, last_heartbeat_at";
+
 /// Every pending or running run, oldest first.
 pub async fn active(conn: &mut AnyConnection) -> Result<Vec<Active>> {
-    sqlx::query_as(
-        "SELECT id, org_id, status, server_id, sandbox_id, runner_kind, timeout_secs, created_at, \
-           started_at, first_event_at, last_heartbeat_at \
-         FROM runs WHERE status IN ('pending', 'running') ORDER BY created_at, id",
-    )
+    sqlx::query_as(&format!(
+        "SELECT {ACTIVE_COLS} FROM runs WHERE status IN ('pending', 'running') ORDER BY created_at, id"
+    ))
     .fetch_all(conn)
     .await
     .db()
+}
+
+/// The liveness columns of one run, whatever its status: what a supervisor re-reads
+/// every second, without the definition or the display names.
+pub async fn liveness(conn: &mut AnyConnection, id: &str) -> Result<Option<Active>> {
+    sqlx::query_as(&format!("SELECT {ACTIVE_COLS} FROM runs WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+        .db()
+}
+
+/// `(last_sequence, result)` of a run: what event ingestion reads inside its
+/// transaction.
+pub async fn progress(conn: &mut AnyConnection, id: &str) -> Result<Option<(i64, Option<String>)>> {
+    let row = sqlx::query("SELECT last_sequence, result FROM runs WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+        .db()?;
+    row.map(|r| Ok((r.try_get(0).db()?, r.try_get(1).db()?)))
+        .transpose()
 }
 
 /// Statuses of the given runs (those that exist).
@@ -776,11 +799,6 @@ pub async fn claim(
     .await
     .db()?;
     Ok(r.rows_affected() > 0)
-}
-
-/// Drops the lease `name` when `holder` holds it (e.g. a dead instance).
-pub async fn drop_lease_of(conn: &mut AnyConnection, name: &str, holder: &str) -> Result<()> {
-    release_lease(conn, name, holder).await
 }
 
 /// The current holder of lease `name`, if any.

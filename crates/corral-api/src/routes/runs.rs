@@ -23,7 +23,7 @@ use crate::context::{perms, Ctx, Perm};
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::json::{Json, Validate};
 use crate::packages as svc;
-use crate::runs::executor::{hash_token, run_token};
+use crate::runs::executor::run_token;
 use crate::runs::{Definition, DefinitionModel};
 use crate::state::AppState;
 
@@ -620,7 +620,8 @@ async fn launch(state: &AppState, ctx: &Ctx, l: Launch<'_>) -> ApiResult<Option<
         SigningSecret::generate().to_whsec().as_bytes(),
         &crate::runs::sink_aad(&run_id),
     );
-    let token_hash = hash_token(&run_token(state, &run_id));
+    // Stored like API keys: SHA-256, never the token.
+    let token_hash = crate::auth::api_key::hash(&run_token(state, &run_id));
     let now = now_ms();
     let definition_json = serde_json::to_string(&definition).map_err(ApiError::internal)?;
     let input_json = input.to_string();

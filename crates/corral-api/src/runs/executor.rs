@@ -186,11 +186,6 @@ pub fn run_token(state: &AppState, run_id: &str) -> String {
     format!("rt_{}", hex::encode(mac.finalize().into_bytes()))
 }
 
-pub fn hash_token(token: &str) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(token.as_bytes()))
-}
-
 fn sandbox_error_code(e: &SandboxError) -> &'static str {
     match e {
         SandboxError::Unavailable(_)
@@ -431,7 +426,7 @@ pub(crate) async fn watch(
             _ = tick.tick() => {}
         }
         let mut conn = state.db.conn().await?;
-        let Some(row) = store::get_internal(&mut conn, run_id).await? else {
+        let Some(row) = store::liveness(&mut conn, run_id).await? else {
             return Ok(());
         };
         drop(conn);

@@ -240,10 +240,9 @@ pub async fn ingest_event(
         return Err(ApiError::invalid_param("sequence", "sequence starts at 1"));
     }
     let mut tx = state.db.begin().await?;
-    let current = store::get_internal(&mut tx, &run_id)
+    let (last, _) = store::progress(&mut tx, &run_id)
         .await?
         .ok_or_else(|| ApiError::not_found("run"))?;
-    let last = current.last_sequence;
     let outcome = if seq <= last {
         "replay"
     } else if seq == last + 1 {
@@ -271,7 +270,7 @@ pub async fn ingest_event(
     };
     store::touch(&mut tx, &run_id, now_ms()).await?;
     tx.commit().await.map_err(corral_store::StoreError::from)?;
-    observe_start(&state, &current);
+    observe_start(&state, &run);
     Ok(Json(IngestOutcome {
         ok: true,
         outcome,
@@ -325,22 +324,20 @@ pub async fn finalize(
     let def: Definition = serde_json::from_str(&run.definition).map_err(ApiError::internal)?;
 
     let mut tx = state.db.begin().await?;
-    let current = store::get_internal(&mut tx, &run_id)
+    let (before, _) = store::progress(&mut tx, &run_id)
         .await?
         .ok_or_else(|| ApiError::not_found("run"))?;
-    let last = drain_buffer(&mut tx, &run_id, current.last_sequence, true).await?;
-    if last != current.last_sequence {
-        store::advance_sequence(&mut tx, &run_id, current.last_sequence, last).await?;
+    let last = drain_buffer(&mut tx, &run_id, before, true).await?;
+    if last != before {
+        store::advance_sequence(&mut tx, &run_id, before, last).await?;
     }
-    tx.commit().await.map_err(corral_store::StoreError::from)?;
-
-    let mut conn = state.db.conn().await?;
-    let stored_output = store::get_internal(&mut conn, &run_id)
+    // The output an event emitted (a flushed one included), unless the result has one.
+    let stored_output = store::progress(&mut tx, &run_id)
         .await?
-        .and_then(|r| r.result)
+        .and_then(|(_, r)| r)
         .and_then(|r| serde_json::from_str::<Value>(&r).ok())
         .and_then(|r| r.get("output").cloned());
-    drop(conn);
+    tx.commit().await.map_err(corral_store::StoreError::from)?;
     let output = result.output.clone().or(stored_output);
 
     let mut status = match result.status {

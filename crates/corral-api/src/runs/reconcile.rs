@@ -95,7 +95,7 @@ pub async fn pass(state: &AppState, stop: &CancellationToken) -> anyhow::Result<
     // A lease held by a dead instance is free at once, not only when it expires.
     if let Some(holder) = store::lease_holder(&mut conn, LEASE_NAME).await? {
         if !live.contains(&holder) {
-            store::drop_lease_of(&mut conn, LEASE_NAME, &holder).await?;
+            store::release_lease(&mut conn, LEASE_NAME, &holder).await?;
         }
     }
     let leader = store::acquire_lease(&mut conn, LEASE_NAME, &me, LEADER_TTL_MS, now_ms()).await?;

@@ -76,7 +76,7 @@ async fn assert_sandbox_gone(app: &TestApp, sandbox_id: &str) {
     }
 }
 
-async fn sandbox_of(app: &TestApp, run_id: &str) -> String {
+pub async fn sandbox_of(app: &TestApp, run_id: &str) -> String {
     sqlx::query_scalar::<_, String>("SELECT sandbox_id FROM runs WHERE id = $1")
         .bind(run_id)
         .fetch_one(app.state.db.pool())
@@ -500,7 +500,7 @@ async fn concurrency_cap_is_fair_between_orgs(b: Backend) {
         .await;
     let b_id = b_run["id"].as_str().unwrap().to_owned();
     // Org A can only have one running; org B's run starts while A's queue waits.
-    let b_started = wait_status(&bb, &b_id, "running", Duration::from_secs(30)).await;
+    wait_status(&bb, &b_id, "running", Duration::from_secs(30)).await;
     let a_pending = a.client.get("/api/runs?status=pending", 200).await["total"]
         .as_i64()
         .unwrap();
@@ -540,7 +540,6 @@ async fn concurrency_cap_is_fair_between_orgs(b: Backend) {
     started.sort();
     let order: Vec<String> = started.into_iter().map(|(_, id)| id).collect();
     assert_eq!(order, a_runs, "org A's runs started out of order");
-    assert!(b_started["status"] == "running");
 }
 
 async fn long_poll_wakes_on_completion(b: Backend) {

@@ -12,7 +12,7 @@ use corral_mockllm::{MockLlm, Turn};
 use corral_testkit::{Backend, TestApp};
 use serde_json::json;
 
-use crate::runs::{app_with_model, wait_terminal};
+use crate::runs::{app_with_model, sandbox_of, wait_terminal};
 
 const HELLO: &str = "/api/agents/@corral/hello-world/run";
 
@@ -80,14 +80,6 @@ fn networks_of(sandbox: &str) -> Vec<String> {
         .lines()
         .map(str::to_owned)
         .collect()
-}
-
-async fn sandbox_of(app: &TestApp, run_id: &str) -> String {
-    sqlx::query_scalar::<_, String>("SELECT sandbox_id FROM runs WHERE id = $1")
-        .bind(run_id)
-        .fetch_one(app.state.db.pool())
-        .await
-        .unwrap()
 }
 
 async fn assert_docker_gone(sandbox: &str, within: Duration) {
