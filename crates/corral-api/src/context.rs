@@ -175,6 +175,18 @@ pub mod perms {
     );
 }
 
+/// The realtime routes take the org and application from the query as well
+/// (`?orgId=…&applicationId=…`): browsers' EventSource cannot send headers.
+fn realtime_query(parts: &Parts, name: &str) -> Option<String> {
+    if !parts.uri.path().starts_with("/api/realtime/") {
+        return None;
+    }
+    url::form_urlencoded::parse(parts.uri.query()?.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
 fn header_str<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
     parts
         .headers
@@ -345,7 +357,9 @@ async fn resolve_org(
                 .map(|(_, v)| v.to_owned());
             Some(id.ok_or_else(|| ApiError::internal(anyhow::anyhow!("route has no {{orgId}}")))?)
         }
-        Scope::Org | Scope::App => header_str(parts, "x-org-id").map(str::to_owned),
+        Scope::Org | Scope::App => header_str(parts, "x-org-id")
+            .map(str::to_owned)
+            .or_else(|| realtime_query(parts, "orgId")),
     };
     match principal {
         Principal::ApiKey(k) => {
@@ -406,7 +420,10 @@ async fn resolve_app(
     principal: &Principal,
     org: Option<&OrgCtx>,
 ) -> ApiResult<String> {
-    let requested = header_str(parts, "x-app-id").or_else(|| header_str(parts, "x-application-id"));
+    let from_query = realtime_query(parts, "applicationId");
+    let requested = header_str(parts, "x-app-id")
+        .or_else(|| header_str(parts, "x-application-id"))
+        .or(from_query.as_deref());
     match principal {
         Principal::ApiKey(k) => {
             if requested.is_some_and(|r| r != k.application_id) {

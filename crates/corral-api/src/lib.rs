@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod packages;
 pub mod pipeline;
 pub mod ratelimit;
+pub mod realtime;
 pub mod routes;
 pub mod runs;
 pub mod state;
@@ -232,6 +233,7 @@ fn groups() -> Vec<(Group, OpenApiRouter<AppState>)> {
                 .merge(agents::app_router()),
         ),
         (Group::Scoped(Scope::App), run_routes::app_router()),
+        (Group::Scoped(Scope::App), realtime::sse::router()),
     ]
 }
 
@@ -383,6 +385,12 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
             .to_json()
             .context("serializing the OpenAPI document")?,
     );
+    let runs = runs::Runs::new(db.clone());
+    let realtime = realtime::Hub::new(
+        db.clone(),
+        runs.bus.events.clone(),
+        config.realtime_queue_size,
+    );
     Ok(AppState {
         inner: Arc::new(Inner {
             auth: auth::Authenticator::new(Vec::new()),
@@ -394,7 +402,8 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
                 .context("opening object storage under the data dir")?,
             keyring: corral_config::crypto::Keyring::from_secrets(&secrets),
             secrets,
-            runs: runs::Runs::new(db.clone()),
+            realtime,
+            runs,
             metrics: metrics::Metrics::default(),
             db,
             config,
@@ -437,6 +446,15 @@ pub async fn serve_with_state(
     let http_stop = CancellationToken::new();
     let app = router(state.clone());
     let stop = http_stop.clone();
+    let write_timeout = Duration::from_secs(state.config.write_timeout_seconds.max(1));
+    // A peer that stops reading (an SSE client gone silent, a stalled download)
+    // would hold its connection and queue forever: data unacknowledged for the
+    // write timeout (zero-window probes included) aborts the connection.
+    let listener = axum::serve::ListenerExt::tap_io(listener, move |tcp| {
+        if let Err(e) = socket2::SockRef::from(&*tcp).set_tcp_user_timeout(Some(write_timeout)) {
+            tracing::debug!(error = %e, "cannot set TCP_USER_TIMEOUT");
+        }
+    });
     let server = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
@@ -589,6 +607,7 @@ fn start_runs(
         state.clone(),
         stop.clone(),
     )));
+    tasks.push(tokio::spawn(state.realtime.clone().run(stop.clone())));
     if state.db.backend() == corral_store::Backend::Postgres {
         let url = state.config.effective_database_url();
         tasks.push(tokio::spawn(
@@ -648,6 +667,18 @@ async fn maintenance(state: AppState, shutdown: CancellationToken) {
         }
         if let Err(e) = corral_store::idempotency::purge_expired(&mut conn, now).await {
             tracing::warn!(error = %e, "purging idempotency keys failed");
+        }
+        // Realtime events past the replay window, in bounded batches.
+        let before = now - (state.config.realtime_retention_hours as i64) * 3_600_000;
+        loop {
+            match corral_store::realtime::prune(&mut conn, before, 5_000).await {
+                Ok(5_000) => continue,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "pruning realtime events failed");
+                    break;
+                }
+            }
         }
     }
 }

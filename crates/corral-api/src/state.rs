@@ -31,6 +31,8 @@ pub struct Inner {
     pub openapi_json: bytes::Bytes,
     /// Runs: executor, sandbox backend, state bus.
     pub runs: crate::runs::Runs,
+    /// Realtime fan-out to SSE subscribers.
+    pub realtime: crate::realtime::Hub,
     pub metrics: crate::metrics::Metrics,
 }
 

@@ -84,6 +84,22 @@ pub struct Config {
     #[serde(skip_serializing)]
     pub model_api_key: Option<Secret>,
     pub model_id: Option<String>,
+    /// Frames queued for one SSE subscriber before it is dropped as too slow.
+    pub realtime_queue_size: usize,
+    /// A response write (an SSE stream's included) that makes no progress for this
+    /// long closes the connection.
+    pub write_timeout_seconds: u64,
+    /// Realtime events are kept this long for `Last-Event-ID` replay.
+    pub realtime_retention_hours: u64,
+    /// One webhook delivery attempt's timeout.
+    pub webhook_timeout_seconds: u64,
+    /// Delays before each delivery attempt, in seconds, comma separated (default: SPEC
+    /// §11's 0, 30, 300, 1800, 3600, 7200, 10800, 14400). Tests shorten it.
+    pub webhook_retry_schedule: Option<String>,
+    /// How long the previous secret keeps signing after a rotation.
+    pub webhook_secret_overlap_hours: u64,
+    /// Deliveries attempted at once by this server.
+    pub webhook_concurrency: usize,
 }
 
 impl Default for Config {
@@ -126,7 +142,47 @@ impl Default for Config {
             model_base_url: None,
             model_api_key: None,
             model_id: None,
+            realtime_queue_size: 2000,
+            write_timeout_seconds: 60,
+            realtime_retention_hours: 24,
+            webhook_timeout_seconds: 15,
+            webhook_retry_schedule: None,
+            webhook_secret_overlap_hours: 168,
+            webhook_concurrency: 16,
         }
+    }
+}
+
+impl Config {
+    /// The delays before each webhook delivery attempt (SPEC §11 unless configured).
+    pub fn webhook_schedule(&self) -> Result<Vec<std::time::Duration>, ConfigError> {
+        let Some(raw) = &self.webhook_retry_schedule else {
+            return Ok([0u64, 30, 300, 1800, 3600, 7200, 10800, 14400]
+                .iter()
+                .map(|s| std::time::Duration::from_secs(*s))
+                .collect());
+        };
+        let bad = || ConfigError::Var {
+            var: "CORRAL_WEBHOOK_RETRY_SCHEDULE",
+            message: format!(
+                "must be comma-separated non-negative seconds such as 0,30,300, got {raw:?}"
+            ),
+        };
+        let delays = raw
+            .split(',')
+            .map(|p| {
+                p.trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|s| s.is_finite() && *s >= 0.0 && *s <= 86_400.0)
+                    .map(std::time::Duration::from_secs_f64)
+                    .ok_or_else(bad)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if delays.is_empty() {
+            return Err(bad());
+        }
+        Ok(delays)
     }
 }
 
@@ -188,6 +244,19 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("CORRAL_MODEL_BASE_URL", "model_base_url"),
     ("CORRAL_MODEL_API_KEY", "model_api_key"),
     ("CORRAL_MODEL_ID", "model_id"),
+    ("CORRAL_REALTIME_QUEUE_SIZE", "realtime_queue_size"),
+    ("CORRAL_WRITE_TIMEOUT_SECONDS", "write_timeout_seconds"),
+    (
+        "CORRAL_REALTIME_RETENTION_HOURS",
+        "realtime_retention_hours",
+    ),
+    ("CORRAL_WEBHOOK_TIMEOUT_SECONDS", "webhook_timeout_seconds"),
+    ("CORRAL_WEBHOOK_RETRY_SCHEDULE", "webhook_retry_schedule"),
+    (
+        "CORRAL_WEBHOOK_SECRET_OVERLAP_HOURS",
+        "webhook_secret_overlap_hours",
+    ),
+    ("CORRAL_WEBHOOK_CONCURRENCY", "webhook_concurrency"),
 ];
 
 const LIST_KEYS: &[&str] = &["trusted_origins", "agent_env"];
@@ -306,6 +375,19 @@ impl Config {
                 });
             }
         }
+        if self.realtime_queue_size == 0 {
+            return Err(ConfigError::Var {
+                var: "CORRAL_REALTIME_QUEUE_SIZE",
+                message: "must be at least 1".into(),
+            });
+        }
+        if self.webhook_timeout_seconds == 0 || self.webhook_concurrency == 0 {
+            return Err(ConfigError::Var {
+                var: "CORRAL_WEBHOOK_TIMEOUT_SECONDS",
+                message: "the webhook timeout and concurrency must be at least 1".into(),
+            });
+        }
+        self.webhook_schedule()?;
         if let Some(sandbox) = &self.sandbox {
             if sandbox != "docker" && sandbox != "process" {
                 return Err(ConfigError::Var {

@@ -14,9 +14,11 @@ pub mod idempotency;
 pub mod invitations;
 pub mod orgs;
 pub mod packages;
+pub mod realtime;
 pub mod runs;
 pub mod sessions;
 pub mod users;
+pub mod webhooks;
 
 pub use db::{Backend, Db};
 pub use sqlx::AnyConnection as Conn;

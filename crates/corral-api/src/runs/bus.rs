@@ -16,6 +16,15 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 pub const CHANNEL: &str = "corral_run_status";
+/// Realtime events (`realtime_events` rows), notified by the database triggers.
+pub const EVENTS_CHANNEL: &str = "corral_events";
+
+/// The payload of an [`EVENTS_CHANNEL`] notification (ids only).
+#[derive(Debug, Deserialize)]
+struct EventNote {
+    o: String,
+    s: i64,
+}
 
 /// A run changed status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,12 +37,18 @@ pub struct RunSignal {
 pub struct RunBus {
     tx: broadcast::Sender<RunSignal>,
     db: Db,
+    /// Tells the realtime hub that events were written.
+    pub events: crate::realtime::Pokes,
 }
 
 impl RunBus {
     pub fn new(db: Db) -> RunBus {
         let (tx, _) = broadcast::channel(4096);
-        RunBus { tx, db }
+        RunBus {
+            tx,
+            db,
+            events: Default::default(),
+        }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<RunSignal> {
@@ -50,6 +65,7 @@ impl RunBus {
         match self.db.backend() {
             Backend::Sqlite => {
                 let _ = self.tx.send(signal);
+                self.events.poke_all();
             }
             Backend::Postgres => {
                 let payload = serde_json::to_string(&signal).unwrap_or_default();
@@ -66,8 +82,18 @@ impl RunBus {
         }
     }
 
-    /// On PostgreSQL: listens on [`CHANNEL`] until `stop`, reconnecting after errors,
-    /// and forwards each notification to the local subscribers.
+    /// On SQLite: realtime events of `org` were committed (PostgreSQL notifies by
+    /// itself, from the triggers).
+    pub fn events_written(&self, org: &str) {
+        if self.db.backend() == Backend::Sqlite {
+            self.events.poke(org, i64::MAX);
+        }
+    }
+
+    /// On PostgreSQL: listens on [`CHANNEL`] and [`EVENTS_CHANNEL`] until `stop` (one
+    /// connection per server), reconnecting after errors, and forwards each
+    /// notification to the local subscribers. After a reconnect the realtime hub
+    /// re-reads what it may have missed.
     pub async fn listen(self, database_url: String, stop: CancellationToken) {
         if self.db.backend() != Backend::Postgres {
             return;
@@ -75,13 +101,16 @@ impl RunBus {
         loop {
             let listener = async {
                 let mut l = sqlx::postgres::PgListener::connect(&database_url).await?;
-                l.listen(CHANNEL).await?;
+                l.listen_all([CHANNEL, EVENTS_CHANNEL]).await?;
                 Ok::<_, sqlx::Error>(l)
             };
             let mut listener = tokio::select! {
                 _ = stop.cancelled() => return,
                 l = listener => match l {
-                    Ok(l) => l,
+                    Ok(l) => {
+                        self.events.poke_all();
+                        l
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "run bus: LISTEN failed; retrying");
                         tokio::select! {
@@ -97,13 +126,22 @@ impl RunBus {
                     n = listener.try_recv() => n,
                 };
                 match n {
+                    Ok(Some(n)) if n.channel() == EVENTS_CHANNEL => {
+                        if let Ok(note) = serde_json::from_str::<EventNote>(n.payload()) {
+                            self.events.poke(&note.o, note.s);
+                        }
+                    }
                     Ok(Some(n)) => {
                         if let Ok(signal) = serde_json::from_str::<RunSignal>(n.payload()) {
                             let _ = self.tx.send(signal);
                         }
                     }
-                    // The connection dropped; sqlx reconnects on the next call.
-                    Ok(None) => tracing::warn!("run bus: LISTEN connection lost; reconnecting"),
+                    // The connection dropped; sqlx reconnects on the next call, and
+                    // whatever was notified meanwhile is read back from the table.
+                    Ok(None) => {
+                        tracing::warn!("run bus: LISTEN connection lost; reconnecting");
+                        self.events.poke_all();
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "run bus: LISTEN failed; reconnecting");
                         break;

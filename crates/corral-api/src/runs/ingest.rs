@@ -270,6 +270,7 @@ pub async fn ingest_event(
     };
     store::touch(&mut tx, &run_id, now_ms()).await?;
     tx.commit().await.map_err(corral_store::StoreError::from)?;
+    state.runs.bus.events_written(&run.org_id);
     observe_start(&state, &run);
     Ok(Json(IngestOutcome {
         ok: true,
@@ -338,6 +339,7 @@ pub async fn finalize(
         .and_then(|r| serde_json::from_str::<Value>(&r).ok())
         .and_then(|r| r.get("output").cloned());
     tx.commit().await.map_err(corral_store::StoreError::from)?;
+    state.runs.bus.events_written(&run.org_id);
     let output = result.output.clone().or(stored_output);
 
     let mut status = match result.status {

@@ -11,6 +11,7 @@ mod packages;
 mod pipeline;
 
 mod rate_limit;
+mod realtime;
 mod resources;
 mod run_events;
 mod runs;

@@ -13,11 +13,11 @@ use serde_json::{json, Value};
 
 use crate::runs::{app_with_model, wait_terminal};
 
-const SINK: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+pub(crate) const SINK: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 /// A `running` run owned by this server, with a known sink secret and an output
 /// schema, inserted directly (no sandbox).
-async fn running_run(app: &TestApp, s: &Session) -> String {
+pub(crate) async fn running_run(app: &TestApp, s: &Session) -> String {
     let id = format!("run_{}", uuid::Uuid::now_v7());
     let definition = json!({
         "prompt": "p",
@@ -50,7 +50,7 @@ async fn running_run(app: &TestApp, s: &Session) -> String {
     id
 }
 
-async fn post_signed(
+pub(crate) async fn post_signed(
     app: &TestApp,
     path: &str,
     body: &[u8],
@@ -72,7 +72,7 @@ async fn post_signed(
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
-fn log_event(run: &str, seq: u64, msg: &str) -> Vec<u8> {
+pub(crate) fn log_event(run: &str, seq: u64, msg: &str) -> Vec<u8> {
     let ev = CloudEvent::new(
         run,
         seq,

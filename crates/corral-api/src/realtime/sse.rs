@@ -1,0 +1,319 @@
+//! The SSE endpoints of the reference contract. Each frame's `id:` is the durable
+//! per-organization event number, so a client that reconnects with `Last-Event-ID`
+//! gets every matching event after it (read back from `realtime_events`), then the
+//! live stream, with no gap and no duplicate: the subscription is registered before
+//! the replay is read, and live frames at or below the last replayed number are
+//! skipped.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use corral_store::realtime as rt_store;
+use futures::StreamExt as _;
+use serde_json::Value;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::{parse_channels, render, unnumbered, Filter, Subscription};
+use crate::context::{perms, Ctx, Perm};
+use crate::error::{ApiError, ApiResult};
+use crate::routes::runs::RunView;
+use crate::state::AppState;
+
+/// Heartbeat period (SPEC §10).
+const PING_EVERY: Duration = Duration::from_secs(30);
+/// Rows read per replay page.
+const REPLAY_PAGE: i64 = 500;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(stream_all_runs))
+        .routes(routes!(stream_run))
+        .routes(routes!(stream_agent_runs))
+}
+
+/// Query parameters of every realtime stream. `orgId`, `applicationId` and `token`
+/// are read by the authentication pipeline (EventSource cannot send headers).
+#[derive(Debug, Default, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[expect(
+    dead_code,
+    reason = "documents the query; parsed by hand to keep errors problem+json"
+)]
+pub struct SseQuery {
+    /// Organization id (session auth; EventSource cannot send `X-Org-Id`).
+    #[param(rename = "orgId")]
+    org_id: Option<String>,
+    /// Application id (session auth). Not needed with an API key.
+    #[param(rename = "applicationId")]
+    application_id: Option<String>,
+    /// API key (`ask_…`), since EventSource cannot send `Authorization`.
+    token: Option<String>,
+    /// Include `result` (run updates) and `data` (log entries).
+    verbose: Option<bool>,
+    /// Comma-separated subset of `run_update,run_log,run_metric,connection_update,chat_session_update`.
+    channels: Option<String>,
+}
+
+struct Options {
+    verbose: bool,
+    channels: u8,
+}
+
+fn options(raw: Option<&str>) -> ApiResult<Options> {
+    let mut verbose = false;
+    let mut channels = None;
+    for (k, v) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        match k.as_ref() {
+            "verbose" => {
+                verbose = match v.as_ref() {
+                    "true" | "1" => true,
+                    "false" | "0" | "" => false,
+                    _ => {
+                        return Err(ApiError::invalid_param(
+                            "verbose",
+                            "verbose must be true or false",
+                        ))
+                    }
+                }
+            }
+            "channels" => channels = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    Ok(Options {
+        verbose,
+        channels: parse_channels(channels.as_deref()),
+    })
+}
+
+/// `Last-Event-ID`: a number we handed out. Anything else (another server's format,
+/// garbage) means "no replay", as a fresh connection.
+fn last_event_id(headers: &HeaderMap) -> Option<i64> {
+    headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .filter(|n| *n >= 0)
+}
+
+fn ping() -> Bytes {
+    Bytes::from_static(b"event: ping\ndata: \n\n")
+}
+
+/// The stream's state between frames.
+struct Live {
+    state: AppState,
+    org: String,
+    filter: Filter,
+    sub: Subscription,
+    pending: VecDeque<Bytes>,
+    /// Replay still to read: events after this number.
+    replay_after: Option<i64>,
+    last_sent: i64,
+    ping: tokio::time::Interval,
+}
+
+impl Live {
+    async fn replay_page(&mut self, after: i64) -> corral_store::Result<()> {
+        let mut conn = self.state.db.conn().await?;
+        let events = rt_store::after(
+            &mut conn,
+            &self.org,
+            after,
+            &self.filter.store_scope(),
+            REPLAY_PAGE,
+        )
+        .await?;
+        let done = (events.len() as i64) < REPLAY_PAGE;
+        let mut last = after;
+        for e in &events {
+            last = e.seq;
+            if let Some(f) = render(e) {
+                if self.filter.channels & (f.kind as u8) != 0 {
+                    self.pending.push_back(if self.sub.verbose {
+                        f.verbose.clone()
+                    } else {
+                        f.plain.clone()
+                    });
+                }
+            }
+        }
+        self.last_sent = self.last_sent.max(last);
+        self.replay_after = (!done).then_some(last);
+        Ok(())
+    }
+
+    async fn next(&mut self) -> Option<Bytes> {
+        loop {
+            if let Some(b) = self.pending.pop_front() {
+                return Some(b);
+            }
+            if self.sub.overflowed.load(Ordering::SeqCst) {
+                // Dropped for falling behind: end the stream; the client reconnects
+                // with its last id and catches up from the table.
+                return None;
+            }
+            if let Some(after) = self.replay_after {
+                if let Err(e) = self.replay_page(after).await {
+                    tracing::warn!(error = %e, "realtime replay failed; closing the stream");
+                    return None;
+                }
+                continue;
+            }
+            tokio::select! {
+                f = self.sub.rx.recv() => match f {
+                    Some(f) => {
+                        if f.seq <= self.last_sent {
+                            continue;
+                        }
+                        self.last_sent = f.seq;
+                        return Some(if self.sub.verbose { f.verbose.clone() } else { f.plain.clone() });
+                    }
+                    None => return None,
+                },
+                _ = self.ping.tick() => return Some(ping()),
+            }
+        }
+    }
+}
+
+async fn open(
+    state: AppState,
+    ctx: &Ctx,
+    filter: Filter,
+    opts: &Options,
+    headers: &HeaderMap,
+    first: Vec<Bytes>,
+) -> ApiResult<Response> {
+    let org = ctx.org_id()?.to_owned();
+    let sub = state
+        .realtime
+        .subscribe(&org, filter.clone(), opts.verbose)
+        .await?;
+    let mut heartbeat =
+        tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pending = VecDeque::with_capacity(first.len() + 1);
+    pending.push_back(ping());
+    pending.extend(first);
+    let live = Live {
+        state,
+        org,
+        filter,
+        sub,
+        pending,
+        replay_after: last_event_id(headers),
+        last_sent: 0,
+        ping: heartbeat,
+    };
+    let stream = futures::stream::unfold(live, |mut live| async move {
+        live.next()
+            .await
+            .map(|b| (Ok::<_, std::convert::Infallible>(b), live))
+    });
+    let mut res = Body::from_stream(stream.boxed()).into_response();
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    // Tell reverse proxies (nginx) not to buffer the stream.
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(res)
+}
+
+fn base_filter(ctx: &Ctx, opts: &Options) -> ApiResult<Filter> {
+    Ok(Filter {
+        application_id: ctx.app_id()?.to_owned(),
+        end_user_id: ctx.end_user_id.clone(),
+        run_id: None,
+        package_id: None,
+        channels: opts.channels,
+    })
+}
+
+/// SSE: every run change of the application.
+#[utoipa::path(get, path = "/api/realtime/runs", tag = "Realtime", operation_id = "streamAllRuns",
+    params(SseQuery),
+    responses((status = 200, description = "SSE stream", content_type = "text/event-stream", body = String)))]
+pub async fn stream_all_runs(
+    State(state): State<AppState>,
+    ctx: Perm<perms::RunsRead>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let opts = options(raw.as_deref())?;
+    let filter = base_filter(&ctx, &opts)?;
+    open(state, &ctx, filter, &opts, &headers, Vec::new()).await
+}
+
+/// SSE: one run — a snapshot of the run first, then its events.
+#[utoipa::path(get, path = "/api/realtime/runs/{id}", tag = "Realtime", operation_id = "streamRun",
+    params(("id" = String, Path, description = "Run id"), SseQuery),
+    responses((status = 200, description = "SSE stream", content_type = "text/event-stream", body = String)))]
+pub async fn stream_run(
+    State(state): State<AppState>,
+    ctx: Perm<perms::RunsRead>,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let opts = options(raw.as_deref())?;
+    let run = {
+        let mut conn = state.db.conn().await?;
+        corral_store::runs::get(&mut conn, ctx.org_id()?, ctx.app_id()?, &id)
+            .await?
+            .filter(|r| ctx.end_user_id.is_none() || r.end_user_id == ctx.end_user_id)
+            .ok_or_else(|| ApiError::not_found("run"))?
+    };
+    let mut snapshot = serde_json::to_value(RunView::from(&run)).map_err(ApiError::internal)?;
+    if !opts.verbose {
+        if let Value::Object(m) = &mut snapshot {
+            m.insert("input".into(), Value::Null);
+            m.insert("result".into(), Value::Null);
+        }
+    }
+    let mut filter = base_filter(&ctx, &opts)?;
+    filter.run_id = Some(id);
+    open(
+        state,
+        &ctx,
+        filter,
+        &opts,
+        &headers,
+        vec![unnumbered("run_update", &snapshot)],
+    )
+    .await
+}
+
+/// SSE: the runs of one agent (`@scope/name`, URL-encoded).
+#[utoipa::path(get, path = "/api/realtime/agents/{packageId}/runs", tag = "Realtime", operation_id = "streamAgentRuns",
+    params(("packageId" = String, Path, description = "Agent package id (`@scope/name`, URL-encoded)"), SseQuery),
+    responses((status = 200, description = "SSE stream", content_type = "text/event-stream", body = String)))]
+pub async fn stream_agent_runs(
+    State(state): State<AppState>,
+    ctx: Perm<perms::RunsRead>,
+    Path(package_id): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let opts = options(raw.as_deref())?;
+    if !package_id.starts_with('@') || !package_id.contains('/') {
+        return Err(ApiError::invalid_param(
+            "packageId",
+            "packageId must be an agent id such as @scope/name",
+        ));
+    }
+    let mut filter = base_filter(&ctx, &opts)?;
+    filter.package_id = Some(package_id);
+    open(state, &ctx, filter, &opts, &headers, Vec::new()).await
+}
