@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 eval "$(scripts/test-services.sh)"
+# An independent Standard Webhooks implementation (PyPI) checks our signatures.
+eval "$(scripts/python-test-deps.sh)"
 
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "test.sh: cargo-nextest missing, installing" >&2

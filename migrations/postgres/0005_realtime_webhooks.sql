@@ -119,7 +119,8 @@ BEGIN
             WHEN NEW.status = 'failed' AND NEW.error_code = 'connection_missing' THEN 'run.connection_missing'
             WHEN NEW.status IN ('success', 'failed', 'timeout', 'cancelled') THEN 'run.' || NEW.status
             ELSE NULL END;
-        IF evt IS NOT NULL THEN
+        -- Runs are inserted `pending`; only a change is an event for receivers.
+        IF evt IS NOT NULL AND TG_OP = 'UPDATE' THEN
             -- A run enters each status once (a re-queued run re-enters `running`, and
             -- the unique key keeps its `run.started` single), so the id is stable.
             INSERT INTO webhook_deliveries (webhook_id, org_id, event_id, event_type, run_id, status,

@@ -172,6 +172,8 @@ pub mod perms {
         RunsRead,
         RunsWrite,
         RunsCancel,
+        WebhooksRead,
+        WebhooksWrite,
     );
 }
 

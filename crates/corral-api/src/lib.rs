@@ -15,6 +15,7 @@ pub mod realtime;
 pub mod routes;
 pub mod runs;
 pub mod state;
+pub mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -43,6 +44,7 @@ use error::ApiError;
 use routes::{
     agents, api_keys, applications, auth as auth_routes, docs, end_users, health, installs, me,
     orgs, package_archives, packages as package_routes, runs as run_routes,
+    webhooks as webhook_routes,
 };
 use state::{AppState, Gates, Inner};
 
@@ -234,6 +236,7 @@ fn groups() -> Vec<(Group, OpenApiRouter<AppState>)> {
         ),
         (Group::Scoped(Scope::App), run_routes::app_router()),
         (Group::Scoped(Scope::App), realtime::sse::router()),
+        (Group::Scoped(Scope::App), webhook_routes::app_router()),
     ]
 }
 
@@ -608,6 +611,7 @@ fn start_runs(
         stop.clone(),
     )));
     tasks.push(tokio::spawn(state.realtime.clone().run(stop.clone())));
+    tasks.push(tokio::spawn(webhooks::run(state.clone(), stop.clone())));
     if state.db.backend() == corral_store::Backend::Postgres {
         let url = state.config.effective_database_url();
         tasks.push(tokio::spawn(

@@ -64,6 +64,18 @@ impl Histogram {
 pub struct Metrics {
     /// Trigger → first event from the sandbox.
     pub run_start: Histogram,
+    /// Webhook attempts by outcome: success, gone, retry, permanent.
+    webhook_attempts: [AtomicU64; 4],
+}
+
+const WEBHOOK_OUTCOMES: [&str; 4] = ["success", "gone", "retry", "permanent"];
+
+impl Metrics {
+    pub fn webhook_attempt(&self, outcome: &str) {
+        if let Some(i) = WEBHOOK_OUTCOMES.iter().position(|o| *o == outcome) {
+            self.webhook_attempts[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 fn gauge(out: &mut String, name: &str, help: &str, kind: &str, value: impl std::fmt::Display) {
@@ -102,6 +114,31 @@ pub async fn render(state: &AppState) -> String {
         "gauge",
         ex.running,
     );
+    gauge(
+        &mut out,
+        "corral_realtime_subscribers",
+        "SSE subscribers connected to this server.",
+        "gauge",
+        state.realtime.subscribers(),
+    );
+    gauge(
+        &mut out,
+        "corral_realtime_dropped_slow_total",
+        "SSE subscribers dropped for a full queue.",
+        "counter",
+        state.realtime.dropped_slow(),
+    );
+    let _ = writeln!(
+        out,
+        "# HELP corral_webhook_attempts_total Webhook delivery attempts by outcome.\n# TYPE corral_webhook_attempts_total counter"
+    );
+    for (i, o) in WEBHOOK_OUTCOMES.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "corral_webhook_attempts_total{{outcome=\"{o}\"}} {}",
+            state.metrics.webhook_attempts[i].load(Ordering::Relaxed)
+        );
+    }
     state.metrics.run_start.render(
         "corral_run_start_seconds",
         "Time from the trigger to the first event from the run's sandbox.",

@@ -51,6 +51,7 @@ codes! {
     PasswordAlreadySet = "password_already_set", 409, "Password Already Set";
     RunNotCancellable = "run_not_cancellable", 409, "Run Not Cancellable";
     RunsActive = "runs_active", 409, "Runs Still Active";
+    WebhookLimitReached = "webhook_limit_reached", 409, "Webhook Limit Reached";
     RerunAgentMismatch = "rerun_agent_mismatch", 409, "Rerun Of Another Agent";
     NoPublishedVersion = "no_published_version", 404, "No Published Version";
     ConnectionMissing = "connection_missing", 412, "Connection Missing";

@@ -100,6 +100,19 @@ pub async fn count_in_scope(
     row.try_get(0).db()
 }
 
+/// Serializes webhook creations of one organization until the transaction ends.
+/// On SQLite the no-op write takes the database's write lock first thing, so the
+/// transaction's later reads cannot go stale before its insert (SQLITE_BUSY).
+pub async fn lock_org(conn: &mut AnyConnection, postgres: bool, org_id: &str) -> Result<()> {
+    let sql = if postgres {
+        "SELECT id FROM organizations WHERE id = $1 FOR UPDATE"
+    } else {
+        "UPDATE organizations SET id = id WHERE id = $1"
+    };
+    sqlx::query(sql).bind(org_id).execute(conn).await.db()?;
+    Ok(())
+}
+
 pub async fn insert(conn: &mut AnyConnection, w: &NewWebhook<'_>) -> Result<()> {
     sqlx::query(
         "INSERT INTO webhooks (id, org_id, application_id, url, description, events, payload_mode, \

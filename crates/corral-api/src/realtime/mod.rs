@@ -431,10 +431,7 @@ impl Hub {
             }
         }
         for (org, announced) in pending {
-            loop {
-                let Some(last) = self.last_seq(&org) else {
-                    break;
-                };
+            while let Some(last) = self.last_seq(&org) {
                 if announced <= last {
                     break;
                 }

@@ -14,6 +14,7 @@ pub mod orgs;
 pub mod package_archives;
 pub mod packages;
 pub mod runs;
+pub mod webhooks;
 
 use serde::Serialize;
 use utoipa::ToSchema;

@@ -208,6 +208,50 @@ pub async fn rotate_secrets(
             }
         }
         if !progressed {
+            break;
+        }
+    }
+    // Webhook signing secrets (primary and, during an overlap, the previous one).
+    let mut failed_hooks: std::collections::HashSet<String> = Default::default();
+    loop {
+        let mut conn = db.conn().await?;
+        let rows = corral_store::webhooks::secrets_to_reseal(&mut conn, &current, 500).await?;
+        let mut progressed = false;
+        for (id, secret, previous) in rows {
+            if failed_hooks.contains(&id) {
+                continue;
+            }
+            let aad = crate::webhooks::secret_aad(&id);
+            let resealed = keyring.reseal(&secret, &aad).and_then(|s| {
+                previous
+                    .as_deref()
+                    .map(|p| keyring.reseal(p, &aad))
+                    .transpose()
+                    .map(|p| (s, p))
+            });
+            match resealed {
+                Ok((s, p)) => {
+                    if corral_store::webhooks::store_resealed(
+                        &mut conn,
+                        &id,
+                        &secret,
+                        &s,
+                        p.as_deref(),
+                    )
+                    .await?
+                    {
+                        report.resealed += 1;
+                        progressed = true;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(webhook_id = %id, error = %e, "cannot reseal a webhook secret");
+                    failed_hooks.insert(id);
+                    report.failed += 1;
+                }
+            }
+        }
+        if !progressed {
             return Ok(report);
         }
     }

@@ -16,3 +16,4 @@ mod resources;
 mod run_events;
 mod runs;
 mod runs_docker;
+mod webhooks;

@@ -285,6 +285,23 @@ async fn secrets_rotate_reseals_every_sink_secret(b: Backend) {
     for _ in 0..3 {
         ids.push(running_run(&app, &s).await);
     }
+    // A webhook with a rotated secret: both of its sealed secrets move too.
+    let hook = s
+        .client
+        .post(
+            "/api/webhooks",
+            json!({"url": "http://127.0.0.1:9/h", "events": ["run.success"]}),
+            201,
+        )
+        .await;
+    let hook_id = hook["id"].as_str().unwrap().to_owned();
+    let rotated_secret = s
+        .client
+        .post(&format!("/api/webhooks/{hook_id}/rotate"), json!({}), 200)
+        .await["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let secrets = &app.state.secrets;
     let old_id = secrets.encryption_key_id.clone();
     // Stored sealed under the current key, never in clear.
@@ -305,7 +322,21 @@ async fn secrets_rotate_reseals_every_sink_secret(b: Backend) {
     let report = corral_api::runs::rotate_secrets(&app.state.db, &rotated)
         .await
         .unwrap();
-    assert_eq!((report.resealed, report.failed), (3, 0));
+    assert_eq!((report.resealed, report.failed), (4, 0));
+    let (primary, previous): (String, String) =
+        sqlx::query_as("SELECT secret, previous_secret FROM webhooks WHERE id = $1")
+            .bind(&hook_id)
+            .fetch_one(app.state.db.pool())
+            .await
+            .unwrap();
+    let aad = corral_api::webhooks::secret_aad(&hook_id);
+    assert!(primary.starts_with("v1:k-next:") && previous.starts_with("v1:k-next:"));
+    assert_eq!(
+        Keyring::new(("k-next", &new_key), &[])
+            .open_str(&primary, &aad)
+            .unwrap(),
+        rotated_secret
+    );
     // Resumable and idempotent: nothing left to do.
     let again = corral_api::runs::rotate_secrets(&app.state.db, &rotated)
         .await
