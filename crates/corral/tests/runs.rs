@@ -4,120 +4,16 @@
 //! Docker engine unreachable, new runs fail fast with `sandbox_unavailable` and none
 //! stays `running`.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use corral_mockllm::{MockLlm, Turn};
 use corral_testkit::client::Client;
 use serde_json::{json, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_corral");
+mod common;
 
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start(dir: &Path, port: u16, extra: &[(&str, &str)]) -> Server {
-    let mut c = Command::new(BIN);
-    c.current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("CORRAL_LISTEN", format!("127.0.0.1:{port}"))
-        .env("CORRAL_LOG_FORMAT", "json")
-        .env("RUST_LOG", "info")
-        .env("CORRAL_AGENT_ENV", "CORRAL_HEARTBEAT_SECS=1");
-    for (k, v) in extra {
-        c.env(k, v);
-    }
-    let mut child = c
-        .arg("serve")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn corral");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    let log_path = dir.join("server.log");
-    std::thread::spawn(move || {
-        use std::io::Write as _;
-        let mut log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log_path)
-            .ok();
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(f) = log.as_mut() {
-                let _ = writeln!(f, "{line}");
-            }
-            if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                if let Some(addr) = v["fields"]["addr"].as_str() {
-                    let _ = tx.send(addr.to_owned());
-                }
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("server reported its address");
-    Server {
-        child,
-        base: format!("http://{addr}"),
-    }
-}
-
-async fn wait_healthy(base: &str) -> Arc<Value> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = reqwest::get(format!("{base}/health")).await {
-            if r.status() == 200 {
-                break;
-            }
-        }
-        assert!(Instant::now() < deadline, "never healthy");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Arc::new(
-        reqwest::get(format!("{base}/api/openapi.json"))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap(),
-    )
-}
-
-/// Signs up, creates an org, and returns a client with an API key of its app.
-async fn api_client(base: &str, spec: Arc<Value>) -> Client {
-    let c = Client::new(base, spec.clone())
-        .sign_up("ops@example.com", "correct horse battery", "Ops")
-        .await;
-    let org = c.post("/api/orgs", json!({"name": "Ops Org"}), 201).await;
-    let c = c.org(org["id"].as_str().unwrap());
-    let apps = c.get("/api/applications", 200).await;
-    let app_id = apps["data"][0]["id"].as_str().unwrap().to_owned();
-    let c = c.app(&app_id);
-    let key = c.post("/api/api-keys", json!({"name": "ops"}), 201).await;
-    Client::new(base, spec).bearer(key["key"].as_str().unwrap())
-}
+use common::{api_client, free_port, start, wait_healthy};
 
 fn sandbox_dirs(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir.join("data/sandboxes"))
