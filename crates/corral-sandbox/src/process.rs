@@ -465,6 +465,12 @@ impl Procs {
         let workspace = dir.join("workspace");
         std::fs::create_dir_all(&workspace)
             .map_err(|e| SandboxError::Start(format!("creating {}: {e}", workspace.display())))?;
+        // The agent runs *in* its workspace: a relative path (a relative data dir,
+        // the default `./data`) would point elsewhere from there, and its tools
+        // (bash's working directory) would fail.
+        let dir = std::path::absolute(&dir)
+            .map_err(|e| SandboxError::Start(format!("resolving {}: {e}", dir.display())))?;
+        let workspace = dir.join("workspace");
 
         // The sidecar, on free loopback ports.
         let mut cmd = self.base_command(&self.opts.sidecar_bin, &dir);

@@ -77,6 +77,11 @@ async fn sigkill_mid_run_then_restart_reattaches_and_leaves_nothing() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    assert_eq!(
+        run_status(&c, &id).await["status"],
+        "running",
+        "the run must be mid-way (inside its 6 s bash call) when the server dies"
+    );
     server.child.kill().unwrap(); // SIGKILL
     server.child.wait().unwrap();
 
@@ -101,6 +106,16 @@ async fn sigkill_mid_run_then_restart_reattaches_and_leaves_nothing() {
         std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default()
     );
     assert_eq!(done["result"]["output"]["greeting"], "Hello, Ada!");
+    // The bash call really ran across the restart (not an instant tool error).
+    let tool_result = mock.requests()[1].body["messages"]
+        .as_array()
+        .and_then(|m| m.last().cloned())
+        .unwrap_or_default();
+    assert!(
+        !tool_result.to_string().contains("could not start"),
+        "{tool_result}"
+    );
+    assert!(done["duration"].as_i64().unwrap_or(0) >= 5000, "{done}");
     let deadline = Instant::now() + Duration::from_secs(30);
     while !sandbox_dirs(dir.path()).is_empty() {
         assert!(
