@@ -353,3 +353,51 @@ async fn events_cross_replicas_on_postgres() {
     assert_eq!(f.event, "run_log");
     assert_eq!(f.json()["message"], "from a");
 }
+
+/// The `LISTEN` connection dies (PostgreSQL restarted, a proxy cut it): the server
+/// reconnects and re-reads what was written meanwhile, so a live client misses
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_reconnect_catches_up_on_postgres() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let s = app.user_with_org("Reconnect").await;
+    let (_, key) = s.api_key(None).await;
+    let run = running_run(&app, &s).await;
+    let mut st = open(
+        &app,
+        &format!("/api/realtime/runs/{run}?channels=run_log"),
+        &key,
+        None,
+    )
+    .await;
+    assert_eq!(st.next(WAIT).await.expect("snapshot").id, None);
+    let kill_listeners = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+        )
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap()
+    };
+    // Wait until the listener is up, then cut it and write while it is down.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while kill_listeners().await == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no LISTEN connection found"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    write_logs(&app, &run, 1, 20).await;
+    let want = log_seqs_in_db(&app, &run).await;
+    let mut got = Vec::new();
+    while got.len() < want.len() {
+        let f = st
+            .next(WAIT)
+            .await
+            .unwrap_or_else(|| panic!("got {} of {} after the reconnect", got.len(), want.len()));
+        got.push(f.seq().unwrap());
+    }
+    assert_eq!(got, want);
+}
