@@ -147,16 +147,15 @@ pub async fn get(conn: &mut AnyConnection, org_id: &str, id: &str) -> Result<Opt
     .db()
 }
 
-/// The org's endpoints, newest first; `application_id` narrows to one application's
-/// endpoints (`Some("")` is never passed: use None for all).
+/// What an application sees, newest first: the org-level endpoints and its own.
 pub async fn list(
     conn: &mut AnyConnection,
     org_id: &str,
-    application_id: Option<&str>,
+    application_id: &str,
 ) -> Result<Vec<Webhook>> {
     sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM webhooks WHERE org_id = $1 \
-         AND ($2 IS NULL OR application_id = $2) ORDER BY created_at DESC, id DESC"
+         AND (application_id IS NULL OR application_id = $2) ORDER BY created_at DESC, id DESC"
     ))
     .bind(org_id)
     .bind(application_id)
@@ -453,22 +452,31 @@ pub async fn record_attempt(conn: &mut AnyConnection, a: &AttemptRecord<'_>) -> 
     if r.rows_affected() != 1 {
         return Ok(false);
     }
+    insert_attempt(&mut tx, a.delivery_id, a).await?;
+    tx.commit().await.db()?;
+    Ok(true)
+}
+
+async fn insert_attempt(
+    conn: &mut AnyConnection,
+    delivery_id: i64,
+    a: &AttemptRecord<'_>,
+) -> Result<()> {
     sqlx::query(
         "INSERT INTO webhook_attempts (delivery_id, attempt, status_code, latency_ms, error, \
            response, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
-    .bind(a.delivery_id)
+    .bind(delivery_id)
     .bind(a.attempt)
     .bind(a.status_code)
     .bind(a.latency_ms)
     .bind(a.error)
     .bind(a.response)
     .bind(a.now)
-    .execute(&mut *tx)
+    .execute(conn)
     .await
     .db()?;
-    tx.commit().await.db()?;
-    Ok(true)
+    Ok(())
 }
 
 /// A delivery made outside the outbox (`POST /webhooks/{id}/test`): recorded with its
@@ -500,19 +508,7 @@ pub async fn insert_test_delivery(
     .await
     .db()?;
     let id: i64 = row.try_get(0).db()?;
-    sqlx::query(
-        "INSERT INTO webhook_attempts (delivery_id, attempt, status_code, latency_ms, error, \
-           response, created_at) VALUES ($1, 1, $2, $3, $4, $5, $6)",
-    )
-    .bind(id)
-    .bind(a.status_code)
-    .bind(a.latency_ms)
-    .bind(a.error)
-    .bind(a.response)
-    .bind(a.now)
-    .execute(&mut *tx)
-    .await
-    .db()?;
+    insert_attempt(&mut tx, id, a).await?;
     tx.commit().await.db()?;
     Ok(id)
 }

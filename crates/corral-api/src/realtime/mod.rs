@@ -124,9 +124,11 @@ pub fn render(e: &Event) -> Option<Frame> {
     let kind = Kind::parse(&e.kind)?;
     let extra: Value = serde_json::from_str(&e.data).unwrap_or(Value::Null);
     let at = crate::routes::rfc3339(e.created_at);
-    let (plain, verbose) = match kind {
-        Kind::RunUpdate => {
-            let mut v = json!({
+    // The fields verbose subscribers get on top (large user content); without any,
+    // both kinds of subscriber share one rendering.
+    let (mut v, extra_field) = match kind {
+        Kind::RunUpdate => (
+            json!({
                 "id": e.run_id,
                 "status": extra.get("status"),
                 "error_code": extra.get("error_code"),
@@ -135,41 +137,47 @@ pub fn render(e: &Event) -> Option<Frame> {
                 "orgId": e.org_id,
                 "seq": e.seq,
                 "at": at,
-            });
-            let plain = v.clone();
-            if let Some(r) = &e.result {
-                v["result"] = parse(&Some(r.clone()));
-            }
-            (plain, v)
-        }
+            }),
+            e.result
+                .as_ref()
+                .map(|r| ("result", parse(&Some(r.clone())))),
+        ),
         Kind::RunLog => {
             let log = e.log.as_ref()?;
-            let mut v = json!({
-                "id": log.id,
-                "runId": e.run_id,
-                "sequence": log.sequence,
-                "type": log.log_type,
-                "level": log.level,
-                "message": log.message,
-                "createdAt": crate::routes::rfc3339(log.created_at),
-                "seq": e.seq,
-            });
-            let plain = v.clone();
-            v["data"] = parse(&log.data);
-            (plain, v)
+            (
+                json!({
+                    "id": log.id,
+                    "runId": e.run_id,
+                    "sequence": log.sequence,
+                    "type": log.log_type,
+                    "level": log.level,
+                    "message": log.message,
+                    "createdAt": crate::routes::rfc3339(log.created_at),
+                    "seq": e.seq,
+                }),
+                Some(("data", parse(&log.data))),
+            )
         }
-        Kind::RunMetric => {
-            let v = json!({
+        Kind::RunMetric => (
+            json!({
                 "runId": e.run_id,
                 "token_usage": extra.get("token_usage"),
                 "cost": Value::Null,
                 "seq": e.seq,
                 "at": at,
-            });
-            (v.clone(), v)
-        }
+            }),
+            None,
+        ),
     };
     let name = kind.name();
+    let plain = sse_bytes(Some(e.seq), name, &v);
+    let verbose = match extra_field {
+        Some((field, value)) => {
+            v[field] = value;
+            sse_bytes(Some(e.seq), name, &v)
+        }
+        None => plain.clone(),
+    };
     Some(Frame {
         seq: e.seq,
         kind,
@@ -177,8 +185,8 @@ pub fn render(e: &Event) -> Option<Frame> {
         application_id: e.application_id.clone(),
         end_user_id: e.end_user_id.clone(),
         package_id: e.package_id.clone(),
-        plain: sse_bytes(Some(e.seq), name, &plain),
-        verbose: sse_bytes(Some(e.seq), name, &verbose),
+        plain,
+        verbose,
     })
 }
 

@@ -235,14 +235,9 @@ pub async fn list_webhooks(
     ctx: Perm<perms::WebhooksRead>,
 ) -> ApiResult<Json<ListOf<WebhookView>>> {
     let mut conn = state.db.conn().await?;
-    let app = ctx.app_id()?;
-    let hooks = store::list(&mut conn, ctx.org_id()?, None).await?;
+    let hooks = store::list(&mut conn, ctx.org_id()?, ctx.app_id()?).await?;
     Ok(Json(ListOf::all(
-        hooks
-            .iter()
-            .filter(|w| w.application_id.as_deref().is_none_or(|a| a == app))
-            .map(WebhookView::from)
-            .collect(),
+        hooks.iter().map(WebhookView::from).collect(),
     )))
 }
 
