@@ -174,6 +174,10 @@ pub mod perms {
         RunsCancel,
         WebhooksRead,
         WebhooksWrite,
+        ConnectionsRead,
+        ConnectionsWrite,
+        ModelsRead,
+        ModelsWrite,
     );
 }
 

@@ -56,6 +56,11 @@ codes! {
     NoPublishedVersion = "no_published_version", 404, "No Published Version";
     ConnectionMissing = "connection_missing", 412, "Connection Missing";
     ModelNotConfigured = "model_not_configured", 422, "Model Not Configured";
+    ModelNeedsReconnection = "model_needs_reconnection", 409, "Model Needs Reconnection";
+    NeedsReconnection = "needs_reconnection", 412, "Connection Needs Reconnection";
+    OauthClientMissing = "oauth_client_missing", 422, "OAuth Client Missing";
+    OauthStateInvalid = "oauth_state_invalid", 400, "OAuth State Invalid";
+    UpstreamError = "upstream_error", 502, "Upstream Error";
     InvalidSignature = "invalid_signature", 401, "Invalid Signature";
     RunSinkClosed = "run_sink_closed", 410, "Run Sink Closed";
     RunSinkExpired = "run_sink_expired", 410, "Run Sink Expired";
