@@ -27,6 +27,10 @@ pub struct FieldError {
     pub field: String,
     pub code: String,
     pub message: String,
+    /// Set on `needs_reconnection` and `connection_not_found`: the connection
+    /// concerned (re-authorize it in place by passing it as `connection_id`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection_id: Option<String>,
 }
 
 impl FieldError {
@@ -35,7 +39,13 @@ impl FieldError {
             field: field.into(),
             code: code.to_owned(),
             message: message.into(),
+            connection_id: None,
         }
+    }
+
+    pub fn with_connection(mut self, id: impl Into<String>) -> FieldError {
+        self.connection_id = Some(id.into());
+        self
     }
 }
 

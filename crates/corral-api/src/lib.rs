@@ -6,6 +6,7 @@ pub mod auth;
 pub mod context;
 pub mod error;
 pub mod idempotency;
+pub mod integrations;
 pub mod json;
 pub mod metrics;
 pub mod packages;
@@ -42,9 +43,9 @@ use context::Scope;
 pub use corral_config as config;
 use error::ApiError;
 use routes::{
-    agents, api_keys, applications, auth as auth_routes, docs, end_users, health, installs, me,
-    orgs, package_archives, packages as package_routes, runs as run_routes,
-    webhooks as webhook_routes,
+    agents, api_keys, applications, auth as auth_routes, docs, end_users, health, installs,
+    integrations as integration_routes, me, orgs, package_archives, packages as package_routes,
+    runs as run_routes, webhooks as webhook_routes,
 };
 use state::{AppState, Gates, Inner};
 
@@ -72,6 +73,7 @@ use state::{AppState, Gates, Inner};
         (name = "Integration Packages", description = "Integration packages"),
         (name = "MCP Servers", description = "MCP server packages"),
         (name = "Runs", description = "Running agents in sandboxes, and what runs report"),
+        (name = "Integrations", description = "Integration connections: credential fields, OAuth2 with PKCE, OAuth clients"),
     )
 )]
 struct ApiDoc;
@@ -115,6 +117,7 @@ const PUBLIC_OPERATIONS: &[&str] = &[
     "/api/runs/{runId}/events",
     "/api/runs/{runId}/events/heartbeat",
     "/api/runs/{runId}/events/finalize",
+    "/api/integrations/callback",
 ];
 
 /// Documents the problem responses the pipeline itself can give on every operation
@@ -207,12 +210,15 @@ fn groups() -> Vec<(Group, OpenApiRouter<AppState>)> {
             Group::Public,
             health::router()
                 .merge(orgs::public_router())
-                .merge(runs::ingest::router()),
+                .merge(runs::ingest::router())
+                .merge(integration_routes::public_router()),
         ),
         (Group::Auth, auth_routes::router()),
         (
             Group::Scoped(Scope::User),
-            orgs::user_router().merge(me::user_router()),
+            orgs::user_router()
+                .merge(me::user_router())
+                .merge(integration_routes::user_router()),
         ),
         (Group::Scoped(Scope::OrgPath), orgs::org_path_router()),
         (
@@ -237,6 +243,7 @@ fn groups() -> Vec<(Group, OpenApiRouter<AppState>)> {
         (Group::Scoped(Scope::App), run_routes::app_router()),
         (Group::Scoped(Scope::App), realtime::sse::router()),
         (Group::Scoped(Scope::App), webhook_routes::app_router()),
+        (Group::Scoped(Scope::App), integration_routes::app_router()),
     ]
 }
 
@@ -671,6 +678,9 @@ async fn maintenance(state: AppState, shutdown: CancellationToken) {
         }
         if let Err(e) = corral_store::idempotency::purge_expired(&mut conn, now).await {
             tracing::warn!(error = %e, "purging idempotency keys failed");
+        }
+        if let Err(e) = corral_store::integrations::prune_states(&mut conn, now).await {
+            tracing::warn!(error = %e, "purging expired OAuth authorizations failed");
         }
         // Realtime events past the replay window, in bounded batches.
         let before = now - (state.config.realtime_retention_hours as i64) * 3_600_000;

@@ -11,6 +11,7 @@ pub mod applications;
 mod db;
 pub mod end_users;
 pub mod idempotency;
+pub mod integrations;
 pub mod invitations;
 pub mod orgs;
 pub mod packages;

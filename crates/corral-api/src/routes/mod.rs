@@ -9,6 +9,7 @@ pub mod docs;
 pub mod end_users;
 pub mod health;
 pub mod installs;
+pub mod integrations;
 pub mod me;
 pub mod orgs;
 pub mod package_archives;

@@ -341,7 +341,7 @@ async fn resolve_agent(
 /// What the dependencies of an agent resolved to.
 struct Deps {
     skills: Vec<corral_protocol::Skill>,
-    integrations: Vec<String>,
+    integrations: Vec<crate::integrations::Dependency>,
     versions: BTreeMap<String, String>,
 }
 
@@ -388,7 +388,20 @@ async fn resolve_dependencies(
                     content,
                 });
             }
-            PackageType::Integration => deps.integrations.push(id),
+            PackageType::Integration => {
+                let pkg = Package::from_archive(&bytes, &corral_afps::Limits::default())?;
+                let auth_key = manifest
+                    .pointer("/dependencies/integrations")
+                    .and_then(|m| m.get(&id))
+                    .and_then(|d| d.get("auth_key"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                deps.integrations.push(crate::integrations::Dependency {
+                    package_id: id,
+                    manifest: pkg.manifest,
+                    auth_key,
+                });
+            }
             PackageType::McpServer | PackageType::Agent => {}
         }
     }
@@ -485,31 +498,63 @@ fn prepare_input(
     Ok(value)
 }
 
-/// Integrations need a usable connection (SPEC §7 step 4). Connections are not
-/// stored yet (integration connections are their own piece of work), so an agent
-/// that needs one cannot be run: the error names every missing connection.
-fn check_readiness(integrations: &[String]) -> ApiResult<()> {
-    if integrations.is_empty() {
-        return Ok(());
+/// Integrations need a usable connection (SPEC §7 step 4): the connection each
+/// one will use, or a 412 naming every integration that has none.
+async fn check_readiness(
+    state: &AppState,
+    ctx: &Ctx,
+    deps: &[crate::integrations::Dependency],
+    overrides: Option<&BTreeMap<String, String>>,
+) -> ApiResult<Vec<crate::integrations::RunIntegration>> {
+    if deps.is_empty() {
+        return Ok(Vec::new());
     }
-    let mut e = ApiError::new(
-        ErrorCode::ConnectionMissing,
-        format!(
-            "no usable connection for {}; connect the integration before running this agent",
-            integrations.join(", ")
-        ),
-    );
-    e.errors = integrations
-        .iter()
-        .map(|i| {
-            FieldError::new(
-                format!("connections.{i}"),
-                "connection_missing",
-                "not connected",
-            )
-        })
-        .collect();
-    Err(e)
+    let actor = crate::integrations::actor(ctx);
+    match crate::integrations::resolve(state, ctx.app_id()?, &actor, deps, overrides).await? {
+        Ok(chosen) => Ok(chosen),
+        Err(errors) => {
+            let reconnect = errors.iter().all(|e| e.code == "needs_reconnection");
+            let names: Vec<&str> = errors
+                .iter()
+                .map(|e| e.field.trim_start_matches("integrations."))
+                .collect();
+            let mut e = if reconnect {
+                ApiError::new(
+                    ErrorCode::NeedsReconnection,
+                    format!(
+                        "the connection to {} must be re-authorized before running this agent",
+                        names.join(", ")
+                    ),
+                )
+            } else {
+                ApiError::new(
+                    ErrorCode::ConnectionMissing,
+                    format!(
+                        "no usable connection for {}; connect the integration before running this agent",
+                        names.join(", ")
+                    ),
+                )
+            };
+            e.errors = errors;
+            Err(e)
+        }
+    }
+}
+
+/// The integrations an agent depends on (for the readiness endpoint).
+pub(crate) async fn agent_integrations(
+    state: &AppState,
+    ctx: &Ctx,
+    id: &str,
+    version: Option<&str>,
+) -> ApiResult<Vec<crate::integrations::Dependency>> {
+    let org_id = ctx.org_id()?;
+    let resolved = resolve_agent(state, org_id, id, version).await?;
+    Ok(
+        resolve_dependencies(state, org_id, &resolved.pkg.manifest, None)
+            .await?
+            .integrations,
+    )
 }
 
 fn resolve_model(
@@ -568,6 +613,7 @@ struct Launch<'a> {
     body_generation: Option<&'a Value>,
     model_id: Option<&'a str>,
     overrides: Option<&'a BTreeMap<String, String>>,
+    connection_overrides: Option<&'a BTreeMap<String, String>>,
     check_only: bool,
 }
 
@@ -591,7 +637,8 @@ async fn launch(state: &AppState, ctx: &Ctx, l: Launch<'_>) -> ApiResult<Option<
         _ => Map::new(),
     };
     let input = prepare_input(&pkg.manifest, given, settings.as_ref())?;
-    check_readiness(&deps.integrations)?;
+    let integrations =
+        check_readiness(state, ctx, &deps.integrations, l.connection_overrides).await?;
     let (model, model_label) = resolve_model(state, l.model_id)?;
     preflight(state, org_id).await?;
     if l.check_only {
@@ -614,6 +661,7 @@ async fn launch(state: &AppState, ctx: &Ctx, l: Launch<'_>) -> ApiResult<Option<
             ..Limits::default()
         },
         dependencies: deps.versions,
+        integrations,
     };
     let run_id = corral_core::ids::prefixed(corral_core::ids::RUN);
     let sink = state.keyring.seal(
@@ -727,6 +775,7 @@ pub async fn run_agent(
             body_generation: body.generation.as_ref(),
             model_id: body.model_id.as_deref(),
             overrides: body.dependency_overrides.as_ref(),
+            connection_overrides: body.connection_overrides.as_ref(),
             check_only: false,
         },
     )
@@ -839,6 +888,7 @@ pub async fn run_inline(
             body_generation: body.generation.as_ref(),
             model_id: body.model_id.as_deref(),
             overrides: None,
+            connection_overrides: body.connection_overrides.as_ref(),
             check_only: false,
         },
     )
@@ -872,6 +922,7 @@ pub async fn validate_inline(
             body_generation: body.generation.as_ref(),
             model_id: body.model_id.as_deref(),
             overrides: None,
+            connection_overrides: body.connection_overrides.as_ref(),
             check_only: true,
         },
     )

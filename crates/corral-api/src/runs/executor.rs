@@ -293,6 +293,18 @@ async fn run_in(
     tracing::info!(run_id, sandbox = %lease.id, warm = lease.warm, kind = %lease.kind, "run started");
 
     if let Err(e) = configure(state, run, def, sbx, lease).await {
+        if let Some(ConfigureError::Connection(msg)) = e.downcast_ref::<ConfigureError>() {
+            tracing::warn!(run_id, error = %msg, "a connection's credentials are unavailable");
+            fail(
+                state,
+                run_id,
+                "failed",
+                codes::CONNECTION_UNAVAILABLE,
+                &format!("integration credentials unavailable: {msg}"),
+            )
+            .await?;
+            return Ok(());
+        }
         tracing::warn!(run_id, error = %format!("{e:#}"), "configuring the sidecar failed");
         fail(
             state,
@@ -305,6 +317,13 @@ async fn run_in(
         return Ok(());
     }
     watch(state, run, sbx, &lease.id, stop).await
+}
+
+/// Why a sidecar could not be configured, when it is not the sandbox's fault.
+#[derive(Debug, thiserror::Error)]
+enum ConfigureError {
+    #[error("{0}")]
+    Connection(String),
 }
 
 async fn configure(
@@ -326,6 +345,21 @@ async fn configure(
         .map(serde_json::from_str)
         .transpose()?
         .unwrap_or(serde_json::Value::Null);
+    let mut integrations = Vec::with_capacity(def.integrations.len());
+    for i in &def.integrations {
+        let creds = crate::integrations::fresh_credentials(state, &i.connection_id)
+            .await
+            .map_err(|e| ConfigureError::Connection(format!("{}: {e}", i.package_id)))?;
+        integrations.push(corral_protocol::Integration {
+            namespace: i.namespace.clone(),
+            delivery: i.delivery.clone(),
+            authorized_uris: i.authorized_uris.clone(),
+            credentials: creds
+                .into_iter()
+                .map(|(k, v)| (k, Secret::new(v)))
+                .collect(),
+        });
+    }
     let config = SidecarConfig {
         run_id: run.id.clone(),
         run_token: Secret::new(run_token(state, &run.id)),
@@ -342,7 +376,7 @@ async fn configure(
             },
             limits: def.limits,
         },
-        integrations: Vec::new(),
+        integrations,
         sink: Sink {
             events_url: format!(
                 "{}/api/runs/{}/events",

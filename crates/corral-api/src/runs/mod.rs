@@ -36,6 +36,10 @@ pub struct Definition {
     /// Resolved dependency versions (`@scope/name` → version).
     #[serde(default)]
     pub dependencies: BTreeMap<String, String>,
+    /// The connection each integration uses and how its credential is delivered;
+    /// the credentials themselves are read (and refreshed) when the run starts.
+    #[serde(default)]
+    pub integrations: Vec<crate::integrations::RunIntegration>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -252,9 +256,11 @@ pub async fn rotate_secrets(
             }
         }
         if !progressed {
-            return Ok(report);
+            break;
         }
     }
+    crate::integrations::reseal(db, keyring, &current, &mut report).await?;
+    Ok(report)
 }
 
 /// Error codes the platform itself records on runs.
@@ -269,6 +275,8 @@ pub mod codes {
     pub const SERVER_RESTARTED: &str = "server_restarted";
     pub const SERVER_SHUTDOWN: &str = "server_shutdown";
     pub const OUTPUT_SCHEMA_MISMATCH: &str = "output_schema_mismatch";
+    /// An integration's credentials could not be produced (refresh refused or failed).
+    pub const CONNECTION_UNAVAILABLE: &str = "connection_unavailable";
 }
 
 /// Chooses the sandbox backend (SPEC §8) and, for Docker, binds the listener sidecars

@@ -4,6 +4,7 @@
 mod auth_failures;
 mod contract;
 mod idempotency;
+mod integrations;
 mod isolation;
 mod journey;
 mod members;

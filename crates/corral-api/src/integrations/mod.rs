@@ -1,0 +1,688 @@
+//! Integration connections (SPEC §12): what an integration manifest's `auths` say,
+//! whose connections a caller may use, which connection a run gets, and the
+//! credentials handed to a run's sidecar — OAuth access tokens refreshed 5 minutes
+//! before expiry under a lock, so concurrent runs refresh once.
+
+pub mod oauth;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
+
+use corral_core::time::now_ms;
+use corral_protocol::Delivery;
+use corral_store::integrations as store;
+use dashmap::DashMap;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::auth::Principal;
+use crate::context::Ctx;
+use crate::error::{ApiError, ApiResult, FieldError};
+use crate::state::AppState;
+
+/// Refresh an access token when it expires within this margin.
+pub const REFRESH_MARGIN_MS: i64 = 5 * 60 * 1000;
+/// How long an OAuth authorization (state + PKCE verifier) stays usable.
+pub const STATE_TTL_MS: i64 = 10 * 60 * 1000;
+
+/// The AAD binding a connection's sealed credentials to its row.
+pub fn credentials_aad(connection_id: &str) -> String {
+    format!("integration_connection:{connection_id}")
+}
+
+pub fn client_secret_aad(client_ref: &str) -> String {
+    format!("integration_oauth_client:{client_ref}")
+}
+
+pub fn verifier_aad(state_hash: &str) -> String {
+    format!("integration_oauth_state:{state_hash}")
+}
+
+/// One entry of a manifest's `auths`.
+#[derive(Debug, Clone)]
+pub struct AuthSpec {
+    pub key: String,
+    /// `oauth2`, `api_key`, `basic`, `custom` or `mtls`.
+    pub kind: String,
+    pub credentials_schema: Option<Value>,
+    pub delivery: Option<Value>,
+    pub authorized_uris: Vec<String>,
+    pub allow_all_uris: bool,
+    pub issuer: Option<String>,
+    pub authorization_endpoint: Option<String>,
+    pub token_endpoint: Option<String>,
+    pub token_endpoint_auth_method: Option<String>,
+    pub resource: Option<String>,
+    pub authorization_params: Map<String, Value>,
+    pub default_scopes: Vec<String>,
+}
+
+fn strings(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn string(v: &Value, key: &str) -> Option<String> {
+    v.get(key).and_then(Value::as_str).map(str::to_owned)
+}
+
+/// The `auths` of an integration manifest, in key order.
+pub fn auths(manifest: &Value) -> Vec<AuthSpec> {
+    let Some(map) = manifest.get("auths").and_then(Value::as_object) else {
+        return Vec::new();
+    };
+    map.iter()
+        .map(|(key, a)| AuthSpec {
+            key: key.clone(),
+            kind: string(a, "type").unwrap_or_else(|| "custom".into()),
+            credentials_schema: a.pointer("/credentials/schema").cloned(),
+            delivery: a.get("delivery").cloned(),
+            authorized_uris: strings(a.get("authorized_uris")),
+            allow_all_uris: a
+                .get("allow_all_uris")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            issuer: string(a, "issuer"),
+            authorization_endpoint: string(a, "authorization_endpoint"),
+            token_endpoint: string(a, "token_endpoint"),
+            token_endpoint_auth_method: string(a, "token_endpoint_auth_method"),
+            resource: string(a, "resource"),
+            authorization_params: a
+                .get("authorization_params")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default(),
+            default_scopes: strings(a.get("default_scopes")),
+        })
+        .collect()
+}
+
+pub fn auth<'a>(auths: &'a [AuthSpec], key: &str) -> Option<&'a AuthSpec> {
+    auths.iter().find(|a| a.key == key)
+}
+
+/// `{$credential.name}` → `{{name}}`, the sidecar's template syntax.
+fn template(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(start) = rest.find("{$credential.") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + "{$credential.".len()..];
+        match after.find('}') {
+            Some(end) => {
+                out.push_str("{{");
+                out.push_str(after[..end].trim());
+                out.push_str("}}");
+                rest = &after[end + 1..];
+            }
+            None => {
+                out.push_str(&rest[start..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// How the sidecar injects this auth's credential (AFPS `delivery.http`), with the
+/// conventional default when the manifest has none.
+pub fn delivery(auth: &AuthSpec) -> Result<Delivery, String> {
+    let http = auth.delivery.as_ref().and_then(|d| d.get("http"));
+    let Some(http) = http else {
+        return Ok(match auth.kind.as_str() {
+            "basic" => Delivery::Basic {
+                username: "{{username}}".into(),
+                password: "{{password}}".into(),
+            },
+            "oauth2" => Delivery::Header {
+                name: "Authorization".into(),
+                template: "Bearer {{access_token}}".into(),
+            },
+            "api_key" => Delivery::Header {
+                name: "Authorization".into(),
+                template: "Bearer {{api_key}}".into(),
+            },
+            other => return Err(format!("the {other} auth declares no delivery.http")),
+        });
+    };
+    let place = string(http, "in").unwrap_or_else(|| "header".into());
+    let name = string(http, "name").ok_or("delivery.http.name is missing")?;
+    let prefix = string(http, "prefix").unwrap_or_default();
+    let value = template(&string(http, "value").ok_or("delivery.http.value is missing")?);
+    match string(http, "encoding").as_deref() {
+        None | Some("none") | Some("raw") => {}
+        Some("base64") => {
+            // The one base64 delivery the sidecar knows: HTTP basic auth.
+            let parts: Vec<&str> = value.splitn(2, ':').collect();
+            if place == "header"
+                && name.eq_ignore_ascii_case("authorization")
+                && prefix.trim().eq_ignore_ascii_case("basic")
+                && parts.len() == 2
+            {
+                return Ok(Delivery::Basic {
+                    username: parts[0].to_owned(),
+                    password: parts[1].to_owned(),
+                });
+            }
+            return Err("base64 delivery is supported for HTTP basic auth only".into());
+        }
+        Some(other) => return Err(format!("unsupported delivery encoding {other:?}")),
+    }
+    let template = format!("{prefix}{value}");
+    match place.as_str() {
+        "header" => Ok(Delivery::Header { name, template }),
+        "query" => Ok(Delivery::Query { name, template }),
+        other => Err(format!("unsupported delivery location {other:?}")),
+    }
+}
+
+pub fn authorized_uris(auth: &AuthSpec) -> Vec<String> {
+    if auth.allow_all_uris {
+        vec!["*".into()]
+    } else {
+        auth.authorized_uris.clone()
+    }
+}
+
+/// The MCP tool namespace of an integration: `@acme/echo-api` → `echo_api`.
+pub fn namespace(package_id: &str) -> String {
+    package_id
+        .rsplit('/')
+        .next()
+        .unwrap_or(package_id)
+        .replace('-', "_")
+}
+
+/// The manifest connections are managed against: the latest published version's,
+/// else the draft's.
+pub async fn manifest(state: &AppState, org_id: &str, package_id: &str) -> ApiResult<Value> {
+    let mut conn = state.db.conn().await?;
+    let row = corral_store::packages::get_visible(&mut conn, org_id, package_id, None)
+        .await?
+        .ok_or_else(|| ApiError::not_found("integration"))?;
+    if row.ptype != "integration" {
+        return Err(ApiError::new(
+            corral_core::ErrorCode::Conflict,
+            format!(
+                "{package_id} is a {} package, not an integration",
+                row.ptype
+            ),
+        ));
+    }
+    if let Some(latest) = &row.latest_version {
+        if let Some(v) = corral_store::packages::version(&mut conn, &row.id, latest).await? {
+            if let Ok(m) = serde_json::from_str(&v.manifest) {
+                return Ok(m);
+            }
+        }
+    }
+    serde_json::from_str(&row.draft_manifest).map_err(ApiError::internal)
+}
+
+/// Who owns the connections a caller creates and may use.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub owner_type: &'static str,
+    pub owner_id: String,
+    /// Org-shared connections are usable too (members and API keys, not end users).
+    pub include_shared: bool,
+}
+
+pub fn actor(ctx: &Ctx) -> Actor {
+    if let Some(eu) = &ctx.end_user_id {
+        return Actor {
+            owner_type: "end_user",
+            owner_id: eu.clone(),
+            include_shared: false,
+        };
+    }
+    match &ctx.principal {
+        Principal::User(u) => Actor {
+            owner_type: "user",
+            owner_id: u.user_id.clone(),
+            include_shared: true,
+        },
+        Principal::ApiKey(k) => Actor {
+            owner_type: "user",
+            owner_id: k
+                .created_by
+                .clone()
+                .unwrap_or_else(|| format!("api_key:{}", k.key_id)),
+            include_shared: true,
+        },
+    }
+}
+
+/// An integration an agent depends on, as resolved at trigger time.
+#[derive(Debug, Clone)]
+pub struct Dependency {
+    pub package_id: String,
+    pub manifest: Value,
+    /// `auth_key` pinned by the agent's dependency entry, if any.
+    pub auth_key: Option<String>,
+}
+
+/// What a run freezes about one integration: no secret, only where to find it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunIntegration {
+    pub package_id: String,
+    pub namespace: String,
+    pub connection_id: String,
+    pub delivery: Delivery,
+    pub authorized_uris: Vec<String>,
+}
+
+/// The connection each dependency would use, or the field errors of the 412
+/// (`field: integrations.<id>`, as the contract's readiness shares with runs).
+pub async fn resolve(
+    state: &AppState,
+    app_id: &str,
+    actor: &Actor,
+    deps: &[Dependency],
+    overrides: Option<&BTreeMap<String, String>>,
+) -> ApiResult<Result<Vec<RunIntegration>, Vec<FieldError>>> {
+    let mut chosen = Vec::new();
+    let mut errors = Vec::new();
+    let mut conn = state.db.conn().await?;
+    for dep in deps {
+        let field = format!("integrations.{}", dep.package_id);
+        let candidates = store::usable(
+            &mut conn,
+            app_id,
+            Some(&dep.package_id),
+            actor.owner_type,
+            &actor.owner_id,
+            actor.include_shared,
+        )
+        .await?;
+        let candidates: Vec<_> = candidates
+            .into_iter()
+            .filter(|c| dep.auth_key.as_deref().is_none_or(|k| k == c.auth_key))
+            .collect();
+        let picked = match overrides.and_then(|o| o.get(&dep.package_id)) {
+            Some(id) => match candidates.iter().find(|c| &c.id == id) {
+                Some(c) => Some(c),
+                None => {
+                    errors.push(
+                        FieldError::new(
+                            field,
+                            "connection_not_found",
+                            format!("connection {id} is not usable for {}", dep.package_id),
+                        )
+                        .with_connection(id.clone()),
+                    );
+                    continue;
+                }
+            },
+            None => candidates
+                .iter()
+                .find(|c| !c.needs_reconnection)
+                .or(candidates.first()),
+        };
+        let Some(c) = picked else {
+            errors.push(FieldError::new(
+                field,
+                "connection_missing",
+                format!("{} is not connected", dep.package_id),
+            ));
+            continue;
+        };
+        if c.needs_reconnection {
+            errors.push(
+                FieldError::new(
+                    field,
+                    "needs_reconnection",
+                    format!(
+                        "the connection to {} must be re-authorized (its refresh token was refused)",
+                        dep.package_id
+                    ),
+                )
+                .with_connection(c.id.clone()),
+            );
+            continue;
+        }
+        let specs = auths(&dep.manifest);
+        let Some(spec) = auth(&specs, &c.auth_key) else {
+            errors.push(FieldError::new(
+                field,
+                "auth_key_mismatch",
+                format!(
+                    "the connection uses auth {:?}, which this version of {} no longer declares",
+                    c.auth_key, dep.package_id
+                ),
+            ));
+            continue;
+        };
+        match delivery(spec) {
+            Ok(d) => chosen.push(RunIntegration {
+                package_id: dep.package_id.clone(),
+                namespace: namespace(&dep.package_id),
+                connection_id: c.id.clone(),
+                delivery: d,
+                authorized_uris: authorized_uris(spec),
+            }),
+            Err(msg) => errors.push(FieldError::new(field, "integration_invalid", msg)),
+        }
+    }
+    Ok(if errors.is_empty() {
+        Ok(chosen)
+    } else {
+        Err(errors)
+    })
+}
+
+/// Why a connection's credentials could not be produced.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    #[error("connection {0} no longer exists")]
+    Gone(String),
+    #[error("the connection must be re-authorized: the provider refused its refresh token")]
+    NeedsReconnection,
+    #[error("the access token expired and could not be refreshed: {0}")]
+    RefreshFailed(String),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+fn locks() -> &'static DashMap<String, Arc<tokio::sync::Mutex<()>>> {
+    static LOCKS: OnceLock<DashMap<String, Arc<tokio::sync::Mutex<()>>>> = OnceLock::new();
+    LOCKS.get_or_init(DashMap::new)
+}
+
+fn needs_refresh(c: &store::Connection, now: i64) -> bool {
+    c.auth_type == "oauth2" && c.expires_at.is_some_and(|e| e - now < REFRESH_MARGIN_MS)
+}
+
+fn open(state: &AppState, c: &store::Connection) -> anyhow::Result<Map<String, Value>> {
+    let text = state
+        .keyring
+        .open_str(&c.credentials, &credentials_aad(&c.id))
+        .map_err(|e| anyhow::anyhow!("cannot open the credentials of connection {}: {e}", c.id))?;
+    Ok(serde_json::from_str(&text)?)
+}
+
+pub fn seal(state: &AppState, connection_id: &str, creds: &Map<String, Value>) -> String {
+    state.keyring.seal(
+        Value::Object(creds.clone()).to_string().as_bytes(),
+        &credentials_aad(connection_id),
+    )
+}
+
+/// The credential values of a connection, as the sidecar's delivery templates
+/// reference them; an OAuth access token about to expire is refreshed first.
+///
+/// Refreshes are serialized per connection: in process by a mutex, across
+/// replicas by a row lock (PostgreSQL). Whoever gets the lock second finds the
+/// token fresh and uses it, so concurrent runs cause one refresh.
+pub async fn fresh_credentials(
+    state: &AppState,
+    connection_id: &str,
+) -> Result<BTreeMap<String, String>, CredentialError> {
+    let c = {
+        let mut conn = state.db.conn().await.map_err(anyhow::Error::from)?;
+        store::connection(&mut conn, connection_id)
+            .await
+            .map_err(anyhow::Error::from)?
+            .ok_or_else(|| CredentialError::Gone(connection_id.to_owned()))?
+    };
+    if c.needs_reconnection {
+        return Err(CredentialError::NeedsReconnection);
+    }
+    let creds = if needs_refresh(&c, now_ms()) {
+        refresh_locked(state, connection_id).await?
+    } else {
+        open(state, &c)?
+    };
+    Ok(creds
+        .into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+            (k, v)
+        })
+        .collect())
+}
+
+async fn refresh_locked(
+    state: &AppState,
+    connection_id: &str,
+) -> Result<Map<String, Value>, CredentialError> {
+    let lock = locks().entry(connection_id.to_owned()).or_default().clone();
+    let _guard = lock.lock().await;
+    // PostgreSQL: the row stays locked (other replicas wait) until the new tokens
+    // are stored. SQLite serves one process, whose mutex is enough; a transaction
+    // held across the HTTP call would only make other writers fail as busy.
+    let postgres = state.db.backend() == corral_store::Backend::Postgres;
+    let mut tx = if postgres {
+        Some(state.db.pool().begin().await.map_err(anyhow::Error::from)?)
+    } else {
+        None
+    };
+    let row = match &mut tx {
+        Some(t) => store::connection_for_update(t, connection_id, true).await,
+        None => {
+            let mut conn = state.db.conn().await.map_err(anyhow::Error::from)?;
+            store::connection(&mut conn, connection_id).await
+        }
+    };
+    let c = row
+        .map_err(anyhow::Error::from)?
+        .ok_or_else(|| CredentialError::Gone(connection_id.to_owned()))?;
+    if c.needs_reconnection {
+        return Err(CredentialError::NeedsReconnection);
+    }
+    let mut creds = open(state, &c)?;
+    let now = now_ms();
+    if !needs_refresh(&c, now) {
+        // Someone refreshed while this caller waited for the lock.
+        return Ok(creds);
+    }
+    let still_valid = c.expires_at.is_some_and(|e| e > now);
+    let Some(refresh_token) = creds
+        .get("refresh_token")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+    else {
+        if still_valid {
+            return Ok(creds);
+        }
+        return Err(CredentialError::RefreshFailed(
+            "the provider gave no refresh token".into(),
+        ));
+    };
+    let outcome = oauth::refresh(state, &c, &refresh_token).await;
+    match outcome {
+        Ok(tokens) => {
+            creds.insert(
+                "access_token".into(),
+                Value::from(tokens.access_token.clone()),
+            );
+            if let Some(rt) = tokens.refresh_token {
+                creds.insert("refresh_token".into(), Value::from(rt));
+            }
+            if let Some(tt) = tokens.token_type {
+                creds.insert("token_type".into(), Value::from(tt));
+            }
+            let expires_at = tokens.expires_in_ms.map(|ms| now + ms);
+            let sealed = seal(state, &c.id, &creds);
+            match tx {
+                Some(mut t) => {
+                    store::store_refreshed(&mut t, &c.id, &sealed, expires_at, now)
+                        .await
+                        .map_err(anyhow::Error::from)?;
+                    t.commit().await.map_err(anyhow::Error::from)?;
+                }
+                None => {
+                    let mut conn = state.db.conn().await.map_err(anyhow::Error::from)?;
+                    store::store_refreshed(&mut conn, &c.id, &sealed, expires_at, now)
+                        .await
+                        .map_err(anyhow::Error::from)?;
+                }
+            }
+            tracing::info!(connection_id = %c.id, package = %c.package_id, "access token refreshed");
+            Ok(creds)
+        }
+        Err(oauth::OauthError::InvalidGrant(detail)) => {
+            match tx {
+                Some(mut t) => {
+                    store::mark_needs_reconnection(&mut t, &c.id, now)
+                        .await
+                        .map_err(anyhow::Error::from)?;
+                    t.commit().await.map_err(anyhow::Error::from)?;
+                }
+                None => {
+                    let mut conn = state.db.conn().await.map_err(anyhow::Error::from)?;
+                    store::mark_needs_reconnection(&mut conn, &c.id, now)
+                        .await
+                        .map_err(anyhow::Error::from)?;
+                }
+            }
+            tracing::warn!(connection_id = %c.id, package = %c.package_id, %detail, "refresh token refused (invalid_grant): the connection needs reconnection");
+            Err(CredentialError::NeedsReconnection)
+        }
+        Err(e) => {
+            drop(tx);
+            tracing::warn!(connection_id = %c.id, error = %e, "access token refresh failed");
+            if still_valid {
+                Ok(creds)
+            } else {
+                Err(CredentialError::RefreshFailed(e.to_string()))
+            }
+        }
+    }
+}
+
+/// Validates fields-based credentials against the auth's `credentials.schema`.
+pub fn validate_fields(spec: &AuthSpec, creds: &Map<String, Value>) -> Result<(), Vec<FieldError>> {
+    let schema = spec
+        .credentials_schema
+        .clone()
+        .unwrap_or_else(|| serde_json::json!({"type": "object"}));
+    let validator = jsonschema::validator_for(&schema).map_err(|e| {
+        vec![FieldError::new(
+            "credentials",
+            "invalid_schema",
+            format!("the integration's credentials.schema is invalid: {e}"),
+        )]
+    })?;
+    let value = Value::Object(creds.clone());
+    let mut errors: Vec<FieldError> = validator
+        .iter_errors(&value)
+        .map(|e| {
+            let path = e.instance_path().to_string();
+            let field = if path.is_empty() {
+                "credentials".to_owned()
+            } else {
+                format!("credentials{}", path.replace('/', "."))
+            };
+            // Never echo a submitted value: the message names the rule only.
+            FieldError::new(field, "invalid", schema_message(&e))
+        })
+        .collect();
+    if creds.is_empty() && errors.is_empty() {
+        errors.push(FieldError::new(
+            "credentials",
+            "required",
+            "at least one credential value is required",
+        ));
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+fn schema_message(e: &jsonschema::ValidationError<'_>) -> String {
+    use jsonschema::error::ValidationErrorKind as K;
+    match e.kind() {
+        K::Required { property } => format!("{property} is required"),
+        K::Type { kind } => format!("must be of type {kind:?}"),
+        K::AdditionalProperties { unexpected } => {
+            format!("unexpected properties: {}", unexpected.join(", "))
+        }
+        K::MinLength { limit } => format!("must be at least {limit} characters"),
+        K::MaxLength { limit } => format!("must be at most {limit} characters"),
+        K::Pattern { pattern } => format!("must match {pattern}"),
+        K::Enum { .. } => "must be one of the allowed values".into(),
+        _ => "does not match the credentials schema".into(),
+    }
+}
+
+/// Which sealed integration column `corral secrets rotate` is working on.
+#[derive(Clone, Copy)]
+enum SealedColumn {
+    ConnectionCredentials,
+    OauthClientSecret,
+}
+
+/// Re-seals connection credentials and OAuth client secrets that are not under
+/// the primary key (resumable: each row is swapped only if unchanged meanwhile).
+pub async fn reseal(
+    db: &corral_store::Db,
+    keyring: &corral_config::crypto::Keyring,
+    current: &str,
+    report: &mut crate::runs::RotateReport,
+) -> anyhow::Result<()> {
+    for column in [
+        SealedColumn::ConnectionCredentials,
+        SealedColumn::OauthClientSecret,
+    ] {
+        let mut failed: std::collections::HashSet<String> = Default::default();
+        loop {
+            let mut conn = db.conn().await?;
+            let rows = match column {
+                SealedColumn::ConnectionCredentials => {
+                    store::credentials_to_reseal(&mut conn, current, 500).await?
+                }
+                SealedColumn::OauthClientSecret => {
+                    store::client_secrets_to_reseal(&mut conn, current, 500).await?
+                }
+            };
+            let mut progressed = false;
+            for (id, old) in rows {
+                if failed.contains(&id) {
+                    continue;
+                }
+                let aad = match column {
+                    SealedColumn::ConnectionCredentials => credentials_aad(&id),
+                    SealedColumn::OauthClientSecret => client_secret_aad(&id),
+                };
+                match keyring.reseal(&old, &aad) {
+                    Ok(new) => {
+                        let swapped = match column {
+                            SealedColumn::ConnectionCredentials => {
+                                store::store_credentials(&mut conn, &id, &old, &new).await?
+                            }
+                            SealedColumn::OauthClientSecret => {
+                                store::store_client_secret(&mut conn, &id, &old, &new).await?
+                            }
+                        };
+                        if swapped {
+                            report.resealed += 1;
+                            progressed = true;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(id = %id, error = %e, "cannot reseal an integration secret");
+                        failed.insert(id);
+                        report.failed += 1;
+                    }
+                }
+            }
+            if !progressed {
+                break;
+            }
+        }
+    }
+    Ok(())
+}

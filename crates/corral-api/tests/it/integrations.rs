@@ -1,0 +1,706 @@
+//! Integration connections (SPEC §12) through the API: fields connects validated
+//! against `credentials.schema` and stored sealed, never returned; a full OAuth2
+//! flow against the testkit's local authorization server (RFC 8414 discovery,
+//! PKCE S256 checked by the server, RFC 8707 resource, code exchange, refresh,
+//! `invalid_grant` → `needs_reconnection`, replayed and expired states refused);
+//! concurrent refreshes collapsing to one (20 runs at once through the API); and an
+//! API-key credential injected by the sidecar into a request to a local service.
+
+use std::time::Duration;
+
+use corral_mockllm::{MockLlm, Turn};
+use corral_testkit::oauth::AuthServer;
+use corral_testkit::receiver::Receiver;
+use corral_testkit::{both, Backend, Session, TestApp};
+use serde_json::{json, Value};
+
+use crate::runs::{app_with_model, wait_terminal};
+
+const API_KEY: &str = "ek_live_4f9c2a7b1d6e8f03";
+
+async fn slug(s: &Session) -> String {
+    s.client.get(&format!("/api/orgs/{}", s.org_id), 200).await["slug"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn enc(package_id: &str) -> String {
+    package_id.replace('@', "%40").replace('/', "%2F")
+}
+
+/// Creates and publishes an integration package.
+async fn publish_integration(s: &Session, manifest: Value) {
+    let name = manifest["name"].as_str().unwrap().to_owned();
+    s.client
+        .post(
+            "/api/packages/integrations",
+            json!({"manifest": manifest}),
+            201,
+        )
+        .await;
+    s.client
+        .post(
+            &format!("/api/packages/integrations/{name}/versions"),
+            json!({}),
+            201,
+        )
+        .await;
+}
+
+/// Creates and publishes an agent depending on `integration`.
+async fn publish_agent(s: &Session, scope: &str, name: &str, integration: &str) -> String {
+    let id = format!("@{scope}/{name}");
+    s.client
+        .post(
+            "/api/packages/agents",
+            json!({
+                "manifest": {
+                    "name": id, "version": "1.0.0", "type": "agent", "schema_version": "2.0",
+                    "display_name": "Caller", "author": "tests",
+                    "dependencies": {"integrations": {integration: "^1.0.0"}},
+                    "output": {"schema": {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}}
+                },
+                "content": "Call the API once, then output ok."
+            }),
+            201,
+        )
+        .await;
+    s.client
+        .post(
+            &format!("/api/packages/agents/{id}/versions"),
+            json!({}),
+            201,
+        )
+        .await;
+    id
+}
+
+fn api_key_manifest(id: &str, authorized: &str) -> Value {
+    json!({
+        "name": id, "version": "1.0.0", "type": "integration", "schema_version": "2.0",
+        "display_name": "Echo API", "description": "test",
+        "source": {"kind": "api", "api": {}},
+        "auths": {"api_key": {
+            "type": "api_key",
+            "credentials": {"schema": {
+                "type": "object",
+                "properties": {"api_key": {"type": "string", "minLength": 8}},
+                "required": ["api_key"],
+                "additionalProperties": false
+            }},
+            "delivery": {"http": {"in": "header", "name": "X-Api-Key", "value": "{$credential.api_key}"}},
+            "authorized_uris": [authorized]
+        }}
+    })
+}
+
+fn oauth_manifest(id: &str, issuer: &str) -> Value {
+    json!({
+        "name": id, "version": "1.0.0", "type": "integration", "schema_version": "2.0",
+        "display_name": "Mail", "description": "test",
+        "source": {"kind": "api", "api": {}},
+        "auths": {"oauth": {
+            "type": "oauth2",
+            "issuer": issuer,
+            "token_endpoint_auth_method": "client_secret_basic",
+            "resource": "https://mail.example.test/api",
+            "default_scopes": ["mail.read"],
+            "authorization_params": {"access_type": "offline"},
+            "delivery": {"http": {"in": "header", "name": "Authorization", "prefix": "Bearer ", "value": "{$credential.access_token}"}},
+            "authorized_uris": ["https://mail.example.test/*"]
+        }}
+    })
+}
+
+async fn fields_connections(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let s = app.user_with_org("Fields").await;
+    let scope = slug(&s).await;
+    let id = format!("@{scope}/echo-api");
+    publish_integration(&s, api_key_manifest(&id, "https://echo.example.test/*")).await;
+    let c = &s.client;
+    let listed = c.get("/api/integrations", 200).await;
+    assert!(
+        listed["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["id"] == id.as_str() && i["source"] == "local"),
+        "{listed}"
+    );
+    let projected = c.get("/api/integrations?fields=source", 200).await;
+    assert!(projected["data"][0].get("manifest").is_none());
+    c.get("/api/integrations?limit=0", 400).await;
+
+    let base = format!("/api/integrations/{}", enc(&id));
+    let connect = format!("{base}/auths/api_key/connect/fields");
+    // Schema violations, an unknown auth, a closed body: 4xx and nothing stored.
+    let e = c.post(&connect, json!({"credentials": {}}), 400).await;
+    assert_eq!(e["errors"][0]["field"], "credentials", "{e}");
+    assert!(
+        e["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("api_key"),
+        "{e}"
+    );
+    let e = c
+        .post(&connect, json!({"credentials": {"api_key": "short"}}), 400)
+        .await;
+    assert!(!e.to_string().contains("short"), "the value is echoed: {e}");
+    c.post(
+        &connect,
+        json!({"credentials": {"api_key": API_KEY, "extra": "x"}}),
+        400,
+    )
+    .await;
+    c.post(
+        &format!("{base}/auths/nope/connect/fields"),
+        json!({"credentials": {"api_key": API_KEY}}),
+        404,
+    )
+    .await;
+    c.post(
+        &connect,
+        json!({"credentials": {"api_key": API_KEY}, "bogus": 1}),
+        400,
+    )
+    .await;
+    c.post(
+        &format!("{base}/auths/api_key/connect/oauth2"),
+        json!({}),
+        400,
+    )
+    .await;
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM integration_connections")
+            .await,
+        0
+    );
+
+    let conn = c
+        .post(
+            &connect,
+            json!({"credentials": {"api_key": API_KEY}, "label": "prod"}),
+            200,
+        )
+        .await;
+    assert!(!conn.to_string().contains(API_KEY), "{conn}");
+    assert!(conn.get("credentials").is_none());
+    assert_eq!(conn["packageId"], id.as_str());
+    assert_eq!(conn["owner_type"], "user");
+    assert_eq!(conn["owner_id"], s.user_id.as_str());
+    assert_eq!(conn["needs_reconnection"], false);
+    assert_eq!(conn["label"], "prod");
+    let cid = conn["id"].as_str().unwrap().to_owned();
+    // Sealed at rest.
+    let stored: String = sqlx::query_scalar("SELECT credentials FROM integration_connections")
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
+    assert!(stored.starts_with("v1:"), "{stored}");
+    assert!(!stored.contains(API_KEY));
+
+    let detail = c.get(&base, 200).await;
+    assert!(!detail.to_string().contains(API_KEY));
+    assert_eq!(detail["auths"][0]["auth_key"], "api_key");
+    assert_eq!(detail["auths"][0]["ready"], true);
+    assert_eq!(detail["auths"][0]["connections"][0]["id"], cid.as_str());
+    let list = c.get(&format!("{base}/connections"), 200).await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 1);
+
+    // Renewal in place keeps the id.
+    let renewed = c
+        .post(
+            &connect,
+            json!({"credentials": {"api_key": "ek_live_rotated_123456"}, "connection_id": cid}),
+            200,
+        )
+        .await;
+    assert_eq!(renewed["id"], cid.as_str());
+    let patched = c
+        .patch(
+            &format!("{base}/connections/{cid}"),
+            json!({"label": null, "shared_with_org": true}),
+            200,
+        )
+        .await;
+    assert_eq!(patched["label"], Value::Null);
+    assert_eq!(patched["shared_with_org"], true);
+
+    // Another organization sees neither the integration nor the connection.
+    let other = app.user_with_org("Other").await;
+    other.client.get(&base, 404).await;
+    let mine = other.client.get("/api/me/connections", 200).await;
+    assert_eq!(mine["data"], json!([]));
+    other
+        .client
+        .delete(&format!("/api/me/connections/{cid}"), 204)
+        .await;
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM integration_connections")
+            .await,
+        1
+    );
+
+    let mine = c.get("/api/me/connections", 200).await;
+    assert_eq!(mine["data"][0]["source_id"], id.as_str());
+    assert_eq!(
+        mine["data"][0]["connections"][0]["connection_id"],
+        cid.as_str()
+    );
+    assert!(!mine.to_string().contains("rotated"));
+    c.delete(&format!("/api/me/connections/{cid}"), 204).await;
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM integration_connections")
+            .await,
+        0
+    );
+}
+
+async fn api_key_credential_reaches_a_local_service(b: Backend) {
+    let service = Receiver::start().await;
+    let target = service.url.clone();
+    let mock = MockLlm::start(vec![
+        Turn::tool_call(
+            "echo_api__api_call",
+            json!({"method": "POST", "target": target, "body": {"q": "ping"}}),
+        ),
+        Turn::tool_call("output", json!({"ok": true})),
+        Turn::text("Done."),
+    ])
+    .await
+    .unwrap();
+    let app = app_with_model(b, &mock, |_| {}).await;
+    let s = app.user_with_org("E2E").await;
+    let scope = slug(&s).await;
+    let integ = format!("@{scope}/echo-api");
+    publish_integration(
+        &s,
+        api_key_manifest(&integ, &format!("http://127.0.0.1:{}/*", service.port)),
+    )
+    .await;
+    let agent = publish_agent(&s, &scope, "caller", &integ).await;
+    let (_, key) = s.api_key(None).await;
+    let c = app.client().bearer(&key);
+
+    // Not connected: readiness says so, and so does the trigger (no run row).
+    let ready = c
+        .get(&format!("/api/agents/{agent}/connection-readiness"), 200)
+        .await;
+    assert_eq!(ready["blocks_run"], true, "{ready}");
+    assert_eq!(ready["integrations"][0]["resolution"]["status"], "none");
+    let e = c
+        .post(&format!("/api/agents/{agent}/run"), json!({}), 412)
+        .await;
+    assert_eq!(e["code"], "connection_missing");
+    assert_eq!(e["errors"][0]["field"], format!("integrations.{integ}"));
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM runs").await, 0);
+
+    // Connected by a member and shared with the org, the API key's runs use it.
+    let conn = s
+        .client
+        .post(
+            &format!(
+                "/api/integrations/{}/auths/api_key/connect/fields",
+                enc(&integ)
+            ),
+            json!({"credentials": {"api_key": API_KEY}, "shared_with_org": true}),
+            200,
+        )
+        .await;
+    let ready = c
+        .get(&format!("/api/agents/{agent}/connection-readiness"), 200)
+        .await;
+    assert_eq!(ready["blocks_run"], false, "{ready}");
+    assert_eq!(
+        ready["integrations"][0]["resolution"]["resolved_connection_id"],
+        conn["id"]
+    );
+
+    let run = c
+        .post(&format!("/api/agents/{agent}/run"), json!({}), 201)
+        .await;
+    let done = wait_terminal(&s, run["id"].as_str().unwrap(), Duration::from_secs(90)).await;
+    assert_eq!(done["status"], "success", "{done}");
+    let got = service.wait_for(1, Duration::from_secs(5)).await;
+    assert_eq!(
+        got[0].headers.get("x-api-key").map(String::as_str),
+        Some(API_KEY)
+    );
+    assert_eq!(got[0].json(), json!({"q": "ping"}));
+    // The credential went to the service only: never to the model.
+    for r in mock.requests() {
+        assert!(!r.body_text().contains(API_KEY), "the model saw the key");
+    }
+}
+
+/// The OAuth integration, a registered client, and an authorization completed
+/// through the callback: returns (server, session, integration id, connection id).
+async fn oauth_connected(app: &TestApp, name: &str) -> (AuthServer, Session, String, String) {
+    let asv = AuthServer::start("corral-client", "corral-secret-9f8e7d").await;
+    let s = app.user_with_org(name).await;
+    let scope = slug(&s).await;
+    let integ = format!("@{scope}/mail");
+    publish_integration(&s, oauth_manifest(&integ, &asv.issuer())).await;
+    let base = format!("/api/integrations/{}", enc(&integ));
+    let c = &s.client;
+    // No client registered yet.
+    let e = c
+        .post(
+            &format!("{base}/auths/oauth/connect/oauth2"),
+            json!({}),
+            422,
+        )
+        .await;
+    assert_eq!(e["code"], "oauth_client_missing");
+    // A confidential client must have a secret.
+    c.post(
+        &format!("{base}/auths/oauth/oauth-clients"),
+        json!({"client_id": "corral-client"}),
+        400,
+    )
+    .await;
+    let client = c
+        .post(
+            &format!("{base}/auths/oauth/oauth-clients"),
+            json!({
+                "client_id": "corral-client",
+                "client_secret": "corral-secret-9f8e7d",
+                "redirect_uri": format!("{}/api/integrations/callback", app.base)
+            }),
+            201,
+        )
+        .await;
+    assert_eq!(client["has_client_secret"], true);
+    assert!(!client.to_string().contains("corral-secret"), "{client}");
+    let clients = c.get(&format!("{base}/auths/oauth/clients"), 200).await;
+    assert_eq!(clients["data"][0]["is_default"], true);
+    assert!(!clients.to_string().contains("corral-secret"));
+
+    let start = c
+        .post(
+            &format!("{base}/auths/oauth/connect/oauth2"),
+            json!({}),
+            200,
+        )
+        .await;
+    let auth_url = start["auth_url"].as_str().unwrap();
+    assert!(
+        auth_url.starts_with(&format!("{}/authorize?", asv.issuer())),
+        "{auth_url}"
+    );
+    let callback = asv.approve(auth_url).await;
+    let page = reqwest::get(&callback).await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("data-status=\"success\""), "{html}");
+    let conns = c.get(&format!("{base}/connections"), 200).await;
+    let cid = conns["data"][0]["id"].as_str().unwrap().to_owned();
+    assert!(html.contains(&cid));
+    (asv, s, integ, cid)
+}
+
+async fn oauth_flow_refresh_and_invalid_grant(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let (asv, s, integ, cid) = oauth_connected(&app, "OAuth").await;
+    let base = format!("/api/integrations/{}", enc(&integ));
+    let c = &s.client;
+
+    // What the authorization server saw: PKCE S256, the resource, the manifest's
+    // scopes and extra parameters; then a code exchange with the verifier (checked
+    // by the server), the client's basic auth and the resource.
+    let authz = &asv.authorizations()[0];
+    assert_eq!(authz["code_challenge_method"], "S256");
+    assert_eq!(authz["resource"], "https://mail.example.test/api");
+    assert_eq!(authz["scope"], "mail.read");
+    assert_eq!(authz["access_type"], "offline");
+    let exchange = &asv.token_requests()[0];
+    assert_eq!(exchange.status, 200);
+    assert_eq!(exchange.form["grant_type"], "authorization_code");
+    assert_eq!(exchange.form["code_verifier"].len(), 43);
+    assert_eq!(exchange.form["resource"], "https://mail.example.test/api");
+    assert!(exchange
+        .authorization
+        .as_deref()
+        .unwrap()
+        .starts_with("Basic "));
+
+    let conn = c.get(&format!("{base}/connections"), 200).await["data"][0].clone();
+    assert_eq!(conn["scopes_granted"], json!(["mail.read"]));
+    assert!(conn["expiresAt"].is_string());
+    assert!(conn["client_ref"].is_string());
+    assert!(!conn.to_string().contains("at_1"), "{conn}");
+
+    // A replayed state is refused and creates nothing.
+    let start = c
+        .post(
+            &format!("{base}/auths/oauth/connect/oauth2"),
+            json!({}),
+            200,
+        )
+        .await;
+    let callback = asv.approve(start["auth_url"].as_str().unwrap()).await;
+    let html = reqwest::get(&callback).await.unwrap().text().await.unwrap();
+    assert!(html.contains("data-status=\"success\""), "{html}");
+    let html = reqwest::get(&callback).await.unwrap().text().await.unwrap();
+    assert!(html.contains("data-code=\"oauth_state_invalid\""), "{html}");
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM integration_connections")
+            .await,
+        2
+    );
+    // An expired state is refused (and consumed).
+    let start = c
+        .post(
+            &format!("{base}/auths/oauth/connect/oauth2"),
+            json!({}),
+            200,
+        )
+        .await;
+    app.sql("UPDATE integration_oauth_states SET expires_at = 1")
+        .await;
+    let callback = asv.approve(start["auth_url"].as_str().unwrap()).await;
+    let html = reqwest::get(&callback).await.unwrap().text().await.unwrap();
+    assert!(html.contains("data-code=\"oauth_state_invalid\""), "{html}");
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM integration_oauth_states")
+            .await,
+        0
+    );
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM integration_connections")
+            .await,
+        2
+    );
+    let exchanges_before = asv.token_requests().len();
+    // A forged state never reaches the token endpoint.
+    let html = reqwest::get(format!(
+        "{}/api/integrations/callback?code=x&state=forged",
+        app.base
+    ))
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    assert!(html.contains("oauth_state_invalid"));
+    assert_eq!(asv.token_requests().len(), exchanges_before);
+
+    // A token about to expire (within 5 minutes) is refreshed before use.
+    let soon = corral_core::time::now_ms() + 60_000;
+    app.sql(&format!(
+        "UPDATE integration_connections SET expires_at = {soon} WHERE id = '{cid}'"
+    ))
+    .await;
+    let fresh = corral_api::integrations::fresh_credentials(&app.state, &cid)
+        .await
+        .unwrap();
+    assert_eq!(asv.refreshes(), 1);
+    let refresh = asv
+        .token_requests()
+        .into_iter()
+        .rfind(|r| r.form["grant_type"] == "refresh_token")
+        .unwrap();
+    assert_eq!(refresh.form["resource"], "https://mail.example.test/api");
+    assert!(fresh["access_token"].starts_with("at_"));
+    let again = corral_api::integrations::fresh_credentials(&app.state, &cid)
+        .await
+        .unwrap();
+    assert_eq!(
+        again["access_token"], fresh["access_token"],
+        "fresh tokens are reused"
+    );
+    assert_eq!(asv.refreshes(), 1);
+
+    // 20 callers at once with an expiring token: one refresh, one token for all.
+    app.sql(&format!(
+        "UPDATE integration_connections SET expires_at = {soon} WHERE id = '{cid}'"
+    ))
+    .await;
+    asv.set_refresh_delay(Duration::from_millis(300));
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let state = app.state.clone();
+            let cid = cid.clone();
+            tokio::spawn(async move {
+                corral_api::integrations::fresh_credentials(&state, &cid)
+                    .await
+                    .map(|c| c["access_token"].clone())
+            })
+        })
+        .collect();
+    let mut tokens = std::collections::HashSet::new();
+    for t in tasks {
+        tokens.insert(t.await.unwrap().unwrap());
+    }
+    assert_eq!(
+        asv.refreshes(),
+        2,
+        "concurrent callers refreshed more than once"
+    );
+    assert_eq!(tokens.len(), 1);
+    let count: i64 = app
+        .scalar(&format!(
+            "SELECT refresh_count FROM integration_connections WHERE id = '{cid}'"
+        ))
+        .await;
+    assert_eq!(count, 2);
+
+    // invalid_grant: the connection needs reconnection, and runs say so.
+    asv.revoke_refresh_tokens();
+    app.sql(&format!(
+        "UPDATE integration_connections SET expires_at = {soon} WHERE id = '{cid}'"
+    ))
+    .await;
+    let err = corral_api::integrations::fresh_credentials(&app.state, &cid)
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        corral_api::integrations::CredentialError::NeedsReconnection
+    ));
+    let conns = c.get(&format!("{base}/connections"), 200).await;
+    let row = conns["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == cid.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(row["needs_reconnection"], true);
+
+    // Re-authorizing in place clears it and keeps the id.
+    let start = c
+        .post(
+            &format!("{base}/auths/oauth/connect/oauth2"),
+            json!({"connection_id": cid}),
+            200,
+        )
+        .await;
+    let callback = asv.approve(start["auth_url"].as_str().unwrap()).await;
+    let html = reqwest::get(&callback).await.unwrap().text().await.unwrap();
+    assert!(
+        html.contains(&format!("data-connection-id=\"{cid}\"")),
+        "{html}"
+    );
+    let conns = c.get(&format!("{base}/connections"), 200).await;
+    assert_eq!(conns["data"].as_array().unwrap().len(), 2);
+    assert!(conns["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["needs_reconnection"] == false));
+
+    // Client rotation keeps the secret unless given; delete works.
+    let client_ref = conn["client_ref"].as_str().unwrap();
+    let rotated = c
+        .put(
+            &format!("{base}/oauth-clients/{client_ref}"),
+            json!({"client_id": "corral-client"}),
+            200,
+        )
+        .await;
+    assert_eq!(rotated["has_client_secret"], true);
+    c.put(
+        &format!("{base}/oauth-clients/{client_ref}"),
+        json!({"client_id": "corral-client", "client_secret": ""}),
+        400,
+    )
+    .await;
+    let sealed: String = sqlx::query_scalar("SELECT client_secret FROM integration_oauth_clients")
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
+    assert!(sealed.starts_with("v1:") && !sealed.contains("corral-secret"));
+}
+
+async fn runs_refresh_once_and_needs_reconnection(b: Backend) {
+    // 20 runs of an agent using the OAuth integration, triggered at once with an
+    // access token about to expire: the sidecars all get the token of one refresh.
+    let steps = vec![
+        Turn::tool_call("output", json!({"ok": true})),
+        Turn::text("Done."),
+    ];
+    let mock = MockLlm::start_per_conversation("127.0.0.1:0".parse().unwrap(), steps)
+        .await
+        .unwrap();
+    let app = app_with_model(b, &mock, |c| {
+        c.max_concurrent_runs = 20;
+        c.org_max_concurrent_runs = 20;
+    })
+    .await;
+    let (asv, s, integ, cid) = oauth_connected(&app, "Runs").await;
+    let scope = slug(&s).await;
+    let agent = publish_agent(&s, &scope, "mailer", &integ).await;
+    let soon = corral_core::time::now_ms() + 60_000;
+    app.sql(&format!(
+        "UPDATE integration_connections SET expires_at = {soon} WHERE id = '{cid}'"
+    ))
+    .await;
+    asv.set_refresh_delay(Duration::from_millis(500));
+    // Half by the member's session, half by an API key of theirs (the trigger is
+    // rate-limited per principal); both use the member's connection.
+    let (_, k1) = s.api_key(None).await;
+    let (_, k2) = s.api_key(None).await;
+    let by_key = app.client().bearer(&k1);
+    let later = app.client().bearer(&k2);
+    let triggers: Vec<_> = (0..20)
+        .map(|i| {
+            let c = if i % 2 == 0 {
+                s.client.clone()
+            } else {
+                by_key.clone()
+            };
+            let path = format!("/api/agents/{agent}/run");
+            tokio::spawn(async move { c.post(&path, json!({}), 201).await })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for t in triggers {
+        ids.push(t.await.unwrap()["id"].as_str().unwrap().to_owned());
+    }
+    for id in &ids {
+        let done = wait_terminal(&s, id, Duration::from_secs(180)).await;
+        assert_eq!(done["status"], "success", "{done}");
+    }
+    assert_eq!(asv.refreshes(), 1, "20 runs refreshed more than once");
+
+    // The refresh token is then revoked: the next run that needs a token fails
+    // with a clear error, the connection is flagged, and triggers say 412.
+    asv.revoke_refresh_tokens();
+    app.sql(&format!(
+        "UPDATE integration_connections SET expires_at = {soon} WHERE id = '{cid}'"
+    ))
+    .await;
+    let run = later
+        .post(&format!("/api/agents/{agent}/run"), json!({}), 201)
+        .await;
+    let done = wait_terminal(&s, run["id"].as_str().unwrap(), Duration::from_secs(60)).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    assert_eq!(
+        done["metadata"]["error_code"], "connection_unavailable",
+        "{done}"
+    );
+    let e = later
+        .post(&format!("/api/agents/{agent}/run"), json!({}), 412)
+        .await;
+    assert_eq!(e["code"], "needs_reconnection");
+    assert_eq!(e["errors"][0]["connection_id"], cid.as_str());
+    let ready = s
+        .client
+        .get(&format!("/api/agents/{agent}/connection-readiness"), 200)
+        .await;
+    assert_eq!(
+        ready["integrations"][0]["resolution"]["status"],
+        "needs_reconnection"
+    );
+}
+
+both!(
+    fields_connections,
+    api_key_credential_reaches_a_local_service,
+    oauth_flow_refresh_and_invalid_grant,
+    runs_refresh_once_and_needs_reconnection,
+);
