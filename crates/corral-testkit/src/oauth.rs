@@ -55,6 +55,7 @@ struct Inner {
     expires_in: AtomicU64,
     refresh_delay_ms: AtomicU64,
     revoked: std::sync::atomic::AtomicBool,
+    tokens: Mutex<Vec<String>>,
 }
 
 #[derive(Clone)]
@@ -81,6 +82,7 @@ impl AuthServer {
             expires_in: AtomicU64::new(3600),
             refresh_delay_ms: AtomicU64::new(0),
             revoked: Default::default(),
+            tokens: Mutex::default(),
         });
         let app = Router::new()
             .route("/.well-known/oauth-authorization-server", get(metadata))
@@ -129,6 +131,11 @@ impl AuthServer {
 
     pub fn token_requests(&self) -> Vec<TokenRequest> {
         self.inner.token_requests.lock().clone()
+    }
+
+    /// Every access and refresh token issued so far.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.inner.tokens.lock().clone()
     }
 
     /// Access tokens issued so far (by code exchange or refresh).
@@ -246,8 +253,10 @@ fn issue(s: &Inner, scope: Option<String>) -> Value {
     let n = s.issued.fetch_add(1, Ordering::SeqCst) + 1;
     let refresh = format!("rt_{}_{}", n, uuid::Uuid::new_v4().simple());
     s.refresh_tokens.lock().insert(refresh.clone(), true);
+    let access = format!("at_{}_{}", n, uuid::Uuid::new_v4().simple());
+    s.tokens.lock().extend([access.clone(), refresh.clone()]);
     let mut v = json!({
-        "access_token": format!("at_{}_{}", n, uuid::Uuid::new_v4().simple()),
+        "access_token": access,
         "token_type": "Bearer",
         "expires_in": s.expires_in.load(Ordering::SeqCst),
         "refresh_token": refresh,

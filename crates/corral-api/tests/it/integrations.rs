@@ -614,6 +614,59 @@ async fn oauth_flow_refresh_and_invalid_grant(b: Backend) {
         .await
         .unwrap();
     assert!(sealed.starts_with("v1:") && !sealed.contains("corral-secret"));
+
+    // `secrets rotate` re-seals connection credentials and client secrets under the
+    // new primary key; they still open to the same values.
+    use corral_config::crypto::Keyring;
+    let secrets = &app.state.secrets;
+    let new_key = [9u8; 32];
+    let rotated = Keyring::new(
+        ("k-next", &new_key),
+        &[(secrets.encryption_key_id.clone(), secrets.encryption_key)],
+    );
+    let report = corral_api::runs::rotate_secrets(&app.state.db, &rotated)
+        .await
+        .unwrap();
+    assert_eq!(report.failed, 0);
+    assert!(report.resealed >= 3, "{report:?}");
+    let only_new = Keyring::new(("k-next", &new_key), &[]);
+    let stored: String =
+        sqlx::query_scalar("SELECT credentials FROM integration_connections WHERE id = $1")
+            .bind(&cid)
+            .fetch_one(app.state.db.pool())
+            .await
+            .unwrap();
+    assert!(stored.starts_with("v1:k-next:"), "{stored}");
+    let opened: Value = serde_json::from_str(
+        &only_new
+            .open_str(&stored, &corral_api::integrations::credentials_aad(&cid))
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(opened["refresh_token"].as_str().unwrap().starts_with("rt_"));
+    let sealed: String = sqlx::query_scalar("SELECT client_secret FROM integration_oauth_clients")
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        only_new
+            .open_str(
+                &sealed,
+                &corral_api::integrations::client_secret_aad(client_ref)
+            )
+            .unwrap(),
+        "corral-secret-9f8e7d"
+    );
+    // Tampering is an error, never garbage.
+    let mut bad = stored.clone().into_bytes();
+    let last = bad.len() - 2;
+    bad[last] = if bad[last] == b'A' { b'B' } else { b'A' };
+    assert!(only_new
+        .open_str(
+            &String::from_utf8(bad).unwrap(),
+            &corral_api::integrations::credentials_aad(&cid)
+        )
+        .is_err());
 }
 
 async fn runs_refresh_once_and_needs_reconnection(b: Backend) {

@@ -50,7 +50,11 @@ pub fn start(dir: &Path, port: u16, extra: &[(&str, &str)]) -> Server {
     let mut child = c
         .arg("serve")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(
+            std::fs::File::create(dir.join("server.stderr.log"))
+                .map(Stdio::from)
+                .unwrap_or_else(|_| Stdio::null()),
+        )
         .spawn()
         .expect("spawn corral");
     let stdout = child.stdout.take().expect("stdout");
