@@ -12,6 +12,7 @@ mod db;
 pub mod end_users;
 pub mod idempotency;
 pub mod invitations;
+pub mod models;
 pub mod orgs;
 pub mod packages;
 pub mod realtime;
