@@ -10,6 +10,7 @@ pub mod end_users;
 pub mod health;
 pub mod installs;
 pub mod me;
+pub mod models;
 pub mod orgs;
 pub mod package_archives;
 pub mod packages;
