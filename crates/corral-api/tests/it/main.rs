@@ -7,6 +7,7 @@ mod idempotency;
 mod isolation;
 mod journey;
 mod members;
+mod models;
 mod packages;
 mod pipeline;
 
