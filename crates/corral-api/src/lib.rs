@@ -9,6 +9,7 @@ pub mod idempotency;
 pub mod integrations;
 pub mod json;
 pub mod metrics;
+pub mod models;
 pub mod packages;
 pub mod pipeline;
 pub mod ratelimit;
@@ -44,8 +45,8 @@ pub use corral_config as config;
 use error::ApiError;
 use routes::{
     agents, api_keys, applications, auth as auth_routes, docs, end_users, health, installs,
-    integrations as integration_routes, me, orgs, package_archives, packages as package_routes,
-    runs as run_routes, webhooks as webhook_routes,
+    integrations as integration_routes, me, models as model_routes, orgs, package_archives,
+    packages as package_routes, runs as run_routes, webhooks as webhook_routes,
 };
 use state::{AppState, Gates, Inner};
 
@@ -74,6 +75,8 @@ use state::{AppState, Gates, Inner};
         (name = "MCP Servers", description = "MCP server packages"),
         (name = "Runs", description = "Running agents in sandboxes, and what runs report"),
         (name = "Integrations", description = "Integration connections: credential fields, OAuth2 with PKCE, OAuth clients"),
+        (name = "Models", description = "The organization's models, its default, test calls"),
+        (name = "Model Provider Credentials", description = "LLM provider keys (write-only) and model discovery"),
     )
 )]
 struct ApiDoc;
@@ -244,6 +247,8 @@ fn groups() -> Vec<(Group, OpenApiRouter<AppState>)> {
         (Group::Scoped(Scope::App), realtime::sse::router()),
         (Group::Scoped(Scope::App), webhook_routes::app_router()),
         (Group::Scoped(Scope::App), integration_routes::app_router()),
+        (Group::Scoped(Scope::Org), model_routes::org_router()),
+        (Group::Scoped(Scope::App), model_routes::app_router()),
     ]
 }
 

@@ -49,6 +49,18 @@ pub fn rule_for(method: &Method, route: &str) -> Option<Rule> {
         {
             per_minute("webhook-write", 10)
         }
+        // Each test is a real (billed) request to the provider.
+        "/api/models/test"
+        | "/api/models/{id}/test"
+        | "/api/model-provider-credentials/test"
+        | "/api/model-provider-credentials/{id}/test"
+            if write =>
+        {
+            per_minute("model-test", 5)
+        }
+        "/api/model-provider-credentials/{id}/refresh-models" if write => {
+            per_minute("model-discovery", 6)
+        }
         _ => return None,
     })
 }

@@ -52,6 +52,8 @@ codes! {
     RunNotCancellable = "run_not_cancellable", 409, "Run Not Cancellable";
     RunsActive = "runs_active", 409, "Runs Still Active";
     WebhookLimitReached = "webhook_limit_reached", 409, "Webhook Limit Reached";
+    CredentialInUse = "credential_in_use", 409, "Credential In Use";
+    OperationNotAllowed = "operation_not_allowed", 403, "Operation Not Allowed";
     RerunAgentMismatch = "rerun_agent_mismatch", 409, "Rerun Of Another Agent";
     NoPublishedVersion = "no_published_version", 404, "No Published Version";
     ConnectionMissing = "connection_missing", 412, "Connection Missing";

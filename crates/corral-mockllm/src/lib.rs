@@ -5,7 +5,9 @@
 //!
 //! A [`Script`] is a queue of [`Turn`]s; each model request consumes the next one.
 //! Every request is recorded (headers and JSON body) so a test can assert what the
-//! model was shown and which credential it received.
+//! model was shown and which credential it received. The mock also lists models
+//! (`GET /v1/models`, `/models`) and can be told to accept one API key only, answering
+//! any other with the provider's 401.
 #![forbid(unsafe_code)]
 
 mod script;
@@ -19,7 +21,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::Router;
 use parking_lot::Mutex;
 use serde_json::Value;
@@ -65,6 +67,10 @@ struct Inner {
     requests: Vec<RecordedRequest>,
     served: Usage,
     next_id: u64,
+    /// When set, requests carrying another key get a 401.
+    api_key: Option<String>,
+    /// What `GET /v1/models` lists.
+    models: Vec<String>,
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -87,12 +93,15 @@ impl MockLlm {
     pub async fn start_on(addr: SocketAddr, script: impl Into<Script>) -> std::io::Result<MockLlm> {
         let inner: Shared = Arc::new(Mutex::new(Inner {
             turns: script.into().turns.into(),
+            models: vec!["mock-model".to_owned()],
             ..Inner::default()
         }));
         let app = Router::new()
             .route("/v1/chat/completions", post(openai))
             .route("/chat/completions", post(openai))
             .route("/v1/messages", post(anthropic))
+            .route("/v1/models", get(list_models))
+            .route("/models", get(list_models))
             .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
@@ -150,6 +159,17 @@ impl MockLlm {
         self.inner.lock().turns.len()
     }
 
+    /// Accept only `key` (as `Authorization: Bearer` or `x-api-key`); any other
+    /// request gets the provider's 401 and consumes no turn.
+    pub fn require_api_key(&self, key: impl Into<String>) {
+        self.inner.lock().api_key = Some(key.into());
+    }
+
+    /// The model ids `GET /v1/models` lists (default: `mock-model`).
+    pub fn set_models<S: Into<String>>(&self, ids: impl IntoIterator<Item = S>) {
+        self.inner.lock().models = ids.into_iter().map(Into::into).collect();
+    }
+
     /// Sum of the usage reported in every successful response.
     pub fn served_usage(&self) -> Usage {
         self.inner.lock().served
@@ -180,6 +200,85 @@ async fn anthropic(
     respond(Format::Anthropic, &inner, uri.path(), &headers, &body)
 }
 
+fn record_headers(headers: &HeaderMap) -> BTreeMap<String, String> {
+    let mut recorded = BTreeMap::new();
+    for (name, value) in headers {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        recorded
+            .entry(name.as_str().to_owned())
+            .and_modify(|v: &mut String| {
+                v.push_str(", ");
+                v.push_str(&value);
+            })
+            .or_insert(value);
+    }
+    recorded
+}
+
+/// The provider's 401 when a required key is set and `headers` carry another.
+fn reject_key(
+    format: Format,
+    inner: &Inner,
+    headers: &BTreeMap<String, String>,
+) -> Option<Response> {
+    let want = inner.api_key.as_deref()?;
+    let given = match format {
+        Format::OpenAi => headers
+            .get("authorization")
+            .and_then(|v| v.strip_prefix("Bearer ")),
+        Format::Anthropic => headers.get("x-api-key").map(String::as_str),
+    };
+    if given == Some(want) {
+        return None;
+    }
+    Some(plain(
+        StatusCode::UNAUTHORIZED,
+        "application/json",
+        wire::error_body(format, "invalid x-api-key / Incorrect API key provided").to_string(),
+    ))
+}
+
+/// `GET /v1/models` in the shape of the provider the request speaks to (Anthropic
+/// requests carry `anthropic-version`).
+async fn list_models(
+    State(inner): State<Shared>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> Response {
+    let recorded = record_headers(&headers);
+    let format = if recorded.contains_key("anthropic-version") {
+        Format::Anthropic
+    } else {
+        Format::OpenAi
+    };
+    let mut inner = inner.lock();
+    inner.requests.push(RecordedRequest {
+        path: uri.path().to_owned(),
+        headers: recorded.clone(),
+        body: Value::Null,
+    });
+    if let Some(resp) = reject_key(format, &inner, &recorded) {
+        return resp;
+    }
+    let body = match format {
+        Format::OpenAi => serde_json::json!({
+            "object": "list",
+            "data": inner.models.iter().map(|id| serde_json::json!({
+                "id": id, "object": "model", "created": 0, "owned_by": "mock"
+            })).collect::<Vec<_>>(),
+        }),
+        Format::Anthropic => serde_json::json!({
+            "data": inner.models.iter().map(|id| serde_json::json!({
+                "id": id, "type": "model", "display_name": id, "created_at": "2025-01-01T00:00:00Z"
+            })).collect::<Vec<_>>(),
+            "has_more": false,
+            "first_id": inner.models.first(),
+            "last_id": inner.models.last(),
+        }),
+    };
+    plain(StatusCode::OK, "application/json", body.to_string())
+}
+
 fn respond(
     format: Format,
     inner: &Shared,
@@ -188,17 +287,7 @@ fn respond(
     body: &Bytes,
 ) -> Response {
     let json: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    let mut recorded_headers = BTreeMap::new();
-    for (name, value) in headers {
-        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
-        recorded_headers
-            .entry(name.as_str().to_owned())
-            .and_modify(|v: &mut String| {
-                v.push_str(", ");
-                v.push_str(&value);
-            })
-            .or_insert(value);
-    }
+    let recorded_headers = record_headers(headers);
     let stream = json.get("stream").and_then(Value::as_bool) == Some(true);
     let include_usage = json
         .pointer("/stream_options/include_usage")
@@ -218,11 +307,15 @@ fn respond(
         .unwrap_or(0);
     let (turn, id) = {
         let mut inner = inner.lock();
+        let rejected = reject_key(format, &inner, &recorded_headers);
         inner.requests.push(RecordedRequest {
             path: path.to_owned(),
             headers: recorded_headers,
             body: json,
         });
+        if let Some(resp) = rejected {
+            return resp;
+        }
         inner.next_id += 1;
         let turn = match &inner.steps {
             Some(steps) => steps.get(assistant_turns).cloned(),

@@ -13,6 +13,7 @@ pub mod end_users;
 pub mod idempotency;
 pub mod integrations;
 pub mod invitations;
+pub mod models;
 pub mod orgs;
 pub mod packages;
 pub mod realtime;

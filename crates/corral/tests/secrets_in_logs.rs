@@ -20,6 +20,7 @@ const PASSWORD: &str = "correct horse battery";
 const MODEL_KEY: &str = "sk-model-7c1e55aa90d2b3f4";
 const INTEGRATION_KEY: &str = "ek_live_log_probe_81d2c3e4";
 const CLIENT_SECRET: &str = "oauth-client-secret-6b5a4c3d";
+const ORG_MODEL_KEY: &str = "sk-org-model-2e9d8c7b6a5f";
 
 fn enc(id: &str) -> String {
     id.replace('@', "%40").replace('/', "%2F")
@@ -94,6 +95,30 @@ async fn no_secret_reaches_the_logs() {
         .unwrap()
         .to_owned();
 
+    // The organization's own model key, tested and used as the default model.
+    let cred = c
+        .post(
+            "/api/model-provider-credentials",
+            json!({"providerId": "openai-compatible", "label": "local", "apiKey": ORG_MODEL_KEY,
+                   "baseUrlOverride": base_url}),
+            201,
+        )
+        .await;
+    let model = c
+        .post(
+            "/api/models",
+            json!({"modelId": "mock-model", "credentialId": cred["id"]}),
+            201,
+        )
+        .await;
+    let model_id = model["id"].as_str().unwrap().to_owned();
+    c.put("/api/models/default", json!({"modelId": model_id}), 200)
+        .await;
+    let probe = c
+        .post(&format!("/api/models/{model_id}/test"), json!({}), 200)
+        .await;
+    assert_eq!(probe["ok"], true, "{probe}");
+
     // An API-key integration used by a run: the sidecar injects the key.
     let integ = format!("@{slug}/probe");
     c.post(
@@ -154,6 +179,12 @@ async fn no_secret_reaches_the_logs() {
     assert_eq!(
         got[0].headers.get("authorization").map(String::as_str),
         Some(format!("Bearer {INTEGRATION_KEY}").as_str())
+    );
+    assert!(
+        mock.requests()
+            .iter()
+            .any(|r| r.header("authorization") == Some(&format!("Bearer {ORG_MODEL_KEY}"))),
+        "the run used the org's default model and key"
     );
 
     // An OAuth connection: client secret, code exchange, then a refresh.
@@ -250,11 +281,12 @@ async fn no_secret_reaches_the_logs() {
         MODEL_KEY.to_owned(),
         INTEGRATION_KEY.to_owned(),
         CLIENT_SECRET.to_owned(),
+        ORG_MODEL_KEY.to_owned(),
         state,
         code,
     ];
     secrets.extend(asv.issued_tokens());
-    assert!(secrets.len() >= 12, "{secrets:?}");
+    assert!(secrets.len() >= 13, "{secrets:?}");
     for s in &secrets {
         assert!(
             !logs.contains(s.as_str()),

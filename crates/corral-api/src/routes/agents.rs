@@ -1,6 +1,7 @@
 //! Agents (`/api/agents…`): the agents the application can run, their per-application
 //! input settings (default values and locked fields), and the export of an agent with
-//! its dependencies as one `.afps-bundle`.
+//! its dependencies as one `.afps-bundle`. The agent's model is in
+//! [`crate::routes::models`].
 
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue};
@@ -26,7 +27,6 @@ pub fn app_router() -> OpenApiRouter<AppState> {
         .routes(routes!(save_input_settings))
         .routes(routes!(export_bundle))
         .routes(routes!(update_skills))
-        .routes(routes!(get_model, set_model))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -412,143 +412,4 @@ pub async fn update_skills(
     Ok(Json(
         crate::routes::packages::detail(&state, &ctx, &row, PackageType::Agent).await?,
     ))
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct AgentModel {
-    /// The model this application runs the agent with; `null` falls back to the
-    /// org's default, then the system default.
-    pub model_id: Option<String>,
-    /// Generation settings: `{temperature, reasoningLevel}`.
-    #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    pub generation: Option<Value>,
-}
-
-impl Validate for AgentModel {
-    fn validate(&self) -> Vec<FieldError> {
-        let mut e = Vec::new();
-        if let Some(m) = &self.model_id {
-            if m.trim().is_empty() || m.len() > 200 {
-                e.push(FieldError::new(
-                    "modelId",
-                    "invalid_format",
-                    "must be 1 to 200 characters or null",
-                ));
-            }
-        }
-        match &self.generation {
-            None | Some(Value::Null) => {}
-            Some(Value::Object(g)) => {
-                for (k, v) in g {
-                    match k.as_str() {
-                        "temperature"
-                            if v.is_null()
-                                || v.as_f64().is_some_and(|t| (0.0..=1.0).contains(&t)) => {}
-                        "temperature" => e.push(FieldError::new(
-                            "generation.temperature",
-                            "out_of_range",
-                            "must be between 0 and 1",
-                        )),
-                        "reasoningLevel"
-                            if v.is_null()
-                                || v.as_str().is_some_and(|l| {
-                                    ["off", "minimal", "low", "medium", "high", "xhigh", "max"]
-                                        .contains(&l)
-                                }) => {}
-                        "reasoningLevel" => e.push(FieldError::new(
-                            "generation.reasoningLevel",
-                            "invalid_enum",
-                            "unknown reasoning level",
-                        )),
-                        other => e.push(FieldError::new(
-                            format!("generation.{other}"),
-                            "unknown_field",
-                            "unknown setting",
-                        )),
-                    }
-                }
-            }
-            Some(_) => e.push(FieldError::new(
-                "generation",
-                "invalid_type",
-                "must be an object or null",
-            )),
-        }
-        e
-    }
-}
-
-async fn agent_visible(state: &AppState, org_id: &str, id: &str) -> ApiResult<()> {
-    let mut conn = state.db.conn().await?;
-    corral_store::packages::get_visible(&mut conn, org_id, id, Some("agent"))
-        .await?
-        .map(|_| ())
-        .ok_or_else(|| ApiError::not_found("agent"))
-}
-
-/// The model the application runs the agent with.
-#[utoipa::path(get, path = "/api/agents/{scope}/{name}/model", tag = "Agents", operation_id = "getAgentModel",
-    params(("scope" = String, Path, description = "Package scope"), ("name" = String, Path, description = "Package name")),
-    responses((status = 200, description = "Model choice", body = AgentModel)))]
-pub async fn get_model(
-    State(state): State<AppState>,
-    ctx: Perm<perms::AgentsRead>,
-    Path((scope, name)): Path<(String, String)>,
-) -> ApiResult<Json<AgentModel>> {
-    let org_id = ctx.org_id()?;
-    let id = format!("{scope}/{name}");
-    agent_visible(&state, org_id, &id).await?;
-    let mut conn = state.db.conn().await?;
-    let installed = corral_store::app_packages::get(&mut conn, org_id, ctx.app_id()?, &id).await?;
-    Ok(Json(AgentModel {
-        model_id: installed.as_ref().and_then(|i| i.model_id.clone()),
-        generation: installed
-            .and_then(|i| i.generation_config)
-            .and_then(|g| serde_json::from_str(&g).ok()),
-    }))
-}
-
-/// Choose the model the application runs the agent with (installing it when needed).
-#[utoipa::path(put, path = "/api/agents/{scope}/{name}/model", tag = "Agents", operation_id = "setAgentModel",
-    params(("scope" = String, Path, description = "Package scope"), ("name" = String, Path, description = "Package name")),
-    request_body = AgentModel,
-    responses((status = 200, description = "Saved", body = AgentModel)))]
-pub async fn set_model(
-    State(state): State<AppState>,
-    ctx: Perm<perms::PackagesWrite>,
-    Path((scope, name)): Path<(String, String)>,
-    Json(body): Json<AgentModel>,
-) -> ApiResult<Json<AgentModel>> {
-    let org_id = ctx.org_id()?;
-    let app_id = ctx.app_id()?;
-    let id = format!("{scope}/{name}");
-    agent_visible(&state, org_id, &id).await?;
-    let mut conn = state.db.conn().await?;
-    let now = now_ms();
-    let cur =
-        corral_store::app_packages::get_or_install(&mut conn, org_id, app_id, &id, now).await?;
-    let generation = body
-        .generation
-        .as_ref()
-        .filter(|g| !g.is_null())
-        .map(Value::to_string);
-    corral_store::app_packages::update(
-        &mut conn,
-        org_id,
-        app_id,
-        &id,
-        &corral_store::app_packages::Settings {
-            enabled: cur.enabled,
-            version_id: cur.version_id,
-            model_id: body.model_id.as_deref(),
-            proxy_id: cur.proxy_id.as_deref(),
-            generation_config: generation.as_deref(),
-            input_settings: &cur.input_settings,
-            now,
-        },
-    )
-    .await?;
-    Ok(Json(body))
 }

@@ -11,6 +11,7 @@ pub mod health;
 pub mod installs;
 pub mod integrations;
 pub mod me;
+pub mod models;
 pub mod orgs;
 pub mod package_archives;
 pub mod packages;

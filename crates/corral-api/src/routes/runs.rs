@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use corral_afps::{Package, PackageType};
 use corral_core::time::{now_ms, to_rfc3339};
 use corral_core::ErrorCode;
-use corral_protocol::{Limits, ModelApi, SigningSecret};
+use corral_protocol::{Limits, SigningSecret};
 use corral_store::runs as store;
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
@@ -24,7 +24,7 @@ use crate::error::{ApiError, ApiResult, FieldError};
 use crate::json::{Json, Validate};
 use crate::packages as svc;
 use crate::runs::executor::run_token;
-use crate::runs::{Definition, DefinitionModel};
+use crate::runs::Definition;
 use crate::state::AppState;
 
 pub fn app_router() -> OpenApiRouter<AppState> {
@@ -557,38 +557,6 @@ pub(crate) async fn agent_integrations(
     )
 }
 
-fn resolve_model(
-    state: &AppState,
-    requested: Option<&str>,
-) -> ApiResult<(DefinitionModel, String)> {
-    let sys = state.config.system_model().ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::ModelNotConfigured,
-            "no model is configured: set CORRAL_MODEL_API, CORRAL_MODEL_ID (and CORRAL_MODEL_BASE_URL, CORRAL_MODEL_API_KEY)",
-        )
-    })?;
-    if let Some(m) = requested {
-        if m != sys.model {
-            let mut e = ApiError::not_found("model");
-            e.param = Some("modelId".into());
-            return Err(e);
-        }
-    }
-    let api = if sys.api == "anthropic" {
-        ModelApi::Anthropic
-    } else {
-        ModelApi::Openai
-    };
-    Ok((
-        DefinitionModel {
-            api,
-            model: sys.model.clone(),
-            base_url: sys.base_url,
-        },
-        sys.model,
-    ))
-}
-
 async fn preflight(state: &AppState, org_id: &str) -> ApiResult<()> {
     let mut conn = state.db.conn().await?;
     let active = store::count_active_for_org(&mut conn, org_id).await?;
@@ -639,7 +607,13 @@ async fn launch(state: &AppState, ctx: &Ctx, l: Launch<'_>) -> ApiResult<Option<
     let input = prepare_input(&pkg.manifest, given, settings.as_ref())?;
     let integrations =
         check_readiness(state, ctx, &deps.integrations, l.connection_overrides).await?;
-    let (model, model_label) = resolve_model(state, l.model_id)?;
+    let package_id = l
+        .resolved
+        .package_id
+        .as_deref()
+        .filter(|_| l.kind == "package");
+    let model =
+        crate::models::resolve_for_run(state, org_id, app_id, package_id, l.model_id).await?;
     preflight(state, org_id).await?;
     if l.check_only {
         return Ok(None);
@@ -655,7 +629,7 @@ async fn launch(state: &AppState, ctx: &Ctx, l: Launch<'_>) -> ApiResult<Option<
         prompt: pkg.prompt().unwrap_or_default().to_owned(),
         output_schema: pkg.manifest.pointer("/output/schema").cloned(),
         skills: deps.skills,
-        model,
+        model: model.model,
         limits: Limits {
             timeout_secs: timeout,
             ..Limits::default()
@@ -673,9 +647,11 @@ async fn launch(state: &AppState, ctx: &Ctx, l: Launch<'_>) -> ApiResult<Option<
     let now = now_ms();
     let definition_json = serde_json::to_string(&definition).map_err(ApiError::internal)?;
     let input_json = input.to_string();
+    // The trigger's generation settings, else the agent's.
     let generation = l
         .body_generation
         .filter(|g| !g.is_null())
+        .or(model.agent_generation.as_ref())
         .map(Value::to_string);
     let (user_id, api_key_id) = match &ctx.principal {
         crate::auth::Principal::User(u) => (Some(u.user_id.as_str()), None),
@@ -696,8 +672,8 @@ async fn launch(state: &AppState, ctx: &Ctx, l: Launch<'_>) -> ApiResult<Option<
             version_label: l.resolved.version_label.as_deref(),
             version_ref: &l.resolved.version_ref,
             definition: &definition_json,
-            model_label: Some(&model_label),
-            model_source: Some("system"),
+            model_label: Some(&model.label),
+            model_source: Some(model.source),
             generation: generation.as_deref(),
             user_id,
             end_user_id: ctx.end_user_id.as_deref(),

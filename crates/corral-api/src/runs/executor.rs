@@ -205,6 +205,23 @@ async fn supervise(state: &AppState, run_id: &str, stop: &CancellationToken) -> 
         return Ok(());
     }
     let def: Definition = serde_json::from_str(&run.definition)?;
+    // Before any sandbox: a run whose key cannot be had fails with the reason, rather
+    // than reaching the provider with an empty key.
+    let api_key = match crate::models::run_api_key(state, &run.org_id, &def.model).await {
+        Ok(k) => k,
+        Err(reason) => {
+            tracing::warn!(run_id, reason, "no model key for run");
+            fail(
+                state,
+                run_id,
+                "failed",
+                codes::MODEL_CREDENTIAL_UNAVAILABLE,
+                &reason,
+            )
+            .await?;
+            return Ok(());
+        }
+    };
     let sbx = match state.runs.sandboxes().await {
         Ok(s) => s,
         Err(msg) => {
@@ -242,7 +259,7 @@ async fn supervise(state: &AppState, run_id: &str, stop: &CancellationToken) -> 
         }
     };
     state.runs.executor.adopt(lease.id.clone());
-    let result = run_in(state, &run, &def, &sbx, &lease, stop).await;
+    let result = run_in(state, &run, &def, api_key, &sbx, &lease, stop).await;
     teardown(&sbx, &lease.id).await;
     state.runs.executor.release(&lease.id);
     result
@@ -269,6 +286,7 @@ async fn run_in(
     state: &AppState,
     run: &store::Run,
     def: &Definition,
+    api_key: String,
     sbx: &Sandboxes,
     lease: &corral_sandbox::Lease,
     stop: &CancellationToken,
@@ -292,7 +310,7 @@ async fn run_in(
     state.runs.bus.publish(run_id, "running").await;
     tracing::info!(run_id, sandbox = %lease.id, warm = lease.warm, kind = %lease.kind, "run started");
 
-    if let Err(e) = configure(state, run, def, sbx, lease).await {
+    if let Err(e) = configure(state, run, def, api_key, sbx, lease).await {
         if let Some(ConfigureError::Connection(msg)) = e.downcast_ref::<ConfigureError>() {
             tracing::warn!(run_id, error = %msg, "a connection's credentials are unavailable");
             fail(
@@ -330,15 +348,10 @@ async fn configure(
     state: &AppState,
     run: &store::Run,
     def: &Definition,
+    api_key: String,
     sbx: &Sandboxes,
     lease: &corral_sandbox::Lease,
 ) -> anyhow::Result<()> {
-    let api_key = state
-        .config
-        .model_api_key
-        .as_ref()
-        .map(|k| k.expose().to_owned())
-        .unwrap_or_default();
     let input = run
         .input
         .as_deref()

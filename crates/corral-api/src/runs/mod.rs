@@ -23,7 +23,8 @@ use tokio::sync::watch;
 use crate::state::AppState;
 
 /// Everything the executor needs to run, frozen at trigger time in `runs.definition`
-/// (never a secret: the model key is read from configuration when the run starts).
+/// (never a secret: the model key is opened from the model's credential, or read from
+/// configuration for the system model, when the run starts).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Definition {
     pub prompt: String,
@@ -47,6 +48,10 @@ pub struct DefinitionModel {
     pub api: ModelApi,
     pub model: String,
     pub base_url: String,
+    /// The org model's provider credential (its key is opened at run start); `None`
+    /// for the system model, whose key comes from configuration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_id: Option<String>,
 }
 
 /// The sandbox side, once chosen.
@@ -259,6 +264,36 @@ pub async fn rotate_secrets(
             break;
         }
     }
+    // Model provider keys.
+    let mut failed_keys: std::collections::HashSet<String> = Default::default();
+    loop {
+        let mut conn = db.conn().await?;
+        let rows = corral_store::models::keys_to_reseal(&mut conn, &current, 500).await?;
+        let mut progressed = false;
+        for (id, sealed) in rows {
+            if failed_keys.contains(&id) {
+                continue;
+            }
+            match keyring.reseal(&sealed, &crate::models::key_aad(&id)) {
+                Ok(new) => {
+                    if corral_store::models::store_resealed_key(&mut conn, &id, &sealed, &new)
+                        .await?
+                    {
+                        report.resealed += 1;
+                        progressed = true;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(credential_id = %id, error = %e, "cannot reseal a model provider key");
+                    failed_keys.insert(id);
+                    report.failed += 1;
+                }
+            }
+        }
+        if !progressed {
+            break;
+        }
+    }
     crate::integrations::reseal(db, keyring, &current, &mut report).await?;
     Ok(report)
 }
@@ -277,6 +312,8 @@ pub mod codes {
     pub const OUTPUT_SCHEMA_MISMATCH: &str = "output_schema_mismatch";
     /// An integration's credentials could not be produced (refresh refused or failed).
     pub const CONNECTION_UNAVAILABLE: &str = "connection_unavailable";
+    /// The model's provider key could not be had when the run started.
+    pub const MODEL_CREDENTIAL_UNAVAILABLE: &str = "model_credential_unavailable";
 }
 
 /// Chooses the sandbox backend (SPEC §8) and, for Docker, binds the listener sidecars

@@ -8,6 +8,7 @@ mod integrations;
 mod isolation;
 mod journey;
 mod members;
+mod models;
 mod packages;
 mod pipeline;
 

@@ -916,17 +916,27 @@ async fn custom_tags_skills_and_model(b: Backend) {
         .await;
     assert_eq!(r.status, 403);
 
-    // The model an application runs an agent with.
+    // The model an application runs an agent with (tests/it/models.rs has the rest):
+    // a model that is not the organization's is refused.
     let m = c.get("/api/agents/@corral/hello-world/model", 200).await;
     assert!(m["modelId"].is_null());
+    let r = c
+        .send(
+            Method::PUT,
+            "/api/agents/@corral/hello-world/model",
+            Some(json!({"modelId": "gpt-5-mini", "generation": {"temperature": 0.2}})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 404);
     c.put(
         "/api/agents/@corral/hello-world/model",
-        json!({"modelId": "gpt-5-mini", "generation": {"temperature": 0.2}}),
+        json!({"modelId": null, "generation": {"temperature": 0.2}}),
         200,
     )
     .await;
     let m = c.get("/api/agents/@corral/hello-world/model", 200).await;
-    assert_eq!(m["modelId"], "gpt-5-mini");
+    assert!(m["modelId"].is_null());
     assert_eq!(m["generation"]["temperature"], 0.2);
     let r = c
         .send(
