@@ -263,7 +263,15 @@ async fn no_secret_reaches_the_logs() {
     wait_terminal(&c, run["id"].as_str().unwrap()).await;
     assert_eq!(asv.refreshes(), 1, "the run refreshed the token");
 
-    drop(server);
+    // A graceful stop: the logs are complete and the warm pool's sandboxes are torn
+    // down (a killed server would leave its child-process sandboxes to the reaper).
+    let mut server = server;
+    assert!(common::sigterm_and_wait(&mut server).success());
+    let sandboxes = dir.path().join("data").join("sandboxes");
+    let left: Vec<_> = std::fs::read_dir(&sandboxes)
+        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "sandboxes left behind: {left:?}");
     let mut logs = String::new();
     for f in ["server.log", "server.stderr.log"] {
         logs.push_str(&std::fs::read_to_string(dir.path().join(f)).unwrap_or_default());

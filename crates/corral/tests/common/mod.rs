@@ -121,3 +121,18 @@ pub async fn api_client(base: &str, spec: Arc<Value>) -> Client {
     let key = c.post("/api/api-keys", json!({"name": "ops"}), 201).await;
     Client::new(base, spec).bearer(key["key"].as_str().unwrap())
 }
+
+/// SIGTERM, then waits (up to 15 s) for the graceful exit.
+pub fn sigterm_and_wait(server: &mut Server) -> std::process::ExitStatus {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    kill(Pid::from_raw(server.child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(status) = server.child.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "did not exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
