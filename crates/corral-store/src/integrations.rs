@@ -209,44 +209,6 @@ pub async fn set_default_client(
     Ok(())
 }
 
-/// Sealed client secrets not under the primary key (`current` is a `LIKE` pattern).
-pub async fn client_secrets_to_reseal(
-    conn: &mut AnyConnection,
-    current: &str,
-    limit: i64,
-) -> Result<Vec<(String, String)>> {
-    let rows = sqlx::query(
-        "SELECT id, client_secret FROM integration_oauth_clients \
-         WHERE client_secret IS NOT NULL AND client_secret NOT LIKE $1 ORDER BY id LIMIT $2",
-    )
-    .bind(current)
-    .bind(limit)
-    .fetch_all(conn)
-    .await
-    .db()?;
-    rows.iter()
-        .map(|r| Ok((r.try_get(0).db()?, r.try_get(1).db()?)))
-        .collect()
-}
-
-pub async fn store_client_secret(
-    conn: &mut AnyConnection,
-    id: &str,
-    old: &str,
-    new: &str,
-) -> Result<bool> {
-    let r = sqlx::query(
-        "UPDATE integration_oauth_clients SET client_secret = $1 WHERE id = $2 AND client_secret = $3",
-    )
-    .bind(new)
-    .bind(id)
-    .bind(old)
-    .execute(conn)
-    .await
-    .db()?;
-    Ok(r.rows_affected() > 0)
-}
-
 // ---------------------------------------------------------------- connections
 
 #[derive(Debug, Clone)]
@@ -556,43 +518,6 @@ pub async fn delete_owned(
     .bind(owner.0)
     .bind(owner.1)
     .bind(application_id)
-    .execute(conn)
-    .await
-    .db()?;
-    Ok(r.rows_affected() > 0)
-}
-
-pub async fn credentials_to_reseal(
-    conn: &mut AnyConnection,
-    current: &str,
-    limit: i64,
-) -> Result<Vec<(String, String)>> {
-    let rows = sqlx::query(
-        "SELECT id, credentials FROM integration_connections WHERE credentials NOT LIKE $1 \
-         ORDER BY id LIMIT $2",
-    )
-    .bind(current)
-    .bind(limit)
-    .fetch_all(conn)
-    .await
-    .db()?;
-    rows.iter()
-        .map(|r| Ok((r.try_get(0).db()?, r.try_get(1).db()?)))
-        .collect()
-}
-
-pub async fn store_credentials(
-    conn: &mut AnyConnection,
-    id: &str,
-    old: &str,
-    new: &str,
-) -> Result<bool> {
-    let r = sqlx::query(
-        "UPDATE integration_connections SET credentials = $1 WHERE id = $2 AND credentials = $3",
-    )
-    .bind(new)
-    .bind(id)
-    .bind(old)
     .execute(conn)
     .await
     .db()?;

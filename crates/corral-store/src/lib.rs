@@ -18,6 +18,7 @@ pub mod orgs;
 pub mod packages;
 pub mod realtime;
 pub mod runs;
+pub mod sealed;
 pub mod sessions;
 pub mod users;
 pub mod webhooks;

@@ -175,46 +175,6 @@ pub async fn delete_credential(conn: &mut AnyConnection, org_id: &str, id: &str)
     Ok(r.rows_affected() == 1)
 }
 
-/// Credentials whose key is not sealed under the current key (`current_prefix` is a
-/// `LIKE` pattern such as `v1:<kid>:%`): `(id, sealed key)`.
-pub async fn keys_to_reseal(
-    conn: &mut AnyConnection,
-    current_prefix: &str,
-    limit: i64,
-) -> Result<Vec<(String, String)>> {
-    let rows = sqlx::query(
-        "SELECT id, api_key FROM model_provider_credentials WHERE api_key NOT LIKE $1 \
-         ORDER BY id LIMIT $2",
-    )
-    .bind(current_prefix)
-    .bind(limit)
-    .fetch_all(conn)
-    .await
-    .db()?;
-    rows.iter()
-        .map(|r| Ok((r.try_get(0).db()?, r.try_get(1).db()?)))
-        .collect()
-}
-
-/// Stores a resealed key unless the row changed meanwhile; true when written.
-pub async fn store_resealed_key(
-    conn: &mut AnyConnection,
-    id: &str,
-    old: &str,
-    new: &str,
-) -> Result<bool> {
-    let r = sqlx::query(
-        "UPDATE model_provider_credentials SET api_key = $3 WHERE id = $1 AND api_key = $2",
-    )
-    .bind(id)
-    .bind(old)
-    .bind(new)
-    .execute(conn)
-    .await
-    .db()?;
-    Ok(r.rows_affected() == 1)
-}
-
 /// An organization's model with what it needs of its credential.
 #[derive(Debug, Clone)]
 pub struct Model {

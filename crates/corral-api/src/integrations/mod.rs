@@ -279,21 +279,29 @@ pub struct RunIntegration {
     pub authorized_uris: Vec<String>,
 }
 
-/// The connection each dependency would use, or the field errors of the 412
-/// (`field: integrations.<id>`, as the contract's readiness shares with runs).
+/// What the resolver decided for one integration dependency.
+pub struct Verdict {
+    pub package_id: String,
+    /// The connections the actor may use for it (own and org-shared, newest first).
+    pub candidates: Vec<store::Connection>,
+    /// The connection a run would use, or the field error of the 412
+    /// (`field: integrations.<id>`, as the contract's readiness shares with runs).
+    pub outcome: Result<RunIntegration, FieldError>,
+}
+
+/// The connection each dependency would use: the override if given, else the
+/// first usable candidate.
 pub async fn resolve(
     state: &AppState,
     app_id: &str,
     actor: &Actor,
     deps: &[Dependency],
     overrides: Option<&BTreeMap<String, String>>,
-) -> ApiResult<Result<Vec<RunIntegration>, Vec<FieldError>>> {
-    let mut chosen = Vec::new();
-    let mut errors = Vec::new();
+) -> ApiResult<Vec<Verdict>> {
+    let mut verdicts = Vec::with_capacity(deps.len());
     let mut conn = state.db.conn().await?;
     for dep in deps {
-        let field = format!("integrations.{}", dep.package_id);
-        let candidates = store::usable(
+        let candidates: Vec<_> = store::usable(
             &mut conn,
             app_id,
             Some(&dep.package_id),
@@ -301,80 +309,81 @@ pub async fn resolve(
             &actor.owner_id,
             actor.include_shared,
         )
-        .await?;
-        let candidates: Vec<_> = candidates
-            .into_iter()
-            .filter(|c| dep.auth_key.as_deref().is_none_or(|k| k == c.auth_key))
-            .collect();
-        let picked = match overrides.and_then(|o| o.get(&dep.package_id)) {
-            Some(id) => match candidates.iter().find(|c| &c.id == id) {
-                Some(c) => Some(c),
-                None => {
-                    errors.push(
-                        FieldError::new(
-                            field,
-                            "connection_not_found",
-                            format!("connection {id} is not usable for {}", dep.package_id),
-                        )
-                        .with_connection(id.clone()),
-                    );
-                    continue;
-                }
-            },
-            None => candidates
-                .iter()
-                .find(|c| !c.needs_reconnection)
-                .or(candidates.first()),
-        };
-        let Some(c) = picked else {
-            errors.push(FieldError::new(
-                field,
-                "connection_missing",
-                format!("{} is not connected", dep.package_id),
-            ));
-            continue;
-        };
-        if c.needs_reconnection {
-            errors.push(
-                FieldError::new(
-                    field,
-                    "needs_reconnection",
-                    format!(
-                        "the connection to {} must be re-authorized (its refresh token was refused)",
-                        dep.package_id
-                    ),
-                )
-                .with_connection(c.id.clone()),
-            );
-            continue;
-        }
-        let specs = auths(&dep.manifest);
-        let Some(spec) = auth(&specs, &c.auth_key) else {
-            errors.push(FieldError::new(
-                field,
-                "auth_key_mismatch",
-                format!(
-                    "the connection uses auth {:?}, which this version of {} no longer declares",
-                    c.auth_key, dep.package_id
-                ),
-            ));
-            continue;
-        };
-        match delivery(spec) {
-            Ok(d) => chosen.push(RunIntegration {
-                package_id: dep.package_id.clone(),
-                namespace: namespace(&dep.package_id),
-                connection_id: c.id.clone(),
-                delivery: d,
-                authorized_uris: authorized_uris(spec),
-            }),
-            Err(msg) => errors.push(FieldError::new(field, "integration_invalid", msg)),
-        }
+        .await?
+        .into_iter()
+        .filter(|c| dep.auth_key.as_deref().is_none_or(|k| k == c.auth_key))
+        .collect();
+        let outcome = choose(
+            dep,
+            &candidates,
+            overrides.and_then(|o| o.get(&dep.package_id)),
+        );
+        verdicts.push(Verdict {
+            package_id: dep.package_id.clone(),
+            candidates,
+            outcome,
+        });
     }
-    Ok(if errors.is_empty() {
-        Ok(chosen)
-    } else {
-        Err(errors)
+    Ok(verdicts)
+}
+
+fn choose(
+    dep: &Dependency,
+    candidates: &[store::Connection],
+    requested: Option<&String>,
+) -> Result<RunIntegration, FieldError> {
+    let field = format!("integrations.{}", dep.package_id);
+    let c = match requested {
+        Some(id) => candidates.iter().find(|c| &c.id == id).ok_or_else(|| {
+            FieldError::new(
+                &field,
+                "connection_not_found",
+                format!("connection {id} is not usable for {}", dep.package_id),
+            )
+            .with_connection(id.clone())
+        })?,
+        None => candidates
+            .iter()
+            .find(|c| !c.needs_reconnection)
+            .or(candidates.first())
+            .ok_or_else(|| {
+                FieldError::new(
+                    &field,
+                    "connection_missing",
+                    format!("{} is not connected", dep.package_id),
+                )
+            })?,
+    };
+    if c.needs_reconnection {
+        return Err(FieldError::new(
+            &field,
+            "needs_reconnection",
+            format!(
+                "the connection to {} must be re-authorized (its refresh token was refused)",
+                dep.package_id
+            ),
+        )
+        .with_connection(c.id.clone()));
+    }
+    let specs = auths(&dep.manifest);
+    let spec = auth(&specs, &c.auth_key).ok_or_else(|| {
+        FieldError::new(
+            &field,
+            "auth_key_mismatch",
+            format!(
+                "the connection uses auth {:?}, which this version of {} no longer declares",
+                c.auth_key, dep.package_id
+            ),
+        )
+    })?;
+    let delivery =
+        delivery(spec).map_err(|msg| FieldError::new(&field, "integration_invalid", msg))?;
+    Ok(RunIntegration {
+        package_id: dep.package_id.clone(),
+        namespace: namespace(&dep.package_id),
+        connection_id: c.id.clone(),
+        delivery,
+        authorized_uris: authorized_uris(spec),
     })
 }
 
@@ -512,40 +521,16 @@ async fn refresh_locked(
             if let Some(tt) = tokens.token_type {
                 creds.insert("token_type".into(), Value::from(tt));
             }
-            let expires_at = tokens.expires_in_ms.map(|ms| now + ms);
-            let sealed = seal(state, &c.id, &creds);
-            match tx {
-                Some(mut t) => {
-                    store::store_refreshed(&mut t, &c.id, &sealed, expires_at, now)
-                        .await
-                        .map_err(anyhow::Error::from)?;
-                    t.commit().await.map_err(anyhow::Error::from)?;
-                }
-                None => {
-                    let mut conn = state.db.conn().await.map_err(anyhow::Error::from)?;
-                    store::store_refreshed(&mut conn, &c.id, &sealed, expires_at, now)
-                        .await
-                        .map_err(anyhow::Error::from)?;
-                }
-            }
+            let refreshed = Refreshed {
+                sealed: seal(state, &c.id, &creds),
+                expires_at: tokens.expires_in_ms.map(|ms| now + ms),
+            };
+            record(state, tx, &c.id, Some(&refreshed), now).await?;
             tracing::info!(connection_id = %c.id, package = %c.package_id, "access token refreshed");
             Ok(creds)
         }
         Err(oauth::OauthError::InvalidGrant(detail)) => {
-            match tx {
-                Some(mut t) => {
-                    store::mark_needs_reconnection(&mut t, &c.id, now)
-                        .await
-                        .map_err(anyhow::Error::from)?;
-                    t.commit().await.map_err(anyhow::Error::from)?;
-                }
-                None => {
-                    let mut conn = state.db.conn().await.map_err(anyhow::Error::from)?;
-                    store::mark_needs_reconnection(&mut conn, &c.id, now)
-                        .await
-                        .map_err(anyhow::Error::from)?;
-                }
-            }
+            record(state, tx, &c.id, None, now).await?;
             tracing::warn!(connection_id = %c.id, package = %c.package_id, %detail, "refresh token refused (invalid_grant): the connection needs reconnection");
             Err(CredentialError::NeedsReconnection)
         }
@@ -559,6 +544,42 @@ async fn refresh_locked(
             }
         }
     }
+}
+
+/// New tokens to store, sealed.
+struct Refreshed {
+    sealed: String,
+    expires_at: Option<i64>,
+}
+
+/// Stores the outcome of a refresh: the new tokens, or (`None`) that the
+/// connection needs reconnection; then releases the row lock, if one is held.
+async fn record(
+    state: &AppState,
+    tx: Option<sqlx::Transaction<'static, sqlx::Any>>,
+    id: &str,
+    refreshed: Option<&Refreshed>,
+    now: i64,
+) -> anyhow::Result<()> {
+    async fn write(
+        conn: &mut sqlx::AnyConnection,
+        id: &str,
+        refreshed: Option<&Refreshed>,
+        now: i64,
+    ) -> corral_store::Result<()> {
+        match refreshed {
+            Some(r) => store::store_refreshed(conn, id, &r.sealed, r.expires_at, now).await,
+            None => store::mark_needs_reconnection(conn, id, now).await,
+        }
+    }
+    match tx {
+        Some(mut t) => {
+            write(&mut t, id, refreshed, now).await?;
+            t.commit().await?;
+        }
+        None => write(&mut *state.db.conn().await?, id, refreshed, now).await?,
+    }
+    Ok(())
 }
 
 /// Validates fields-based credentials against the auth's `credentials.schema`.
@@ -616,73 +637,4 @@ fn schema_message(e: &jsonschema::ValidationError<'_>) -> String {
         K::Enum { .. } => "must be one of the allowed values".into(),
         _ => "does not match the credentials schema".into(),
     }
-}
-
-/// Which sealed integration column `corral secrets rotate` is working on.
-#[derive(Clone, Copy)]
-enum SealedColumn {
-    ConnectionCredentials,
-    OauthClientSecret,
-}
-
-/// Re-seals connection credentials and OAuth client secrets that are not under
-/// the primary key (resumable: each row is swapped only if unchanged meanwhile).
-pub async fn reseal(
-    db: &corral_store::Db,
-    keyring: &corral_config::crypto::Keyring,
-    current: &str,
-    report: &mut crate::runs::RotateReport,
-) -> anyhow::Result<()> {
-    for column in [
-        SealedColumn::ConnectionCredentials,
-        SealedColumn::OauthClientSecret,
-    ] {
-        let mut failed: std::collections::HashSet<String> = Default::default();
-        loop {
-            let mut conn = db.conn().await?;
-            let rows = match column {
-                SealedColumn::ConnectionCredentials => {
-                    store::credentials_to_reseal(&mut conn, current, 500).await?
-                }
-                SealedColumn::OauthClientSecret => {
-                    store::client_secrets_to_reseal(&mut conn, current, 500).await?
-                }
-            };
-            let mut progressed = false;
-            for (id, old) in rows {
-                if failed.contains(&id) {
-                    continue;
-                }
-                let aad = match column {
-                    SealedColumn::ConnectionCredentials => credentials_aad(&id),
-                    SealedColumn::OauthClientSecret => client_secret_aad(&id),
-                };
-                match keyring.reseal(&old, &aad) {
-                    Ok(new) => {
-                        let swapped = match column {
-                            SealedColumn::ConnectionCredentials => {
-                                store::store_credentials(&mut conn, &id, &old, &new).await?
-                            }
-                            SealedColumn::OauthClientSecret => {
-                                store::store_client_secret(&mut conn, &id, &old, &new).await?
-                            }
-                        };
-                        if swapped {
-                            report.resealed += 1;
-                            progressed = true;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::error!(id = %id, error = %e, "cannot reseal an integration secret");
-                        failed.insert(id);
-                        report.failed += 1;
-                    }
-                }
-            }
-            if !progressed {
-                break;
-            }
-        }
-    }
-    Ok(())
 }

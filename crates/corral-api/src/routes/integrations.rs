@@ -94,6 +94,40 @@ fn auth_of<'a>(auths: &'a [AuthSpec], key: &str) -> ApiResult<&'a AuthSpec> {
     })
 }
 
+/// The caller's own connection `id` to this auth (`connection_id` of a renewal or
+/// re-authorization), else 404.
+async fn own_connection(
+    conn: &mut sqlx::AnyConnection,
+    id: &str,
+    app: &str,
+    package_id: &str,
+    auth_key: &str,
+    actor: &Actor,
+) -> ApiResult<store::Connection> {
+    store::connection(conn, id)
+        .await?
+        .filter(|c| {
+            c.application_id == app
+                && c.package_id == package_id
+                && c.auth_key == auth_key
+                && c.owner_type == actor.owner_type
+                && c.owner_id == actor.owner_id
+        })
+        .ok_or_else(|| {
+            let mut e = ApiError::not_found("connection");
+            e.param = Some("connection_id".into());
+            e
+        })
+}
+
+/// An API key sees its own application's connections only under `/api/me`.
+fn key_application(ctx: &Ctx) -> Option<&str> {
+    match &ctx.principal {
+        crate::auth::Principal::ApiKey(k) => Some(k.application_id.as_str()),
+        _ => None,
+    }
+}
+
 // ---------------------------------------------------------------- views
 
 /// A connection as the API shows it: never its credentials.
@@ -403,20 +437,8 @@ pub async fn import_connection(
     let mut conn = state.db.conn().await?;
     let id = match &body.connection_id {
         Some(existing) => {
-            let c = store::connection(&mut conn, existing)
-                .await?
-                .filter(|c| {
-                    c.application_id == app
-                        && c.package_id == package_id
-                        && c.auth_key == auth_key
-                        && c.owner_type == actor.owner_type
-                        && c.owner_id == actor.owner_id
-                })
-                .ok_or_else(|| {
-                    let mut e = ApiError::not_found("connection");
-                    e.param = Some("connection_id".into());
-                    e
-                })?;
+            let c =
+                own_connection(&mut conn, existing, app, &package_id, &auth_key, &actor).await?;
             let sealed = integ::seal(&state, &c.id, &body.credentials);
             store::renew_connection(
                 &mut conn,
@@ -535,20 +557,7 @@ pub async fn initiate_oauth(
     let app = ctx.app_id()?;
     let mut conn = state.db.conn().await?;
     if let Some(existing) = &body.connection_id {
-        store::connection(&mut conn, existing)
-            .await?
-            .filter(|c| {
-                c.application_id == app
-                    && c.package_id == package_id
-                    && c.auth_key == auth_key
-                    && c.owner_type == actor.owner_type
-                    && c.owner_id == actor.owner_id
-            })
-            .ok_or_else(|| {
-                let mut e = ApiError::not_found("connection");
-                e.param = Some("connection_id".into());
-                e
-            })?;
+        own_connection(&mut conn, existing, app, &package_id, &auth_key, &actor).await?;
     }
     let clients = store::clients(&mut conn, app, &package_id, &auth_key).await?;
     let row = clients
@@ -965,18 +974,9 @@ pub async fn list_my_connections(
     ctx: Ctx,
 ) -> ApiResult<Json<ListOf<MyConnectionGroup>>> {
     let actor = integ::actor(&ctx);
-    let app_filter = match &ctx.principal {
-        crate::auth::Principal::ApiKey(k) => Some(k.application_id.clone()),
-        _ => None,
-    };
+    let app_filter = key_application(&ctx);
     let mut conn = state.db.conn().await?;
-    let rows = store::owned(
-        &mut conn,
-        actor.owner_type,
-        &actor.owner_id,
-        app_filter.as_deref(),
-    )
-    .await?;
+    let rows = store::owned(&mut conn, actor.owner_type, &actor.owner_id, app_filter).await?;
     let mut groups: BTreeMap<String, MyConnectionGroup> = BTreeMap::new();
     let mut names: BTreeMap<String, String> = BTreeMap::new();
     for c in rows {
@@ -1048,16 +1048,13 @@ pub async fn delete_my_connection(
     Path(connection_id): Path<String>,
 ) -> ApiResult<StatusCode> {
     let actor = integ::actor(&ctx);
-    let app_filter = match &ctx.principal {
-        crate::auth::Principal::ApiKey(k) => Some(k.application_id.clone()),
-        _ => None,
-    };
+    let app_filter = key_application(&ctx);
     let mut conn = state.db.conn().await?;
     store::delete_owned(
         &mut conn,
         &connection_id,
         (actor.owner_type, &actor.owner_id),
-        app_filter.as_deref(),
+        app_filter,
     )
     .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -1455,50 +1452,41 @@ pub async fn connection_readiness(
     let deps =
         crate::routes::runs::agent_integrations(&state, &ctx, &id, q.version.as_deref()).await?;
     let actor = integ::actor(&ctx);
-    let app = ctx.app_id()?;
-    let verdict = integ::resolve(&state, app, &actor, &deps, None).await?;
-    let errors = verdict.err().unwrap_or_default();
-    let mut conn = state.db.conn().await?;
+    let verdicts = integ::resolve(&state, ctx.app_id()?, &actor, &deps, None).await?;
+    let own =
+        |c: &store::Connection| c.owner_type == actor.owner_type && c.owner_id == actor.owner_id;
+    let mut errors = Vec::new();
     let mut items = Vec::new();
-    for dep in &deps {
-        let field = format!("integrations.{}", dep.package_id);
-        let err = errors.iter().find(|e| e.field == field);
-        let rows = store::usable(
-            &mut conn,
-            app,
-            Some(&dep.package_id),
-            actor.owner_type,
-            &actor.owner_id,
-            actor.include_shared,
-        )
-        .await?;
-        let resolved = if err.is_none() {
-            rows.iter().find(|c| !c.needs_reconnection)
-        } else {
-            None
-        };
-        let status = match err.map(|e| e.code.as_str()) {
-            None => "auto",
-            Some("needs_reconnection") => "needs_reconnection",
-            Some("connection_missing") => "none",
-            Some(_) => "stale",
+    for v in verdicts {
+        let (status, resolved) = match &v.outcome {
+            Ok(i) => (
+                "auto",
+                v.candidates.iter().find(|c| c.id == i.connection_id),
+            ),
+            Err(e) => (
+                match e.code.as_str() {
+                    "needs_reconnection" => "needs_reconnection",
+                    "connection_missing" => "none",
+                    _ => "stale",
+                },
+                None,
+            ),
         };
         items.push(IntegrationReadiness {
-            integration_id: dep.package_id.clone(),
-            run_blocking: err.is_some(),
+            integration_id: v.package_id.clone(),
+            run_blocking: v.outcome.is_err(),
             resolution: Resolution {
                 status: status.into(),
                 resolved_connection_id: resolved.map(|c| c.id.clone()),
                 resolved_missing_scopes: Vec::new(),
-                resolved_owned_by_actor: resolved.is_some_and(|c| {
-                    c.owner_type == actor.owner_type && c.owner_id == actor.owner_id
-                }),
+                resolved_owned_by_actor: resolved.is_some_and(own),
                 admin_pinned_connection_id: None,
                 member_pinned_connection_id: None,
                 org_default_connection_id: None,
                 org_default_enforced: false,
                 can_add_connection: true,
-                candidates: rows
+                candidates: v
+                    .candidates
                     .iter()
                     .map(|c| Candidate {
                         id: c.id.clone(),
@@ -1512,11 +1500,14 @@ pub async fn connection_readiness(
                         shared_with_org: c.shared_with_org,
                         needs_reconnection: c.needs_reconnection,
                         missing_scopes: Vec::new(),
-                        is_own: c.owner_type == actor.owner_type && c.owner_id == actor.owner_id,
+                        is_own: own(c),
                     })
                     .collect(),
             },
         });
+        if let Err(e) = v.outcome {
+            errors.push(e);
+        }
     }
     Ok(Json(Readiness {
         blocks_run: !errors.is_empty(),

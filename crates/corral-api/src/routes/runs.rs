@@ -510,35 +510,40 @@ async fn check_readiness(
         return Ok(Vec::new());
     }
     let actor = crate::integrations::actor(ctx);
-    match crate::integrations::resolve(state, ctx.app_id()?, &actor, deps, overrides).await? {
-        Ok(chosen) => Ok(chosen),
-        Err(errors) => {
-            let reconnect = errors.iter().all(|e| e.code == "needs_reconnection");
-            let names: Vec<&str> = errors
-                .iter()
-                .map(|e| e.field.trim_start_matches("integrations."))
-                .collect();
-            let mut e = if reconnect {
-                ApiError::new(
-                    ErrorCode::NeedsReconnection,
-                    format!(
-                        "the connection to {} must be re-authorized before running this agent",
-                        names.join(", ")
-                    ),
-                )
-            } else {
-                ApiError::new(
-                    ErrorCode::ConnectionMissing,
-                    format!(
-                        "no usable connection for {}; connect the integration before running this agent",
-                        names.join(", ")
-                    ),
-                )
-            };
-            e.errors = errors;
-            Err(e)
+    let verdicts =
+        crate::integrations::resolve(state, ctx.app_id()?, &actor, deps, overrides).await?;
+    let (mut chosen, mut errors, mut names) = (Vec::new(), Vec::new(), Vec::new());
+    for v in verdicts {
+        match v.outcome {
+            Ok(i) => chosen.push(i),
+            Err(e) => {
+                names.push(v.package_id);
+                errors.push(e);
+            }
         }
     }
+    if errors.is_empty() {
+        return Ok(chosen);
+    }
+    let mut e = if errors.iter().all(|e| e.code == "needs_reconnection") {
+        ApiError::new(
+            ErrorCode::NeedsReconnection,
+            format!(
+                "the connection to {} must be re-authorized before running this agent",
+                names.join(", ")
+            ),
+        )
+    } else {
+        ApiError::new(
+            ErrorCode::ConnectionMissing,
+            format!(
+                "no usable connection for {}; connect the integration before running this agent",
+                names.join(", ")
+            ),
+        )
+    };
+    e.errors = errors;
+    Err(e)
 }
 
 /// The integrations an agent depends on (for the readiness endpoint).

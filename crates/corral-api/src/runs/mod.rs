@@ -178,46 +178,43 @@ pub async fn rotate_secrets(
     db: &corral_store::Db,
     keyring: &corral_config::crypto::Keyring,
 ) -> anyhow::Result<RotateReport> {
-    use sqlx::Row as _;
+    use corral_store::sealed;
     let mut report = RotateReport::default();
     let current = format!("v1:{}:%", keyring.primary_id());
-    let mut failed_ids: std::collections::HashSet<String> = Default::default();
-    loop {
-        let rows = sqlx::query(
-            "SELECT id, sink_secret FROM runs WHERE sink_secret NOT LIKE $1 ORDER BY id LIMIT 500",
-        )
-        .bind(&current)
-        .fetch_all(db.pool())
-        .await?;
-        let mut progressed = false;
-        for row in &rows {
-            let id: String = row.try_get(0)?;
-            let old: String = row.try_get(1)?;
-            if failed_ids.contains(&id) {
-                continue;
-            }
-            match keyring.reseal(&old, &sink_aad(&id)) {
-                Ok(new) => {
-                    sqlx::query(
-                        "UPDATE runs SET sink_secret = $1 WHERE id = $2 AND sink_secret = $3",
-                    )
-                    .bind(&new)
-                    .bind(&id)
-                    .bind(&old)
-                    .execute(db.pool())
-                    .await?;
-                    report.resealed += 1;
-                    progressed = true;
+    type Aad = fn(&str) -> String;
+    let columns: [(sealed::Column, Aad); 4] = [
+        (sealed::RUN_SINK_SECRETS, sink_aad),
+        (sealed::MODEL_PROVIDER_KEYS, crate::models::key_aad),
+        (
+            sealed::CONNECTION_CREDENTIALS,
+            crate::integrations::credentials_aad,
+        ),
+        (
+            sealed::OAUTH_CLIENT_SECRETS,
+            crate::integrations::client_secret_aad,
+        ),
+    ];
+    for (column, aad) in columns {
+        // Paged by id: a value that cannot be opened is reported and passed over.
+        let mut after = String::new();
+        loop {
+            let mut conn = db.conn().await?;
+            let rows = sealed::stale(&mut conn, column, &current, &after, 500).await?;
+            let Some((last, _)) = rows.last() else { break };
+            after = last.clone();
+            for (id, old) in rows {
+                match keyring.reseal(&old, &aad(&id)) {
+                    Ok(new) => {
+                        if sealed::swap(&mut conn, column, &id, &old, &new).await? {
+                            report.resealed += 1;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(table = column.table, id = %id, error = %e, "cannot reseal a stored secret");
+                        report.failed += 1;
+                    }
                 }
-                Err(e) => {
-                    tracing::error!(run_id = %id, error = %e, "cannot reseal a run's sink secret");
-                    failed_ids.insert(id);
-                    report.failed += 1;
-                }
             }
-        }
-        if !progressed {
-            break;
         }
     }
     // Webhook signing secrets (primary and, during an overlap, the previous one).
@@ -264,37 +261,6 @@ pub async fn rotate_secrets(
             break;
         }
     }
-    // Model provider keys.
-    let mut failed_keys: std::collections::HashSet<String> = Default::default();
-    loop {
-        let mut conn = db.conn().await?;
-        let rows = corral_store::models::keys_to_reseal(&mut conn, &current, 500).await?;
-        let mut progressed = false;
-        for (id, sealed) in rows {
-            if failed_keys.contains(&id) {
-                continue;
-            }
-            match keyring.reseal(&sealed, &crate::models::key_aad(&id)) {
-                Ok(new) => {
-                    if corral_store::models::store_resealed_key(&mut conn, &id, &sealed, &new)
-                        .await?
-                    {
-                        report.resealed += 1;
-                        progressed = true;
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(credential_id = %id, error = %e, "cannot reseal a model provider key");
-                    failed_keys.insert(id);
-                    report.failed += 1;
-                }
-            }
-        }
-        if !progressed {
-            break;
-        }
-    }
-    crate::integrations::reseal(db, keyring, &current, &mut report).await?;
     Ok(report)
 }
 
