@@ -20,5 +20,9 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo build (the runtime binaries the process-sandbox tests start)"
 cargo build --workspace --bins
+echo "== sandbox images (debug binaries)"
+# The container tests would otherwise build them on first use, compiling for minutes
+# while other tests run against their timeouts; then they find them up to date.
+scripts/build-images.sh --profile debug --tag test >/dev/null
 echo "== cargo nextest"
 cargo nextest run --workspace --no-fail-fast "$@"

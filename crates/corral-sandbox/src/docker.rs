@@ -72,6 +72,9 @@ pub struct DockerOptions {
     pub sidecar_image: String,
     /// This server instance (label `corral.owner`).
     pub owner: String,
+    /// This deployment (label `corral.deployment`): only sandboxes carrying it are
+    /// listed, hence ever reaped.
+    pub deployment: String,
     /// Ready sandboxes kept in the warm pool (0: every lease is cold).
     pub pool_size: usize,
     /// Pool members older than this are destroyed and replaced.
@@ -93,6 +96,7 @@ impl Default for DockerOptions {
             agent_image: "corral-agent:latest".to_owned(),
             sidecar_image: "corral-sidecar:latest".to_owned(),
             owner: "corral".to_owned(),
+            deployment: "corral".to_owned(),
             pool_size: 2,
             pool_ttl: Duration::from_secs(600),
             egress_network: "corral-egress".to_owned(),
@@ -413,6 +417,7 @@ impl Engine {
             labels: Some(to_map(object_labels(
                 id,
                 &self.opts.owner,
+                &self.opts.deployment,
                 Some("sidecar"),
                 run_id,
             ))),
@@ -466,6 +471,7 @@ impl Engine {
             labels: Some(to_map(object_labels(
                 id,
                 &self.opts.owner,
+                &self.opts.deployment,
                 Some("agent"),
                 run_id,
             ))),
@@ -580,7 +586,13 @@ impl Engine {
                             }]),
                             ..Default::default()
                         }),
-                        labels: Some(to_map(object_labels(id, &self.opts.owner, None, run_id))),
+                        labels: Some(to_map(object_labels(
+                            id,
+                            &self.opts.owner,
+                            &self.opts.deployment,
+                            None,
+                            run_id,
+                        ))),
                         ..Default::default()
                     })
                     .await;
@@ -989,7 +1001,15 @@ impl SandboxBackend for DockerBackend {
 
     async fn list(&self) -> Result<Vec<SandboxInfo>, SandboxError> {
         let engine = &self.engine;
-        let filter = label_filter(format!("{}=true", labels::MANAGED));
+        // Only this deployment's: another deployment's sandboxes on the same engine
+        // belong to servers this one cannot see, whose runs it knows nothing of.
+        let filter = HashMap::from([(
+            "label".to_owned(),
+            vec![
+                format!("{}=true", labels::MANAGED),
+                format!("{}={}", labels::DEPLOYMENT, engine.opts.deployment),
+            ],
+        )]);
         let (containers, networks) = futures::try_join!(
             engine
                 .docker

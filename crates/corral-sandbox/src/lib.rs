@@ -41,6 +41,10 @@ pub mod labels {
     /// The run id, on sandboxes created for a known run (cold path). Pool members are
     /// created before their run exists; the platform records `sandbox_id` on the run.
     pub const RUN: &str = "corral.run";
+    /// The deployment (every server on one database) the object belongs to: a server
+    /// lists and reaps only its own deployment's sandboxes, so deployments sharing an
+    /// engine (staging beside production, parallel CI jobs) leave each other alone.
+    pub const DEPLOYMENT: &str = "corral.deployment";
     /// `true` on the shared egress network. It is deliberately not
     /// [`MANAGED`]: it belongs to no sandbox and a reaper must leave it alone.
     pub const EGRESS: &str = "corral.egress";
@@ -230,6 +234,7 @@ pub trait SandboxBackend: Send + Sync + 'static {
 pub fn object_labels(
     id: &str,
     owner: &str,
+    deployment: &str,
     role: Option<&str>,
     run_id: Option<&str>,
 ) -> BTreeMap<String, String> {
@@ -237,6 +242,7 @@ pub fn object_labels(
     l.insert(labels::MANAGED.to_owned(), "true".to_owned());
     l.insert(labels::SANDBOX.to_owned(), id.to_owned());
     l.insert(labels::OWNER.to_owned(), owner.to_owned());
+    l.insert(labels::DEPLOYMENT.to_owned(), deployment.to_owned());
     if let Some(role) = role {
         l.insert(labels::ROLE.to_owned(), role.to_owned());
     }

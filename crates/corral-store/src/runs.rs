@@ -511,6 +511,28 @@ pub async fn liveness(conn: &mut AnyConnection, id: &str) -> Result<Option<Activ
 
 /// `(last_sequence, result)` of a run: what event ingestion reads inside its
 /// transaction.
+/// [`progress`] that also locks the run row until the transaction ends, so a
+/// transaction that then appends logs takes its locks in the same order as any
+/// status change (run row, then the org's realtime counter, from the trigger).
+/// Reading first and writing later would take them the other way round and
+/// deadlock against a concurrent cancel on PostgreSQL (and on SQLite it takes the
+/// write lock first thing, so no later write has to upgrade a stale read).
+pub async fn lock_progress(
+    conn: &mut AnyConnection,
+    id: &str,
+) -> Result<Option<(i64, Option<String>)>> {
+    let row = sqlx::query(
+        "UPDATE runs SET last_sequence = last_sequence WHERE id = $1 \
+         RETURNING last_sequence, result",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+    .db()?;
+    row.map(|r| Ok((r.try_get(0).db()?, r.try_get(1).db()?)))
+        .transpose()
+}
+
 pub async fn progress(conn: &mut AnyConnection, id: &str) -> Result<Option<(i64, Option<String>)>> {
     let row = sqlx::query("SELECT last_sequence, result FROM runs WHERE id = $1")
         .bind(id)
@@ -707,6 +729,24 @@ pub async fn unbuffer(conn: &mut AnyConnection, run_id: &str, sequence: i64) -> 
 }
 
 // ---- server instances and leader leases ------------------------------------------
+
+/// This deployment's id: the one stored, or `candidate` when this is the first server
+/// to ask (concurrent first servers agree on whichever insert won).
+pub async fn deployment_id(conn: &mut AnyConnection, candidate: &str, now: i64) -> Result<String> {
+    sqlx::query(
+        "INSERT INTO deployment (singleton, id, created_at) VALUES (1, $1, $2) \
+         ON CONFLICT (singleton) DO NOTHING",
+    )
+    .bind(candidate)
+    .bind(now)
+    .execute(&mut *conn)
+    .await
+    .db()?;
+    sqlx::query_scalar("SELECT id FROM deployment WHERE singleton = 1")
+        .fetch_one(conn)
+        .await
+        .db()
+}
 
 /// Registers or refreshes this server instance's liveness row.
 pub async fn instance_heartbeat(conn: &mut AnyConnection, id: &str, now: i64) -> Result<()> {

@@ -240,7 +240,7 @@ pub async fn ingest_event(
         return Err(ApiError::invalid_param("sequence", "sequence starts at 1"));
     }
     let mut tx = state.db.begin().await?;
-    let (last, _) = store::progress(&mut tx, &run_id)
+    let (last, _) = store::lock_progress(&mut tx, &run_id)
         .await?
         .ok_or_else(|| ApiError::not_found("run"))?;
     let outcome = if seq <= last {
@@ -325,7 +325,7 @@ pub async fn finalize(
     let def: Definition = serde_json::from_str(&run.definition).map_err(ApiError::internal)?;
 
     let mut tx = state.db.begin().await?;
-    let (before, _) = store::progress(&mut tx, &run_id)
+    let (before, _) = store::lock_progress(&mut tx, &run_id)
         .await?
         .ok_or_else(|| ApiError::not_found("run"))?;
     let last = drain_buffer(&mut tx, &run_id, before, true).await?;

@@ -303,10 +303,18 @@ pub async fn select_backend(
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
     let ttl = std::time::Duration::from_secs(c.warm_pool_ttl_seconds);
+    let deployment = {
+        let mut conn = state.db.conn().await.map_err(|e| e.to_string())?;
+        let candidate = format!("dep_{}", uuid::Uuid::now_v7().simple());
+        corral_store::runs::deployment_id(&mut conn, &candidate, corral_core::time::now_ms())
+            .await
+            .map_err(|e| format!("reading the deployment id: {e}"))?
+    };
     let docker = DockerOptions {
         agent_image: c.agent_image.clone(),
         sidecar_image: c.sidecar_image.clone(),
         owner: state.runs.instance_id.clone(),
+        deployment,
         pool_size: c.warm_pool_size,
         pool_ttl: ttl,
         agent_env: agent_env.clone(),

@@ -184,6 +184,85 @@ async fn docker_cancel_removes_the_sandbox(b: Backend) {
     app.stop().await.unwrap();
 }
 
+fn containers_owned_by(instance: &str) -> Vec<String> {
+    let out = Command::new("docker")
+        .args([
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label=corral.owner={instance}"),
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Two deployments (two databases) on one engine, as staging beside production or
+/// parallel CI jobs: B's reaper knows nothing of A's runs and instances, so it must
+/// not even see A's sandboxes. (It used to take A's warm sandbox, owned by an
+/// instance B's database has never heard of, for a leak and remove it, failing A's
+/// run starting in it.)
+async fn another_deployment_leaves_our_sandboxes_alone(b: Backend) {
+    let mock = MockLlm::start_per_conversation((gateway(), 0).into(), vec![Turn::text("Hi")])
+        .await
+        .unwrap();
+    let a = docker_app(b, &mock, 1).await;
+    let other = docker_app(Backend::Sqlite, &mock, 0).await;
+    let instance = a.state.runs.instance_id.clone();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while containers_owned_by(&instance).len() < 2 {
+        assert!(Instant::now() < deadline, "A's warm sandbox never started");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let warm = a
+        .state
+        .runs
+        .sandboxes()
+        .await
+        .unwrap()
+        .backend
+        .pool_members();
+    assert_eq!(warm.len(), 1, "{warm:?}");
+    let listed = other
+        .state
+        .runs
+        .sandboxes()
+        .await
+        .unwrap()
+        .backend
+        .list()
+        .await
+        .unwrap();
+    assert!(
+        !listed.iter().any(|s| s.id == warm[0]),
+        "another deployment lists A's sandbox"
+    );
+    let stop = tokio_util::sync::CancellationToken::new();
+    corral_api::runs::reconcile::pass(&other.state, &stop)
+        .await
+        .unwrap();
+    assert_eq!(
+        containers_owned_by(&instance).len(),
+        2,
+        "B's reaper removed A's warm sandbox"
+    );
+    // And A's own pass keeps it too (it is A's idle pool member).
+    corral_api::runs::reconcile::pass(&a.state, &stop)
+        .await
+        .unwrap();
+    assert_eq!(containers_owned_by(&instance).len(), 2);
+    other.stop().await.unwrap();
+    a.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_deployment_leaves_our_sandboxes_alone_postgres() {
+    another_deployment_leaves_our_sandboxes_alone(Backend::Postgres).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn docker_run_succeeds_and_tears_down_sqlite() {
     docker_run_succeeds_and_tears_down(Backend::Sqlite).await;

@@ -1,6 +1,6 @@
 //! The Docker backend on the real engine: what a lease is made of (checked on the
 //! engine, not on what we asked for), teardown, the warm pool, and sandboxes of
-//! another server instance.
+//! another server instance (seen) and of another deployment (not seen).
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -134,6 +134,7 @@ async fn lease_is_hardened_and_destroy_removes_everything() {
         expect("corral.managed", "true"),
         expect("corral.sandbox", &lease.id),
         expect("corral.owner", &owner),
+        expect("corral.deployment", "corral"),
         expect("corral.role", "agent"),
         expect("corral.run", run_id),
     ] {
@@ -432,6 +433,27 @@ async fn another_instance_lists_and_destroys_foreign_sandboxes() {
     assert_eq!(info.run_id.as_deref(), Some("run_foreign"));
     assert!(info.created_at.is_some_and(|t| t > 1_600_000_000));
     assert_eq!(b.state(&lease.id).await.unwrap(), SandboxState::Running);
+    // A server of another deployment (another database) on the same engine does not
+    // see it, so its reaper can never take it for a leak.
+    let other_owner = owner("instance-c");
+    let _cleanup_c = DockerCleanup {
+        owner: other_owner.clone(),
+    };
+    let other = DockerOptions {
+        deployment: "another-deployment".to_owned(),
+        ..a.options().clone()
+    };
+    let c = DockerBackend::connect(DockerOptions {
+        owner: other_owner,
+        pool_size: 0,
+        ..other
+    })
+    .await
+    .unwrap();
+    assert!(
+        !c.list().await.unwrap().iter().any(|s| s.id == lease.id),
+        "another deployment lists our sandbox"
+    );
     b.destroy(&lease.id).await.unwrap();
     assert_eq!(a.state(&lease.id).await.unwrap(), SandboxState::Gone);
     assert_nothing_left(&format!("corral.sandbox={}", lease.id));

@@ -12,6 +12,7 @@ mod end_users;
 mod idempotency;
 mod migrations;
 mod orgs;
+mod runs;
 mod sessions;
 mod tenancy;
 mod users;

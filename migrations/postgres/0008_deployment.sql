@@ -1,0 +1,8 @@
+-- The one row naming this deployment (every server on this database). Sandboxes carry
+-- it as a label, so a server only ever lists and reaps its own deployment's sandboxes,
+-- never another deployment's on a shared Docker engine.
+CREATE TABLE deployment (
+    singleton  INTEGER PRIMARY KEY CHECK (singleton = 1),
+    id         TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
