@@ -100,6 +100,15 @@ impl utoipa::Modify for SecuritySchemes {
             ),
         );
         components.add_security_scheme(
+            "bearerExecToken",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("Run token for container-to-host internal routes: `Authorization: Bearer rt_…`, valid while its run is active."))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
             "cookieAuth",
             SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
                 auth::session::COOKIE,
@@ -214,6 +223,7 @@ fn groups() -> Vec<(Group, OpenApiRouter<AppState>)> {
             health::router()
                 .merge(orgs::public_router())
                 .merge(runs::ingest::router())
+                .merge(runs::internal::router())
                 .merge(integration_routes::public_router()),
         ),
         (Group::Auth, auth_routes::router()),
@@ -655,9 +665,12 @@ async fn stop_runs(
     }
 }
 
-/// The routes sandboxes call (run events), alone on the sandbox-facing listener.
+/// The routes sandboxes call (run events, the internal API), alone on the
+/// sandbox-facing listener.
 fn sandbox_router(state: AppState) -> Router {
-    let (r, _) = runs::ingest::router().split_for_parts();
+    let (r, _) = runs::ingest::router()
+        .merge(runs::internal::router())
+        .split_for_parts();
     r.fallback(route_not_found)
         .layer(from_fn(pipeline::request_id::layer))
         .layer(DefaultBodyLimit::max(state.config.body_limit_bytes))

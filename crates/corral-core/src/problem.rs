@@ -66,6 +66,7 @@ codes! {
     InvalidSignature = "invalid_signature", 401, "Invalid Signature";
     RunSinkClosed = "run_sink_closed", 410, "Run Sink Closed";
     RunSinkExpired = "run_sink_expired", 410, "Run Sink Expired";
+    CredentialRevoked = "credential_revoked", 410, "Credential Revoked";
     ConcurrencyLimit = "concurrency_limit", 429, "Too Many Active Runs";
     InvitationExpired = "invitation_expired", 410, "Invitation Expired";
     InvitationAccepted = "invitation_accepted", 410, "Invitation Already Accepted";

@@ -198,7 +198,20 @@ pub struct Integration {
     /// Credential values by name (`access_token`, `api_key`, `username`, …), referenced
     /// from the delivery templates as `{{name}}`.
     pub credentials: BTreeMap<String, Secret>,
+    /// When the credentials expire (Unix ms), if they do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_ms: Option<i64>,
+    /// Where the sidecar gets this integration's current credentials during the run
+    /// (see [`crate::platform_api::INTEGRATION_CREDENTIALS_PATH`]): `GET` before
+    /// using credentials that expire within [`CREDENTIALS_REFRESH_LEAD_MS`], `POST
+    /// {url}/refresh` after the upstream answered 401. Absent when they cannot change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_url: Option<String>,
 }
+
+/// How long before their expiry the sidecar fetches an integration's credentials
+/// again (the platform refreshes OAuth tokens that expire within 5 minutes).
+pub const CREDENTIALS_REFRESH_LEAD_MS: i64 = 60_000;
 
 impl Integration {
     /// Whether `target` may receive this integration's credential.

@@ -17,6 +17,52 @@ pub const RUN_HISTORY_PATH: &str = "/internal/run-history";
 /// [`MemoriesQuery`]. `200` [`MemoriesPage`]; `401` bad run token.
 pub const MEMORIES_PATH: &str = "/internal/memories";
 
+/// `GET {path}/{scope}/{name}` — the run's current credentials of one integration it
+/// declared, OAuth tokens refreshed first when they expire within 5 minutes; `POST
+/// {path}/{scope}/{name}/refresh` forces an OAuth refresh (after an upstream 401).
+/// `200` [`IntegrationCredentials`]; `401` bad run token or finished run; `404` not
+/// an integration of this run, or its connection is gone; `410` the connection needs
+/// re-authorization; `502` the authorization server failed.
+pub const INTEGRATION_CREDENTIALS_PATH: &str = "/internal/integration-credentials";
+
+/// The answer of [`INTEGRATION_CREDENTIALS_PATH`] (the reference contract's
+/// `IntegrationCredentialsResponse`).
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IntegrationCredentials {
+    pub auths: Vec<IntegrationAuth>,
+    /// Header deliveries by auth key.
+    #[serde(default)]
+    pub delivery_plans: std::collections::BTreeMap<String, DeliveryPlan>,
+    /// Expiry (Unix ms) by auth key; `null` when the credential does not expire.
+    #[serde(default)]
+    pub expires_at_epoch_ms: std::collections::BTreeMap<String, Option<i64>>,
+}
+
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IntegrationAuth {
+    pub auth_key: String,
+    pub auth_type: String,
+    /// Credential values by name.
+    pub fields: std::collections::BTreeMap<String, String>,
+    pub authorized_uris: Vec<String>,
+    /// RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes_granted: Vec<String>,
+}
+
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryPlan {
+    pub header_name: String,
+    pub header_prefix: String,
+    pub value: String,
+    pub allow_server_override: bool,
+}
+
 /// Most items either call returns.
 pub const MAX_LIMIT: u32 = 50;
 pub const DEFAULT_LIMIT: u32 = 10;

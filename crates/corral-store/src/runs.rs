@@ -229,6 +229,15 @@ pub async fn get_internal(conn: &mut AnyConnection, id: &str) -> Result<Option<R
         .db()
 }
 
+/// The run a run token belongs to, by the token's hash (platform internal API).
+pub async fn by_token_hash(conn: &mut AnyConnection, hash: &str) -> Result<Option<Run>> {
+    sqlx::query_as(&format!("{SELECT} WHERE r.run_token_hash = $1"))
+        .bind(hash)
+        .fetch_optional(conn)
+        .await
+        .db()
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct ListFilter<'a> {
     pub package_id: Option<&'a str>,

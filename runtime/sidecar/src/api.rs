@@ -125,6 +125,11 @@ fn build_run(state: &AppState, config: SidecarConfig) -> anyhow::Result<Run> {
         tokens_used: AtomicU64::new(0),
         guard,
         bundled: watch::channel(None).0,
+        live: config
+            .integrations
+            .iter()
+            .map(|i| (i.namespace.clone(), crate::mcp::api_call::Live::new(i)))
+            .collect(),
         config,
     })
 }

@@ -36,6 +36,8 @@ pub struct Run {
     pub tokens_used: AtomicU64,
     pub guard: Arc<EgressGuard>,
     pub events: Forwarder,
+    /// Each integration's current credentials, by namespace.
+    pub live: std::collections::HashMap<String, crate::mcp::api_call::Live>,
     /// The started bundled MCP servers; `None` while they are still starting.
     pub bundled: watch::Sender<Option<Arc<Vec<Arc<BundledServer>>>>>,
 }

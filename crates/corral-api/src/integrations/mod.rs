@@ -424,8 +424,27 @@ pub fn seal(state: &AppState, connection_id: &str, creds: &Map<String, Value>) -
     )
 }
 
+/// A connection's current credentials, as a run's sidecar gets them.
+#[derive(Debug, Clone)]
+pub struct Fresh {
+    /// Credential values by name, as the delivery templates reference them.
+    pub values: BTreeMap<String, String>,
+    /// When the access token expires (Unix ms), if known.
+    pub expires_at: Option<i64>,
+    pub auth_key: String,
+    pub auth_type: String,
+    pub scopes_granted: Vec<String>,
+}
+
+/// A forced refresh right after the credentials were written is skipped: the
+/// upstream refused a token this new, and another would not fare better (and a
+/// burst of 401s from many sandboxes must not become a burst of refreshes).
+pub const FORCE_DEBOUNCE_MS: i64 = 30_000;
+
 /// The credential values of a connection, as the sidecar's delivery templates
-/// reference them; an OAuth access token about to expire is refreshed first.
+/// reference them; an OAuth access token about to expire is refreshed first, and
+/// with `force` (an upstream answered 401) an OAuth token is refreshed regardless
+/// of its expiry, unless it was written in the last [`FORCE_DEBOUNCE_MS`].
 ///
 /// Refreshes are serialized per connection: in process by a mutex, across
 /// replicas by a row lock (PostgreSQL). Whoever gets the lock second finds the
@@ -433,7 +452,8 @@ pub fn seal(state: &AppState, connection_id: &str, creds: &Map<String, Value>) -
 pub async fn fresh_credentials(
     state: &AppState,
     connection_id: &str,
-) -> Result<BTreeMap<String, String>, CredentialError> {
+    force: bool,
+) -> Result<Fresh, CredentialError> {
     let c = {
         let mut conn = state.db.conn().await.map_err(anyhow::Error::from)?;
         store::connection(&mut conn, connection_id)
@@ -444,27 +464,43 @@ pub async fn fresh_credentials(
     if c.needs_reconnection {
         return Err(CredentialError::NeedsReconnection);
     }
-    let creds = if needs_refresh(&c, now_ms()) {
-        refresh_locked(state, connection_id).await?
+    let (creds, expires_at) = if refresh_due(&c, now_ms(), force) {
+        refresh_locked(state, connection_id, force).await?
     } else {
-        open(state, &c)?
+        (open(state, &c)?, c.expires_at)
     };
-    Ok(creds
-        .into_iter()
-        .map(|(k, v)| {
-            let v = match v {
-                Value::String(s) => s,
-                other => other.to_string(),
-            };
-            (k, v)
-        })
-        .collect())
+    Ok(Fresh {
+        values: creds
+            .into_iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                (k, v)
+            })
+            .collect(),
+        expires_at,
+        auth_key: c.auth_key,
+        auth_type: c.auth_type,
+        scopes_granted: c.scopes_granted,
+    })
+}
+
+/// Whether to refresh now: the token is about to expire, or a refresh is forced
+/// and the credentials are not brand new.
+fn refresh_due(c: &store::Connection, now: i64, force: bool) -> bool {
+    needs_refresh(c, now)
+        || (force
+            && c.auth_type == "oauth2"
+            && now - c.refreshed_at.unwrap_or(0).max(c.updated_at) >= FORCE_DEBOUNCE_MS)
 }
 
 async fn refresh_locked(
     state: &AppState,
     connection_id: &str,
-) -> Result<Map<String, Value>, CredentialError> {
+    force: bool,
+) -> Result<(Map<String, Value>, Option<i64>), CredentialError> {
     let lock = locks().entry(connection_id.to_owned()).or_default().clone();
     let _guard = lock.lock().await;
     // PostgreSQL: the row stays locked (other replicas wait) until the new tokens
@@ -491,9 +527,9 @@ async fn refresh_locked(
     }
     let mut creds = open(state, &c)?;
     let now = now_ms();
-    if !needs_refresh(&c, now) {
+    if !refresh_due(&c, now, force) {
         // Someone refreshed while this caller waited for the lock.
-        return Ok(creds);
+        return Ok((creds, c.expires_at));
     }
     let still_valid = c.expires_at.is_some_and(|e| e > now);
     let Some(refresh_token) = creds
@@ -502,7 +538,7 @@ async fn refresh_locked(
         .map(str::to_owned)
     else {
         if still_valid {
-            return Ok(creds);
+            return Ok((creds, c.expires_at));
         }
         return Err(CredentialError::RefreshFailed(
             "the provider gave no refresh token".into(),
@@ -526,8 +562,8 @@ async fn refresh_locked(
                 expires_at: tokens.expires_in_ms.map(|ms| now + ms),
             };
             record(state, tx, &c.id, Some(&refreshed), now).await?;
-            tracing::info!(connection_id = %c.id, package = %c.package_id, "access token refreshed");
-            Ok(creds)
+            tracing::info!(connection_id = %c.id, package = %c.package_id, forced = force, "access token refreshed");
+            Ok((creds, refreshed.expires_at))
         }
         Err(oauth::OauthError::InvalidGrant(detail)) => {
             record(state, tx, &c.id, None, now).await?;
@@ -538,7 +574,7 @@ async fn refresh_locked(
             drop(tx);
             tracing::warn!(connection_id = %c.id, error = %e, "access token refresh failed");
             if still_valid {
-                Ok(creds)
+                Ok((creds, c.expires_at))
             } else {
                 Err(CredentialError::RefreshFailed(e.to_string()))
             }

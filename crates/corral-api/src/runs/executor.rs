@@ -360,17 +360,29 @@ async fn configure(
         .unwrap_or(serde_json::Value::Null);
     let mut integrations = Vec::with_capacity(def.integrations.len());
     for i in &def.integrations {
-        let creds = crate::integrations::fresh_credentials(state, &i.connection_id)
+        let fresh = crate::integrations::fresh_credentials(state, &i.connection_id, false)
             .await
             .map_err(|e| ConfigureError::Connection(format!("{}: {e}", i.package_id)))?;
+        // OAuth tokens change during a run: the sidecar asks for them again.
+        let credentials_url = (fresh.auth_type == "oauth2").then(|| {
+            format!(
+                "{}{}/{}",
+                sbx.platform_url.trim_end_matches('/'),
+                corral_protocol::platform_api::INTEGRATION_CREDENTIALS_PATH,
+                i.package_id
+            )
+        });
         integrations.push(corral_protocol::Integration {
             namespace: i.namespace.clone(),
             delivery: i.delivery.clone(),
             authorized_uris: i.authorized_uris.clone(),
-            credentials: creds
+            credentials: fresh
+                .values
                 .into_iter()
                 .map(|(k, v)| (k, Secret::new(v)))
                 .collect(),
+            expires_at_ms: fresh.expires_at,
+            credentials_url,
         });
     }
     let config = SidecarConfig {

@@ -7,6 +7,7 @@
 pub mod bus;
 pub mod executor;
 pub mod ingest;
+pub mod internal;
 pub mod reconcile;
 
 use std::collections::BTreeMap;

@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 use crate::runs::{app_with_model, wait_terminal};
 
 const API_KEY: &str = "ek_live_4f9c2a7b1d6e8f03";
+const MAIL_URIS: &str = "https://mail.example.test/*";
 
 async fn slug(s: &Session) -> String {
     s.client.get(&format!("/api/orgs/{}", s.org_id), 200).await["slug"]
@@ -95,7 +96,7 @@ fn api_key_manifest(id: &str, authorized: &str) -> Value {
     })
 }
 
-fn oauth_manifest(id: &str, issuer: &str) -> Value {
+fn oauth_manifest(id: &str, issuer: &str, authorized: &str) -> Value {
     json!({
         "name": id, "version": "1.0.0", "type": "integration", "schema_version": "2.0",
         "display_name": "Mail", "description": "test",
@@ -108,7 +109,7 @@ fn oauth_manifest(id: &str, issuer: &str) -> Value {
             "default_scopes": ["mail.read"],
             "authorization_params": {"access_type": "offline"},
             "delivery": {"http": {"in": "header", "name": "Authorization", "prefix": "Bearer ", "value": "{$credential.access_token}"}},
-            "authorized_uris": ["https://mail.example.test/*"]
+            "authorized_uris": [authorized]
         }}
     })
 }
@@ -338,12 +339,16 @@ async fn api_key_credential_reaches_a_local_service(b: Backend) {
 
 /// The OAuth integration, a registered client, and an authorization completed
 /// through the callback: returns (server, session, integration id, connection id).
-async fn oauth_connected(app: &TestApp, name: &str) -> (AuthServer, Session, String, String) {
+async fn oauth_connected(
+    app: &TestApp,
+    name: &str,
+    authorized: &str,
+) -> (AuthServer, Session, String, String) {
     let asv = AuthServer::start("corral-client", "corral-secret-9f8e7d").await;
     let s = app.user_with_org(name).await;
     let scope = slug(&s).await;
     let integ = format!("@{scope}/mail");
-    publish_integration(&s, oauth_manifest(&integ, &asv.issuer())).await;
+    publish_integration(&s, oauth_manifest(&integ, &asv.issuer(), authorized)).await;
     let base = format!("/api/integrations/{}", enc(&integ));
     let c = &s.client;
     // No client registered yet.
@@ -404,7 +409,7 @@ async fn oauth_connected(app: &TestApp, name: &str) -> (AuthServer, Session, Str
 
 async fn oauth_flow_refresh_and_invalid_grant(b: Backend) {
     let app = TestApp::spawn(b).await;
-    let (asv, s, integ, cid) = oauth_connected(&app, "OAuth").await;
+    let (asv, s, integ, cid) = oauth_connected(&app, "OAuth", MAIL_URIS).await;
     let base = format!("/api/integrations/{}", enc(&integ));
     let c = &s.client;
 
@@ -494,7 +499,7 @@ async fn oauth_flow_refresh_and_invalid_grant(b: Backend) {
         "UPDATE integration_connections SET expires_at = {soon} WHERE id = '{cid}'"
     ))
     .await;
-    let fresh = corral_api::integrations::fresh_credentials(&app.state, &cid)
+    let fresh = corral_api::integrations::fresh_credentials(&app.state, &cid, false)
         .await
         .unwrap();
     assert_eq!(asv.refreshes(), 1);
@@ -504,12 +509,12 @@ async fn oauth_flow_refresh_and_invalid_grant(b: Backend) {
         .rfind(|r| r.form["grant_type"] == "refresh_token")
         .unwrap();
     assert_eq!(refresh.form["resource"], "https://mail.example.test/api");
-    assert!(fresh["access_token"].starts_with("at_"));
-    let again = corral_api::integrations::fresh_credentials(&app.state, &cid)
+    assert!(fresh.values["access_token"].starts_with("at_"));
+    let again = corral_api::integrations::fresh_credentials(&app.state, &cid, false)
         .await
         .unwrap();
     assert_eq!(
-        again["access_token"], fresh["access_token"],
+        again.values["access_token"], fresh.values["access_token"],
         "fresh tokens are reused"
     );
     assert_eq!(asv.refreshes(), 1);
@@ -525,9 +530,9 @@ async fn oauth_flow_refresh_and_invalid_grant(b: Backend) {
             let state = app.state.clone();
             let cid = cid.clone();
             tokio::spawn(async move {
-                corral_api::integrations::fresh_credentials(&state, &cid)
+                corral_api::integrations::fresh_credentials(&state, &cid, false)
                     .await
-                    .map(|c| c["access_token"].clone())
+                    .map(|c| c.values["access_token"].clone())
             })
         })
         .collect();
@@ -554,7 +559,7 @@ async fn oauth_flow_refresh_and_invalid_grant(b: Backend) {
         "UPDATE integration_connections SET expires_at = {soon} WHERE id = '{cid}'"
     ))
     .await;
-    let err = corral_api::integrations::fresh_credentials(&app.state, &cid)
+    let err = corral_api::integrations::fresh_credentials(&app.state, &cid, false)
         .await
         .unwrap_err();
     assert!(matches!(
@@ -684,7 +689,7 @@ async fn runs_refresh_once_and_needs_reconnection(b: Backend) {
         c.org_max_concurrent_runs = 20;
     })
     .await;
-    let (asv, s, integ, cid) = oauth_connected(&app, "Runs").await;
+    let (asv, s, integ, cid) = oauth_connected(&app, "Runs", MAIL_URIS).await;
     let scope = slug(&s).await;
     let agent = publish_agent(&s, &scope, "mailer", &integ).await;
     let soon = corral_core::time::now_ms() + 60_000;
@@ -751,9 +756,108 @@ async fn runs_refresh_once_and_needs_reconnection(b: Backend) {
     );
 }
 
+/// An OAuth token refused upstream in the middle of a run (revoked or rotated by
+/// the provider): the sidecar asks the platform for a refresh through the internal
+/// API with its run token, and sends the request once more with the new token. The
+/// agent sees the successful answer, never a token.
+async fn a_token_refused_mid_run_is_refreshed(b: Backend) {
+    let service = Receiver::start().await;
+    // (The local service answers POSTs.)
+    let call = Turn::tool_call(
+        "mail__api_call",
+        json!({"method": "POST", "target": service.url, "body": {"q": "inbox"}}),
+    );
+    let mock = MockLlm::start(vec![
+        call.clone(),
+        call,
+        Turn::tool_call("output", json!({"ok": true})),
+        Turn::text("Done."),
+    ])
+    .await
+    .unwrap();
+    let app = app_with_model(b, &mock, |_| {}).await;
+    let authorized = format!("http://127.0.0.1:{}/*", service.port);
+    let (asv, s, integ, cid) = oauth_connected(&app, "MidRun", &authorized).await;
+    // Connected a while ago (a forced refresh skips brand-new tokens).
+    app.sql(&format!(
+        "UPDATE integration_connections SET updated_at = updated_at - 120000 WHERE id = '{cid}'"
+    ))
+    .await;
+    let scope = slug(&s).await;
+    let agent = publish_agent(&s, &scope, "reader", &integ).await;
+    let access_tokens = |asv: &AuthServer| -> Vec<String> {
+        asv.issued_tokens()
+            .into_iter()
+            .filter(|t| t.starts_with("at_"))
+            .collect()
+    };
+    let first_token = access_tokens(&asv).last().unwrap().clone();
+    // The first call works; then the provider stops accepting that token.
+    service.script(vec![
+        corral_testkit::receiver::Reply::status(200),
+        corral_testkit::receiver::Reply::status(401),
+    ]);
+    let run = s
+        .client
+        .post(&format!("/api/agents/{agent}/run"), json!({}), 201)
+        .await;
+    let run_id = run["id"].as_str().unwrap().to_owned();
+    let done = wait_terminal(&s, &run_id, Duration::from_secs(90)).await;
+    assert_eq!(done["status"], "success", "{done}");
+    let got = service.wait_for(3, Duration::from_secs(5)).await;
+    let auth = |i: usize| got[i].headers.get("authorization").cloned().unwrap();
+    assert_eq!(auth(0), format!("Bearer {first_token}"));
+    assert_eq!(
+        auth(1),
+        format!("Bearer {first_token}"),
+        "the refused retry"
+    );
+    let second_token = access_tokens(&asv).last().unwrap().clone();
+    assert_ne!(second_token, first_token);
+    assert_eq!(
+        auth(2),
+        format!("Bearer {second_token}"),
+        "sent again with the new token"
+    );
+    assert_eq!(got.len(), 3, "one retry only");
+    assert_eq!(asv.refreshes(), 1);
+    let refresh = asv
+        .token_requests()
+        .into_iter()
+        .rfind(|r| r.form["grant_type"] == "refresh_token")
+        .unwrap();
+    assert_eq!(refresh.form["resource"], "https://mail.example.test/api");
+    // What the model saw: two successful answers, no token, no 401.
+    let results: Vec<String> = mock.requests().iter().map(|r| r.body_text()).collect();
+    let last = results.last().unwrap();
+    assert_eq!(last.matches("HTTP 200 OK").count(), 2, "{last}");
+    assert!(!last.contains("HTTP 401"), "{last}");
+    for r in &results {
+        assert!(!r.contains(&first_token) && !r.contains(&second_token));
+    }
+    // The internal API only answers a run token of an active run.
+    let url = format!("{}/internal/integration-credentials/{integ}", app.base);
+    let http = reqwest::Client::new();
+    let token = corral_api::runs::executor::run_token(&app.state, &run_id);
+    for (bearer, what) in [
+        (token.as_str(), "a finished run's token"),
+        ("rt_0000", "an unknown token"),
+        ("ask_nope", "an API key"),
+    ] {
+        let r = http.get(&url).bearer_auth(bearer).send().await.unwrap();
+        assert_eq!(r.status(), 401, "{what}");
+        let p: Value = r.json().await.unwrap();
+        assert_eq!(p["code"], "unauthorized", "{what}: {p}");
+    }
+    let r = http.post(format!("{url}/refresh")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(asv.refreshes(), 1, "refused calls refresh nothing");
+}
+
 both!(
     fields_connections,
     api_key_credential_reaches_a_local_service,
     oauth_flow_refresh_and_invalid_grant,
     runs_refresh_once_and_needs_reconnection,
+    a_token_refused_mid_run_is_refreshed,
 );

@@ -119,7 +119,7 @@ impl Handler {
     async fn call(&self, run: &Run, name: &str, args: JsonObject) -> Option<CallToolResult> {
         if let Some(ns) = name.strip_suffix(API_CALL_SUFFIX) {
             if let Some(integ) = run.config.integrations.iter().find(|i| i.namespace == ns) {
-                return Some(api_call::call(&self.state, integ, &args).await);
+                return Some(api_call::call(&self.state, run, integ, &args).await);
             }
         }
         if let Some(platform_url) = &run.config.platform_url {

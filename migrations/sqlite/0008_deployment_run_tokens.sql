@@ -6,3 +6,7 @@ CREATE TABLE deployment (
     id         TEXT NOT NULL,
     created_at BIGINT NOT NULL
 );
+
+-- Sandboxes authenticate to the platform's internal API with their run token; the
+-- platform finds the run by the token's hash.
+CREATE INDEX runs_token_hash ON runs(run_token_hash);

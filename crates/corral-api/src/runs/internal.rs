@@ -1,0 +1,148 @@
+//! The platform's internal API for sandboxes (container → host), authenticated by
+//! the run token (`Authorization: Bearer rt_…`, valid while its run is active):
+//! an integration's current credentials, so a sidecar whose OAuth token expires
+//! mid-run, or is refused upstream, gets a fresh one.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::Json;
+use corral_core::problem::ErrorCode;
+use corral_protocol::platform_api::{DeliveryPlan, IntegrationAuth, IntegrationCredentials};
+use corral_protocol::{Delivery, Secret};
+use corral_store::runs as store;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::Definition;
+use crate::error::{ApiError, ApiResult};
+use crate::integrations::{fresh_credentials, CredentialError};
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_integration_credentials))
+        .routes(routes!(refresh_integration_credentials))
+}
+
+/// The active run presenting this run token.
+async fn run_of(state: &AppState, headers: &HeaderMap) -> ApiResult<store::Run> {
+    let unauthorized = |detail: &str| ApiError::new(ErrorCode::Unauthorized, detail);
+    let token = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| t.starts_with("rt_"))
+        .ok_or_else(|| unauthorized("a run token is required: Authorization: Bearer rt_…"))?;
+    let hash = crate::auth::api_key::hash(token);
+    let mut conn = state.db.conn().await?;
+    let run = store::by_token_hash(&mut conn, &hash)
+        .await?
+        .ok_or_else(|| unauthorized("invalid run token"))?;
+    if store::is_terminal(&run.status) {
+        return Err(unauthorized("the run token's run is finished"));
+    }
+    Ok(run)
+}
+
+async fn credentials(
+    state: &AppState,
+    headers: &HeaderMap,
+    package_id: &str,
+    force: bool,
+) -> ApiResult<Json<IntegrationCredentials>> {
+    let run = run_of(state, headers).await?;
+    let def: Definition = serde_json::from_str(&run.definition).map_err(ApiError::internal)?;
+    let Some(ri) = def.integrations.iter().find(|i| i.package_id == package_id) else {
+        let mut e = ApiError::not_found("integration");
+        e.detail = format!("{package_id} is not an integration of this run");
+        return Err(e);
+    };
+    let fresh = fresh_credentials(state, &ri.connection_id, force)
+        .await
+        .map_err(|e| match e {
+            CredentialError::Gone(_) => {
+                let mut e = ApiError::not_found("connection");
+                e.detail = format!("the connection this run uses for {package_id} was deleted");
+                e
+            }
+            CredentialError::NeedsReconnection => ApiError::new(
+                ErrorCode::CredentialRevoked,
+                format!("the connection to {package_id} must be re-authorized: the provider refused its refresh token"),
+            ),
+            CredentialError::RefreshFailed(detail) => ApiError::new(
+                ErrorCode::UpstreamError,
+                format!("the access token of {package_id} could not be refreshed: {detail}"),
+            ),
+            CredentialError::Other(e) => ApiError::internal(e),
+        })?;
+    tracing::info!(run_id = %run.id, package = package_id, forced = force, "integration credentials served to the sandbox");
+    let mut delivery_plans = BTreeMap::new();
+    if let Delivery::Header { name, template } = &ri.delivery {
+        let secrets: BTreeMap<String, Secret> = fresh
+            .values
+            .iter()
+            .map(|(k, v)| (k.clone(), Secret::new(v.clone())))
+            .collect();
+        let value = corral_protocol::config::render_template(template, &secrets)
+            .map_err(|e| ApiError::internal(anyhow::anyhow!("{package_id}: {e}")))?;
+        delivery_plans.insert(
+            fresh.auth_key.clone(),
+            DeliveryPlan {
+                header_name: name.clone(),
+                header_prefix: String::new(),
+                value,
+                allow_server_override: false,
+            },
+        );
+    }
+    let expires_at = fresh.expires_at.map(corral_core::time::to_rfc3339);
+    Ok(Json(IntegrationCredentials {
+        expires_at_epoch_ms: BTreeMap::from([(fresh.auth_key.clone(), fresh.expires_at)]),
+        auths: vec![IntegrationAuth {
+            auth_key: fresh.auth_key,
+            auth_type: fresh.auth_type,
+            fields: fresh.values,
+            authorized_uris: ri.authorized_uris.clone(),
+            expires_at,
+            scopes_granted: fresh.scopes_granted,
+        }],
+        delivery_plans,
+    }))
+}
+
+/// The current credentials of one integration the run declared, an OAuth token
+/// refreshed first when it expires within 5 minutes. Sidecar only.
+#[utoipa::path(get, path = "/internal/integration-credentials/{scope}/{name}", tag = "Internal",
+    operation_id = "getIntegrationCredentials",
+    params(("scope" = String, Path, description = "Package scope (e.g. @myorg)"), ("name" = String, Path, description = "Package name")),
+    responses((status = 200, description = "Live credentials, delivery plans and expiries", body = IntegrationCredentials),
+              (status = 410, description = "The connection needs re-authorization", body = crate::error::ProblemDetail, content_type = "application/problem+json"),
+              (status = 502, description = "The authorization server failed", body = crate::error::ProblemDetail, content_type = "application/problem+json")),
+    security(("bearerExecToken" = [])))]
+pub async fn get_integration_credentials(
+    State(state): State<AppState>,
+    Path((scope, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult<Json<IntegrationCredentials>> {
+    credentials(&state, &headers, &format!("{scope}/{name}"), false).await
+}
+
+/// Forces an OAuth refresh of one integration the run declared (after an upstream
+/// 401), unless its token was written in the last 30 s; same answer as the `GET`.
+#[utoipa::path(post, path = "/internal/integration-credentials/{scope}/{name}/refresh", tag = "Internal",
+    operation_id = "refreshIntegrationCredentials",
+    params(("scope" = String, Path, description = "Package scope (e.g. @myorg)"), ("name" = String, Path, description = "Package name")),
+    responses((status = 200, description = "Refreshed credentials, delivery plans and expiries", body = IntegrationCredentials),
+              (status = 410, description = "The connection needs re-authorization", body = crate::error::ProblemDetail, content_type = "application/problem+json"),
+              (status = 502, description = "The authorization server failed", body = crate::error::ProblemDetail, content_type = "application/problem+json")),
+    security(("bearerExecToken" = [])))]
+pub async fn refresh_integration_credentials(
+    State(state): State<AppState>,
+    Path((scope, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult<Json<IntegrationCredentials>> {
+    credentials(&state, &headers, &format!("{scope}/{name}"), true).await
+}
