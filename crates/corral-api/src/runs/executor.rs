@@ -236,10 +236,17 @@ async fn supervise(state: &AppState, run_id: &str, stop: &CancellationToken) -> 
             return Ok(());
         }
     };
+    let lease = sbx.backend.lease(run_id, Resources::default());
+    tokio::pin!(lease);
     let lease = tokio::select! {
-        l = sbx.backend.lease(run_id, Resources::default()) => l,
+        l = &mut lease => l,
         _ = stop.cancelled() => {
             fail(state, run_id, "failed", codes::SERVER_SHUTDOWN, "the server stopped before the run started").await?;
+            // Dropping a start half-way would leave its network and containers
+            // behind: let it finish (its own timeout bounds it) and remove it.
+            if let Ok(l) = lease.await {
+                teardown(&sbx, &l.id).await;
+            }
             return Ok(());
         }
     };
