@@ -488,12 +488,10 @@ pub async fn fresh_credentials(
 }
 
 /// Whether to refresh now: the token is about to expire, or a refresh is forced
-/// and the credentials are not brand new.
+/// and the credentials are not brand new (every write of them sets `updated_at`).
 fn refresh_due(c: &store::Connection, now: i64, force: bool) -> bool {
     needs_refresh(c, now)
-        || (force
-            && c.auth_type == "oauth2"
-            && now - c.refreshed_at.unwrap_or(0).max(c.updated_at) >= FORCE_DEBOUNCE_MS)
+        || (force && c.auth_type == "oauth2" && now - c.updated_at >= FORCE_DEBOUNCE_MS)
 }
 
 async fn refresh_locked(

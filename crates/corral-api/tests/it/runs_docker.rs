@@ -49,20 +49,22 @@ fn gateway() -> IpAddr {
         .expect("bridge gateway address")
 }
 
-fn containers_of(sandbox: &str) -> Vec<String> {
-    let out = Command::new("docker")
-        .args([
-            "ps",
-            "-aq",
-            "--filter",
-            &format!("label=corral.sandbox={sandbox}"),
-        ])
-        .output()
-        .unwrap();
+/// Ids of the containers (`all`: stopped ones too) carrying `label`.
+fn containers_labelled(label: &str, all: bool) -> Vec<String> {
+    let filter = format!("label={label}");
+    let mut args = vec!["ps", "-q", "--filter", &filter];
+    if all {
+        args.push("-a");
+    }
+    let out = Command::new("docker").args(&args).output().unwrap();
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(str::to_owned)
         .collect()
+}
+
+fn containers_of(sandbox: &str) -> Vec<String> {
+    containers_labelled(&format!("corral.sandbox={sandbox}"), true)
 }
 
 fn networks_of(sandbox: &str) -> Vec<String> {
@@ -185,19 +187,7 @@ async fn docker_cancel_removes_the_sandbox(b: Backend) {
 }
 
 fn containers_owned_by(instance: &str) -> Vec<String> {
-    let out = Command::new("docker")
-        .args([
-            "ps",
-            "-q",
-            "--filter",
-            &format!("label=corral.owner={instance}"),
-        ])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect()
+    containers_labelled(&format!("corral.owner={instance}"), false)
 }
 
 /// Two deployments (two databases) on one engine, as staging beside production or

@@ -167,8 +167,10 @@ async fn call_inner(
     args: &JsonObject,
 ) -> Result<CallToolResult, String> {
     let request = parse(integ, args)?;
-    let fallback = Live::new(integ);
-    let live = run.live.get(&integ.namespace).unwrap_or(&fallback);
+    let live = run
+        .live
+        .get(&integ.namespace)
+        .ok_or("integration not configured")?;
     let (mut creds, expires_at) = live.snapshot();
     if integ.credentials_url.is_some() && expiring(expires_at, now_ms()) {
         match fetch(state, run, integ, live, false, &creds).await {
