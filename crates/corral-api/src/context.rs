@@ -15,14 +15,14 @@ use axum::RequestPartsExt;
 use corral_core::perm::PermSet;
 use corral_core::{ErrorCode, Permission, Role};
 
+use corral_connect::Actor;
+
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::{idempotency, ratelimit};
 
-/// The API versions this server can serve; the first is the current one.
-pub const SUPPORTED_API_VERSIONS: &[&str] = &["2026-03-21"];
-pub const CURRENT_API_VERSION: &str = SUPPORTED_API_VERSIONS[0];
+pub use corral_core::{CURRENT_API_VERSION, SUPPORTED_API_VERSIONS};
 
 pub fn is_supported_version(v: &str) -> bool {
     SUPPORTED_API_VERSIONS.contains(&v)
@@ -60,6 +60,32 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// Who owns the connections this caller creates and may use.
+    pub fn actor(&self) -> Actor {
+        if let Some(eu) = &self.end_user_id {
+            return Actor {
+                owner_type: "end_user",
+                owner_id: eu.clone(),
+                include_shared: false,
+            };
+        }
+        match &self.principal {
+            Principal::User(u) => Actor {
+                owner_type: "user",
+                owner_id: u.user_id.clone(),
+                include_shared: true,
+            },
+            Principal::ApiKey(k) => Actor {
+                owner_type: "user",
+                owner_id: k
+                    .created_by
+                    .clone()
+                    .unwrap_or_else(|| format!("api_key:{}", k.key_id)),
+                include_shared: true,
+            },
+        }
+    }
+
     /// The org id; only call from routes whose scope sets one.
     pub fn org_id(&self) -> ApiResult<&str> {
         self.org

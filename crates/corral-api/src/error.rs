@@ -2,7 +2,7 @@
 //! RFC 9457 `application/problem+json` body with exactly the reference fields. 5xx
 //! details never reach the client: they are logged with the request id.
 
-use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use corral_core::ErrorCode;
 use corral_store::StoreError;
@@ -21,33 +21,8 @@ pub fn current_request_id() -> String {
         .unwrap_or_else(|_| corral_core::ids::prefixed(corral_core::ids::REQUEST))
 }
 
-/// One field-level validation failure.
-#[derive(Debug, Clone, Serialize, ToSchema, PartialEq, Eq)]
-pub struct FieldError {
-    pub field: String,
-    pub code: String,
-    pub message: String,
-    /// Set on `needs_reconnection` and `connection_not_found`: the connection
-    /// concerned (re-authorize it in place by passing it as `connection_id`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub connection_id: Option<String>,
-}
-
-impl FieldError {
-    pub fn new(field: impl Into<String>, code: &str, message: impl Into<String>) -> FieldError {
-        FieldError {
-            field: field.into(),
-            code: code.to_owned(),
-            message: message.into(),
-            connection_id: None,
-        }
-    }
-
-    pub fn with_connection(mut self, id: impl Into<String>) -> FieldError {
-        self.connection_id = Some(id.into());
-        self
-    }
-}
+pub use corral_core::problem::{FieldError, ProblemParts as ErrorParts};
+use corral_core::Problem;
 
 /// RFC 9457 problem details, as sent.
 #[derive(Debug, Serialize, ToSchema)]
@@ -72,95 +47,45 @@ pub struct ProblemDetail {
     pub errors: Vec<FieldError>,
 }
 
-/// An API error. Boxed so that `Result<T, ApiError>` stays one pointer wide on the
-/// happy path; fields are reached through `Deref`/`DerefMut`.
+/// An API error: a [`Problem`] (what services return) that renders itself as
+/// problem+json. One pointer wide; fields are reached through `Deref`/`DerefMut`.
 #[derive(Debug)]
-pub struct ApiError(Box<ErrorParts>);
-
-#[derive(Debug)]
-pub struct ErrorParts {
-    pub code: ErrorCode,
-    pub detail: String,
-    pub param: Option<String>,
-    pub retry_after: Option<u64>,
-    pub errors: Vec<FieldError>,
-    pub headers: Vec<(HeaderName, HeaderValue)>,
-    /// Internal cause, logged for 5xx, never sent.
-    pub source: Option<anyhow::Error>,
-}
+pub struct ApiError(pub Problem);
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
     pub fn new(code: ErrorCode, detail: impl Into<String>) -> ApiError {
-        ApiError(Box::new(ErrorParts {
-            code,
-            detail: detail.into(),
-            param: None,
-            retry_after: None,
-            errors: Vec::new(),
-            headers: Vec::new(),
-            source: None,
-        }))
+        ApiError(Problem::new(code, detail))
     }
 
     pub fn not_found(what: &str) -> ApiError {
-        ApiError::new(ErrorCode::NotFound, format!("{what} not found"))
+        ApiError(Problem::not_found(what))
     }
 
     pub fn forbidden(detail: impl Into<String>) -> ApiError {
-        ApiError::new(ErrorCode::Forbidden, detail)
+        ApiError(Problem::forbidden(detail))
     }
 
     pub fn unauthorized(detail: impl Into<String>, credential_presented: bool) -> ApiError {
-        let challenge = if credential_presented {
-            "Bearer error=\"invalid_token\""
-        } else {
-            "Bearer"
-        };
-        ApiError::new(ErrorCode::Unauthorized, detail).with_header(
-            axum::http::header::WWW_AUTHENTICATE,
-            HeaderValue::from_static(challenge),
-        )
+        ApiError(Problem::unauthorized(detail, credential_presented))
     }
 
     pub fn invalid_param(param: &str, detail: impl Into<String>) -> ApiError {
-        let mut e = ApiError::new(ErrorCode::InvalidRequest, detail);
-        e.param = Some(param.to_owned());
-        e
+        ApiError(Problem::invalid_param(param, detail))
     }
 
     /// A 400 `validation_error` listing every offending field.
     pub fn validation(errors: Vec<FieldError>) -> ApiError {
-        let detail = match errors.as_slice() {
-            [] => "the request is invalid".to_owned(),
-            [one] => format!("{}: {}", one.field, one.message),
-            [first, rest @ ..] => {
-                format!("{}: {} (+{} more)", first.field, first.message, rest.len())
-            }
-        };
-        let mut e = ApiError::new(ErrorCode::ValidationError, detail);
-        e.param = errors.first().map(|f| f.field.clone());
-        e.errors = errors;
-        e
+        ApiError(Problem::validation(errors))
     }
 
     pub fn field(field: &str, code: &str, message: impl Into<String>) -> ApiError {
-        ApiError::validation(vec![FieldError::new(field, code, message)])
+        ApiError(Problem::field(field, code, message))
     }
 
     pub fn internal(source: impl Into<anyhow::Error>) -> ApiError {
-        let mut e = ApiError::new(
-            ErrorCode::InternalError,
-            "An unexpected error occurred. Please try again or contact support.",
-        );
-        e.source = Some(source.into());
-        e
-    }
-
-    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> ApiError {
-        self.headers.push((name, value));
-        self
+        ApiError(Problem::internal(source))
     }
 
     pub fn status(&self) -> StatusCode {
@@ -181,29 +106,15 @@ impl std::ops::DerefMut for ApiError {
     }
 }
 
+impl From<Problem> for ApiError {
+    fn from(p: Problem) -> ApiError {
+        ApiError(p)
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
-        match e {
-            StoreError::NotFound => ApiError::new(ErrorCode::NotFound, "resource not found"),
-            StoreError::Conflict { .. } => {
-                let mut err = ApiError::new(
-                    ErrorCode::Conflict,
-                    "the request conflicts with the current state",
-                );
-                err.source = Some(e.into());
-                err
-            }
-            ref other if other.is_unavailable() => {
-                let mut err = ApiError::new(
-                    ErrorCode::DatabaseUnavailable,
-                    "the database is unavailable, retry shortly",
-                );
-                err.retry_after = Some(5);
-                err.source = Some(e.into());
-                err
-            }
-            other => ApiError::internal(other),
-        }
+        ApiError(e.into())
     }
 }
 
@@ -217,7 +128,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let request_id = current_request_id();
         let status = self.status();
-        let this = *self.0;
+        let this = self.0.into_parts();
         if status.is_server_error() {
             match &this.source {
                 Some(src) => {
@@ -255,7 +166,9 @@ impl IntoResponse for ApiError {
             }
         }
         for (name, value) in this.headers {
-            headers.append(name, value);
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                headers.append(name, value);
+            }
         }
         resp
     }

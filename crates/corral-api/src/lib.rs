@@ -6,18 +6,12 @@ pub mod auth;
 pub mod context;
 pub mod error;
 pub mod idempotency;
-pub mod integrations;
 pub mod json;
-pub mod metrics;
-pub mod models;
 pub mod packages;
 pub mod pipeline;
 pub mod ratelimit;
-pub mod realtime;
 pub mod routes;
-pub mod runs;
 pub mod state;
-pub mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -222,8 +216,8 @@ fn groups() -> Vec<(Group, OpenApiRouter<AppState>)> {
             Group::Public,
             health::router()
                 .merge(orgs::public_router())
-                .merge(runs::ingest::router())
-                .merge(runs::internal::router())
+                .merge(routes::run_events::router())
+                .merge(routes::internal::router())
                 .merge(integration_routes::public_router()),
         ),
         (Group::Auth, auth_routes::router()),
@@ -254,7 +248,7 @@ fn groups() -> Vec<(Group, OpenApiRouter<AppState>)> {
                 .merge(agents::app_router()),
         ),
         (Group::Scoped(Scope::App), run_routes::app_router()),
-        (Group::Scoped(Scope::App), realtime::sse::router()),
+        (Group::Scoped(Scope::App), routes::realtime::router()),
         (Group::Scoped(Scope::App), webhook_routes::app_router()),
         (Group::Scoped(Scope::App), integration_routes::app_router()),
         (Group::Scoped(Scope::Org), model_routes::org_router()),
@@ -410,28 +404,15 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
             .to_json()
             .context("serializing the OpenAPI document")?,
     );
-    let runs = runs::Runs::new(db.clone());
-    let realtime = realtime::Hub::new(
-        db.clone(),
-        runs.bus.events.clone(),
-        config.realtime_queue_size,
-    );
+    let engine = corral_engine::Engine::new(config, secrets, db, routes::runs::run_object)?;
     Ok(AppState {
         inner: Arc::new(Inner {
+            engine,
             auth: auth::Authenticator::new(Vec::new()),
             rate_limiter: Arc::new(ratelimit::InProcessLimiter::default()),
             gates: Gates::default(),
             started: Instant::now(),
             openapi_json,
-            blobs: corral_storage::Blobs::local(&config.data_dir.join("objects"))
-                .context("opening object storage under the data dir")?,
-            keyring: corral_config::crypto::Keyring::from_secrets(&secrets),
-            secrets,
-            realtime,
-            runs,
-            metrics: metrics::Metrics::default(),
-            db,
-            config,
         }),
     })
 }
@@ -521,20 +502,22 @@ pub async fn serve_with_state(
         elapsed_ms = state.started.elapsed().as_millis() as u64,
         "ready"
     );
-    let maintenance = tokio::spawn(maintenance(state.clone(), shutdown.clone()));
-    let runs_stop = CancellationToken::new();
-    let mut run_tasks = start_runs(&state, addr, &runs_stop);
+    let mut jobs = corral_engine::Jobs::start(&state);
+    jobs.spawn(
+        "sandbox-backend",
+        sandbox_backend(state.clone(), addr, jobs.stop_token()),
+    );
     if let Some(metrics_addr) = state.config.metrics_listen {
         match TcpListener::bind(metrics_addr).await {
             Ok(l) => {
                 tracing::info!(addr = %metrics_addr, "metrics listening");
-                let app = metrics::router(state.clone());
-                let stop = runs_stop.clone();
-                run_tasks.push(tokio::spawn(async move {
+                let app = metrics_router(state.clone());
+                let stop = jobs.stop_token();
+                jobs.spawn("metrics-listener", async move {
                     let _ = axum::serve(l, app)
                         .with_graceful_shutdown(async move { stop.cancelled().await })
                         .await;
-                }));
+                });
             }
             Err(e) => {
                 tracing::error!(addr = %metrics_addr, error = %e, "cannot listen for metrics")
@@ -545,8 +528,7 @@ pub async fn serve_with_state(
     tokio::select! {
         _ = shutdown.cancelled() => {}
         res = &mut server_task => {
-            maintenance.abort();
-            runs_stop.cancel();
+            jobs.stop(&state).await;
             return match res {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(e)) => Err(anyhow::Error::new(e).context("HTTP server failed")),
@@ -572,7 +554,7 @@ pub async fn serve_with_state(
             "grace period over with work still running"
         );
     }
-    stop_runs(&state, runs_stop, run_tasks).await;
+    jobs.stop(&state).await;
     http_stop.cancel();
     let http_deadline = deadline.max(tokio::time::Instant::now() + Duration::from_secs(1));
     if tokio::time::timeout_at(http_deadline, &mut server_task)
@@ -582,137 +564,59 @@ pub async fn serve_with_state(
         tracing::warn!("closing connections that outlived the grace period");
         server_task.abort();
     }
-    maintenance.abort();
     state.db.close().await;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// Starts the run machinery: sandbox backend selection (in the background, so boot
-/// does not wait on the Docker engine), the sandbox-facing listener, the executor's
-/// dispatcher, the reconciler and, on PostgreSQL, the run bus listener.
-fn start_runs(
-    state: &AppState,
-    addr: SocketAddr,
-    stop: &CancellationToken,
-) -> Vec<tokio::task::JoinHandle<()>> {
-    let mut tasks = Vec::new();
-    let st = state.clone();
-    let s = stop.clone();
-    tasks.push(tokio::spawn(async move {
-        match runs::select_backend(&st, addr).await {
-            Ok((sandboxes, listener)) => {
-                st.runs.set_sandboxes(Ok(sandboxes));
-                if let Some(listener) = listener {
-                    let app = sandbox_router(st.clone());
-                    let stop = s.clone();
-                    let served = axum::serve(listener, app)
-                        .with_graceful_shutdown(async move { stop.cancelled().await })
-                        .await;
-                    if let Err(e) = served {
-                        tracing::error!(error = %e, "sandbox listener failed");
-                    }
+/// Chooses the sandbox backend in the background (boot does not wait on the Docker
+/// engine) and serves the sandbox-facing listener it may need, until `stop`.
+async fn sandbox_backend(state: AppState, addr: SocketAddr, stop: CancellationToken) {
+    match corral_engine::runs::select_backend(&state, addr).await {
+        Ok((sandboxes, listener)) => {
+            state.runs.set_sandboxes(Ok(sandboxes));
+            if let Some(listener) = listener {
+                let app = sandbox_router(state.clone());
+                let served = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move { stop.cancelled().await })
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "sandbox listener failed");
                 }
             }
-            Err(msg) => {
-                tracing::warn!(error = %msg, "no sandbox backend: runs will fail with sandbox_unavailable");
-                st.runs.set_sandboxes(Err(msg));
-            }
         }
-    }));
-    tasks.push(tokio::spawn(runs::executor::dispatch(
-        state.clone(),
-        stop.clone(),
-    )));
-    tasks.push(tokio::spawn(runs::reconcile::heartbeat(
-        state.clone(),
-        stop.clone(),
-    )));
-    tasks.push(tokio::spawn(runs::reconcile::run(
-        state.clone(),
-        stop.clone(),
-    )));
-    tasks.push(tokio::spawn(state.realtime.clone().run(stop.clone())));
-    tasks.push(tokio::spawn(webhooks::run(state.clone(), stop.clone())));
-    if state.db.backend() == corral_store::Backend::Postgres {
-        let url = state.config.effective_database_url();
-        tasks.push(tokio::spawn(
-            state.runs.bus.clone().listen(url, stop.clone()),
-        ));
+        Err(msg) => {
+            tracing::warn!(error = %msg, "no sandbox backend: runs will fail with sandbox_unavailable");
+            state.runs.set_sandboxes(Err(msg));
+        }
     }
-    tasks
 }
 
-/// Stops the run machinery: supervisors fail their runs (`server_shutdown`) and tear
-/// their sandboxes down, then the warm pool is emptied.
-async fn stop_runs(
-    state: &AppState,
-    stop: CancellationToken,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-) {
-    stop.cancel();
-    if tokio::time::timeout(Duration::from_secs(30), state.runs.executor.drain())
-        .await
-        .is_err()
-    {
-        tracing::warn!("run supervisors did not stop in time");
+/// `/metrics` (Prometheus text format), alone on the metrics listener.
+fn metrics_router(state: AppState) -> Router {
+    async fn metrics(
+        axum::extract::State(state): axum::extract::State<AppState>,
+    ) -> impl IntoResponse {
+        (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            corral_engine::metrics::render(&state).await,
+        )
     }
-    if let Some(sbx) = state.runs.sandboxes_now() {
-        sbx.backend.shutdown().await;
-    }
-    for t in tasks {
-        t.abort();
-    }
+    Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(state)
 }
 
 /// The routes sandboxes call (run events, the internal API), alone on the
 /// sandbox-facing listener.
 fn sandbox_router(state: AppState) -> Router {
-    let (r, _) = runs::ingest::router()
-        .merge(runs::internal::router())
+    let (r, _) = routes::run_events::router()
+        .merge(routes::internal::router())
         .split_for_parts();
     r.fallback(route_not_found)
         .layer(from_fn(pipeline::request_id::layer))
         .layer(DefaultBodyLimit::max(state.config.body_limit_bytes))
         .with_state(state)
-}
-
-/// Periodic clean-up of expired sessions and idempotency keys.
-async fn maintenance(state: AppState, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(Duration::from_secs(600));
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let now = corral_core::time::now_ms();
-        let Ok(mut conn) = state.db.conn().await else {
-            continue;
-        };
-        match corral_store::sessions::purge_expired(&mut conn, now).await {
-            Ok(n) if n > 0 => tracing::debug!(removed = n, "purged expired sessions"),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "purging sessions failed"),
-        }
-        if let Err(e) = corral_store::idempotency::purge_expired(&mut conn, now).await {
-            tracing::warn!(error = %e, "purging idempotency keys failed");
-        }
-        if let Err(e) = corral_store::integrations::prune_states(&mut conn, now).await {
-            tracing::warn!(error = %e, "purging expired OAuth authorizations failed");
-        }
-        // Realtime events past the replay window, in bounded batches.
-        let before = now - (state.config.realtime_retention_hours as i64) * 3_600_000;
-        loop {
-            match corral_store::realtime::prune(&mut conn, before, 5_000).await {
-                Ok(5_000) => continue,
-                Ok(_) => break,
-                Err(e) => {
-                    tracing::warn!(error = %e, "pruning realtime events failed");
-                    break;
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]

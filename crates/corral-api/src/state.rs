@@ -4,9 +4,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use corral_config::{Config, Secrets};
-use corral_store::Db;
-
 use crate::auth::Authenticator;
 use crate::ratelimit::RateLimiter;
 
@@ -16,24 +13,22 @@ pub struct AppState {
 }
 
 pub struct Inner {
-    pub config: Config,
-    pub secrets: Secrets,
-    /// Seals and opens every stored secret (`v1:<kid>:…` envelopes).
-    pub keyring: corral_config::crypto::Keyring,
-    pub db: Db,
+    /// Everything below HTTP: runs, realtime, connections, webhooks, configuration,
+    /// the database and the keyring (reached through `Deref`: `state.db`).
+    pub engine: corral_engine::Engine,
     pub auth: Authenticator,
     pub rate_limiter: Arc<dyn RateLimiter>,
-    /// Object storage for package archives.
-    pub blobs: corral_storage::Blobs,
     pub gates: Gates,
     pub started: Instant,
     /// `/api/openapi.json`, serialized once at startup.
     pub openapi_json: bytes::Bytes,
-    /// Runs: executor, sandbox backend, state bus.
-    pub runs: crate::runs::Runs,
-    /// Realtime fan-out to SSE subscribers.
-    pub realtime: crate::realtime::Hub,
-    pub metrics: crate::metrics::Metrics,
+}
+
+impl std::ops::Deref for Inner {
+    type Target = corral_engine::Engine;
+    fn deref(&self) -> &corral_engine::Engine {
+        &self.engine
+    }
 }
 
 impl std::ops::Deref for AppState {

@@ -7,4 +7,9 @@ pub mod problem;
 pub mod time;
 
 pub use perm::{Permission, Role};
-pub use problem::ErrorCode;
+pub use problem::{ErrorCode, FieldError, Problem, ProblemResult};
+
+/// The API versions (`Appstrate-Version`) this server can serve; the first is the
+/// current one, which webhook envelopes also carry.
+pub const SUPPORTED_API_VERSIONS: &[&str] = &["2026-03-21"];
+pub const CURRENT_API_VERSION: &str = SUPPORTED_API_VERSIONS[0];

@@ -1,5 +1,7 @@
-//! Problem codes: every error the API can answer with, its HTTP status and title.
-//! The `type` URI of a problem is derived from the code.
+//! Problems: every error the API can answer with ([`ErrorCode`]: its HTTP status and
+//! title; the `type` URI is derived from the code), and [`Problem`], the error the
+//! services return. The HTTP layer renders a `Problem` as RFC 9457 problem+json;
+//! nothing here knows about HTTP beyond the status number.
 
 macro_rules! codes {
     ($($variant:ident = $code:literal, $status:literal, $title:literal;)+) => {
@@ -90,6 +92,159 @@ impl ErrorCode {
             "https://docs.corral.dev/errors/{}",
             self.code().replace('_', "-")
         )
+    }
+}
+
+/// One field-level validation failure.
+#[derive(Debug, Clone, serde::Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+pub struct FieldError {
+    pub field: String,
+    pub code: String,
+    pub message: String,
+    /// Set on `needs_reconnection` and `connection_not_found`: the connection
+    /// concerned (re-authorize it in place by passing it as `connection_id`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection_id: Option<String>,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, code: &str, message: impl Into<String>) -> FieldError {
+        FieldError {
+            field: field.into(),
+            code: code.to_owned(),
+            message: message.into(),
+            connection_id: None,
+        }
+    }
+
+    pub fn with_connection(mut self, id: impl Into<String>) -> FieldError {
+        self.connection_id = Some(id.into());
+        self
+    }
+}
+
+/// A service error: a code and what the client may be told. Boxed so that
+/// `Result<T, Problem>` stays one pointer wide on the happy path; fields are reached
+/// through `Deref`/`DerefMut`.
+#[derive(Debug)]
+pub struct Problem(Box<ProblemParts>);
+
+#[derive(Debug)]
+pub struct ProblemParts {
+    pub code: ErrorCode,
+    pub detail: String,
+    pub param: Option<String>,
+    pub retry_after: Option<u64>,
+    pub errors: Vec<FieldError>,
+    /// Response headers the problem needs (`WWW-Authenticate` on a 401).
+    pub headers: Vec<(&'static str, String)>,
+    /// Internal cause, logged for 5xx, never sent.
+    pub source: Option<anyhow::Error>,
+}
+
+pub type ProblemResult<T> = Result<T, Problem>;
+
+impl Problem {
+    pub fn new(code: ErrorCode, detail: impl Into<String>) -> Problem {
+        Problem(Box::new(ProblemParts {
+            code,
+            detail: detail.into(),
+            param: None,
+            retry_after: None,
+            errors: Vec::new(),
+            headers: Vec::new(),
+            source: None,
+        }))
+    }
+
+    pub fn not_found(what: &str) -> Problem {
+        Problem::new(ErrorCode::NotFound, format!("{what} not found"))
+    }
+
+    pub fn forbidden(detail: impl Into<String>) -> Problem {
+        Problem::new(ErrorCode::Forbidden, detail)
+    }
+
+    /// A 401 with its `WWW-Authenticate` challenge.
+    pub fn unauthorized(detail: impl Into<String>, credential_presented: bool) -> Problem {
+        let challenge = if credential_presented {
+            "Bearer error=\"invalid_token\""
+        } else {
+            "Bearer"
+        };
+        Problem::new(ErrorCode::Unauthorized, detail)
+            .with_header("www-authenticate", challenge.to_owned())
+    }
+
+    pub fn invalid_param(param: &str, detail: impl Into<String>) -> Problem {
+        let mut e = Problem::new(ErrorCode::InvalidRequest, detail);
+        e.param = Some(param.to_owned());
+        e
+    }
+
+    /// A 400 `validation_error` listing every offending field.
+    pub fn validation(errors: Vec<FieldError>) -> Problem {
+        let detail = match errors.as_slice() {
+            [] => "the request is invalid".to_owned(),
+            [one] => format!("{}: {}", one.field, one.message),
+            [first, rest @ ..] => {
+                format!("{}: {} (+{} more)", first.field, first.message, rest.len())
+            }
+        };
+        let mut e = Problem::new(ErrorCode::ValidationError, detail);
+        e.param = errors.first().map(|f| f.field.clone());
+        e.errors = errors;
+        e
+    }
+
+    pub fn field(field: &str, code: &str, message: impl Into<String>) -> Problem {
+        Problem::validation(vec![FieldError::new(field, code, message)])
+    }
+
+    pub fn internal(source: impl Into<anyhow::Error>) -> Problem {
+        let mut e = Problem::new(
+            ErrorCode::InternalError,
+            "An unexpected error occurred. Please try again or contact support.",
+        );
+        e.source = Some(source.into());
+        e
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: String) -> Problem {
+        self.headers.push((name, value));
+        self
+    }
+
+    pub fn into_parts(self) -> ProblemParts {
+        *self.0
+    }
+}
+
+impl std::ops::Deref for Problem {
+    type Target = ProblemParts;
+    fn deref(&self) -> &ProblemParts {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Problem {
+    fn deref_mut(&mut self) -> &mut ProblemParts {
+        &mut self.0
+    }
+}
+
+impl From<anyhow::Error> for Problem {
+    fn from(e: anyhow::Error) -> Problem {
+        Problem::internal(e)
+    }
+}
+
+impl std::error::Error for Problem {}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code.code(), self.detail)
     }
 }
 

@@ -31,8 +31,8 @@ use bollard::models::{
     NetworkCreateRequest, NetworkingConfig,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, InspectContainerOptions, InspectNetworkOptions, KillContainerOptions,
-    ListContainersOptions, ListNetworksOptions, LogsOptions, RemoveContainerOptions,
+    CreateContainerOptions, InspectContainerOptions, KillContainerOptions, ListContainersOptions,
+    ListNetworksOptions, LogsOptions, RemoveContainerOptions,
 };
 use bollard::Docker;
 use corral_protocol::sidecar_api::{self, SIDECAR_PORT};
@@ -245,7 +245,7 @@ fn is_unavailable(e: &DockerError) -> bool {
 }
 
 /// Maps an engine error during `what`.
-fn engine_error(what: &str, e: DockerError) -> SandboxError {
+pub(crate) fn engine_error(what: &str, e: DockerError) -> SandboxError {
     if is_unavailable(&e) {
         SandboxError::Unavailable(format!("{what}: {e}"))
     } else {
@@ -894,23 +894,9 @@ impl SandboxBackend for DockerBackend {
         let ip = engine
             .gateway
             .get_or_try_init(|| async {
-                let net = engine
-                    .docker
-                    .inspect_network("bridge", None::<InspectNetworkOptions>)
-                    .await
-                    .map_err(|e| engine_error("inspecting the default bridge network", e))?;
-                net.ipam
-                    .and_then(|i| i.config)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter_map(|c| c.gateway)
-                    .filter_map(|g| g.parse::<IpAddr>().ok())
-                    .find(IpAddr::is_ipv4)
-                    .ok_or_else(|| {
-                        SandboxError::Other(anyhow::anyhow!(
-                            "the default bridge network has no IPv4 gateway"
-                        ))
-                    })
+                let (ip, source) = crate::bridge::default_bridge_address(&engine.docker).await?;
+                tracing::info!(%ip, ?source, "sandbox-facing address on the default bridge");
+                Ok::<_, SandboxError>(IpAddr::V4(ip))
             })
             .await?;
         Ok(Some(*ip))
@@ -1054,8 +1040,15 @@ impl SandboxBackend for DockerBackend {
         for c in containers {
             add(c.labels, c.created);
         }
+        // A sandbox is a network alone for a moment while it is created: its age
+        // must be known then too, or the reaper would take it for an old leak.
         for n in networks {
-            add(n.labels, None);
+            let created = n
+                .created
+                .as_deref()
+                .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
+                .map(|c| c.timestamp());
+            add(n.labels, created);
         }
         Ok(found.into_values().collect())
     }

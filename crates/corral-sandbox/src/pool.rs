@@ -152,7 +152,8 @@ impl<F: Factory> Pool<F> {
         inner.state.lock().misses += 1;
         inner.wake.notify_one();
         tracing::debug!(run_id, "pool miss: creating a sandbox");
-        let mut lease = inner.factory.create(Some(run_id), resources).await?;
+        let mut lease =
+            create_detached(inner.factory.clone(), run_id.to_owned(), resources).await?;
         lease.warm = false;
         Ok(lease)
     }
@@ -204,6 +205,33 @@ impl<F: Factory> Pool<F> {
             }
         }
     }
+}
+
+/// Creates a sandbox for `run_id` in a task of its own, so that a caller that stops
+/// waiting (a cancelled run, a shutdown) never abandons a creation half-way, which
+/// would leave containers `Created` and networks behind: the task finishes, and
+/// destroys the sandbox if nobody is left to take it.
+async fn create_detached<F: Factory>(
+    factory: Arc<F>,
+    run_id: String,
+    resources: Resources,
+) -> Result<Lease, SandboxError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let created = factory.create(Some(&run_id), resources).await;
+        if let Err(Ok(lease)) = tx.send(created) {
+            tracing::debug!(
+                sandbox = lease.id,
+                run_id,
+                "creation outlived its caller; removing"
+            );
+            if let Err(e) = factory.destroy(&lease.id).await {
+                tracing::warn!(sandbox = lease.id, error = %e, "cannot destroy an abandoned sandbox");
+            }
+        }
+    });
+    rx.await
+        .map_err(|_| SandboxError::Start("the sandbox creation task panicked".into()))?
 }
 
 fn spawn_destroy<F: Factory>(factory: Arc<F>, id: String) {
@@ -370,6 +398,23 @@ mod tests {
             assert!(Instant::now() < deadline, "condition not reached");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_on_demand_creation_finishes_and_is_removed() {
+        let fake = Arc::new(Fake::default());
+        let pool = Pool::start(fake.clone(), 0, Duration::from_secs(600));
+        // The caller gives up while the sandbox is being made (a cancelled run).
+        let lease = pool.lease("run_gone", Resources::default());
+        assert!(tokio::time::timeout(Duration::from_millis(5), lease)
+            .await
+            .is_err());
+        until(|| fake.created.load(Ordering::SeqCst) == 1).await;
+        // The creation ran to its end, then its sandbox was destroyed.
+        until(|| fake.runs.lock().len() == 1 && fake.live.lock().is_empty()).await;
+        // A caller that waits gets its sandbox, alive.
+        let kept = pool.lease("run_kept", Resources::default()).await.unwrap();
+        assert!(fake.live.lock().contains(&kept.id));
     }
 
     #[tokio::test]

@@ -787,11 +787,22 @@ impl SandboxBackend for ProcessBackend {
                 continue;
             }
             let record = self.procs.read_record(&name);
+            // No record yet: the sandbox is being created (its record is written once
+            // the sidecar runs). Its directory's age stands in, so that the reaper
+            // sees a fresh sandbox, not an ownerless leak.
+            let dir_age = || {
+                let modified = entry.path().metadata().ok()?.modified().ok()?;
+                let secs = modified
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .ok()?
+                    .as_secs();
+                i64::try_from(secs).ok()
+            };
             out.push(SandboxInfo {
                 id: name,
                 owner: record.as_ref().map(|r| r.owner.clone()),
                 run_id: record.as_ref().and_then(|r| r.run_id.clone()),
-                created_at: record.as_ref().map(|r| r.created_at),
+                created_at: record.as_ref().map(|r| r.created_at).or_else(dir_age),
             });
         }
         out.sort_by(|a, b| a.id.cmp(&b.id));

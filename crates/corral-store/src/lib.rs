@@ -78,6 +78,34 @@ impl StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// How a store failure reaches a client: 404, 409, 503 (retry) or an opaque 500.
+impl From<StoreError> for corral_core::Problem {
+    fn from(e: StoreError) -> corral_core::Problem {
+        use corral_core::{ErrorCode, Problem};
+        match e {
+            StoreError::NotFound => Problem::new(ErrorCode::NotFound, "resource not found"),
+            StoreError::Conflict { .. } => {
+                let mut err = Problem::new(
+                    ErrorCode::Conflict,
+                    "the request conflicts with the current state",
+                );
+                err.source = Some(e.into());
+                err
+            }
+            ref other if other.is_unavailable() => {
+                let mut err = Problem::new(
+                    ErrorCode::DatabaseUnavailable,
+                    "the database is unavailable, retry shortly",
+                );
+                err.retry_after = Some(5);
+                err.source = Some(e.into());
+                err
+            }
+            other => Problem::internal(other),
+        }
+    }
+}
+
 /// `?`-friendly conversion used inside this crate.
 pub(crate) trait SqlxResultExt<T> {
     fn db(self) -> Result<T>;

@@ -123,7 +123,7 @@ async fn migrate(config: corral_config::Config) -> anyhow::Result<()> {
 async fn rotate(config: corral_config::Config) -> anyhow::Result<()> {
     let state = corral_api::build_state(config).await?;
     state.db.migrate().await?;
-    let report = corral_api::runs::rotate_secrets(&state.db, &state.keyring).await?;
+    let report = corral_engine::secrets::rotate_secrets(&state.db, &state.keyring).await?;
     state.db.close().await;
     println!(
         "{}",

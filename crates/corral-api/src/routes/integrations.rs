@@ -23,10 +23,11 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::context::{perms, Ctx, Perm};
 use crate::error::{ApiError, ApiResult, FieldError};
-use crate::integrations::{self as integ, oauth, Actor, AuthSpec};
 use crate::json::{Json, Validate};
 use crate::routes::{rfc3339, ListOf};
 use crate::state::AppState;
+use corral_connect::integrations::{self as integ, Actor, AuthSpec};
+use corral_connect::oauth;
 
 pub fn app_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -81,7 +82,7 @@ fn check_package_id(id: &str) -> ApiResult<()> {
 
 async fn load(state: &AppState, ctx: &Ctx, package_id: &str) -> ApiResult<(Value, Vec<AuthSpec>)> {
     check_package_id(package_id)?;
-    let manifest = integ::manifest(state, ctx.org_id()?, package_id).await?;
+    let manifest = integ::manifest(&state.connect, ctx.org_id()?, package_id).await?;
     let auths = integ::auths(&manifest);
     Ok((manifest, auths))
 }
@@ -330,7 +331,7 @@ pub async fn list_integrations(
 
 async fn detail(state: &AppState, ctx: &Ctx, package_id: &str) -> ApiResult<IntegrationDetail> {
     let (manifest, auths) = load(state, ctx, package_id).await?;
-    let actor = integ::actor(ctx);
+    let actor = ctx.actor();
     let app = ctx.app_id()?;
     let mut conn = state.db.conn().await?;
     let conns = store::usable(
@@ -378,7 +379,7 @@ async fn detail(state: &AppState, ctx: &Ctx, package_id: &str) -> ApiResult<Inte
         auths: views,
         active: installed,
         block_user_connections: false,
-        platform_redirect_uri: oauth::default_redirect_uri(state),
+        platform_redirect_uri: oauth::default_redirect_uri(&state.connect),
     })
 }
 
@@ -430,7 +431,7 @@ pub async fn import_connection(
         ));
     }
     integ::validate_fields(spec, &body.credentials).map_err(ApiError::validation)?;
-    let actor = integ::actor(&ctx);
+    let actor = ctx.actor();
     let app = ctx.app_id()?;
     let now = now_ms();
     let account_id = account_hint(&body.credentials);
@@ -439,7 +440,7 @@ pub async fn import_connection(
         Some(existing) => {
             let c =
                 own_connection(&mut conn, existing, app, &package_id, &auth_key, &actor).await?;
-            let sealed = integ::seal(&state, &c.id, &body.credentials);
+            let sealed = integ::seal(&state.connect, &c.id, &body.credentials);
             store::renew_connection(
                 &mut conn,
                 app,
@@ -458,7 +459,7 @@ pub async fn import_connection(
         }
         None => {
             let id = uuid::Uuid::now_v7().to_string();
-            let sealed = integ::seal(&state, &id, &body.credentials);
+            let sealed = integ::seal(&state.connect, &id, &body.credentials);
             store::insert_connection(
                 &mut conn,
                 &store::NewConnection {
@@ -553,7 +554,7 @@ pub async fn initiate_oauth(
             "this auth takes credential fields: use POST …/connect/fields",
         ));
     }
-    let actor = integ::actor(&ctx);
+    let actor = ctx.actor();
     let app = ctx.app_id()?;
     let mut conn = state.db.conn().await?;
     if let Some(existing) = &body.connection_id {
@@ -571,14 +572,14 @@ pub async fn initiate_oauth(
                 ),
             )
         })?;
-    let reg = oauth::RegisteredClient::open(&state, row).map_err(ApiError::internal)?;
-    let endpoints = oauth::endpoints(&state, spec)
+    let reg = oauth::RegisteredClient::open(&state.connect, row).map_err(ApiError::internal)?;
+    let endpoints = oauth::endpoints(&state.connect, spec)
         .await
         .map_err(oauth_api_error)?;
     let redirect_uri = reg
         .redirect_uri
         .clone()
-        .unwrap_or_else(|| oauth::default_redirect_uri(&state));
+        .unwrap_or_else(|| oauth::default_redirect_uri(&state.connect));
     let scopes = body
         .scopes
         .clone()
@@ -594,7 +595,7 @@ pub async fn initiate_oauth(
         &endpoints,
         &redirect_uri,
         &scopes,
-        oauth::policy(&state),
+        state.connect.policy(),
     )
     .map_err(oauth_api_error)?;
     let hash = state_hash(&auth.state);
@@ -763,7 +764,7 @@ async fn finish(
         .keyring
         .open_str(&st.code_verifier, &integ::verifier_aad(hash))
         .map_err(|e| anyhow::anyhow!("cannot open the PKCE verifier: {e}"))?;
-    let manifest = integ::manifest(state, &st.org_id, &st.package_id)
+    let manifest = integ::manifest(&state.connect, &st.org_id, &st.package_id)
         .await
         .map_err(|e| anyhow::anyhow!("{}", e.detail))?;
     let auths = integ::auths(&manifest);
@@ -776,8 +777,16 @@ async fn finish(
             .await?
             .ok_or_else(|| anyhow::anyhow!("the OAuth client was deleted meanwhile"))?
     };
-    let reg = oauth::RegisteredClient::open(state, &row)?;
-    let tokens = oauth::exchange(state, spec, &reg, &st.redirect_uri, code, &verifier).await?;
+    let reg = oauth::RegisteredClient::open(&state.connect, &row)?;
+    let tokens = oauth::exchange(
+        &state.connect,
+        spec,
+        &reg,
+        &st.redirect_uri,
+        code,
+        &verifier,
+    )
+    .await?;
     let now = now_ms();
     let mut creds = Map::new();
     creds.insert("access_token".into(), Value::from(tokens.access_token));
@@ -792,7 +801,7 @@ async fn finish(
     let account_id = format!("{}:{}", st.owner_type, st.owner_id);
     let mut conn = state.db.conn().await?;
     if let Some(existing) = &st.connection_id {
-        let sealed = integ::seal(state, existing, &creds);
+        let sealed = integ::seal(&state.connect, existing, &creds);
         let updated = store::renew_connection(
             &mut conn,
             &st.application_id,
@@ -812,7 +821,7 @@ async fn finish(
         }
     }
     let id = uuid::Uuid::now_v7().to_string();
-    let sealed = integ::seal(state, &id, &creds);
+    let sealed = integ::seal(&state.connect, &id, &creds);
     store::insert_connection(
         &mut conn,
         &store::NewConnection {
@@ -851,7 +860,7 @@ pub async fn list_connections(
     Path(package_id): Path<String>,
 ) -> ApiResult<Json<ListOf<ConnectionView>>> {
     load(&state, &ctx, &package_id).await?;
-    let actor = integ::actor(&ctx);
+    let actor = ctx.actor();
     let mut conn = state.db.conn().await?;
     let rows = store::usable(
         &mut conn,
@@ -903,7 +912,7 @@ pub async fn update_connection(
             return Err(bad("label", "too_long", "at most 200 characters"));
         }
     }
-    let actor = integ::actor(&ctx);
+    let actor = ctx.actor();
     let mut conn = state.db.conn().await?;
     let updated = store::update_metadata(
         &mut conn,
@@ -973,7 +982,7 @@ pub async fn list_my_connections(
     State(state): State<AppState>,
     ctx: Ctx,
 ) -> ApiResult<Json<ListOf<MyConnectionGroup>>> {
-    let actor = integ::actor(&ctx);
+    let actor = ctx.actor();
     let app_filter = key_application(&ctx);
     let mut conn = state.db.conn().await?;
     let rows = store::owned(&mut conn, actor.owner_type, &actor.owner_id, app_filter).await?;
@@ -1047,7 +1056,7 @@ pub async fn delete_my_connection(
     ctx: Ctx,
     Path(connection_id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let actor = integ::actor(&ctx);
+    let actor = ctx.actor();
     let app_filter = key_application(&ctx);
     let mut conn = state.db.conn().await?;
     store::delete_owned(
@@ -1163,8 +1172,7 @@ fn check_client_body(state: &AppState, body: &OauthClientBody, creating: bool) -
             Ok(u)
                 if u.scheme() == "https"
                     || (u.scheme() == "http"
-                        && crate::webhooks::policy(state)
-                            != corral_webhooks::ssrf::Policy::Strict) => {}
+                        && state.connect.policy() != corral_webhooks::ssrf::Policy::Strict) => {}
             _ => errors.push(FieldError::new(
                 "redirect_uri",
                 "invalid_url",
@@ -1451,8 +1459,8 @@ pub async fn connection_readiness(
     let id = format!("{scope}/{name}");
     let deps =
         crate::routes::runs::agent_integrations(&state, &ctx, &id, q.version.as_deref()).await?;
-    let actor = integ::actor(&ctx);
-    let verdicts = integ::resolve(&state, ctx.app_id()?, &actor, &deps, None).await?;
+    let actor = ctx.actor();
+    let verdicts = integ::resolve(&state.connect, ctx.app_id()?, &actor, &deps, None).await?;
     let own =
         |c: &store::Connection| c.owner_type == actor.owner_type && c.owner_id == actor.owner_id;
     let mut errors = Vec::new();

@@ -10,11 +10,14 @@ pub mod end_users;
 pub mod health;
 pub mod installs;
 pub mod integrations;
+pub mod internal;
 pub mod me;
 pub mod models;
 pub mod orgs;
 pub mod package_archives;
 pub mod packages;
+pub mod realtime;
+pub mod run_events;
 pub mod runs;
 pub mod webhooks;
 

@@ -21,9 +21,9 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::context::{perms, Ctx, Perm};
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::json::{check, Json, Validate};
-use crate::models::{self as svc, Probe, Provider};
 use crate::routes::{rfc3339, ListOf};
 use crate::state::AppState;
+use corral_connect::models::{self as svc, Probe, Provider};
 
 pub fn org_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -245,7 +245,7 @@ fn credential_view(state: &AppState, c: &store::Credential) -> CredentialView {
         base_url: Some(c.base_url.clone()),
         source: "custom",
         auth_mode: "api_key",
-        needs_reconnection: svc::open_key(state, &c.id, &c.api_key).is_err(),
+        needs_reconnection: svc::open_key(&state.connect, &c.id, &c.api_key).is_err(),
         available_model_ids: c
             .available_model_ids
             .as_deref()
@@ -371,7 +371,7 @@ pub async fn create_credential(
     };
     let org = ctx.org_id()?;
     let id = uuid::Uuid::now_v7().to_string();
-    let sealed = svc::seal_key(&state, &id, &body.api_key);
+    let sealed = svc::seal_key(&state.connect, &id, &body.api_key);
     let mut conn = state.db.conn().await?;
     let label = match body.label.as_deref().map(str::trim) {
         Some(l) => l.to_owned(),
@@ -416,7 +416,7 @@ pub async fn update_credential(
     let sealed = body
         .api_key
         .as_deref()
-        .map(|k| svc::seal_key(&state, &id, k));
+        .map(|k| svc::seal_key(&state.connect, &id, k));
     let label = body.label.as_deref().map(str::trim).unwrap_or(&c.label);
     let mut conn = state.db.conn().await?;
     store::update_credential(
@@ -558,14 +558,18 @@ pub async fn test_credential_inline(
             let c = store::get_credential(&mut conn, ctx.org_id()?, existing)
                 .await?
                 .ok_or_else(|| missing("model provider credential", "existingKeyId"))?;
-            match svc::open_key(&state, &c.id, &c.api_key) {
+            match svc::open_key(&state.connect, &c.id, &c.api_key) {
                 Ok(k) => k,
                 Err(_) => return Ok(Json(undecryptable())),
             }
         }
         (None, None) => return Err(ApiError::field("apiKey", "required", "apiKey is required")),
     };
-    Ok(Json(svc::probe_key(api, &base, &key).await.into()))
+    Ok(Json(
+        svc::probe_key(&state.connect, api, &base, &key)
+            .await
+            .into(),
+    ))
 }
 
 /// Test a stored credential (lists the provider's models with its key).
@@ -579,13 +583,17 @@ pub async fn test_credential(
     Path(id): Path<String>,
 ) -> ApiResult<Json<ModelTestResult>> {
     let c = load_credential(&state, &ctx, &id).await?;
-    let Ok(key) = svc::open_key(&state, &c.id, &c.api_key) else {
+    let Ok(key) = svc::open_key(&state.connect, &c.id, &c.api_key) else {
         return Ok(Json(undecryptable()));
     };
     let api = svc::provider(&c.provider_id)
         .map(|p| p.api)
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("unknown provider")))?;
-    Ok(Json(svc::probe_key(api, &c.base_url, &key).await.into()))
+    Ok(Json(
+        svc::probe_key(&state.connect, api, &c.base_url, &key)
+            .await
+            .into(),
+    ))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -615,7 +623,7 @@ pub async fn refresh_credential_models(
         .available_model_ids
         .as_deref()
         .and_then(|j| serde_json::from_str(j).ok());
-    let Ok(key) = svc::open_key(&state, &c.id, &c.api_key) else {
+    let Ok(key) = svc::open_key(&state.connect, &c.id, &c.api_key) else {
         return Ok(Json(RefreshResult {
             outcome: "auth_failed",
             probed_count: 0,
@@ -625,7 +633,7 @@ pub async fn refresh_credential_models(
     let api = svc::provider(&c.provider_id)
         .map(|p| p.api)
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("unknown provider")))?;
-    match svc::discover(api, &c.base_url, &key).await {
+    match svc::discover(&state.connect, api, &c.base_url, &key).await {
         Ok(ids) if ids.is_empty() => Ok(Json(RefreshResult {
             outcome: "no_candidates",
             probed_count: 0,
@@ -801,7 +809,7 @@ fn model_view(state: &AppState, m: &store::Model) -> ModelView {
         reasoning: m.reasoning.filter(|_| bound),
         enabled: m.enabled,
         is_default: m.is_default && m.enabled,
-        needs_reconnection: svc::open_key(state, &m.credential_id, &m.api_key).is_err(),
+        needs_reconnection: svc::open_key(&state.connect, &m.credential_id, &m.api_key).is_err(),
         aliased: m.aliased,
         icon_url: provider
             .filter(|p| !p.needs_base_url())
@@ -1162,7 +1170,7 @@ pub async fn set_default_model(
                     "a disabled model cannot be the default; enable it first",
                 ));
             }
-            if svc::open_key(&state, &m.credential_id, &m.api_key).is_err() {
+            if svc::open_key(&state.connect, &m.credential_id, &m.api_key).is_err() {
                 let mut e = ApiError::new(
                     ErrorCode::ModelNeedsReconnection,
                     "the model's key can no longer be decrypted; update its credential's apiKey first",
@@ -1231,9 +1239,9 @@ pub async fn test_model_inline(
             let m = store::get_model(&mut conn, org, existing)
                 .await?
                 .ok_or_else(|| missing("model", "existingModelId"))?;
-            svc::open_key(&state, &m.credential_id, &m.api_key)
+            svc::open_key(&state.connect, &m.credential_id, &m.api_key)
         }
-        (None, None) => svc::open_key(&state, &cred.id, &cred.api_key),
+        (None, None) => svc::open_key(&state.connect, &cred.id, &cred.api_key),
     };
     drop(conn);
     let Ok(key) = key else {
@@ -1243,9 +1251,15 @@ pub async fn test_model_inline(
         .map(|p| p.api)
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("unknown provider")))?;
     Ok(Json(
-        svc::probe_model(api, &cred.base_url, &key, body.model_id.trim())
-            .await
-            .into(),
+        svc::probe_model(
+            &state.connect,
+            api,
+            &cred.base_url,
+            &key,
+            body.model_id.trim(),
+        )
+        .await
+        .into(),
     ))
 }
 
@@ -1272,7 +1286,7 @@ pub async fn test_model(
         }
         None => {
             let m = load_model(&state, &ctx, &id).await?;
-            let Ok(key) = svc::open_key(&state, &m.credential_id, &m.api_key) else {
+            let Ok(key) = svc::open_key(&state.connect, &m.credential_id, &m.api_key) else {
                 return Ok(Json(undecryptable()));
             };
             let api = svc::provider(&m.provider_id)
@@ -1282,7 +1296,9 @@ pub async fn test_model(
         }
     };
     Ok(Json(
-        svc::probe_model(api, &base_url, &key, &model).await.into(),
+        svc::probe_model(&state.connect, api, &base_url, &key, &model)
+            .await
+            .into(),
     ))
 }
 

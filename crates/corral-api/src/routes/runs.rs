@@ -23,9 +23,9 @@ use crate::context::{perms, Ctx, Perm};
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::json::{Json, Validate};
 use crate::packages as svc;
-use crate::runs::executor::run_token;
-use crate::runs::Definition;
 use crate::state::AppState;
+use corral_engine::runs::executor::run_token;
+use corral_engine::runs::Definition;
 
 pub fn app_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -204,6 +204,11 @@ impl From<&store::Run> for RunView {
     }
 }
 
+/// The run object as JSON (webhook payloads carry it; see [`corral_engine::RunObject`]).
+pub fn run_object(r: &store::Run) -> Value {
+    serde_json::to_value(RunView::from(r)).unwrap_or(Value::Null)
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RunList {
@@ -341,7 +346,7 @@ async fn resolve_agent(
 /// What the dependencies of an agent resolved to.
 struct Deps {
     skills: Vec<corral_protocol::Skill>,
-    integrations: Vec<crate::integrations::Dependency>,
+    integrations: Vec<corral_connect::integrations::Dependency>,
     versions: BTreeMap<String, String>,
 }
 
@@ -396,11 +401,12 @@ async fn resolve_dependencies(
                     .and_then(|d| d.get("auth_key"))
                     .and_then(Value::as_str)
                     .map(str::to_owned);
-                deps.integrations.push(crate::integrations::Dependency {
-                    package_id: id,
-                    manifest: pkg.manifest,
-                    auth_key,
-                });
+                deps.integrations
+                    .push(corral_connect::integrations::Dependency {
+                        package_id: id,
+                        manifest: pkg.manifest,
+                        auth_key,
+                    });
             }
             PackageType::McpServer | PackageType::Agent => {}
         }
@@ -503,15 +509,21 @@ fn prepare_input(
 async fn check_readiness(
     state: &AppState,
     ctx: &Ctx,
-    deps: &[crate::integrations::Dependency],
+    deps: &[corral_connect::integrations::Dependency],
     overrides: Option<&BTreeMap<String, String>>,
-) -> ApiResult<Vec<crate::integrations::RunIntegration>> {
+) -> ApiResult<Vec<corral_connect::integrations::RunIntegration>> {
     if deps.is_empty() {
         return Ok(Vec::new());
     }
-    let actor = crate::integrations::actor(ctx);
-    let verdicts =
-        crate::integrations::resolve(state, ctx.app_id()?, &actor, deps, overrides).await?;
+    let actor = ctx.actor();
+    let verdicts = corral_connect::integrations::resolve(
+        &state.connect,
+        ctx.app_id()?,
+        &actor,
+        deps,
+        overrides,
+    )
+    .await?;
     let (mut chosen, mut errors, mut names) = (Vec::new(), Vec::new(), Vec::new());
     for v in verdicts {
         match v.outcome {
@@ -552,7 +564,7 @@ pub(crate) async fn agent_integrations(
     ctx: &Ctx,
     id: &str,
     version: Option<&str>,
-) -> ApiResult<Vec<crate::integrations::Dependency>> {
+) -> ApiResult<Vec<corral_connect::integrations::Dependency>> {
     let org_id = ctx.org_id()?;
     let resolved = resolve_agent(state, org_id, id, version).await?;
     Ok(
@@ -617,8 +629,14 @@ async fn launch(state: &AppState, ctx: &Ctx, l: Launch<'_>) -> ApiResult<Option<
         .package_id
         .as_deref()
         .filter(|_| l.kind == "package");
-    let model =
-        crate::models::resolve_for_run(state, org_id, app_id, package_id, l.model_id).await?;
+    let model = corral_connect::models::resolve_for_run(
+        &state.connect,
+        org_id,
+        app_id,
+        package_id,
+        l.model_id,
+    )
+    .await?;
     preflight(state, org_id).await?;
     if l.check_only {
         return Ok(None);
@@ -645,7 +663,7 @@ async fn launch(state: &AppState, ctx: &Ctx, l: Launch<'_>) -> ApiResult<Option<
     let run_id = corral_core::ids::prefixed(corral_core::ids::RUN);
     let sink = state.keyring.seal(
         SigningSecret::generate().to_whsec().as_bytes(),
-        &crate::runs::sink_aad(&run_id),
+        &corral_engine::runs::sink_aad(&run_id),
     );
     // Stored like API keys: SHA-256, never the token.
     let token_hash = crate::auth::api_key::hash(&run_token(state, &run_id));
@@ -1254,13 +1272,13 @@ pub async fn cancel_run(
     if store::is_terminal(&run.status) {
         return Err(not_cancellable(&run.status));
     }
-    let won = crate::runs::finish(
+    let won = corral_engine::runs::finish(
         &state,
         &id,
         &store::Finish {
             status: "cancelled",
             error: Some("Cancelled by user"),
-            error_code: Some(crate::runs::codes::CANCELLED),
+            error_code: Some(corral_engine::runs::codes::CANCELLED),
             now: now_ms(),
             ..Default::default()
         },

@@ -18,7 +18,7 @@ use crate::error::{ApiError, ApiResult, FieldError};
 use crate::json::{Json, Validate};
 use crate::routes::{rfc3339, ListOf};
 use crate::state::AppState;
-use crate::webhooks as delivery;
+use corral_engine::webhooks as delivery;
 
 /// Endpoints per level (the org, or one application).
 pub const MAX_PER_SCOPE: i64 = 20;
@@ -200,7 +200,7 @@ impl Validate for UpdateWebhookBody {
 /// The URL check of SPEC §11 at write time (delivery checks the resolved addresses
 /// again).
 fn check_url(state: &AppState, url: &str) -> ApiResult<String> {
-    corral_webhooks::ssrf::check_url(url, delivery::policy(state))
+    corral_webhooks::ssrf::check_url(url, state.connect.policy())
         .map(|u| u.to_string())
         .map_err(|e| {
             ApiError::validation(vec![FieldError::new("url", "invalid_url", e.to_string())])
@@ -414,7 +414,13 @@ pub async fn test_webhook(
 ) -> ApiResult<Json<TestResult>> {
     let w = load(&state, &ctx, &id).await?;
     let r = delivery::send_test(&state, &w).await?;
-    Ok(Json(r))
+    Ok(Json(TestResult {
+        delivery_id: r.delivery_id,
+        success: r.success,
+        status_code: r.status_code,
+        latency_ms: r.latency_ms,
+        error: r.error,
+    }))
 }
 
 /// Issue a new secret; the previous one keeps signing during the overlap (7 days by

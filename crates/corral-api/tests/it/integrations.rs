@@ -499,7 +499,7 @@ async fn oauth_flow_refresh_and_invalid_grant(b: Backend) {
         "UPDATE integration_connections SET expires_at = {soon} WHERE id = '{cid}'"
     ))
     .await;
-    let fresh = corral_api::integrations::fresh_credentials(&app.state, &cid, false)
+    let fresh = corral_connect::integrations::fresh_credentials(&app.state.connect, &cid, false)
         .await
         .unwrap();
     assert_eq!(asv.refreshes(), 1);
@@ -510,7 +510,7 @@ async fn oauth_flow_refresh_and_invalid_grant(b: Backend) {
         .unwrap();
     assert_eq!(refresh.form["resource"], "https://mail.example.test/api");
     assert!(fresh.values["access_token"].starts_with("at_"));
-    let again = corral_api::integrations::fresh_credentials(&app.state, &cid, false)
+    let again = corral_connect::integrations::fresh_credentials(&app.state.connect, &cid, false)
         .await
         .unwrap();
     assert_eq!(
@@ -530,7 +530,7 @@ async fn oauth_flow_refresh_and_invalid_grant(b: Backend) {
             let state = app.state.clone();
             let cid = cid.clone();
             tokio::spawn(async move {
-                corral_api::integrations::fresh_credentials(&state, &cid, false)
+                corral_connect::integrations::fresh_credentials(&state.connect, &cid, false)
                     .await
                     .map(|c| c.values["access_token"].clone())
             })
@@ -559,12 +559,12 @@ async fn oauth_flow_refresh_and_invalid_grant(b: Backend) {
         "UPDATE integration_connections SET expires_at = {soon} WHERE id = '{cid}'"
     ))
     .await;
-    let err = corral_api::integrations::fresh_credentials(&app.state, &cid, false)
+    let err = corral_connect::integrations::fresh_credentials(&app.state.connect, &cid, false)
         .await
         .unwrap_err();
     assert!(matches!(
         err,
-        corral_api::integrations::CredentialError::NeedsReconnection
+        corral_connect::integrations::CredentialError::NeedsReconnection
     ));
     let conns = c.get(&format!("{base}/connections"), 200).await;
     let row = conns["data"]
@@ -629,7 +629,7 @@ async fn oauth_flow_refresh_and_invalid_grant(b: Backend) {
         ("k-next", &new_key),
         &[(secrets.encryption_key_id.clone(), secrets.encryption_key)],
     );
-    let report = corral_api::runs::rotate_secrets(&app.state.db, &rotated)
+    let report = corral_engine::secrets::rotate_secrets(&app.state.db, &rotated)
         .await
         .unwrap();
     assert_eq!(report.failed, 0);
@@ -644,7 +644,10 @@ async fn oauth_flow_refresh_and_invalid_grant(b: Backend) {
     assert!(stored.starts_with("v1:k-next:"), "{stored}");
     let opened: Value = serde_json::from_str(
         &only_new
-            .open_str(&stored, &corral_api::integrations::credentials_aad(&cid))
+            .open_str(
+                &stored,
+                &corral_connect::integrations::credentials_aad(&cid),
+            )
             .unwrap(),
     )
     .unwrap();
@@ -657,7 +660,7 @@ async fn oauth_flow_refresh_and_invalid_grant(b: Backend) {
         only_new
             .open_str(
                 &sealed,
-                &corral_api::integrations::client_secret_aad(client_ref)
+                &corral_connect::integrations::client_secret_aad(client_ref)
             )
             .unwrap(),
         "corral-secret-9f8e7d"
@@ -669,7 +672,7 @@ async fn oauth_flow_refresh_and_invalid_grant(b: Backend) {
     assert!(only_new
         .open_str(
             &String::from_utf8(bad).unwrap(),
-            &corral_api::integrations::credentials_aad(&cid)
+            &corral_connect::integrations::credentials_aad(&cid)
         )
         .is_err());
 }
@@ -838,7 +841,7 @@ async fn a_token_refused_mid_run_is_refreshed(b: Backend) {
     // The internal API only answers a run token of an active run.
     let url = format!("{}/internal/integration-credentials/{integ}", app.base);
     let http = reqwest::Client::new();
-    let token = corral_api::runs::executor::run_token(&app.state, &run_id);
+    let token = corral_engine::runs::executor::run_token(&app.state, &run_id);
     for (bearer, what) in [
         (token.as_str(), "a finished run's token"),
         ("rt_0000", "an unknown token"),

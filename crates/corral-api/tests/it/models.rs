@@ -1019,7 +1019,7 @@ async fn queue_run_with_credential(app: &TestApp, s: &Session, credential_id: &s
     .bind(&s.org_id)
     .bind(&s.app_id)
     .bind(definition.to_string())
-    .bind(app.state.keyring.seal(b"whsec_x", &corral_api::runs::sink_aad(&id)))
+    .bind(app.state.keyring.seal(b"whsec_x", &corral_engine::runs::sink_aad(&id)))
     .bind(now + 600_000)
     .bind(now)
     .bind(&app.state.runs.instance_id)
@@ -1037,7 +1037,7 @@ async fn a_run_whose_key_cannot_be_had_fails_before_any_sandbox(b: Backend) {
     let cid = c["id"].as_str().unwrap().to_owned();
     // A key sealed under a key nobody has any more.
     let foreign = Keyring::new(("gone", &[3u8; 32]), &[]);
-    let sealed = foreign.seal(b"sk-x", &corral_api::models::key_aad(&cid));
+    let sealed = foreign.seal(b"sk-x", &corral_connect::models::key_aad(&cid));
     sqlx::query("UPDATE model_provider_credentials SET api_key = $1 WHERE id = $2")
         .bind(&sealed)
         .bind(&cid)
@@ -1125,7 +1125,7 @@ async fn rotation_reseals_model_keys_and_runs_still_work(b: Backend) {
         c.agent_env = vec!["CORRAL_HEARTBEAT_SECS=1".into()];
     })
     .await;
-    let report = corral_api::runs::rotate_secrets(&b2.state.db, &b2.state.keyring)
+    let report = corral_engine::secrets::rotate_secrets(&b2.state.db, &b2.state.keyring)
         .await
         .unwrap();
     assert_eq!(report.failed, 0);
@@ -1135,11 +1135,11 @@ async fn rotation_reseals_model_keys_and_runs_still_work(b: Backend) {
     assert_eq!(
         b2.state
             .keyring
-            .open_str(&stored, &corral_api::models::key_aad(&cid))
+            .open_str(&stored, &corral_connect::models::key_aad(&cid))
             .unwrap(),
         "sk-rotate-me"
     );
-    let again = corral_api::runs::rotate_secrets(&b2.state.db, &b2.state.keyring)
+    let again = corral_engine::secrets::rotate_secrets(&b2.state.db, &b2.state.keyring)
         .await
         .unwrap();
     assert_eq!((again.resealed, again.failed), (0, 0));

@@ -39,7 +39,7 @@ pub(crate) async fn running_run(app: &TestApp, s: &Session) -> String {
     .bind(
         app.state
             .keyring
-            .seal(SINK.as_bytes(), &corral_api::runs::sink_aad(&id)),
+            .seal(SINK.as_bytes(), &corral_engine::runs::sink_aad(&id)),
     )
     .bind(now + 600_000)
     .bind(now)
@@ -239,7 +239,7 @@ async fn a_flood_of_events_stops_being_stored_at_the_limit(b: Backend) {
     let app = TestApp::spawn(b).await;
     let s = app.user_with_org("Flood").await;
     let run = running_run(&app, &s).await;
-    let limit = corral_api::runs::ingest::MAX_LOGS_PER_RUN;
+    let limit = corral_engine::runs::ingest::MAX_LOGS_PER_RUN;
     // As if the run had already sent limit - 1 events.
     app.sql(&format!(
         "UPDATE runs SET last_sequence = {} WHERE id = '{run}'",
@@ -319,7 +319,7 @@ async fn secrets_rotate_reseals_every_sink_secret(b: Backend) {
         ("k-next", &new_key),
         &[(old_id.clone(), secrets.encryption_key)],
     );
-    let report = corral_api::runs::rotate_secrets(&app.state.db, &rotated)
+    let report = corral_engine::secrets::rotate_secrets(&app.state.db, &rotated)
         .await
         .unwrap();
     assert_eq!((report.resealed, report.failed), (4, 0));
@@ -329,7 +329,7 @@ async fn secrets_rotate_reseals_every_sink_secret(b: Backend) {
             .fetch_one(app.state.db.pool())
             .await
             .unwrap();
-    let aad = corral_api::webhooks::secret_aad(&hook_id);
+    let aad = corral_engine::webhooks::secret_aad(&hook_id);
     assert!(primary.starts_with("v1:k-next:") && previous.starts_with("v1:k-next:"));
     assert_eq!(
         Keyring::new(("k-next", &new_key), &[])
@@ -338,7 +338,7 @@ async fn secrets_rotate_reseals_every_sink_secret(b: Backend) {
         rotated_secret
     );
     // Resumable and idempotent: nothing left to do.
-    let again = corral_api::runs::rotate_secrets(&app.state.db, &rotated)
+    let again = corral_engine::secrets::rotate_secrets(&app.state.db, &rotated)
         .await
         .unwrap();
     assert_eq!((again.resealed, again.failed), (0, 0));
@@ -352,14 +352,14 @@ async fn secrets_rotate_reseals_every_sink_secret(b: Backend) {
         assert!(stored.starts_with("v1:k-next:"), "{stored}");
         assert_eq!(
             only_new
-                .open_str(&stored, &corral_api::runs::sink_aad(id))
+                .open_str(&stored, &corral_engine::runs::sink_aad(id))
                 .unwrap(),
             SINK
         );
     }
     // A secret under a key nobody has any more is reported, not garbled.
     let orphan = running_run(&app, &s).await;
-    let report = corral_api::runs::rotate_secrets(&app.state.db, &only_new)
+    let report = corral_engine::secrets::rotate_secrets(&app.state.db, &only_new)
         .await
         .unwrap();
     assert_eq!((report.resealed, report.failed), (0, 1));

@@ -31,22 +31,13 @@ fn images() -> &'static (String, String) {
     })
 }
 
-/// The address `host.docker.internal` resolves to inside containers.
-fn gateway() -> IpAddr {
-    let out = Command::new("docker")
-        .args([
-            "network",
-            "inspect",
-            "bridge",
-            "-f",
-            "{{(index .IPAM.Config 0).Gateway}}",
-        ])
-        .output()
-        .expect("docker CLI");
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .expect("bridge gateway address")
+/// The address `host.docker.internal` resolves to inside containers, derived as the
+/// server derives it (an engine on its first start reports no IPAM gateway).
+async fn gateway() -> IpAddr {
+    corral_sandbox::bridge::local_engine_bridge_address()
+        .await
+        .expect("the default bridge's host address")
+        .into()
 }
 
 /// Ids of the containers (`all`: stopped ones too) carrying `label`.
@@ -112,7 +103,7 @@ async fn docker_app(b: Backend, mock: &MockLlm, pool: usize) -> TestApp {
 
 async fn docker_run_succeeds_and_tears_down(b: Backend) {
     let mock = MockLlm::start_per_conversation(
-        (gateway(), 0).into(),
+        (gateway().await, 0).into(),
         vec![
             Turn::tool_call(
                 "bash",
@@ -153,7 +144,7 @@ async fn docker_run_succeeds_and_tears_down(b: Backend) {
 
 async fn docker_cancel_removes_the_sandbox(b: Backend) {
     let mock = MockLlm::start_per_conversation(
-        (gateway(), 0).into(),
+        (gateway().await, 0).into(),
         vec![Turn::tool_call("bash", json!({"command": "sleep 120"}))],
     )
     .await
@@ -196,7 +187,7 @@ fn containers_owned_by(instance: &str) -> Vec<String> {
 /// instance B's database has never heard of, for a leak and remove it, failing A's
 /// run starting in it.)
 async fn another_deployment_leaves_our_sandboxes_alone(b: Backend) {
-    let mock = MockLlm::start_per_conversation((gateway(), 0).into(), vec![Turn::text("Hi")])
+    let mock = MockLlm::start_per_conversation((gateway().await, 0).into(), vec![Turn::text("Hi")])
         .await
         .unwrap();
     let a = docker_app(b, &mock, 1).await;
@@ -231,7 +222,7 @@ async fn another_deployment_leaves_our_sandboxes_alone(b: Backend) {
         "another deployment lists A's sandbox"
     );
     let stop = tokio_util::sync::CancellationToken::new();
-    corral_api::runs::reconcile::pass(&other.state, &stop)
+    corral_engine::runs::reconcile::pass(&other.state, &stop)
         .await
         .unwrap();
     assert_eq!(
@@ -240,7 +231,7 @@ async fn another_deployment_leaves_our_sandboxes_alone(b: Backend) {
         "B's reaper removed A's warm sandbox"
     );
     // And A's own pass keeps it too (it is A's idle pool member).
-    corral_api::runs::reconcile::pass(&a.state, &stop)
+    corral_engine::runs::reconcile::pass(&a.state, &stop)
         .await
         .unwrap();
     assert_eq!(containers_owned_by(&instance).len(), 2);

@@ -320,3 +320,22 @@ async fn process_pool_hits_and_misses() {
         "shutdown left sandboxes"
     );
 }
+
+/// A sandbox whose directory exists but whose record is not written yet (its sidecar
+/// is starting) is listed with an age, so that a reaper sees it is fresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sandbox_being_created_is_listed_as_fresh() {
+    let cleanup = ProcessCleanup::new();
+    let backend = new_backend(&cleanup.root(), "proc-creating", 0).await;
+    let id = "sbx_00c0ffee00c0ffee";
+    std::fs::create_dir_all(cleanup.root().join(id).join("workspace")).unwrap();
+    let found = backend.list().await.unwrap();
+    let info = found.iter().find(|s| s.id == id).expect("listed");
+    assert_eq!(info.owner, None);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let age = now - info.created_at.expect("an age from the directory");
+    assert!((0..5).contains(&age), "age {age}");
+}

@@ -89,20 +89,11 @@ impl Engine {
         Ok((usages.iter().sum(), ids.len()))
     }
 
-    /// Gateway IP of the default bridge (= `host.docker.internal` in containers).
+    /// The host's address on the default bridge (= `host.docker.internal` in
+    /// containers), derived as the server derives it.
     pub async fn bridge_gateway(&self) -> Result<String> {
-        let net = self
-            .docker
-            .inspect_network(
-                "bridge",
-                None::<bollard::query_parameters::InspectNetworkOptions>,
-            )
-            .await?;
-        net.ipam
-            .and_then(|i| i.config)
-            .and_then(|c| c.into_iter().find_map(|c| c.gateway))
-            .filter(|g| !g.is_empty())
-            .context("the default bridge has no gateway")
+        let (ip, _) = corral_sandbox::bridge::default_bridge_address(&self.docker).await?;
+        Ok(ip.to_string())
     }
 
     /// Force-removes every managed container, then every managed network.

@@ -4,24 +4,22 @@
 //! state bus ([`bus`]) and the reconciliation of runs and sandboxes left behind by a
 //! dead server ([`reconcile`]).
 
-pub mod bus;
 pub mod executor;
 pub mod ingest;
-pub mod internal;
 pub mod reconcile;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use corral_protocol::{Limits, ModelApi};
+use corral_protocol::Limits;
 use corral_sandbox::SandboxBackend;
 use corral_store::runs as store;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::watch;
 
-use crate::state::AppState;
+use crate::Engine;
 
 /// Everything the executor needs to run, frozen at trigger time in `runs.definition`
 /// (never a secret: the model key is opened from the model's credential, or read from
@@ -33,7 +31,7 @@ pub struct Definition {
     pub output_schema: Option<Value>,
     #[serde(default)]
     pub skills: Vec<corral_protocol::Skill>,
-    pub model: DefinitionModel,
+    pub model: corral_connect::models::DefinitionModel,
     pub limits: Limits,
     /// Resolved dependency versions (`@scope/name` → version).
     #[serde(default)]
@@ -41,18 +39,7 @@ pub struct Definition {
     /// The connection each integration uses and how its credential is delivered;
     /// the credentials themselves are read (and refreshed) when the run starts.
     #[serde(default)]
-    pub integrations: Vec<crate::integrations::RunIntegration>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DefinitionModel {
-    pub api: ModelApi,
-    pub model: String,
-    pub base_url: String,
-    /// The org model's provider credential (its key is opened at run start); `None`
-    /// for the system model, whose key comes from configuration.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub credential_id: Option<String>,
+    pub integrations: Vec<corral_connect::integrations::RunIntegration>,
 }
 
 /// The sandbox side, once chosen.
@@ -67,8 +54,10 @@ pub struct Sandboxes {
 pub struct Runs {
     /// This server instance (`corral.owner` of its sandboxes, `runs.server_id`).
     pub instance_id: String,
-    pub bus: bus::RunBus,
+    pub bus: corral_realtime::RunBus,
     pub executor: executor::Executor,
+    /// Calls to sidecars (`/configure`).
+    pub sidecar_http: reqwest::Client,
     sandboxes: watch::Sender<Option<Result<Sandboxes, String>>>,
 }
 
@@ -76,8 +65,12 @@ impl Runs {
     pub fn new(db: corral_store::Db) -> Runs {
         Runs {
             instance_id: format!("srv_{}", uuid::Uuid::now_v7().simple()),
-            bus: bus::RunBus::new(db),
+            bus: corral_realtime::RunBus::new(db),
             executor: executor::Executor::default(),
+            sidecar_http: reqwest::Client::builder()
+                .no_proxy()
+                .build()
+                .unwrap_or_default(),
             sandboxes: watch::channel(None).0,
         }
     }
@@ -119,7 +112,7 @@ impl Runs {
 
 /// The terminal write of a run plus its announcement; true when this call made the
 /// transition (a terminal state is written once).
-pub async fn finish(state: &AppState, run_id: &str, f: &store::Finish<'_>) -> anyhow::Result<bool> {
+pub async fn finish(state: &Engine, run_id: &str, f: &store::Finish<'_>) -> anyhow::Result<bool> {
     let mut conn = state.db.conn().await?;
     let won = store::finish(&mut conn, run_id, f).await?;
     drop(conn);
@@ -132,7 +125,7 @@ pub async fn finish(state: &AppState, run_id: &str, f: &store::Finish<'_>) -> an
 
 /// A failed terminal state with a code and message.
 pub async fn fail(
-    state: &AppState,
+    state: &Engine,
     run_id: &str,
     status: &str,
     code: &str,
@@ -158,111 +151,11 @@ pub fn sink_aad(run_id: &str) -> String {
 }
 
 /// The run's sink secret, opened.
-pub fn open_sink_secret(state: &AppState, run: &store::Run) -> anyhow::Result<String> {
+pub fn open_sink_secret(state: &Engine, run: &store::Run) -> anyhow::Result<String> {
     state
         .keyring
         .open_str(&run.sink_secret, &sink_aad(&run.id))
         .map_err(|e| anyhow::anyhow!("opening the sink secret of {}: {e}", run.id))
-}
-
-/// What `corral secrets rotate` did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct RotateReport {
-    pub resealed: u64,
-    pub failed: u64,
-}
-
-/// Re-seals every stored secret that is not under the primary key, in batches, so an
-/// interrupted rotation resumes where it stopped (rows already resealed are skipped,
-/// and a row changed meanwhile is left for the next pass).
-pub async fn rotate_secrets(
-    db: &corral_store::Db,
-    keyring: &corral_config::crypto::Keyring,
-) -> anyhow::Result<RotateReport> {
-    use corral_store::sealed;
-    let mut report = RotateReport::default();
-    let current = format!("v1:{}:%", keyring.primary_id());
-    type Aad = fn(&str) -> String;
-    let columns: [(sealed::Column, Aad); 4] = [
-        (sealed::RUN_SINK_SECRETS, sink_aad),
-        (sealed::MODEL_PROVIDER_KEYS, crate::models::key_aad),
-        (
-            sealed::CONNECTION_CREDENTIALS,
-            crate::integrations::credentials_aad,
-        ),
-        (
-            sealed::OAUTH_CLIENT_SECRETS,
-            crate::integrations::client_secret_aad,
-        ),
-    ];
-    for (column, aad) in columns {
-        // Paged by id: a value that cannot be opened is reported and passed over.
-        let mut after = String::new();
-        loop {
-            let mut conn = db.conn().await?;
-            let rows = sealed::stale(&mut conn, column, &current, &after, 500).await?;
-            let Some((last, _)) = rows.last() else { break };
-            after = last.clone();
-            for (id, old) in rows {
-                match keyring.reseal(&old, &aad(&id)) {
-                    Ok(new) => {
-                        if sealed::swap(&mut conn, column, &id, &old, &new).await? {
-                            report.resealed += 1;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::error!(table = column.table, id = %id, error = %e, "cannot reseal a stored secret");
-                        report.failed += 1;
-                    }
-                }
-            }
-        }
-    }
-    // Webhook signing secrets (primary and, during an overlap, the previous one).
-    let mut failed_hooks: std::collections::HashSet<String> = Default::default();
-    loop {
-        let mut conn = db.conn().await?;
-        let rows = corral_store::webhooks::secrets_to_reseal(&mut conn, &current, 500).await?;
-        let mut progressed = false;
-        for (id, secret, previous) in rows {
-            if failed_hooks.contains(&id) {
-                continue;
-            }
-            let aad = crate::webhooks::secret_aad(&id);
-            let resealed = keyring.reseal(&secret, &aad).and_then(|s| {
-                previous
-                    .as_deref()
-                    .map(|p| keyring.reseal(p, &aad))
-                    .transpose()
-                    .map(|p| (s, p))
-            });
-            match resealed {
-                Ok((s, p)) => {
-                    if corral_store::webhooks::store_resealed(
-                        &mut conn,
-                        &id,
-                        &secret,
-                        &s,
-                        p.as_deref(),
-                    )
-                    .await?
-                    {
-                        report.resealed += 1;
-                        progressed = true;
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(webhook_id = %id, error = %e, "cannot reseal a webhook secret");
-                    failed_hooks.insert(id);
-                    report.failed += 1;
-                }
-            }
-        }
-        if !progressed {
-            break;
-        }
-    }
-    Ok(report)
 }
 
 /// Error codes the platform itself records on runs.
@@ -287,7 +180,7 @@ pub mod codes {
 /// reach the platform through: the engine's host gateway address, serving only the
 /// run-event routes. Returns the listener to serve (if any) alongside.
 pub async fn select_backend(
-    state: &AppState,
+    state: &Engine,
     main_addr: SocketAddr,
 ) -> Result<(Sandboxes, Option<tokio::net::TcpListener>), String> {
     use corral_sandbox::{docker::DockerOptions, process::ProcessOptions, RunnerKind};

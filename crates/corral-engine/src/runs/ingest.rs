@@ -1,86 +1,63 @@
-//! The endpoints sandboxes report to (SPEC §9 "Events"): `POST /api/runs/{runId}/events`,
-//! `/events/heartbeat` and `/events/finalize`. They are authenticated by the run's
-//! sink secret (Standard Webhooks signature), not by the user pipeline.
+//! What sandboxes report (SPEC §9 "Events"), behind the API's
+//! `POST /api/runs/{runId}/events`, `/events/heartbeat` and `/events/finalize`: each
+//! report is authenticated by the run's sink secret (Standard Webhooks signature),
+//! not by the user pipeline.
 //!
 //! Events are applied strictly in sequence order: the run's `last_sequence` moves by
 //! compare-and-swap inside the transaction that stores the event, a duplicate is
 //! acknowledged as a `replay`, and an event ahead of a gap is kept in
 //! `run_event_buffer` until the gap fills (or finalize flushes it).
 
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::HeaderMap;
 use corral_core::time::now_ms;
 use corral_core::ErrorCode;
+use corral_core::{Problem, ProblemResult};
 use corral_protocol::events::{EventPayload, LogLevel};
 use corral_protocol::{CloudEvent, RunResult, RunStatus, SigningSecret, WebhookHeaders};
 use corral_store::runs as store;
-use serde::Serialize;
 use serde_json::{json, Value};
-use utoipa::ToSchema;
-use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{codes, Definition};
-use crate::error::{ApiError, ApiResult};
-use crate::json::Json;
-use crate::state::AppState;
-
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(ingest_event))
-        .routes(routes!(heartbeat))
-        .routes(routes!(finalize))
-}
+use crate::Engine;
 
 /// Log entries stored per run; the rest of a flood is counted, not stored.
 pub const MAX_LOGS_PER_RUN: u64 = 10_000;
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct IngestOutcome {
-    pub ok: bool,
-    /// `persisted` | `replay` | `buffered`.
-    #[schema(value_type = String, pattern = "^(persisted|replay|buffered)$")]
-    pub outcome: &'static str,
-    pub sequence: i64,
-}
+/// What became of an event (`persisted` | `replay` | `buffered`), and its sequence.
+pub type Outcome = (&'static str, i64);
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Ok {
-    pub ok: bool,
-}
-
-/// Loads the run and checks the signature with its sink secret.
-async fn authenticate(
-    state: &AppState,
+/// Loads the run and checks the signature of `body` with its sink secret; `header`
+/// looks up a request header by (lowercase) name.
+pub async fn authenticate<'h>(
+    state: &Engine,
     run_id: &str,
-    headers: &HeaderMap,
+    header: impl FnMut(&str) -> Option<&'h str>,
     body: &[u8],
-) -> ApiResult<store::Run> {
+) -> ProblemResult<store::Run> {
     let mut conn = state.db.conn().await?;
     let run = store::get_internal(&mut conn, run_id)
         .await?
-        .ok_or_else(|| ApiError::not_found("run"))?;
+        .ok_or_else(|| Problem::not_found("run"))?;
     drop(conn);
-    let wh = WebhookHeaders::from_lookup(|name| headers.get(name).and_then(|v| v.to_str().ok()))
-        .map_err(|e| ApiError::new(ErrorCode::InvalidSignature, e.to_string()))?;
-    let plain = super::open_sink_secret(state, &run).map_err(ApiError::internal)?;
+    let wh = WebhookHeaders::from_lookup(header)
+        .map_err(|e| Problem::new(ErrorCode::InvalidSignature, e.to_string()))?;
+    let plain = super::open_sink_secret(state, &run).map_err(Problem::internal)?;
     let secret = SigningSecret::parse(&plain)
-        .map_err(|e| ApiError::internal(anyhow::anyhow!("stored sink secret: {e}")))?;
+        .map_err(|e| Problem::internal(anyhow::anyhow!("stored sink secret: {e}")))?;
     secret
         .verify(&wh, body, now_ms() / 1000)
-        .map_err(|e| ApiError::new(ErrorCode::InvalidSignature, e.to_string()))?;
+        .map_err(|e| Problem::new(ErrorCode::InvalidSignature, e.to_string()))?;
     Ok(run)
 }
 
-fn check_open(run: &store::Run) -> ApiResult<()> {
+pub fn check_open(run: &store::Run) -> ProblemResult<()> {
     if store::is_terminal(&run.status) {
-        return Err(ApiError::new(
+        return Err(Problem::new(
             ErrorCode::RunSinkClosed,
             format!("the run is already {}", run.status),
         ));
     }
     if now_ms() > run.sink_expires_at {
-        return Err(ApiError::new(
+        return Err(Problem::new(
             ErrorCode::RunSinkExpired,
             "the run's event sink has expired",
         ));
@@ -89,7 +66,7 @@ fn check_open(run: &store::Run) -> ApiResult<()> {
 }
 
 /// The first event of a run ends its start: record trigger → first event.
-fn observe_start(state: &AppState, before: &store::Run) {
+fn observe_start(state: &Engine, before: &store::Run) {
     if before.first_event_at.is_none() && before.status == "running" {
         let secs = (now_ms() - before.created_at).max(0) as f64 / 1000.0;
         state.metrics.run_start.observe(secs);
@@ -106,10 +83,10 @@ fn level_str(l: LogLevel) -> &'static str {
 }
 
 /// Stores one event's effects (inside the caller's transaction).
-async fn apply(conn: &mut corral_store::Conn, run_id: &str, ev: &CloudEvent) -> ApiResult<()> {
+async fn apply(conn: &mut corral_store::Conn, run_id: &str, ev: &CloudEvent) -> ProblemResult<()> {
     let payload = ev
         .payload()
-        .map_err(|e| ApiError::invalid_param("data", format!("data does not match type: {e}")))?;
+        .map_err(|e| Problem::invalid_param("data", format!("data does not match type: {e}")))?;
     let now = now_ms();
     let seq = Some(ev.sequence as i64);
     let (log_type, level, message, data): (&str, &str, Option<String>, Option<Value>) =
@@ -195,7 +172,7 @@ async fn drain_buffer(
     run_id: &str,
     mut last: i64,
     flush: bool,
-) -> ApiResult<i64> {
+) -> ProblemResult<i64> {
     for (seq, body) in store::buffered(conn, run_id).await? {
         if seq <= last {
             store::unbuffer(conn, run_id, seq).await?;
@@ -204,7 +181,7 @@ async fn drain_buffer(
         if seq != last + 1 && !flush {
             break;
         }
-        let ev: CloudEvent = serde_json::from_str(&body).map_err(ApiError::internal)?;
+        let ev: CloudEvent = serde_json::from_str(&body).map_err(Problem::internal)?;
         apply(conn, run_id, &ev).await?;
         store::unbuffer(conn, run_id, seq).await?;
         last = seq;
@@ -212,128 +189,85 @@ async fn drain_buffer(
     Ok(last)
 }
 
-/// Ingest one signed CloudEvent from the run's sidecar.
-#[utoipa::path(post, path = "/api/runs/{runId}/events", tag = "Runs", operation_id = "ingestRunEvent",
-    params(("runId" = String, Path, description = "Run id")),
-    request_body(content = Object, content_type = "application/cloudevents+json", description = "One CloudEvents 1.0 run event"),
-    responses((status = 200, description = "Accepted", body = IngestOutcome),
-              (status = 410, description = "The run's sink is closed or expired", body = crate::error::ProblemDetail, content_type = "application/problem+json")),
-    security(()))]
-pub async fn ingest_event(
-    State(state): State<AppState>,
-    Path(run_id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult<Json<IngestOutcome>> {
-    let run = authenticate(&state, &run_id, &headers, &body).await?;
-    check_open(&run)?;
-    let ev: CloudEvent = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::invalid_param("body", format!("not a run event: {e}")))?;
-    if ev.run_id() != Some(run_id.as_str()) {
-        return Err(ApiError::invalid_param(
+/// Applies one signed CloudEvent of `run` (authenticated, open): in sequence order,
+/// a duplicate acknowledged as a replay, an event ahead of a gap buffered.
+pub async fn ingest(state: &Engine, run: &store::Run, body: &[u8]) -> ProblemResult<Outcome> {
+    let run_id = run.id.as_str();
+    let ev: CloudEvent = serde_json::from_slice(body)
+        .map_err(|e| Problem::invalid_param("body", format!("not a run event: {e}")))?;
+    if ev.run_id() != Some(run_id) {
+        return Err(Problem::invalid_param(
             "source",
             "the event's source is not this run",
         ));
     }
     let seq = ev.sequence as i64;
     if seq < 1 {
-        return Err(ApiError::invalid_param("sequence", "sequence starts at 1"));
+        return Err(Problem::invalid_param("sequence", "sequence starts at 1"));
     }
     let mut tx = state.db.begin().await?;
-    let (last, _) = store::lock_progress(&mut tx, &run_id)
+    let (last, _) = store::lock_progress(&mut tx, run_id)
         .await?
-        .ok_or_else(|| ApiError::not_found("run"))?;
+        .ok_or_else(|| Problem::not_found("run"))?;
     let outcome = if seq <= last {
         "replay"
     } else if seq == last + 1 {
-        apply(&mut tx, &run_id, &ev).await?;
-        let new_last = drain_buffer(&mut tx, &run_id, seq, false).await?;
-        if !store::advance_sequence(&mut tx, &run_id, last, new_last).await? {
+        apply(&mut tx, run_id, &ev).await?;
+        let new_last = drain_buffer(&mut tx, run_id, seq, false).await?;
+        if !store::advance_sequence(&mut tx, run_id, last, new_last).await? {
             // Another delivery of the same sequence won the race.
-            return Ok(Json(IngestOutcome {
-                ok: true,
-                outcome: "replay",
-                sequence: seq,
-            }));
+            return Ok(("replay", seq));
         }
         "persisted"
     } else {
         store::buffer_event(
             &mut tx,
-            &run_id,
+            run_id,
             seq,
-            &String::from_utf8_lossy(&body),
+            &String::from_utf8_lossy(body),
             now_ms(),
         )
         .await?;
         "buffered"
     };
-    store::touch(&mut tx, &run_id, now_ms()).await?;
+    store::touch(&mut tx, run_id, now_ms()).await?;
     tx.commit().await.map_err(corral_store::StoreError::from)?;
     state.runs.bus.events_written(&run.org_id);
-    observe_start(&state, &run);
-    Ok(Json(IngestOutcome {
-        ok: true,
-        outcome,
-        sequence: seq,
-    }))
+    observe_start(state, run);
+    Ok((outcome, seq))
 }
 
-/// Proof of life from the run's sidecar.
-#[utoipa::path(post, path = "/api/runs/{runId}/events/heartbeat", tag = "Runs", operation_id = "heartbeatRemoteRun",
-    params(("runId" = String, Path, description = "Run id")),
-    request_body(content = Object, description = "The heartbeat (run id, time, step, usage)"),
-    responses((status = 200, description = "Recorded", body = Ok),
-              (status = 410, description = "The run's sink is closed or expired", body = crate::error::ProblemDetail, content_type = "application/problem+json")),
-    security(()))]
-pub async fn heartbeat(
-    State(state): State<AppState>,
-    Path(run_id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult<Json<Ok>> {
-    let run = authenticate(&state, &run_id, &headers, &body).await?;
-    check_open(&run)?;
+/// Proof of life from the run's sidecar (authenticated, open).
+pub async fn heartbeat(state: &Engine, run: &store::Run) -> ProblemResult<()> {
     let mut conn = state.db.conn().await?;
-    store::touch(&mut conn, &run_id, now_ms()).await?;
-    observe_start(&state, &run);
-    Ok(Json(Ok { ok: true }))
+    store::touch(&mut conn, &run.id, now_ms()).await?;
+    observe_start(state, run);
+    Ok(())
 }
 
-/// The run's result: closes the sink, flushes buffered events, validates the output
-/// against the agent's output schema and writes the terminal state.
-#[utoipa::path(post, path = "/api/runs/{runId}/events/finalize", tag = "Runs", operation_id = "finalizeRemoteRun",
-    params(("runId" = String, Path, description = "Run id")),
-    request_body(content = Object, description = "The run result: status, output, error, usage, duration_ms"),
-    responses((status = 200, description = "Closed", body = Ok),
-              (status = 410, description = "The run's sink expired", body = crate::error::ProblemDetail, content_type = "application/problem+json")),
-    security(()))]
-pub async fn finalize(
-    State(state): State<AppState>,
-    Path(run_id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult<Json<Ok>> {
-    let run = authenticate(&state, &run_id, &headers, &body).await?;
+/// The run's result (authenticated): closes the sink, flushes buffered events,
+/// validates the output against the agent's output schema and writes the terminal
+/// state. Idempotent: a finalize retried after the run closed changes nothing.
+pub async fn finalize(state: &Engine, run: &store::Run, body: &[u8]) -> ProblemResult<()> {
     if store::is_terminal(&run.status) {
-        // Idempotent: a retried finalize after the run closed.
-        return Ok(Json(Ok { ok: true }));
+        return Ok(());
     }
-    check_open(&run)?;
-    let result: RunResult = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::invalid_param("body", format!("not a run result: {e}")))?;
-    let def: Definition = serde_json::from_str(&run.definition).map_err(ApiError::internal)?;
+    check_open(run)?;
+    let run_id = run.id.as_str();
+    let result: RunResult = serde_json::from_slice(body)
+        .map_err(|e| Problem::invalid_param("body", format!("not a run result: {e}")))?;
+    let def: Definition = serde_json::from_str(&run.definition).map_err(Problem::internal)?;
 
     let mut tx = state.db.begin().await?;
-    let (before, _) = store::lock_progress(&mut tx, &run_id)
+    let (before, _) = store::lock_progress(&mut tx, run_id)
         .await?
-        .ok_or_else(|| ApiError::not_found("run"))?;
-    let last = drain_buffer(&mut tx, &run_id, before, true).await?;
+        .ok_or_else(|| Problem::not_found("run"))?;
+    let last = drain_buffer(&mut tx, run_id, before, true).await?;
     if last != before {
-        store::advance_sequence(&mut tx, &run_id, before, last).await?;
+        store::advance_sequence(&mut tx, run_id, before, last).await?;
     }
     // The output an event emitted (a flushed one included), unless the result has one.
-    let stored_output = store::progress(&mut tx, &run_id)
+    let stored_output = store::progress(&mut tx, run_id)
         .await?
         .and_then(|(_, r)| r)
         .and_then(|r| serde_json::from_str::<Value>(&r).ok())
@@ -379,8 +313,8 @@ pub async fn finalize(
     })
     .to_string();
     super::finish(
-        &state,
-        &run_id,
+        state,
+        run_id,
         &store::Finish {
             status,
             result: result_json.as_deref(),
@@ -393,6 +327,6 @@ pub async fn finalize(
         },
     )
     .await
-    .map_err(ApiError::internal)?;
-    Ok(Json(Ok { ok: true }))
+    .map_err(Problem::internal)?;
+    Ok(())
 }

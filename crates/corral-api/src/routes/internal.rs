@@ -15,10 +15,10 @@ use corral_store::runs as store;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::Definition;
 use crate::error::{ApiError, ApiResult};
-use crate::integrations::{fresh_credentials, CredentialError};
 use crate::state::AppState;
+use corral_connect::integrations::{fresh_credentials, CredentialError};
+use corral_engine::runs::Definition;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -60,7 +60,7 @@ async fn credentials(
         e.detail = format!("{package_id} is not an integration of this run");
         return Err(e);
     };
-    let fresh = fresh_credentials(state, &ri.connection_id, force)
+    let fresh = fresh_credentials(&state.connect, &ri.connection_id, force)
         .await
         .map_err(|e| match e {
             CredentialError::Gone(_) => {

@@ -1,4 +1,8 @@
-//! Realtime fan-out (SPEC §10). Database triggers append every visible change to
+//! Realtime (SPEC §10): the run bus and the fan-out of stored events to live
+//! subscribers, with replay. No HTTP here: `corral-api` wraps [`Hub::stream`] in its
+//! SSE endpoints.
+//!
+//! Fan-out. Database triggers append every visible change to
 //! `realtime_events`, numbered per organization without gaps in commit order. One
 //! task per server ([`Hub::run`]) learns that an organization has new events — from
 //! PostgreSQL `NOTIFY` (through the run bus's single `LISTEN` connection), or from
@@ -9,7 +13,11 @@
 //! client reconnects with `Last-Event-ID`), so a slow client never slows the others.
 //! Dropping a [`Subscription`] (the HTTP connection closed) frees it at once.
 
-pub mod sse;
+pub mod bus;
+mod stream;
+
+pub use bus::{RunBus, RunSignal};
+pub use stream::ping;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -123,7 +131,7 @@ fn parse(s: &Option<String>) -> Value {
 pub fn render(e: &Event) -> Option<Frame> {
     let kind = Kind::parse(&e.kind)?;
     let extra: Value = serde_json::from_str(&e.data).unwrap_or(Value::Null);
-    let at = crate::routes::rfc3339(e.created_at);
+    let at = corral_core::time::to_rfc3339(e.created_at);
     // The fields verbose subscribers get on top (large user content); without any,
     // both kinds of subscriber share one rendering.
     let (mut v, extra_field) = match kind {
@@ -152,7 +160,7 @@ pub fn render(e: &Event) -> Option<Frame> {
                     "type": log.log_type,
                     "level": log.level,
                     "message": log.message,
-                    "createdAt": crate::routes::rfc3339(log.created_at),
+                    "createdAt": corral_core::time::to_rfc3339(log.created_at),
                     "seq": e.seq,
                 }),
                 Some(("data", parse(&log.data))),

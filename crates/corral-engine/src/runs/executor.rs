@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{codes, fail, Definition, Sandboxes};
-use crate::state::AppState;
+use crate::Engine;
 
 #[derive(Default)]
 struct Sched {
@@ -146,7 +146,7 @@ impl Executor {
 }
 
 /// Starts queued runs as slots free up, until `stop`.
-pub async fn dispatch(state: AppState, stop: CancellationToken) {
+pub async fn dispatch(state: Engine, stop: CancellationToken) {
     let max = state.config.max_concurrent_runs;
     let per_org = state.config.org_max_concurrent_runs;
     loop {
@@ -177,7 +177,7 @@ pub async fn dispatch(state: AppState, stop: CancellationToken) {
 
 /// The run token handed to the sidecar: derived from the server's run-token secret, so
 /// only its hash needs storing and any replica can recompute it.
-pub fn run_token(state: &AppState, run_id: &str) -> String {
+pub fn run_token(state: &Engine, run_id: &str) -> String {
     use hmac::Mac;
     let mut mac =
         hmac::Hmac::<sha2::Sha256>::new_from_slice(state.secrets.run_token.expose().as_bytes())
@@ -195,7 +195,7 @@ fn sandbox_error_code(e: &SandboxError) -> &'static str {
     }
 }
 
-async fn supervise(state: &AppState, run_id: &str, stop: &CancellationToken) -> anyhow::Result<()> {
+async fn supervise(state: &Engine, run_id: &str, stop: &CancellationToken) -> anyhow::Result<()> {
     let mut conn = state.db.conn().await?;
     let Some(run) = store::get_internal(&mut conn, run_id).await? else {
         return Ok(());
@@ -207,21 +207,22 @@ async fn supervise(state: &AppState, run_id: &str, stop: &CancellationToken) -> 
     let def: Definition = serde_json::from_str(&run.definition)?;
     // Before any sandbox: a run whose key cannot be had fails with the reason, rather
     // than reaching the provider with an empty key.
-    let api_key = match crate::models::run_api_key(state, &run.org_id, &def.model).await {
-        Ok(k) => k,
-        Err(reason) => {
-            tracing::warn!(run_id, reason, "no model key for run");
-            fail(
-                state,
-                run_id,
-                "failed",
-                codes::MODEL_CREDENTIAL_UNAVAILABLE,
-                &reason,
-            )
-            .await?;
-            return Ok(());
-        }
-    };
+    let api_key =
+        match corral_connect::models::run_api_key(&state.connect, &run.org_id, &def.model).await {
+            Ok(k) => k,
+            Err(reason) => {
+                tracing::warn!(run_id, reason, "no model key for run");
+                fail(
+                    state,
+                    run_id,
+                    "failed",
+                    codes::MODEL_CREDENTIAL_UNAVAILABLE,
+                    &reason,
+                )
+                .await?;
+                return Ok(());
+            }
+        };
     let sbx = match state.runs.sandboxes().await {
         Ok(s) => s,
         Err(msg) => {
@@ -290,7 +291,7 @@ pub async fn teardown(sbx: &Sandboxes, sandbox_id: &str) {
 }
 
 async fn run_in(
-    state: &AppState,
+    state: &Engine,
     run: &store::Run,
     def: &Definition,
     api_key: String,
@@ -352,7 +353,7 @@ enum ConfigureError {
 }
 
 async fn configure(
-    state: &AppState,
+    state: &Engine,
     run: &store::Run,
     def: &Definition,
     api_key: String,
@@ -367,9 +368,13 @@ async fn configure(
         .unwrap_or(serde_json::Value::Null);
     let mut integrations = Vec::with_capacity(def.integrations.len());
     for i in &def.integrations {
-        let fresh = crate::integrations::fresh_credentials(state, &i.connection_id, false)
-            .await
-            .map_err(|e| ConfigureError::Connection(format!("{}: {e}", i.package_id)))?;
+        let fresh = corral_connect::integrations::fresh_credentials(
+            &state.connect,
+            &i.connection_id,
+            false,
+        )
+        .await
+        .map_err(|e| ConfigureError::Connection(format!("{}: {e}", i.package_id)))?;
         // OAuth tokens change during a run: the sidecar asks for them again.
         let credentials_url = (fresh.auth_type == "oauth2").then(|| {
             format!(
@@ -426,7 +431,9 @@ async fn configure(
         lease.sidecar_url.trim_end_matches('/'),
         corral_protocol::sidecar_api::CONFIGURE_PATH
     );
-    let resp = http_client()
+    let resp = state
+        .runs
+        .sidecar_http
         .post(url)
         .bearer_auth(lease.configure_token.expose())
         .json(&config)
@@ -444,16 +451,6 @@ async fn configure(
     Ok(())
 }
 
-fn http_client() -> &'static reqwest::Client {
-    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
-    CLIENT.get_or_init(|| {
-        reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .unwrap_or_default()
-    })
-}
-
 /// How long after the agent's exit its finalize may still arrive.
 const EXIT_GRACE: Duration = Duration::from_secs(3);
 /// The agent's own wall clock fires first and reports partial results; the platform
@@ -463,7 +460,7 @@ const TIMEOUT_GRACE_MS: i64 = 10_000;
 /// Watches a running run until it is terminal, enforcing the boot deadline, the
 /// heartbeat stall limit and the wall clock, and noticing a crashed agent.
 pub(crate) async fn watch(
-    state: &AppState,
+    state: &Engine,
     run: &store::Run,
     sbx: &Sandboxes,
     sandbox_id: &str,

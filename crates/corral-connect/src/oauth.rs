@@ -4,12 +4,11 @@
 //! webhook SSRF guard (no redirects, no proxy, no private address unless in
 //! development mode on loopback).
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use corral_store::integrations as store;
 use corral_webhooks::ssrf::{self, GuardedResolver, Policy};
-use dashmap::DashMap;
 use oauth2::basic::{BasicClient, BasicErrorResponseType};
 use oauth2::{
     AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet,
@@ -18,8 +17,8 @@ use oauth2::{
 };
 use serde::Deserialize;
 
-use super::AuthSpec;
-use crate::state::AppState;
+use crate::integrations::AuthSpec;
+use crate::Connect;
 
 type Client = BasicClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
 
@@ -56,15 +55,10 @@ pub struct Endpoints {
     pub code_challenge_methods: Option<Vec<String>>,
 }
 
-pub fn policy(state: &AppState) -> Policy {
-    crate::webhooks::policy(state)
-}
-
-/// One guarded client per policy for the process.
-fn http(policy: Policy) -> Result<reqwest::Client, OauthError> {
-    static CLIENTS: OnceLock<DashMap<bool, reqwest::Client>> = OnceLock::new();
+/// One guarded client per policy for the server.
+fn http(state: &Connect, policy: Policy) -> Result<reqwest::Client, OauthError> {
     let strict = policy == Policy::Strict;
-    let map = CLIENTS.get_or_init(DashMap::new);
+    let map = &state.oauth_clients;
     if let Some(c) = map.get(&strict) {
         return Ok(c.clone());
     }
@@ -111,7 +105,7 @@ fn discovery_urls(issuer: &str) -> Result<Vec<String>, OauthError> {
     ])
 }
 
-pub async fn endpoints(state: &AppState, spec: &AuthSpec) -> Result<Endpoints, OauthError> {
+pub async fn endpoints(state: &Connect, spec: &AuthSpec) -> Result<Endpoints, OauthError> {
     if let (Some(a), Some(t)) = (&spec.authorization_endpoint, &spec.token_endpoint) {
         return Ok(Endpoints {
             authorization: a.clone(),
@@ -125,15 +119,14 @@ pub async fn endpoints(state: &AppState, spec: &AuthSpec) -> Result<Endpoints, O
             spec.key
         ))
     })?;
-    static CACHE: OnceLock<DashMap<String, (Instant, Endpoints)>> = OnceLock::new();
-    let cache = CACHE.get_or_init(DashMap::new);
+    let cache = &state.discovery;
     if let Some(hit) = cache.get(issuer) {
         if hit.0.elapsed() < DISCOVERY_TTL {
             return Ok(hit.1.clone());
         }
     }
-    let policy = policy(state);
-    let client = http(policy)?;
+    let policy = state.policy();
+    let client = http(state, policy)?;
     let mut last = String::new();
     for url in discovery_urls(issuer)? {
         check(&url, policy, "the discovery URL")?;
@@ -192,14 +185,14 @@ pub struct RegisteredClient {
 }
 
 impl RegisteredClient {
-    pub fn open(state: &AppState, c: &store::OauthClient) -> Result<Self, OauthError> {
+    pub fn open(state: &Connect, c: &store::OauthClient) -> Result<Self, OauthError> {
         let client_secret = c
             .client_secret
             .as_deref()
             .map(|s| {
                 state
                     .keyring
-                    .open_str(s, &super::client_secret_aad(&c.id))
+                    .open_str(s, &crate::integrations::client_secret_aad(&c.id))
                     .map_err(|e| OauthError::Config(format!("cannot open the client secret: {e}")))
             })
             .transpose()?;
@@ -337,17 +330,17 @@ fn classify<RE: std::error::Error + 'static>(
 }
 
 pub async fn exchange(
-    state: &AppState,
+    state: &Connect,
     spec: &AuthSpec,
     reg: &RegisteredClient,
     redirect_uri: &str,
     code: &str,
     verifier: &str,
 ) -> Result<Tokens, OauthError> {
-    let policy = policy(state);
+    let policy = state.policy();
     let endpoints = endpoints(state, spec).await?;
     let c = client(spec, reg, &endpoints, redirect_uri, policy)?;
-    let http = http(policy)?;
+    let http = http(state, policy)?;
     let mut req = c
         .exchange_code(AuthorizationCode::new(code.to_owned()))
         .set_pkce_verifier(PkceCodeVerifier::new(verifier.to_owned()));
@@ -362,15 +355,15 @@ pub async fn exchange(
 
 /// Refreshes a connection's access token with the client that minted it.
 pub async fn refresh(
-    state: &AppState,
+    state: &Connect,
     c: &store::Connection,
     refresh_token: &str,
 ) -> Result<Tokens, OauthError> {
-    let manifest = super::manifest(state, &c.org_id, &c.package_id)
+    let manifest = crate::integrations::manifest(state, &c.org_id, &c.package_id)
         .await
         .map_err(|e| OauthError::Config(format!("the integration is unavailable: {}", e.detail)))?;
-    let specs = super::auths(&manifest);
-    let spec = super::auth(&specs, &c.auth_key)
+    let specs = crate::integrations::auths(&manifest);
+    let spec = crate::integrations::auth(&specs, &c.auth_key)
         .ok_or_else(|| OauthError::Config(format!("auth {} is no longer declared", c.auth_key)))?;
     let client_ref = c.client_ref.as_deref().ok_or_else(|| {
         OauthError::Config("the OAuth client that minted this connection was deleted".into())
@@ -391,10 +384,10 @@ pub async fn refresh(
         .redirect_uri
         .clone()
         .unwrap_or_else(|| default_redirect_uri(state));
-    let policy = policy(state);
+    let policy = state.policy();
     let endpoints = endpoints(state, spec).await?;
     let client = client(spec, &reg, &endpoints, &redirect, policy)?;
-    let http = http(policy)?;
+    let http = http(state, policy)?;
     let token = RefreshToken::new(refresh_token.to_owned());
     let mut req = client.exchange_refresh_token(&token);
     if let Some(resource) = &spec.resource {
@@ -407,7 +400,7 @@ pub async fn refresh(
 }
 
 /// `{CORRAL_PUBLIC_URL}/api/integrations/callback`.
-pub fn default_redirect_uri(state: &AppState) -> String {
+pub fn default_redirect_uri(state: &Connect) -> String {
     format!(
         "{}/api/integrations/callback",
         state.config.public_url.trim_end_matches('/')

@@ -12,14 +12,14 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use corral_core::time::now_ms;
-use corral_sandbox::SandboxState;
+use corral_sandbox::{SandboxInfo, SandboxState};
 use corral_store::runs as store;
 use corral_store::Backend;
 use tokio_util::sync::CancellationToken;
 
 use super::executor::{teardown, watch};
 use super::{codes, fail, Sandboxes};
-use crate::state::AppState;
+use crate::Engine;
 
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
 /// An instance silent for this long is dead.
@@ -31,7 +31,7 @@ const LEASE_NAME: &str = "reconciler";
 const REAP_MIN_AGE_SECS: i64 = 60;
 
 /// Heartbeats this instance until `stop`, then removes its row.
-pub async fn heartbeat(state: AppState, stop: CancellationToken) {
+pub async fn heartbeat(state: Engine, stop: CancellationToken) {
     let id = state.runs.instance_id.clone();
     let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
     loop {
@@ -52,7 +52,7 @@ pub async fn heartbeat(state: AppState, stop: CancellationToken) {
 }
 
 /// Reconciles and reaps at start and then periodically, until `stop`.
-pub async fn run(state: AppState, stop: CancellationToken) {
+pub async fn run(state: Engine, stop: CancellationToken) {
     // Reconciling needs to know which sandboxes are alive: wait for the backend (or
     // the verdict that there is none) before the first pass.
     tokio::select! {
@@ -71,7 +71,7 @@ pub async fn run(state: AppState, stop: CancellationToken) {
     }
 }
 
-async fn live_instances(state: &AppState) -> anyhow::Result<HashSet<String>> {
+async fn live_instances(state: &Engine) -> anyhow::Result<HashSet<String>> {
     let me = state.runs.instance_id.clone();
     let mut conn = state.db.conn().await?;
     store::instance_heartbeat(&mut conn, &me, now_ms()).await?;
@@ -88,7 +88,7 @@ async fn live_instances(state: &AppState) -> anyhow::Result<HashSet<String>> {
 }
 
 /// One reconcile + reap pass.
-pub async fn pass(state: &AppState, stop: &CancellationToken) -> anyhow::Result<()> {
+pub async fn pass(state: &Engine, stop: &CancellationToken) -> anyhow::Result<()> {
     let me = state.runs.instance_id.clone();
     let live = live_instances(state).await?;
     let mut conn = state.db.conn().await?;
@@ -130,7 +130,7 @@ pub async fn pass(state: &AppState, stop: &CancellationToken) -> anyhow::Result<
 }
 
 async fn adopt_or_fail(
-    state: &AppState,
+    state: &Engine,
     run: &store::Active,
     sbx: Option<&Sandboxes>,
     stop: &CancellationToken,
@@ -175,7 +175,7 @@ async fn adopt_or_fail(
 }
 
 async fn reap(
-    state: &AppState,
+    state: &Engine,
     sbx: &Sandboxes,
     active: &[store::Active],
     live: &HashSet<String>,
@@ -190,14 +190,7 @@ async fn reap(
         if keep.contains(&s.id) {
             continue;
         }
-        let owner_live = s.owner.as_deref().is_some_and(|o| live.contains(o));
-        let mine = s.owner.as_deref() == Some(me);
-        let fresh = s.created_at.is_some_and(|c| now_s - c < REAP_MIN_AGE_SECS);
-        // Another live instance's pool and leases are its own business.
-        if owner_live && !mine {
-            continue;
-        }
-        if mine && fresh {
+        if !reapable(&s, me, live, now_s) {
             continue;
         }
         tracing::info!(sandbox_id = %s.id, owner = ?s.owner, "reaping a sandbox no run uses");
@@ -206,4 +199,71 @@ async fn reap(
         }
     }
     Ok(())
+}
+
+/// Whether the reaper removes `s`, a sandbox no active run, pool member or lease of
+/// this instance uses.
+fn reapable(s: &SandboxInfo, me: &str, live: &HashSet<String>, now_s: i64) -> bool {
+    let mine = s.owner.as_deref() == Some(me);
+    // Another live instance's pool and leases are its own business.
+    if s.owner.as_deref().is_some_and(|o| live.contains(o)) && !mine {
+        return false;
+    }
+    // Young: being created, by this instance or by one whose ownership the sandbox
+    // does not show yet (a process sandbox records its owner once its sidecar runs).
+    let fresh = s.created_at.is_some_and(|c| now_s - c < REAP_MIN_AGE_SECS);
+    !(fresh && (mine || s.owner.is_none()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(owner: Option<&str>, created_at: Option<i64>) -> SandboxInfo {
+        SandboxInfo {
+            id: "sbx_01".into(),
+            owner: owner.map(str::to_owned),
+            run_id: None,
+            created_at,
+        }
+    }
+
+    #[test]
+    fn sandboxes_being_created_are_not_reaped() {
+        let live: HashSet<String> = ["me".to_owned(), "other".to_owned()].into();
+        let now = 1_000_000;
+        // Our own, young: a lease or pool member in flight.
+        assert!(!reapable(
+            &info(Some("me"), Some(now - 5)),
+            "me",
+            &live,
+            now
+        ));
+        // Owner not recorded yet (seen at boot: "owner=None", then the pool failed).
+        assert!(!reapable(&info(None, Some(now - 1)), "me", &live, now));
+        // Another live instance's, whatever its age.
+        assert!(!reapable(
+            &info(Some("other"), Some(now - 9_999)),
+            "me",
+            &live,
+            now
+        ));
+    }
+
+    #[test]
+    fn leaks_are_reaped() {
+        let live: HashSet<String> = ["me".to_owned()].into();
+        let now = 1_000_000;
+        let old = Some(now - REAP_MIN_AGE_SECS - 1);
+        assert!(reapable(&info(Some("me"), old), "me", &live, now));
+        assert!(reapable(&info(None, old), "me", &live, now));
+        assert!(reapable(&info(None, None), "me", &live, now));
+        // A dead instance's, even young: nobody will ever lease it.
+        assert!(reapable(
+            &info(Some("dead"), Some(now - 1)),
+            "me",
+            &live,
+            now
+        ));
+    }
 }

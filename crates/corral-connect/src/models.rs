@@ -13,9 +13,10 @@ use corral_protocol::ModelApi;
 use corral_store::models as store;
 use serde_json::{json, Value};
 
-use crate::error::{ApiError, ApiResult};
-use crate::runs::DefinitionModel;
-use crate::state::AppState;
+use corral_core::{Problem, ProblemResult};
+use serde::{Deserialize, Serialize};
+
+use crate::Connect;
 
 /// A provider of the registry.
 #[derive(Debug)]
@@ -92,12 +93,12 @@ pub fn key_aad(credential_id: &str) -> String {
     format!("model_provider_credential:{credential_id}")
 }
 
-pub fn seal_key(state: &AppState, credential_id: &str, key: &str) -> String {
+pub fn seal_key(state: &Connect, credential_id: &str, key: &str) -> String {
     state.keyring.seal(key.as_bytes(), &key_aad(credential_id))
 }
 
 pub fn open_key(
-    state: &AppState,
+    state: &Connect,
     credential_id: &str,
     sealed: &str,
 ) -> Result<String, corral_config::crypto::CryptoError> {
@@ -141,17 +142,15 @@ pub struct Probe {
 const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
 const ANTHROPIC_VERSION: &str = "2023-06-01";
 
-fn http() -> &'static reqwest::Client {
-    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
-    CLIENT.get_or_init(|| {
-        reqwest::Client::builder()
-            .no_proxy()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(PROBE_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_default()
-    })
+/// The client that calls providers for tests and discovery (no redirects).
+pub(crate) fn probe_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(PROBE_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_default()
 }
 
 fn authorize(req: reqwest::RequestBuilder, api: ModelApi, key: &str) -> reqwest::RequestBuilder {
@@ -255,13 +254,19 @@ async fn send(req: reqwest::RequestBuilder, key: &str) -> (Probe, Option<Value>)
 }
 
 /// Tests a key: lists the provider's models (free, and proves the key).
-pub async fn probe_key(api: ModelApi, base_url: &str, key: &str) -> Probe {
-    let req = authorize(http().get(models_url(api, base_url)), api, key);
+pub async fn probe_key(state: &Connect, api: ModelApi, base_url: &str, key: &str) -> Probe {
+    let req = authorize(state.probe_http.get(models_url(api, base_url)), api, key);
     send(req, key).await.0
 }
 
 /// Tests a model: one completion of at most one token.
-pub async fn probe_model(api: ModelApi, base_url: &str, key: &str, model: &str) -> Probe {
+pub async fn probe_model(
+    state: &Connect,
+    api: ModelApi,
+    base_url: &str,
+    key: &str,
+    model: &str,
+) -> Probe {
     let base = base_url.trim_end_matches('/');
     let body = json!({
         "model": model,
@@ -269,13 +274,18 @@ pub async fn probe_model(api: ModelApi, base_url: &str, key: &str, model: &str) 
         "messages": [{"role": "user", "content": "ping"}],
     });
     let url = format!("{base}{}", api.request_path());
-    let req = authorize(http().post(url), api, key).json(&body);
+    let req = authorize(state.probe_http.post(url), api, key).json(&body);
     send(req, key).await.0
 }
 
 /// The model ids the provider lists for the key, or why it could not.
-pub async fn discover(api: ModelApi, base_url: &str, key: &str) -> Result<Vec<String>, Probe> {
-    let req = authorize(http().get(models_url(api, base_url)), api, key);
+pub async fn discover(
+    state: &Connect,
+    api: ModelApi,
+    base_url: &str,
+    key: &str,
+) -> Result<Vec<String>, Probe> {
+    let req = authorize(state.probe_http.get(models_url(api, base_url)), api, key);
     let (probe, body) = send(req, key).await;
     if !probe.ok {
         return Err(probe);
@@ -295,6 +305,18 @@ pub async fn discover(api: ModelApi, base_url: &str, key: &str) -> Result<Vec<St
 
 // ---- a run's model ------------------------------------------------------------------
 
+/// The model a run's definition names (never its key).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DefinitionModel {
+    pub api: ModelApi,
+    pub model: String,
+    pub base_url: String,
+    /// The org model's provider credential (its key is opened at run start); `None`
+    /// for the system model, whose key comes from configuration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_id: Option<String>,
+}
+
 /// The model a run was given, and why.
 #[derive(Debug, Clone)]
 pub struct RunModel {
@@ -306,8 +328,8 @@ pub struct RunModel {
     pub agent_generation: Option<Value>,
 }
 
-fn not_configured() -> ApiError {
-    ApiError::new(
+fn not_configured() -> Problem {
+    Problem::new(
         ErrorCode::ModelNotConfigured,
         "no model is configured: set CORRAL_MODEL_API, CORRAL_MODEL_ID (and CORRAL_MODEL_BASE_URL, CORRAL_MODEL_API_KEY), or add a model (POST /api/models) and make it the organization's default",
     )
@@ -334,9 +356,9 @@ fn system_run_model(sys: corral_config::SystemModel) -> RunModel {
 
 /// An org model as a run's model; refused when its key no longer opens (it would
 /// fail at the first model call).
-fn org_run_model(state: &AppState, m: store::Model) -> ApiResult<RunModel> {
+fn org_run_model(state: &Connect, m: store::Model) -> ProblemResult<RunModel> {
     if open_key(state, &m.credential_id, &m.api_key).is_err() {
-        let mut e = ApiError::new(
+        let mut e = Problem::new(
             ErrorCode::ModelNeedsReconnection,
             format!(
                 "the key of model {:?} can no longer be decrypted; update its credential's apiKey",
@@ -348,7 +370,7 @@ fn org_run_model(state: &AppState, m: store::Model) -> ApiResult<RunModel> {
     }
     let api = provider(&m.provider_id)
         .map(|p| p.api)
-        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("unknown provider {}", m.provider_id)))?;
+        .ok_or_else(|| Problem::internal(anyhow::anyhow!("unknown provider {}", m.provider_id)))?;
     Ok(RunModel {
         label: m.label,
         model: DefinitionModel {
@@ -363,7 +385,7 @@ fn org_run_model(state: &AppState, m: store::Model) -> ApiResult<RunModel> {
 }
 
 /// `id` as a model of the organization (or the system model), when usable.
-async fn lookup(state: &AppState, org_id: &str, id: &str) -> ApiResult<Option<RunModel>> {
+async fn lookup(state: &Connect, org_id: &str, id: &str) -> ProblemResult<Option<RunModel>> {
     if let Some(sys) = state.config.system_model().filter(|s| s.model == id) {
         return Ok(Some(system_run_model(sys)));
     }
@@ -377,12 +399,12 @@ async fn lookup(state: &AppState, org_id: &str, id: &str) -> ApiResult<Option<Ru
 /// The run's model (SPEC §12): request `modelId` > the agent's setting in the
 /// application > the org default > the system model. Errors are the trigger's.
 pub async fn resolve_for_run(
-    state: &AppState,
+    state: &Connect,
     org_id: &str,
     app_id: &str,
     package_id: Option<&str>,
     requested: Option<&str>,
-) -> ApiResult<RunModel> {
+) -> ProblemResult<RunModel> {
     let setting = match package_id {
         Some(pkg) => {
             let mut conn = state.db.conn().await?;
@@ -397,14 +419,14 @@ pub async fn resolve_for_run(
         .filter(|g| !g.is_null());
     let chosen = if let Some(id) = requested {
         lookup(state, org_id, id).await?.ok_or_else(|| {
-            let mut e = ApiError::not_found("model");
+            let mut e = Problem::not_found("model");
             e.detail = format!("model {id:?} not found, or disabled");
             e.param = Some("modelId".into());
             e
         })?
     } else if let Some(id) = setting.as_ref().and_then(|s| s.model_id.as_deref()) {
         lookup(state, org_id, id).await?.ok_or_else(|| {
-            let mut e = ApiError::new(
+            let mut e = Problem::new(
                 ErrorCode::ModelNotConfigured,
                 format!(
                     "the agent's model setting names model {id:?}, which is disabled or no longer exists; choose another with PUT /api/agents/{{scope}}/{{name}}/model"
@@ -429,7 +451,7 @@ pub async fn resolve_for_run(
 /// The key a starting run gives its sidecar: its credential's, opened now, or the
 /// configured key for the system model. An error says why the run cannot start.
 pub async fn run_api_key(
-    state: &AppState,
+    state: &Connect,
     org_id: &str,
     model: &DefinitionModel,
 ) -> Result<String, String> {

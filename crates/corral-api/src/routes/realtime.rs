@@ -5,32 +5,22 @@
 //! the replay is read, and live frames at or below the last replayed number are
 //! skipped.
 
-use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
-use std::time::Duration;
-
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use corral_store::realtime as rt_store;
 use futures::StreamExt as _;
 use serde_json::Value;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{parse_channels, render, unnumbered, Filter, Subscription};
 use crate::context::{perms, Ctx, Perm};
 use crate::error::{ApiError, ApiResult};
 use crate::routes::runs::RunView;
 use crate::state::AppState;
-
-/// Heartbeat period (SPEC §10).
-const PING_EVERY: Duration = Duration::from_secs(30);
-/// Rows read per replay page.
-const REPLAY_PAGE: i64 = 500;
+use corral_realtime::{parse_channels, unnumbered, Filter};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -104,87 +94,6 @@ fn last_event_id(headers: &HeaderMap) -> Option<i64> {
         .filter(|n| *n >= 0)
 }
 
-fn ping() -> Bytes {
-    Bytes::from_static(b"event: ping\ndata: \n\n")
-}
-
-/// The stream's state between frames.
-struct Live {
-    state: AppState,
-    org: String,
-    filter: Filter,
-    sub: Subscription,
-    pending: VecDeque<Bytes>,
-    /// Replay still to read: events after this number.
-    replay_after: Option<i64>,
-    last_sent: i64,
-    ping: tokio::time::Interval,
-}
-
-impl Live {
-    async fn replay_page(&mut self, after: i64) -> corral_store::Result<()> {
-        let mut conn = self.state.db.conn().await?;
-        let events = rt_store::after(
-            &mut conn,
-            &self.org,
-            after,
-            &self.filter.store_scope(),
-            REPLAY_PAGE,
-        )
-        .await?;
-        let done = (events.len() as i64) < REPLAY_PAGE;
-        let mut last = after;
-        for e in &events {
-            last = e.seq;
-            if let Some(f) = render(e) {
-                if self.filter.channels & (f.kind as u8) != 0 {
-                    self.pending.push_back(if self.sub.verbose {
-                        f.verbose.clone()
-                    } else {
-                        f.plain.clone()
-                    });
-                }
-            }
-        }
-        self.last_sent = self.last_sent.max(last);
-        self.replay_after = (!done).then_some(last);
-        Ok(())
-    }
-
-    async fn next(&mut self) -> Option<Bytes> {
-        loop {
-            if let Some(b) = self.pending.pop_front() {
-                return Some(b);
-            }
-            if self.sub.overflowed.load(Ordering::SeqCst) {
-                // Dropped for falling behind: end the stream; the client reconnects
-                // with its last id and catches up from the table.
-                return None;
-            }
-            if let Some(after) = self.replay_after {
-                if let Err(e) = self.replay_page(after).await {
-                    tracing::warn!(error = %e, "realtime replay failed; closing the stream");
-                    return None;
-                }
-                continue;
-            }
-            tokio::select! {
-                f = self.sub.rx.recv() => match f {
-                    Some(f) => {
-                        if f.seq <= self.last_sent {
-                            continue;
-                        }
-                        self.last_sent = f.seq;
-                        return Some(if self.sub.verbose { f.verbose.clone() } else { f.plain.clone() });
-                    }
-                    None => return None,
-                },
-                _ = self.ping.tick() => return Some(ping()),
-            }
-        }
-    }
-}
-
 async fn open(
     state: AppState,
     ctx: &Ctx,
@@ -193,32 +102,12 @@ async fn open(
     headers: &HeaderMap,
     first: Vec<Bytes>,
 ) -> ApiResult<Response> {
-    let org = ctx.org_id()?.to_owned();
-    let sub = state
+    let org = ctx.org_id()?;
+    let stream = state
         .realtime
-        .subscribe(&org, filter.clone(), opts.verbose)
-        .await?;
-    let mut heartbeat =
-        tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
-    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut pending = VecDeque::with_capacity(first.len() + 1);
-    pending.push_back(ping());
-    pending.extend(first);
-    let live = Live {
-        state,
-        org,
-        filter,
-        sub,
-        pending,
-        replay_after: last_event_id(headers),
-        last_sent: 0,
-        ping: heartbeat,
-    };
-    let stream = futures::stream::unfold(live, |mut live| async move {
-        live.next()
-            .await
-            .map(|b| (Ok::<_, std::convert::Infallible>(b), live))
-    });
+        .stream(org, filter, opts.verbose, last_event_id(headers), first)
+        .await?
+        .map(Ok::<_, std::convert::Infallible>);
     let mut res = Body::from_stream(stream.boxed()).into_response();
     let h = res.headers_mut();
     h.insert(

@@ -15,15 +15,14 @@ use corral_core::time::now_ms;
 use corral_protocol::SigningSecret;
 use corral_store::webhooks as store;
 use corral_webhooks::envelope::{self, PayloadMode};
-use corral_webhooks::{Deliverer, Outcome, Policy};
+use corral_webhooks::{Deliverer, Outcome};
 use rand::Rng as _;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::error::{ApiError, ApiResult};
-use crate::routes::runs::RunView;
-use crate::routes::webhooks::TestResult;
-use crate::state::AppState;
+use corral_core::{Problem, ProblemResult};
+
+use crate::Engine;
 
 /// How often the worker looks for due deliveries without being woken.
 const POLL: Duration = Duration::from_millis(500);
@@ -33,23 +32,15 @@ pub fn secret_aad(webhook_id: &str) -> String {
     format!("webhook:{webhook_id}:secret")
 }
 
-/// http to loopback is accepted in development mode only.
-pub fn policy(state: &AppState) -> Policy {
-    match state.config.env {
-        corral_config::Environment::Development => Policy::AllowLoopback,
-        corral_config::Environment::Production => Policy::Strict,
-    }
-}
-
-fn deliverer(state: &AppState) -> anyhow::Result<Deliverer> {
+fn deliverer(state: &Engine) -> anyhow::Result<Deliverer> {
     Ok(Deliverer::new(
-        policy(state),
+        corral_connect::policy(&state.config),
         Duration::from_secs(state.config.webhook_timeout_seconds),
     )?)
 }
 
 /// The secrets that sign now: the primary, and the previous one during its overlap.
-fn signing_secrets(state: &AppState, w: &store::Webhook) -> anyhow::Result<Vec<SigningSecret>> {
+fn signing_secrets(state: &Engine, w: &store::Webhook) -> anyhow::Result<Vec<SigningSecret>> {
     let aad = secret_aad(&w.id);
     let mut out = vec![SigningSecret::parse(
         &state.keyring.open_str(&w.secret, &aad)?,
@@ -63,7 +54,7 @@ fn signing_secrets(state: &AppState, w: &store::Webhook) -> anyhow::Result<Vec<S
 }
 
 /// The delivery loop of one server, until `stop`.
-pub async fn run(state: AppState, stop: CancellationToken) {
+pub async fn run(state: Engine, stop: CancellationToken) {
     let deliverer = match deliverer(&state) {
         Ok(d) => d,
         Err(e) => {
@@ -133,7 +124,7 @@ pub async fn run(state: AppState, stop: CancellationToken) {
 
 /// The body of a run event: the envelope around the run as the REST API shows it.
 async fn build_body(
-    state: &AppState,
+    state: &Engine,
     c: &store::Claimed,
     mode: PayloadMode,
 ) -> anyhow::Result<String> {
@@ -143,13 +134,13 @@ async fn build_body(
         None => None,
     };
     let object = match run {
-        Some(r) => serde_json::to_value(RunView::from(&r))?,
+        Some(r) => (state.run_object)(&r),
         None => serde_json::json!({"id": c.run_id, "deleted": true}),
     };
     let body = envelope::build(
         &c.event_id,
         &c.event_type,
-        crate::context::CURRENT_API_VERSION,
+        corral_core::CURRENT_API_VERSION,
         c.event_created_at / 1000,
         object,
         mode,
@@ -157,12 +148,7 @@ async fn build_body(
     Ok(String::from_utf8(body)?)
 }
 
-async fn attempt(
-    state: &AppState,
-    deliverer: &Deliverer,
-    schedule: &[Duration],
-    c: store::Claimed,
-) {
+async fn attempt(state: &Engine, deliverer: &Deliverer, schedule: &[Duration], c: store::Claimed) {
     if let Err(e) = try_attempt(state, deliverer, schedule, &c).await {
         // The claim lapses and the delivery is tried again later.
         tracing::warn!(delivery = c.id, error = %e, "webhook attempt could not be made");
@@ -170,7 +156,7 @@ async fn attempt(
 }
 
 async fn try_attempt(
-    state: &AppState,
+    state: &Engine,
     deliverer: &Deliverer,
     schedule: &[Duration],
     c: &store::Claimed,
@@ -311,7 +297,7 @@ async fn try_attempt(
 
 #[expect(clippy::too_many_arguments, reason = "one row's columns")]
 async fn record(
-    state: &AppState,
+    state: &Engine,
     c: &store::Claimed,
     number: i64,
     status: Option<i64>,
@@ -347,21 +333,33 @@ async fn record(
     Ok(())
 }
 
-/// `POST /api/webhooks/{id}/test`: one signed `webhook.test` event, sent now.
-pub async fn send_test(state: &AppState, w: &store::Webhook) -> ApiResult<TestResult> {
-    let deliverer = deliverer(state).map_err(ApiError::internal)?;
+/// One signed `webhook.test` event, sent now (one attempt, recorded, never retried).
+/// What a test delivery did.
+#[derive(Debug, Clone)]
+pub struct TestResult {
+    /// `whd_…`
+    pub delivery_id: String,
+    /// True when the receiver answered 2xx.
+    pub success: bool,
+    pub status_code: Option<u16>,
+    pub latency_ms: i64,
+    pub error: Option<String>,
+}
+
+pub async fn send_test(state: &Engine, w: &store::Webhook) -> ProblemResult<TestResult> {
+    let deliverer = deliverer(state).map_err(Problem::internal)?;
     let event_id = format!("evt_{}", uuid::Uuid::now_v7().simple());
     let now = now_ms();
     let body = String::from_utf8(envelope::build(
         &event_id,
         "webhook.test",
-        crate::context::CURRENT_API_VERSION,
+        corral_core::CURRENT_API_VERSION,
         now / 1000,
         serde_json::json!({"id": w.id, "object": "webhook", "test": true}),
         PayloadMode::Full,
     ))
-    .map_err(ApiError::internal)?;
-    let secrets = signing_secrets(state, w).map_err(ApiError::internal)?;
+    .map_err(Problem::internal)?;
+    let secrets = signing_secrets(state, w).map_err(Problem::internal)?;
     let sent = deliverer
         .send(&w.url, &event_id, now / 1000, body.as_bytes(), &secrets)
         .await;

@@ -38,7 +38,7 @@ pub struct RunBus {
     tx: broadcast::Sender<RunSignal>,
     db: Db,
     /// Tells the realtime hub that events were written.
-    pub events: crate::realtime::Pokes,
+    pub events: crate::Pokes,
 }
 
 impl RunBus {

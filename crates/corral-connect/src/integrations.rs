@@ -3,22 +3,17 @@
 //! credentials handed to a run's sidecar — OAuth access tokens refreshed 5 minutes
 //! before expiry under a lock, so concurrent runs refresh once.
 
-pub mod oauth;
-
 use std::collections::BTreeMap;
-use std::sync::{Arc, OnceLock};
 
 use corral_core::time::now_ms;
 use corral_protocol::Delivery;
 use corral_store::integrations as store;
-use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::auth::Principal;
-use crate::context::Ctx;
-use crate::error::{ApiError, ApiResult, FieldError};
-use crate::state::AppState;
+use corral_core::{FieldError, Problem, ProblemResult};
+
+use crate::{oauth, Connect};
 
 /// Refresh an access token when it expires within this margin.
 pub const REFRESH_MARGIN_MS: i64 = 5 * 60 * 1000;
@@ -202,13 +197,13 @@ pub fn namespace(package_id: &str) -> String {
 
 /// The manifest connections are managed against: the latest published version's,
 /// else the draft's.
-pub async fn manifest(state: &AppState, org_id: &str, package_id: &str) -> ApiResult<Value> {
+pub async fn manifest(state: &Connect, org_id: &str, package_id: &str) -> ProblemResult<Value> {
     let mut conn = state.db.conn().await?;
     let row = corral_store::packages::get_visible(&mut conn, org_id, package_id, None)
         .await?
-        .ok_or_else(|| ApiError::not_found("integration"))?;
+        .ok_or_else(|| Problem::not_found("integration"))?;
     if row.ptype != "integration" {
-        return Err(ApiError::new(
+        return Err(Problem::new(
             corral_core::ErrorCode::Conflict,
             format!(
                 "{package_id} is a {} package, not an integration",
@@ -223,7 +218,7 @@ pub async fn manifest(state: &AppState, org_id: &str, package_id: &str) -> ApiRe
             }
         }
     }
-    serde_json::from_str(&row.draft_manifest).map_err(ApiError::internal)
+    serde_json::from_str(&row.draft_manifest).map_err(Problem::internal)
 }
 
 /// Who owns the connections a caller creates and may use.
@@ -233,31 +228,6 @@ pub struct Actor {
     pub owner_id: String,
     /// Org-shared connections are usable too (members and API keys, not end users).
     pub include_shared: bool,
-}
-
-pub fn actor(ctx: &Ctx) -> Actor {
-    if let Some(eu) = &ctx.end_user_id {
-        return Actor {
-            owner_type: "end_user",
-            owner_id: eu.clone(),
-            include_shared: false,
-        };
-    }
-    match &ctx.principal {
-        Principal::User(u) => Actor {
-            owner_type: "user",
-            owner_id: u.user_id.clone(),
-            include_shared: true,
-        },
-        Principal::ApiKey(k) => Actor {
-            owner_type: "user",
-            owner_id: k
-                .created_by
-                .clone()
-                .unwrap_or_else(|| format!("api_key:{}", k.key_id)),
-            include_shared: true,
-        },
-    }
 }
 
 /// An integration an agent depends on, as resolved at trigger time.
@@ -292,12 +262,12 @@ pub struct Verdict {
 /// The connection each dependency would use: the override if given, else the
 /// first usable candidate.
 pub async fn resolve(
-    state: &AppState,
+    state: &Connect,
     app_id: &str,
     actor: &Actor,
     deps: &[Dependency],
     overrides: Option<&BTreeMap<String, String>>,
-) -> ApiResult<Vec<Verdict>> {
+) -> ProblemResult<Vec<Verdict>> {
     let mut verdicts = Vec::with_capacity(deps.len());
     let mut conn = state.db.conn().await?;
     for dep in deps {
@@ -400,16 +370,11 @@ pub enum CredentialError {
     Other(#[from] anyhow::Error),
 }
 
-fn locks() -> &'static DashMap<String, Arc<tokio::sync::Mutex<()>>> {
-    static LOCKS: OnceLock<DashMap<String, Arc<tokio::sync::Mutex<()>>>> = OnceLock::new();
-    LOCKS.get_or_init(DashMap::new)
-}
-
 fn needs_refresh(c: &store::Connection, now: i64) -> bool {
     c.auth_type == "oauth2" && c.expires_at.is_some_and(|e| e - now < REFRESH_MARGIN_MS)
 }
 
-fn open(state: &AppState, c: &store::Connection) -> anyhow::Result<Map<String, Value>> {
+fn open(state: &Connect, c: &store::Connection) -> anyhow::Result<Map<String, Value>> {
     let text = state
         .keyring
         .open_str(&c.credentials, &credentials_aad(&c.id))
@@ -417,7 +382,7 @@ fn open(state: &AppState, c: &store::Connection) -> anyhow::Result<Map<String, V
     Ok(serde_json::from_str(&text)?)
 }
 
-pub fn seal(state: &AppState, connection_id: &str, creds: &Map<String, Value>) -> String {
+pub fn seal(state: &Connect, connection_id: &str, creds: &Map<String, Value>) -> String {
     state.keyring.seal(
         Value::Object(creds.clone()).to_string().as_bytes(),
         &credentials_aad(connection_id),
@@ -450,7 +415,7 @@ pub const FORCE_DEBOUNCE_MS: i64 = 30_000;
 /// replicas by a row lock (PostgreSQL). Whoever gets the lock second finds the
 /// token fresh and uses it, so concurrent runs cause one refresh.
 pub async fn fresh_credentials(
-    state: &AppState,
+    state: &Connect,
     connection_id: &str,
     force: bool,
 ) -> Result<Fresh, CredentialError> {
@@ -495,11 +460,15 @@ fn refresh_due(c: &store::Connection, now: i64, force: bool) -> bool {
 }
 
 async fn refresh_locked(
-    state: &AppState,
+    state: &Connect,
     connection_id: &str,
     force: bool,
 ) -> Result<(Map<String, Value>, Option<i64>), CredentialError> {
-    let lock = locks().entry(connection_id.to_owned()).or_default().clone();
+    let lock = state
+        .refresh_locks
+        .entry(connection_id.to_owned())
+        .or_default()
+        .clone();
     let _guard = lock.lock().await;
     // PostgreSQL: the row stays locked (other replicas wait) until the new tokens
     // are stored. SQLite serves one process, whose mutex is enough; a transaction
@@ -589,7 +558,7 @@ struct Refreshed {
 /// Stores the outcome of a refresh: the new tokens, or (`None`) that the
 /// connection needs reconnection; then releases the row lock, if one is held.
 async fn record(
-    state: &AppState,
+    state: &Connect,
     tx: Option<sqlx::Transaction<'static, sqlx::Any>>,
     id: &str,
     refreshed: Option<&Refreshed>,

@@ -1,17 +1,12 @@
-//! `/metrics` in the Prometheus text format, on its own listener
-//! (`CORRAL_METRICS_LISTEN`, SPEC §18): runs by state, the executor's queue, the run
-//! start latency histogram, the warm pool, and database pool usage.
+//! Metrics in the Prometheus text format (SPEC §18; served by the API on its own
+//! listener, `CORRAL_METRICS_LISTEN`): runs by state, the executor's queue, the run
+//! start latency histogram, realtime subscribers, webhook attempts, the warm pool,
+//! and database pool usage.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use axum::extract::State;
-use axum::http::header;
-use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::Router;
-
-use crate::state::AppState;
+use crate::Engine;
 
 /// Upper bounds (seconds) of the run start latency buckets.
 const START_BUCKETS: [f64; 12] = [
@@ -86,7 +81,7 @@ fn gauge(out: &mut String, name: &str, help: &str, kind: &str, value: impl std::
 }
 
 /// The exposition text.
-pub async fn render(state: &AppState) -> String {
+pub async fn render(state: &Engine) -> String {
     let mut out = String::new();
     if let Ok(mut conn) = state.db.conn().await {
         if let Ok(rows) = corral_store::runs::count_by_status(&mut conn).await {
@@ -205,18 +200,4 @@ pub async fn render(state: &AppState) -> String {
         idle,
     );
     out
-}
-
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        render(&state).await,
-    )
-}
-
-/// The metrics listener's router.
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics))
-        .with_state(state)
 }

@@ -1,0 +1,98 @@
+//! Corral's engine: everything a run needs between the HTTP layer and the sandbox,
+//! usable from a process with no HTTP listener (the later scheduler and worker role
+//! call it).
+//!
+//! - [`runs`]: what a trigger freezes into a run, the executor (per-org queues and
+//!   caps), the per-run supervisor (lease, configure, watch, tear down), event
+//!   ingestion, liveness and the reconciler of runs and sandboxes a dead server left;
+//! - [`webhooks`]: the delivery worker of the webhook outbox;
+//! - [`metrics`]: what the server counts, rendered for Prometheus;
+//! - [`jobs`]: the named background jobs, started and stopped in one place;
+//! - [`secrets`]: re-sealing every stored secret under the primary key.
+//!
+//! [`Engine`] is built from explicit parts (configuration, secrets, database,
+//! keyring, blob store, the realtime hub and bus, the connection services) and is
+//! what every service here takes; it knows nothing of HTTP.
+
+pub mod jobs;
+pub mod metrics;
+pub mod runs;
+pub mod secrets;
+pub mod webhooks;
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use corral_config::crypto::Keyring;
+use corral_config::{Config, Secrets};
+use corral_connect::Connect;
+use corral_realtime::Hub;
+use corral_store::Db;
+
+pub use jobs::Jobs;
+
+/// Renders a run as the API shows it (webhook payloads carry that object).
+pub type RunObject = fn(&corral_store::runs::Run) -> serde_json::Value;
+
+/// The engine of one server. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine(Arc<Inner>);
+
+pub struct Inner {
+    pub config: Config,
+    pub secrets: Secrets,
+    /// Seals and opens every stored secret (`v1:<kid>:…` envelopes).
+    pub keyring: Keyring,
+    pub db: Db,
+    /// Object storage for package archives.
+    pub blobs: corral_storage::Blobs,
+    /// Runs: executor, sandbox backend, run bus.
+    pub runs: runs::Runs,
+    /// Realtime fan-out to live subscribers.
+    pub realtime: Hub,
+    /// Connections, OAuth and models.
+    pub connect: Connect,
+    pub metrics: metrics::Metrics,
+    pub run_object: RunObject,
+}
+
+impl std::ops::Deref for Engine {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl Engine {
+    /// Builds the engine on a connected database: the keyring from `secrets`, local
+    /// object storage under the data dir, the run bus and realtime hub, connections.
+    pub fn new(
+        config: Config,
+        secrets: Secrets,
+        db: Db,
+        run_object: RunObject,
+    ) -> anyhow::Result<Engine> {
+        let keyring = Keyring::from_secrets(&secrets);
+        let blobs = corral_storage::Blobs::local(&config.data_dir.join("objects"))
+            .context("opening object storage under the data dir")?;
+        let runs = runs::Runs::new(db.clone());
+        let realtime = Hub::new(
+            db.clone(),
+            runs.bus.events.clone(),
+            config.realtime_queue_size,
+        );
+        let connect = Connect::new(db.clone(), keyring.clone(), config.clone());
+        Ok(Engine(Arc::new(Inner {
+            config,
+            secrets,
+            keyring,
+            db,
+            blobs,
+            runs,
+            realtime,
+            connect,
+            metrics: metrics::Metrics::default(),
+            run_object,
+        })))
+    }
+}
