@@ -89,6 +89,37 @@ impl AfpsError {
     }
 }
 
+/// How a package error reaches a client: field errors, 413, 500 for a stored archive
+/// that fails its integrity, else 400 `archive_invalid`.
+impl From<AfpsError> for corral_core::Problem {
+    fn from(e: AfpsError) -> corral_core::Problem {
+        use corral_core::{ErrorCode, FieldError, Problem};
+        match e {
+            AfpsError::Invalid(errors) => Problem::validation(
+                errors
+                    .into_iter()
+                    .map(|f| FieldError::new(f.field, &f.code, f.message))
+                    .collect(),
+            ),
+            AfpsError::TooLarge { .. } => Problem::new(ErrorCode::PayloadTooLarge, e.to_string()),
+            AfpsError::Integrity { .. } => {
+                let mut err = Problem::new(
+                    ErrorCode::BundleIntegrityMismatch,
+                    "the stored package archive does not match its recorded integrity",
+                );
+                err.source = Some(anyhow::Error::new(e));
+                err
+            }
+            other => {
+                let code = other.code();
+                let mut err = Problem::new(ErrorCode::ArchiveInvalid, other.to_string());
+                err.errors = vec![FieldError::new("file", code, other.to_string())];
+                err
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

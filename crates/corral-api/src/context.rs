@@ -86,6 +86,22 @@ impl Ctx {
         }
     }
 
+    /// The caller as the run trigger sees it (app-scoped routes only).
+    pub fn caller(&self) -> ApiResult<corral_engine::runs::trigger::Caller> {
+        let (user_id, api_key_id) = match &self.principal {
+            Principal::User(u) => (Some(u.user_id.clone()), None),
+            Principal::ApiKey(k) => (None, Some(k.key_id.clone())),
+        };
+        Ok(corral_engine::runs::trigger::Caller {
+            org_id: self.org_id()?.to_owned(),
+            app_id: self.app_id()?.to_owned(),
+            user_id,
+            api_key_id,
+            end_user_id: self.end_user_id.clone(),
+            actor: self.actor(),
+        })
+    }
+
     /// The org id; only call from routes whose scope sets one.
     pub fn org_id(&self) -> ApiResult<&str> {
         self.org

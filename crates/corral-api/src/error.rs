@@ -118,6 +118,12 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<corral_afps::AfpsError> for ApiError {
+    fn from(e: corral_afps::AfpsError) -> ApiError {
+        ApiError(e.into())
+    }
+}
+
 impl From<anyhow::Error> for ApiError {
     fn from(e: anyhow::Error) -> ApiError {
         ApiError::internal(e)

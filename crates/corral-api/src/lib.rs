@@ -7,7 +7,6 @@ pub mod context;
 pub mod error;
 pub mod idempotency;
 pub mod json;
-pub mod packages;
 pub mod pipeline;
 pub mod ratelimit;
 pub mod routes;
@@ -492,7 +491,7 @@ pub async fn serve_with_state(
         let _ = server_task.await;
         return Err(anyhow::Error::new(e).context("applying database migrations"));
     }
-    if let Err(e) = packages::system::load(&state).await {
+    if let Err(e) = corral_engine::packages::system::load(&state).await {
         http_stop.cancel();
         let _ = server_task.await;
         return Err(e.context("loading system packages"));

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, ValueEnum};
+use corral_bench::stats::percentile;
 use sqlx::Connection;
 use tokio::process::{Child, Command};
 
@@ -489,15 +490,6 @@ fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
-/// Nearest-rank percentile of sorted values.
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
 fn verdict(ok: bool) -> &'static str {
     if ok {
         "ok"
@@ -513,7 +505,7 @@ impl Report {
         let median = boots[boots.len() / 2];
         let l = &self.load;
         let rps = l.requests as f64 / l.elapsed.as_secs_f64();
-        let p99 = percentile(&l.latencies, 99.0);
+        let p99 = percentile(&l.latencies, 99.0).unwrap_or_default();
         let boot_target = match self.backend {
             Backend::Sqlite => format!("< {TARGET_BOOT_MS_SQLITE:.0} ms"),
             Backend::Postgres => "-".to_owned(),
@@ -563,7 +555,10 @@ impl Report {
         for (name, p) in [("p50", 50.0), ("p90", 90.0)] {
             row(
                 name,
-                format!("{:.2} ms", ms(percentile(&l.latencies, p))),
+                format!(
+                    "{:.2} ms",
+                    ms(percentile(&l.latencies, p).unwrap_or_default())
+                ),
                 "",
                 "",
             );

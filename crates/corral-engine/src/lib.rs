@@ -5,6 +5,8 @@
 //! - [`runs`]: what a trigger freezes into a run, the executor (per-org queues and
 //!   caps), the per-run supervisor (lease, configure, watch, tear down), event
 //!   ingestion, liveness and the reconciler of runs and sandboxes a dead server left;
+//! - [`packages`]: publishing versions, reading archives back verified, resolving
+//!   versions, and the system packages loaded at boot;
 //! - [`webhooks`]: the delivery worker of the webhook outbox;
 //! - [`metrics`]: what the server counts, rendered for Prometheus;
 //! - [`jobs`]: the named background jobs, started and stopped in one place;
@@ -16,6 +18,7 @@
 
 pub mod jobs;
 pub mod metrics;
+pub mod packages;
 pub mod runs;
 pub mod secrets;
 pub mod webhooks;

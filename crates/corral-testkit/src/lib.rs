@@ -7,6 +7,7 @@ pub mod client;
 pub mod contract;
 pub mod oauth;
 pub mod receiver;
+pub mod recorder;
 pub mod sse;
 
 use std::path::PathBuf;

@@ -17,9 +17,9 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::context::{perms, Perm};
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::json::{Json, Validate};
-use crate::packages as svc;
 use crate::routes::packages::{Dependencies, DependencyRef};
 use crate::state::AppState;
+use corral_engine::packages as svc;
 
 pub fn app_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

@@ -1457,8 +1457,13 @@ pub async fn connection_readiness(
     Query(q): Query<ReadinessQuery>,
 ) -> ApiResult<Json<Readiness>> {
     let id = format!("{scope}/{name}");
-    let deps =
-        crate::routes::runs::agent_integrations(&state, &ctx, &id, q.version.as_deref()).await?;
+    let deps = corral_engine::runs::trigger::agent_integrations(
+        &state,
+        ctx.org_id()?,
+        &id,
+        q.version.as_deref(),
+    )
+    .await?;
     let actor = ctx.actor();
     let verdicts = integ::resolve(&state.connect, ctx.app_id()?, &actor, &deps, None).await?;
     let own =

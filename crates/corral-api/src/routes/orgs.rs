@@ -97,7 +97,7 @@ fn valid_slug(s: &str) -> bool {
 
 /// Slugs an org may not take: they are scopes of system packages.
 fn reserved_slug(s: &str) -> bool {
-    s == crate::packages::system::SYSTEM_SCOPE
+    s == corral_engine::packages::system::SYSTEM_SCOPE
 }
 
 fn slugify(name: &str) -> String {

@@ -16,8 +16,8 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::context::{perms, Ctx, Perm};
 use crate::error::{ApiError, ApiResult};
 use crate::json::Json;
-use crate::packages as svc;
 use crate::state::AppState;
+use corral_engine::packages as svc;
 
 pub fn app_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -120,6 +120,7 @@ async fn import_one(
         ctx.principal.actor_user_id(),
     )
     .await
+    .map_err(Into::into)
 }
 
 /// Import a `.afps` package archive as a new version (creating the package if needed).
@@ -264,6 +265,7 @@ async fn resolve_version(
         spec.unwrap_or("latest"),
     )
     .await
+    .map_err(Into::into)
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -20,9 +20,9 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::context::{perms, Ctx, Perm};
 use crate::error::{ApiError, ApiResult, FieldError, ProblemDetail};
 use crate::json::{Json, Validate};
-use crate::packages::{self as svc, main_file};
 use crate::routes::rfc3339;
 use crate::state::AppState;
+use corral_engine::packages::{self as svc, main_file};
 
 // ---------------------------------------------------------------------------------
 // Response shapes
@@ -600,7 +600,7 @@ async fn create_impl(
         }
     }
     match svc::upsert_with_draft(state, Some(org_id), &pkg, ctx.principal.actor_user_id()).await {
-        Err(e) if e.code == ErrorCode::Conflict => return Err(e),
+        Err(e) if e.code == ErrorCode::Conflict => return Err(e.into()),
         other => other?,
     };
     let row = load_row(state, ctx, &id, Some(ptype)).await?;

@@ -8,10 +8,8 @@ use std::time::Duration;
 use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use corral_afps::{Package, PackageType};
 use corral_core::time::{now_ms, to_rfc3339};
 use corral_core::ErrorCode;
-use corral_protocol::{Limits, SigningSecret};
 use corral_store::runs as store;
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
@@ -22,10 +20,8 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::context::{perms, Ctx, Perm};
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::json::{Json, Validate};
-use crate::packages as svc;
 use crate::state::AppState;
-use corral_engine::runs::executor::run_token;
-use corral_engine::runs::Definition;
+use corral_engine::runs::trigger;
 
 pub fn app_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -39,10 +35,6 @@ pub fn app_router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_agent_runs, delete_agent_runs))
 }
 
-/// Default timeout of a run when the manifest names none (SPEC §7).
-const DEFAULT_TIMEOUT_SECS: u64 = 300;
-/// Sink secrets stay valid this long after the run's timeout.
-const SINK_GRACE_MS: i64 = 10 * 60 * 1000;
 /// `?wait=` ceiling (below common 60 s proxy idle timeouts).
 const MAX_WAIT_SECS: u64 = 55;
 /// Concurrent long polls per identity; beyond it `wait` is ignored.
@@ -275,454 +267,6 @@ pub struct RunQuery {
     pub version: Option<String>,
 }
 
-/// The agent resolved for a run.
-struct Resolved {
-    package_id: Option<String>,
-    scope: String,
-    name: String,
-    pkg: Package,
-    version_label: Option<String>,
-    version_ref: String,
-}
-
-async fn resolve_agent(
-    state: &AppState,
-    org_id: &str,
-    id: &str,
-    version: Option<&str>,
-) -> ApiResult<Resolved> {
-    let mut conn = state.db.conn().await?;
-    let row = corral_store::packages::get_visible(&mut conn, org_id, id, Some("agent"))
-        .await?
-        .ok_or_else(|| ApiError::not_found("agent"))?;
-    drop(conn);
-    let system = row.org_id.is_none();
-    let version = if system { None } else { version };
-    let (pkg, label, vref) = match version {
-        Some("draft") => {
-            let pkg = svc::draft_package(&row)?;
-            let mut vref = "draft".to_owned();
-            if let Some(latest) = &row.latest_version {
-                let mut conn = state.db.conn().await?;
-                if let Some(v) = corral_store::packages::version(&mut conn, &row.id, latest).await?
-                {
-                    if corral_afps::integrity(&pkg.to_archive()) == v.integrity {
-                        vref = latest.clone();
-                    }
-                }
-            }
-            (pkg, row.latest_version.clone(), vref)
-        }
-        None | Some("published") | Some("") => {
-            let v = svc::resolve(state, org_id, id, "latest")
-                .await
-                .map_err(|_| {
-                    ApiError::new(
-                        ErrorCode::NoPublishedVersion,
-                        format!("{id} has no published version; run the draft with ?version=draft"),
-                    )
-                })?;
-            let bytes = svc::load_verified(state, &v).await?;
-            let pkg = Package::from_archive(&bytes, &corral_afps::Limits::default())?;
-            (pkg, Some(v.version.clone()), v.version)
-        }
-        Some(spec) => {
-            let v = svc::resolve(state, org_id, id, spec).await?;
-            let bytes = svc::load_verified(state, &v).await?;
-            let pkg = Package::from_archive(&bytes, &corral_afps::Limits::default())?;
-            (pkg, Some(v.version.clone()), v.version)
-        }
-    };
-    Ok(Resolved {
-        package_id: Some(row.id.clone()),
-        scope: format!("@{}", row.scope),
-        name: row.name.clone(),
-        pkg,
-        version_label: label,
-        version_ref: vref,
-    })
-}
-
-/// What the dependencies of an agent resolved to.
-struct Deps {
-    skills: Vec<corral_protocol::Skill>,
-    integrations: Vec<corral_connect::integrations::Dependency>,
-    versions: BTreeMap<String, String>,
-}
-
-async fn resolve_dependencies(
-    state: &AppState,
-    org_id: &str,
-    manifest: &Value,
-    overrides: Option<&BTreeMap<String, String>>,
-) -> ApiResult<Deps> {
-    let mut deps = Deps {
-        skills: Vec::new(),
-        integrations: Vec::new(),
-        versions: BTreeMap::new(),
-    };
-    for (ptype, name, range) in corral_afps::dependencies(manifest) {
-        let id = name.id();
-        let spec = overrides.and_then(|o| o.get(&id)).cloned().unwrap_or(range);
-        let v = svc::resolve(state, org_id, &id, &spec).await.map_err(|_| {
-            let mut e = ApiError::new(
-                ErrorCode::DependencyUnresolved,
-                format!("no published version of {id} matches {spec:?}"),
-            );
-            e.param = Some("dependencies".into());
-            e
-        })?;
-        let bytes = svc::load_verified(state, &v).await?;
-        deps.versions.insert(id.clone(), v.version.clone());
-        match ptype {
-            PackageType::Skill => {
-                let pkg = Package::from_archive(&bytes, &corral_afps::Limits::default())?;
-                let content = pkg
-                    .files
-                    .get("SKILL.md")
-                    .map(|b| String::from_utf8_lossy(b).into_owned())
-                    .unwrap_or_default();
-                deps.skills.push(corral_protocol::Skill {
-                    name: id,
-                    description: pkg
-                        .manifest
-                        .get("description")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_owned(),
-                    content,
-                });
-            }
-            PackageType::Integration => {
-                let pkg = Package::from_archive(&bytes, &corral_afps::Limits::default())?;
-                let auth_key = manifest
-                    .pointer("/dependencies/integrations")
-                    .and_then(|m| m.get(&id))
-                    .and_then(|d| d.get("auth_key"))
-                    .and_then(Value::as_str)
-                    .map(str::to_owned);
-                deps.integrations
-                    .push(corral_connect::integrations::Dependency {
-                        package_id: id,
-                        manifest: pkg.manifest,
-                        auth_key,
-                    });
-            }
-            PackageType::McpServer | PackageType::Agent => {}
-        }
-    }
-    Ok(deps)
-}
-
-/// Coerces string values to the schema's scalar types, as form-based callers send
-/// them (`"5"` → 5, `"true"` → true), leaving anything that does not parse as is so
-/// validation reports it.
-fn coerce(schema: &Value, input: &mut Map<String, Value>) {
-    let Some(props) = schema.get("properties").and_then(Value::as_object) else {
-        return;
-    };
-    for (k, prop) in props {
-        let Some(Value::String(s)) = input.get(k) else {
-            continue;
-        };
-        let t = prop.get("type").and_then(Value::as_str);
-        let coerced = match t {
-            Some("integer") => s.trim().parse::<i64>().ok().map(Value::from),
-            Some("number") => s
-                .trim()
-                .parse::<f64>()
-                .ok()
-                .and_then(serde_json::Number::from_f64)
-                .map(Value::Number),
-            Some("boolean") => match s.trim() {
-                "true" => Some(Value::Bool(true)),
-                "false" => Some(Value::Bool(false)),
-                _ => None,
-            },
-            _ => None,
-        };
-        if let Some(v) = coerced {
-            input.insert(k.clone(), v);
-        }
-    }
-}
-
-/// Merges the application's input settings (defaults; locked fields win), applies
-/// schema defaults, coerces scalars and validates against the input schema.
-fn prepare_input(
-    manifest: &Value,
-    given: Map<String, Value>,
-    settings: Option<&crate::routes::agents::AgentInputSettings>,
-) -> ApiResult<Value> {
-    let schema = manifest
-        .pointer("/input/schema")
-        .cloned()
-        .unwrap_or_else(|| json!({"type": "object"}));
-    let mut input = Map::new();
-    if let Some(s) = settings {
-        input.extend(s.values.clone());
-    }
-    for (k, v) in given {
-        if settings.is_some_and(|s| s.locked_fields.contains(&k)) {
-            continue;
-        }
-        input.insert(k, v);
-    }
-    if let Some(props) = schema.get("properties").and_then(Value::as_object) {
-        for (k, prop) in props {
-            if !input.contains_key(k) {
-                if let Some(d) = prop.get("default") {
-                    input.insert(k.clone(), d.clone());
-                }
-            }
-        }
-    }
-    coerce(&schema, &mut input);
-    let value = Value::Object(input);
-    let validator = jsonschema::validator_for(&schema).map_err(|e| {
-        ApiError::validation(vec![FieldError::new(
-            "input",
-            "invalid_schema",
-            format!("the agent's input schema is invalid: {e}"),
-        )])
-    })?;
-    let errors: Vec<FieldError> = validator
-        .iter_errors(&value)
-        .map(|e| {
-            let path = e.instance_path().to_string();
-            let field = if path.is_empty() {
-                "input".to_owned()
-            } else {
-                format!("input{}", path.replace('/', "."))
-            };
-            FieldError::new(field, "invalid", e.to_string())
-        })
-        .collect();
-    if !errors.is_empty() {
-        return Err(ApiError::validation(errors));
-    }
-    Ok(value)
-}
-
-/// Integrations need a usable connection (SPEC §7 step 4): the connection each
-/// one will use, or a 412 naming every integration that has none.
-async fn check_readiness(
-    state: &AppState,
-    ctx: &Ctx,
-    deps: &[corral_connect::integrations::Dependency],
-    overrides: Option<&BTreeMap<String, String>>,
-) -> ApiResult<Vec<corral_connect::integrations::RunIntegration>> {
-    if deps.is_empty() {
-        return Ok(Vec::new());
-    }
-    let actor = ctx.actor();
-    let verdicts = corral_connect::integrations::resolve(
-        &state.connect,
-        ctx.app_id()?,
-        &actor,
-        deps,
-        overrides,
-    )
-    .await?;
-    let (mut chosen, mut errors, mut names) = (Vec::new(), Vec::new(), Vec::new());
-    for v in verdicts {
-        match v.outcome {
-            Ok(i) => chosen.push(i),
-            Err(e) => {
-                names.push(v.package_id);
-                errors.push(e);
-            }
-        }
-    }
-    if errors.is_empty() {
-        return Ok(chosen);
-    }
-    let mut e = if errors.iter().all(|e| e.code == "needs_reconnection") {
-        ApiError::new(
-            ErrorCode::NeedsReconnection,
-            format!(
-                "the connection to {} must be re-authorized before running this agent",
-                names.join(", ")
-            ),
-        )
-    } else {
-        ApiError::new(
-            ErrorCode::ConnectionMissing,
-            format!(
-                "no usable connection for {}; connect the integration before running this agent",
-                names.join(", ")
-            ),
-        )
-    };
-    e.errors = errors;
-    Err(e)
-}
-
-/// The integrations an agent depends on (for the readiness endpoint).
-pub(crate) async fn agent_integrations(
-    state: &AppState,
-    ctx: &Ctx,
-    id: &str,
-    version: Option<&str>,
-) -> ApiResult<Vec<corral_connect::integrations::Dependency>> {
-    let org_id = ctx.org_id()?;
-    let resolved = resolve_agent(state, org_id, id, version).await?;
-    Ok(
-        resolve_dependencies(state, org_id, &resolved.pkg.manifest, None)
-            .await?
-            .integrations,
-    )
-}
-
-async fn preflight(state: &AppState, org_id: &str) -> ApiResult<()> {
-    let mut conn = state.db.conn().await?;
-    let active = store::count_active_for_org(&mut conn, org_id).await?;
-    if active >= state.config.org_max_queued_runs {
-        let mut e = ApiError::new(
-            ErrorCode::ConcurrencyLimit,
-            format!(
-                "the organization already has {active} pending or running runs (limit {})",
-                state.config.org_max_queued_runs
-            ),
-        );
-        e.retry_after = Some(5);
-        return Err(e);
-    }
-    Ok(())
-}
-
-struct Launch<'a> {
-    resolved: &'a Resolved,
-    kind: &'a str,
-    input: Value,
-    body_generation: Option<&'a Value>,
-    model_id: Option<&'a str>,
-    overrides: Option<&'a BTreeMap<String, String>>,
-    connection_overrides: Option<&'a BTreeMap<String, String>>,
-    check_only: bool,
-}
-
-/// Steps 2–8 of the trigger, shared by package and inline runs.
-async fn launch(state: &AppState, ctx: &Ctx, l: Launch<'_>) -> ApiResult<Option<store::Run>> {
-    let org_id = ctx.org_id()?;
-    let app_id = ctx.app_id()?;
-    let pkg = &l.resolved.pkg;
-    let deps = resolve_dependencies(state, org_id, &pkg.manifest, l.overrides).await?;
-    let settings = match &l.resolved.package_id {
-        Some(id) if l.kind == "package" => {
-            let mut conn = state.db.conn().await?;
-            corral_store::app_packages::get(&mut conn, org_id, app_id, id)
-                .await?
-                .and_then(|i| serde_json::from_str(&i.input_settings).ok())
-        }
-        _ => None,
-    };
-    let given = match l.input {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    };
-    let input = prepare_input(&pkg.manifest, given, settings.as_ref())?;
-    let integrations =
-        check_readiness(state, ctx, &deps.integrations, l.connection_overrides).await?;
-    let package_id = l
-        .resolved
-        .package_id
-        .as_deref()
-        .filter(|_| l.kind == "package");
-    let model = corral_connect::models::resolve_for_run(
-        &state.connect,
-        org_id,
-        app_id,
-        package_id,
-        l.model_id,
-    )
-    .await?;
-    preflight(state, org_id).await?;
-    if l.check_only {
-        return Ok(None);
-    }
-    let ceiling = state.config.run_timeout_ceiling_seconds;
-    let timeout = pkg
-        .manifest
-        .get("timeout")
-        .and_then(Value::as_u64)
-        .unwrap_or(DEFAULT_TIMEOUT_SECS)
-        .clamp(1, ceiling);
-    let definition = Definition {
-        prompt: pkg.prompt().unwrap_or_default().to_owned(),
-        output_schema: pkg.manifest.pointer("/output/schema").cloned(),
-        skills: deps.skills,
-        model: model.model,
-        limits: Limits {
-            timeout_secs: timeout,
-            ..Limits::default()
-        },
-        dependencies: deps.versions,
-        integrations,
-    };
-    let run_id = corral_core::ids::prefixed(corral_core::ids::RUN);
-    let sink = state.keyring.seal(
-        SigningSecret::generate().to_whsec().as_bytes(),
-        &corral_engine::runs::sink_aad(&run_id),
-    );
-    // Stored like API keys: SHA-256, never the token.
-    let token_hash = crate::auth::api_key::hash(&run_token(state, &run_id));
-    let now = now_ms();
-    let definition_json = serde_json::to_string(&definition).map_err(ApiError::internal)?;
-    let input_json = input.to_string();
-    // The trigger's generation settings, else the agent's.
-    let generation = l
-        .body_generation
-        .filter(|g| !g.is_null())
-        .or(model.agent_generation.as_ref())
-        .map(Value::to_string);
-    let (user_id, api_key_id) = match &ctx.principal {
-        crate::auth::Principal::User(u) => (Some(u.user_id.as_str()), None),
-        crate::auth::Principal::ApiKey(k) => (None, Some(k.key_id.as_str())),
-    };
-    let mut conn = state.db.conn().await?;
-    store::insert(
-        &mut conn,
-        &store::NewRun {
-            id: &run_id,
-            org_id,
-            application_id: app_id,
-            package_id: l.resolved.package_id.as_deref(),
-            agent_scope: Some(&l.resolved.scope),
-            agent_name: Some(&l.resolved.name),
-            kind: l.kind,
-            input: Some(&input_json),
-            version_label: l.resolved.version_label.as_deref(),
-            version_ref: &l.resolved.version_ref,
-            definition: &definition_json,
-            model_label: Some(&model.label),
-            model_source: Some(model.source),
-            generation: generation.as_deref(),
-            user_id,
-            end_user_id: ctx.end_user_id.as_deref(),
-            api_key_id,
-            schedule_id: None,
-            timeout_secs: timeout as i64,
-            runner_kind: None,
-            runner_name: None,
-            server_id: Some(&state.runs.instance_id),
-            sink_secret: &sink,
-            sink_expires_at: now + timeout as i64 * 1000 + SINK_GRACE_MS,
-            run_token_hash: &token_hash,
-            now,
-        },
-    )
-    .await?;
-    let run = store::get_internal(&mut conn, &run_id)
-        .await?
-        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("run vanished after insert")))?;
-    drop(conn);
-    state.runs.bus.publish(&run_id, "pending").await;
-    state.runs.executor.enqueue(org_id, &run_id);
-    tracing::info!(run_id, agent = %format!("{}/{}", l.resolved.scope, l.resolved.name), "run queued");
-    Ok(Some(run))
-}
-
 fn created(run: &store::Run) -> Response {
     (StatusCode::CREATED, Json(RunView::from(run))).into_response()
 }
@@ -746,7 +290,7 @@ pub async fn run_agent(
 ) -> ApiResult<Response> {
     let org_id = ctx.org_id()?;
     let id = format!("{scope}/{name}");
-    let resolved = resolve_agent(&state, org_id, &id, q.version.as_deref()).await?;
+    let agent = trigger::resolve_agent(&state, org_id, &id, q.version.as_deref()).await?;
     let input = match &body.rerun_from {
         Some(prev) => {
             let mut conn = state.db.conn().await?;
@@ -764,22 +308,16 @@ pub async fn run_agent(
         }
         None => Value::Object(body.input.clone().unwrap_or_default()),
     };
-    let run = launch(
-        &state,
-        &ctx,
-        Launch {
-            resolved: &resolved,
-            kind: "package",
-            input,
-            body_generation: body.generation.as_ref(),
-            model_id: body.model_id.as_deref(),
-            overrides: body.dependency_overrides.as_ref(),
-            connection_overrides: body.connection_overrides.as_ref(),
-            check_only: false,
-        },
-    )
-    .await?
-    .ok_or_else(|| ApiError::internal(anyhow::anyhow!("launch returned no run")))?;
+    let req = trigger::Request {
+        agent: &agent,
+        kind: "package",
+        input,
+        generation: body.generation.as_ref(),
+        model_id: body.model_id.as_deref(),
+        dependency_overrides: body.dependency_overrides.as_ref(),
+        connection_overrides: body.connection_overrides.as_ref(),
+    };
+    let run = trigger::trigger(&state, &ctx.caller()?, &req).await?;
     Ok(created(&run))
 }
 
@@ -803,6 +341,20 @@ pub struct InlineBody {
     pub proxy_id: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub generation: Option<Value>,
+}
+
+impl InlineBody {
+    fn request<'a>(&'a self, agent: &'a trigger::Agent) -> trigger::Request<'a> {
+        trigger::Request {
+            agent,
+            kind: "inline",
+            input: Value::Object(self.input.clone().unwrap_or_default()),
+            generation: self.generation.as_ref(),
+            model_id: self.model_id.as_deref(),
+            dependency_overrides: None,
+            connection_overrides: self.connection_overrides.as_ref(),
+        }
+    }
 }
 
 impl Validate for InlineBody {
@@ -833,38 +385,6 @@ impl Validate for InlineBody {
     }
 }
 
-fn inline_package(body: &InlineBody) -> ApiResult<Resolved> {
-    let mut files = BTreeMap::new();
-    files.insert("prompt.md".to_owned(), body.prompt.as_bytes().to_vec());
-    let pkg = Package::from_parts(body.manifest.clone(), files).map_err(|e| {
-        let mut err = ApiError::from(e);
-        for f in &mut err.errors {
-            f.field = format!("manifest.{}", f.field);
-        }
-        err
-    })?;
-    if pkg.ptype != PackageType::Agent {
-        return Err(ApiError::validation(vec![FieldError::new(
-            "manifest.type",
-            "invalid",
-            "an inline run needs an agent manifest",
-        )]));
-    }
-    Ok(Resolved {
-        package_id: None,
-        scope: "@inline".into(),
-        name: pkg
-            .manifest
-            .get("display_name")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .unwrap_or_else(|| pkg.name.name.clone()),
-        version_label: None,
-        version_ref: "draft".into(),
-        pkg,
-    })
-}
-
 /// Run an agent defined entirely in the request body.
 #[utoipa::path(post, path = "/api/runs/inline", tag = "Runs", operation_id = "runInline",
     request_body = InlineBody,
@@ -876,23 +396,8 @@ pub async fn run_inline(
     ctx: Perm<perms::AgentsRun>,
     Json(body): Json<InlineBody>,
 ) -> ApiResult<Response> {
-    let resolved = inline_package(&body)?;
-    let run = launch(
-        &state,
-        &ctx,
-        Launch {
-            resolved: &resolved,
-            kind: "inline",
-            input: Value::Object(body.input.clone().unwrap_or_default()),
-            body_generation: body.generation.as_ref(),
-            model_id: body.model_id.as_deref(),
-            overrides: None,
-            connection_overrides: body.connection_overrides.as_ref(),
-            check_only: false,
-        },
-    )
-    .await?
-    .ok_or_else(|| ApiError::internal(anyhow::anyhow!("launch returned no run")))?;
+    let agent = trigger::inline_agent(&body.manifest, &body.prompt)?;
+    let run = trigger::trigger(&state, &ctx.caller()?, &body.request(&agent)).await?;
     Ok(created(&run))
 }
 
@@ -910,22 +415,8 @@ pub async fn validate_inline(
     ctx: Perm<perms::AgentsRun>,
     Json(body): Json<InlineBody>,
 ) -> ApiResult<Json<Valid>> {
-    let resolved = inline_package(&body)?;
-    launch(
-        &state,
-        &ctx,
-        Launch {
-            resolved: &resolved,
-            kind: "inline",
-            input: Value::Object(body.input.clone().unwrap_or_default()),
-            body_generation: body.generation.as_ref(),
-            model_id: body.model_id.as_deref(),
-            overrides: None,
-            connection_overrides: body.connection_overrides.as_ref(),
-            check_only: true,
-        },
-    )
-    .await?;
+    let agent = trigger::inline_agent(&body.manifest, &body.prompt)?;
+    trigger::check(&state, &ctx.caller()?, &body.request(&agent)).await?;
     Ok(Json(Valid { valid: true }))
 }
 

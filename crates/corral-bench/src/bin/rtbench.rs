@@ -43,12 +43,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use clap::Parser;
+use corral_bench::stats::{mib, Summary};
 use serde_json::{json, Value};
 
 use api::Api;
 use db::Db;
 use server::Server;
-use stats::{cells, Pct};
+use stats::cells;
 
 /// Targets the figures are compared with.
 const TARGET_P99_MS: f64 = 100.0;
@@ -152,15 +153,15 @@ struct SseResult {
     duplicates: usize,
     foreign: usize,
     /// All receipt − insert latencies, ms.
-    latency: Option<Pct>,
+    latency: Option<Summary>,
     /// Per event: the first subscriber's latency (the server's pick-up delay), ms.
-    first: Option<Pct>,
+    first: Option<Summary>,
     /// Per event: last − first receipt (the fan-out spread), ms.
-    spread: Option<Pct>,
+    spread: Option<Summary>,
     /// INSERT durations, ms.
-    insert: Option<Pct>,
+    insert: Option<Summary>,
     /// Receipt − commit (the INSERT's return), ms.
-    from_commit: Option<Pct>,
+    from_commit: Option<Summary>,
     /// Bytes per idle keep-alive connection that is not a subscriber.
     http_floor: f64,
     /// Last INSERT → last receipt, ms.
@@ -186,7 +187,7 @@ struct HookResult {
     /// Commit → first / last delivery, ms.
     first_ms: f64,
     last_ms: f64,
-    per_delivery: Option<Pct>,
+    per_delivery: Option<Summary>,
     rate: f64,
     settled: bool,
     rows: Vec<(String, i64)>,
@@ -197,6 +198,10 @@ struct HookResult {
     metrics: Vec<String>,
 }
 
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per scenario, kept until the report; its size costs nothing"
+)]
 enum Outcome {
     Sse(SseResult),
     Hook(HookResult),
@@ -767,11 +772,11 @@ async fn sse_measure(
         receipts,
         duplicates,
         foreign,
-        latency: Pct::of(&all),
-        first: Pct::of(&seen.iter().map(|e| e.0).collect::<Vec<_>>()),
-        spread: Pct::of(&seen.iter().map(|e| e.1 - e.0).collect::<Vec<_>>()),
-        insert: Pct::of(&inserts),
-        from_commit: Pct::of(&from_commit),
+        latency: Summary::of(&all),
+        first: Summary::of(&seen.iter().map(|e| e.0).collect::<Vec<_>>()),
+        spread: Summary::of(&seen.iter().map(|e| e.1 - e.0).collect::<Vec<_>>()),
+        insert: Summary::of(&inserts),
+        from_commit: Summary::of(&from_commit),
         http_floor: f64::NAN,
         drain_ms,
         server_cpu_s,
@@ -786,10 +791,6 @@ fn per_sub(base: u64, idle: u64, n: usize) -> f64 {
         return f64::NAN;
     }
     idle as f64 / n as f64 - base as f64 / n as f64
-}
-
-fn mib(bytes: u64) -> f64 {
-    bytes as f64 / (1024.0 * 1024.0)
 }
 
 async fn webhook(ctx: &Ctx, backend: Backend) -> Result<HookResult> {
@@ -940,7 +941,7 @@ async fn webhook_measure(
         distinct_runs: counts.distinct_runs(),
         first_ms,
         last_ms,
-        per_delivery: Pct::of(&rel),
+        per_delivery: Summary::of(&rel),
         rate: if all_in && last_ms > 0.0 {
             distinct as f64 / (last_ms / 1000.0)
         } else {

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use clap::Parser;
+use corral_bench::stats::{mib, Summary};
 use corral_mockllm::{MockLlm, Turn};
 use serde_json::{json, Value};
 use sqlx::Connection as _;
@@ -37,7 +38,7 @@ use api::{Api, Triggered, RUNS_PER_KEY};
 use engine::Engine;
 use mem::{Peaks, Sampler};
 use server::Server;
-use stats::{cells, mib, Summary};
+use stats::cells;
 
 const ALL_SCENARIOS: &[&str] = &[
     "floor",

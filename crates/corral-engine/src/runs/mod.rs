@@ -7,6 +7,7 @@
 pub mod executor;
 pub mod ingest;
 pub mod reconcile;
+pub mod trigger;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -13,10 +13,11 @@ use corral_mockllm::{MockLlm, Turn};
 use corral_protocol::events::run_source;
 use corral_protocol::signing::WebhookHeaders;
 use corral_protocol::{CloudEvent, EventType, RunResult, RunStatus, SigningSecret};
+use corral_testkit::recorder::{Recorder, Seen};
 use serde_json::{json, Value};
 
 use crate::docker::{docker, docker_ok, images, inspect, Cleanup};
-use crate::servers::{Recorder, Relay, Seen};
+use crate::servers::Relay;
 
 const CONFIGURE_TOKEN: &str = "configure-token-ct-0017";
 const RUN_TOKEN: &str = "rt_SECRET_container_run_token";
@@ -215,11 +216,11 @@ async fn hardened_sandbox_runs_end_to_end() {
 
     // Servers on the host gateway address only.
     let gateway = host_gateway(&sidecar);
-    let service = Recorder::start(gateway, |seen| {
+    let service = Recorder::start_on(gateway, |seen, _| {
         axum::Json(json!({"repo": seen.path, "stars": 7})).into_response()
     })
     .await;
-    let sink = Recorder::sink(gateway).await;
+    let sink = Recorder::sink_on(gateway).await;
     let host = |port: u16| format!("http://host.docker.internal:{port}");
     let target = format!("{}/api/repo", host(service.port));
     let mock = MockLlm::start(vec![
@@ -312,7 +313,9 @@ async fn hardened_sandbox_runs_end_to_end() {
     // The result and the events: all signed, numbered 1..=n, in order, ours.
     let finalize_path = format!("/api/runs/{run_id}/events/finalize");
     let seen = sink
-        .wait_until(|s| s.iter().any(|s| s.path == finalize_path))
+        .wait_until_within(Duration::from_secs(60), |s| {
+            s.iter().any(|s| s.path == finalize_path)
+        })
         .await;
     let fin = seen.iter().find(|s| s.path == finalize_path).unwrap();
     assert!(verify(fin), "finalize signature");

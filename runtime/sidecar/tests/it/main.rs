@@ -11,21 +11,16 @@ mod proxy;
 
 use std::net::SocketAddr;
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, Method, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::Router;
+use axum::http::StatusCode;
 use corral_protocol::SigningSecret;
 use futures::StreamExt as _;
-use parking_lot::Mutex;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::{Child, Command};
-use tokio::sync::watch;
+
+pub use corral_testkit::recorder::{Recorder, Seen};
 
 pub const TOKEN: &str = "configure-token-abc123";
 pub const RUN_ID: &str = "run_sidecar_1";
@@ -136,112 +131,6 @@ pub fn config(model_base_url: &str, api: &str, sink_url: &str) -> Value {
 
 pub fn signing() -> SigningSecret {
     SigningSecret::parse(SINK_SECRET).unwrap()
-}
-
-/// One request a [`Recorder`] received.
-#[derive(Debug, Clone)]
-pub struct Seen {
-    pub method: Method,
-    pub path: String,
-    pub query: Option<String>,
-    pub headers: HeaderMap,
-    pub body: Bytes,
-}
-
-impl Seen {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-}
-
-type Responder = Arc<dyn Fn(&Seen, usize) -> Response + Send + Sync>;
-
-struct RecInner {
-    seen: Mutex<Vec<Seen>>,
-    changed: watch::Sender<usize>,
-    respond: Responder,
-}
-
-/// A loopback HTTP server that records every request and answers with a closure
-/// (given the request and its index): the event sink, the platform, an
-/// integration's API.
-pub struct Recorder {
-    pub url: String,
-    inner: Arc<RecInner>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Recorder {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn record(State(inner): State<Arc<RecInner>>, req: Request) -> Response {
-    let (parts, body) = req.into_parts();
-    let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
-    let seen = Seen {
-        method: parts.method,
-        path: parts.uri.path().to_owned(),
-        query: parts.uri.query().map(str::to_owned),
-        headers: parts.headers,
-        body,
-    };
-    let index = {
-        let mut all = inner.seen.lock();
-        all.push(seen.clone());
-        all.len() - 1
-    };
-    inner.changed.send_replace(index + 1);
-    (inner.respond)(&seen, index)
-}
-
-impl Recorder {
-    pub async fn start(
-        respond: impl Fn(&Seen, usize) -> Response + Send + Sync + 'static,
-    ) -> Recorder {
-        let inner = Arc::new(RecInner {
-            seen: Mutex::new(Vec::new()),
-            changed: watch::channel(0).0,
-            respond: Arc::new(respond),
-        });
-        let app = Router::new().fallback(record).with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
-        Recorder { url, inner, task }
-    }
-
-    /// A sink that accepts everything with 204.
-    pub async fn sink() -> Recorder {
-        Self::start(|_, _| StatusCode::NO_CONTENT.into_response()).await
-    }
-
-    pub fn seen(&self) -> Vec<Seen> {
-        self.inner.seen.lock().clone()
-    }
-
-    /// Waits until `f` holds over the recorded requests.
-    pub async fn wait_until(&self, mut f: impl FnMut(&[Seen]) -> bool) -> Vec<Seen> {
-        let mut rx = self.inner.changed.subscribe();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            {
-                let seen = self.inner.seen.lock();
-                if f(&seen) {
-                    return seen.clone();
-                }
-            }
-            if tokio::time::timeout_at(deadline, rx.changed())
-                .await
-                .is_err()
-            {
-                panic!("condition not met; recorded: {:#?}", self.seen());
-            }
-        }
-    }
 }
 
 /// A small MCP client over Streamable HTTP for the tests, independent of the

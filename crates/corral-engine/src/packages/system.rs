@@ -9,8 +9,9 @@ use std::collections::BTreeMap;
 use corral_afps::Package;
 use include_dir::{include_dir, Dir};
 
-use crate::error::ApiResult;
-use crate::state::AppState;
+use corral_core::ProblemResult;
+
+use crate::Engine;
 
 static SYSTEM_PACKAGES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../../system-packages");
 
@@ -51,13 +52,13 @@ pub struct LoadReport {
 
 /// Loads every embedded system package. A package that fails validation stops the
 /// boot: shipping a broken system package is a build error, not a runtime surprise.
-pub async fn load(state: &AppState) -> anyhow::Result<LoadReport> {
+pub async fn load(state: &Engine) -> anyhow::Result<LoadReport> {
     load_from(state, embedded()).await
 }
 
 /// Loads the given packages (directory name, files) as system packages.
 pub async fn load_from(
-    state: &AppState,
+    state: &Engine,
     packages: Vec<(String, BTreeMap<String, Vec<u8>>)>,
 ) -> anyhow::Result<LoadReport> {
     let mut report = LoadReport::default();
@@ -85,7 +86,7 @@ pub async fn load_from(
     Ok(report)
 }
 
-async fn load_one(state: &AppState, pkg: Package, report: &mut LoadReport) -> ApiResult<()> {
+async fn load_one(state: &Engine, pkg: Package, report: &mut LoadReport) -> ProblemResult<()> {
     let id = pkg.name.id();
     let mut conn = state.db.conn().await?;
     let existing = corral_store::packages::get_system(&mut conn, &id).await?;
@@ -101,7 +102,7 @@ async fn load_one(state: &AppState, pkg: Package, report: &mut LoadReport) -> Ap
         report.unchanged.push(id);
         return Ok(());
     }
-    let created = crate::packages::upsert_with_draft(state, None, &pkg, None).await?;
+    let created = super::upsert_with_draft(state, None, &pkg, None).await?;
     let highest = versions
         .iter()
         .filter_map(|v| semver::Version::parse(&v.version).ok())
@@ -117,7 +118,7 @@ async fn load_one(state: &AppState, pkg: Package, report: &mut LoadReport) -> Ap
         None => pkg,
     };
     let archive = publish.to_archive();
-    crate::packages::publish(state, &id, &publish, archive, None).await?;
+    super::publish(state, &id, &publish, archive, None).await?;
     if created {
         report.created.push(id);
     } else {

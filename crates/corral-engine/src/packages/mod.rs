@@ -1,50 +1,23 @@
 //! The package service: publishing versions (integrity, RECORD, object storage,
 //! dependencies, dist-tags), reading archive bytes back with their integrity checked,
-//! and mapping AFPS errors to problems. Handlers in `routes::packages` call it.
+//! and mapping AFPS errors to problems. The API's package handlers and the run trigger call it.
 
 pub mod system;
 
 use std::collections::BTreeMap;
 
-use base64::Engine;
-use corral_afps::{AfpsError, Package, PackageType};
+use base64::Engine as _;
+use corral_afps::{Package, PackageType};
 use corral_core::time::now_ms;
 use corral_core::ErrorCode;
 use corral_store::packages as store;
 
-use crate::error::{ApiError, ApiResult, FieldError};
-use crate::state::AppState;
+use corral_core::{Problem, ProblemResult};
+
+use crate::Engine;
 
 /// Object-storage prefix of version archives.
 pub const ARCHIVE_PREFIX: &str = "packages";
-
-impl From<AfpsError> for ApiError {
-    fn from(e: AfpsError) -> ApiError {
-        match e {
-            AfpsError::Invalid(errors) => ApiError::validation(
-                errors
-                    .into_iter()
-                    .map(|f| FieldError::new(f.field, &f.code, f.message))
-                    .collect(),
-            ),
-            AfpsError::TooLarge { .. } => ApiError::new(ErrorCode::PayloadTooLarge, e.to_string()),
-            AfpsError::Integrity { .. } => {
-                let mut err = ApiError::new(
-                    ErrorCode::BundleIntegrityMismatch,
-                    "the stored package archive does not match its recorded integrity",
-                );
-                err.source = Some(anyhow::Error::new(e));
-                err
-            }
-            other => {
-                let code = other.code();
-                let mut err = ApiError::new(ErrorCode::ArchiveInvalid, other.to_string());
-                err.errors = vec![FieldError::new("file", code, other.to_string())];
-                err
-            }
-        }
-    }
-}
 
 /// The text file a package type is edited through (`content` in the API).
 pub fn main_file(ptype: PackageType) -> Option<&'static str> {
@@ -55,7 +28,7 @@ pub fn main_file(ptype: PackageType) -> Option<&'static str> {
     }
 }
 
-pub fn encode_files(files: &BTreeMap<String, Vec<u8>>) -> ApiResult<String> {
+pub fn encode_files(files: &BTreeMap<String, Vec<u8>>) -> ProblemResult<String> {
     let map: BTreeMap<&str, String> = files
         .iter()
         .filter(|(path, _)| path.as_str() != "manifest.json" && path.as_str() != "RECORD")
@@ -66,37 +39,37 @@ pub fn encode_files(files: &BTreeMap<String, Vec<u8>>) -> ApiResult<String> {
             )
         })
         .collect();
-    serde_json::to_string(&map).map_err(ApiError::internal)
+    serde_json::to_string(&map).map_err(Problem::internal)
 }
 
-pub fn decode_files(text: &str) -> ApiResult<BTreeMap<String, Vec<u8>>> {
-    let map: BTreeMap<String, String> = serde_json::from_str(text).map_err(ApiError::internal)?;
+pub fn decode_files(text: &str) -> ProblemResult<BTreeMap<String, Vec<u8>>> {
+    let map: BTreeMap<String, String> = serde_json::from_str(text).map_err(Problem::internal)?;
     map.into_iter()
         .map(|(k, v)| {
             base64::engine::general_purpose::STANDARD
                 .decode(v)
                 .map(|b| (k, b))
-                .map_err(ApiError::internal)
+                .map_err(Problem::internal)
         })
         .collect()
 }
 
 /// The draft of a package row, as a validated package.
-pub fn draft_package(row: &store::Package) -> ApiResult<Package> {
+pub fn draft_package(row: &store::Package) -> ProblemResult<Package> {
     let manifest: serde_json::Value =
-        serde_json::from_str(&row.draft_manifest).map_err(ApiError::internal)?;
+        serde_json::from_str(&row.draft_manifest).map_err(Problem::internal)?;
     let files = decode_files(&row.draft_files)?;
     Ok(Package::from_parts(manifest, files)?)
 }
 
 /// An org may only write packages in its own scope (`@<org slug>`).
-pub async fn check_scope(state: &AppState, org_id: &str, pkg: &Package) -> ApiResult<()> {
+pub async fn check_scope(state: &Engine, org_id: &str, pkg: &Package) -> ProblemResult<()> {
     let mut conn = state.db.conn().await?;
     let org = corral_store::orgs::by_id(&mut conn, org_id)
         .await?
-        .ok_or_else(|| ApiError::not_found("organization"))?;
+        .ok_or_else(|| Problem::not_found("organization"))?;
     if pkg.name.scope != org.slug {
-        let mut e = ApiError::forbidden(format!(
+        let mut e = Problem::forbidden(format!(
             "{} is outside this organization's scope @{}",
             pkg.name, org.slug
         ));
@@ -110,12 +83,12 @@ pub async fn check_scope(state: &AppState, org_id: &str, pkg: &Package) -> ApiRe
 /// forward (409 otherwise); the archive goes to object storage (content addressed), the
 /// row, its dependencies and the `latest` tag (stable versions only) in one transaction.
 pub async fn publish(
-    state: &AppState,
+    state: &Engine,
     package_id: &str,
     pkg: &Package,
     archive: Vec<u8>,
     actor: Option<&str>,
-) -> ApiResult<store::Version> {
+) -> ProblemResult<store::Version> {
     let integrity = corral_afps::integrity(&archive);
     let record = corral_afps::record(&pkg.files);
     let size = archive.len() as i64;
@@ -123,9 +96,9 @@ pub async fn publish(
         .blobs
         .put_content(ARCHIVE_PREFIX, archive)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(Problem::internal)?;
     let version = pkg.version.to_string();
-    let manifest = serde_json::to_string(&pkg.manifest).map_err(ApiError::internal)?;
+    let manifest = serde_json::to_string(&pkg.manifest).map_err(Problem::internal)?;
     let now = now_ms();
 
     let mut tx = state.db.begin().await?;
@@ -135,7 +108,7 @@ pub async fn publish(
         .filter_map(|v| semver::Version::parse(&v.version).ok())
         .collect();
     if existing.contains(&pkg.version) {
-        let mut e = ApiError::new(
+        let mut e = Problem::new(
             ErrorCode::VersionExists,
             format!("version {version} already exists"),
         );
@@ -143,7 +116,7 @@ pub async fn publish(
         return Err(e);
     }
     if corral_afps::check_forward(&existing, &pkg.version).is_err() {
-        let mut e = ApiError::new(
+        let mut e = Problem::new(
             ErrorCode::VersionExists,
             format!("version {version} does not move forward: a higher version exists"),
         );
@@ -182,21 +155,21 @@ pub async fn publish(
     let row = store::version(&mut tx, package_id, &version)
         .await?
         .filter(|v| v.id == id)
-        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("version vanished after insert")))?;
+        .ok_or_else(|| Problem::internal(anyhow::anyhow!("version vanished after insert")))?;
     tx.commit().await.map_err(corral_store::StoreError::from)?;
     Ok(row)
 }
 
 /// The archive bytes of a version, verified against the recorded integrity: a
 /// mismatch is a 500 `bundle_integrity_mismatch` and nothing is served or run.
-pub async fn load_verified(state: &AppState, v: &store::Version) -> ApiResult<Vec<u8>> {
+pub async fn load_verified(state: &Engine, v: &store::Version) -> ProblemResult<Vec<u8>> {
     let bytes = state
         .blobs
         .get(&v.storage_key)
         .await
-        .map_err(ApiError::internal)?
+        .map_err(Problem::internal)?
         .ok_or_else(|| {
-            let mut e = ApiError::new(
+            let mut e = Problem::new(
                 ErrorCode::BundleIntegrityMismatch,
                 "the stored package archive is missing",
             );
@@ -210,13 +183,13 @@ pub async fn load_verified(state: &AppState, v: &store::Version) -> ApiResult<Ve
 /// Creates the package row for an imported or created package when missing, with the
 /// package's files as its draft; otherwise replaces the draft.
 pub async fn upsert_with_draft(
-    state: &AppState,
+    state: &Engine,
     org_id: Option<&str>,
     pkg: &Package,
     actor: Option<&str>,
-) -> ApiResult<bool> {
+) -> ProblemResult<bool> {
     let id = pkg.name.id();
-    let manifest = serde_json::to_string(&pkg.manifest).map_err(ApiError::internal)?;
+    let manifest = serde_json::to_string(&pkg.manifest).map_err(Problem::internal)?;
     let files = encode_files(&pkg.files)?;
     let integrity = corral_afps::integrity(&pkg.to_archive());
     let display_name = pkg.manifest.get("display_name").and_then(|v| v.as_str());
@@ -230,12 +203,10 @@ pub async fn upsert_with_draft(
     match existing {
         Some(row) => {
             if row.org_id.as_deref() != org_id {
-                return Err(ApiError::forbidden(format!(
-                    "{id} belongs to another owner"
-                )));
+                return Err(Problem::forbidden(format!("{id} belongs to another owner")));
             }
             if row.ptype != pkg.ptype.as_str() {
-                let mut e = ApiError::new(
+                let mut e = Problem::new(
                     ErrorCode::Conflict,
                     format!("{id} already exists as a {} package", row.ptype),
                 );
@@ -287,15 +258,15 @@ pub async fn upsert_with_draft(
 /// Resolves `spec` (exact version, dist-tag or range) against the published versions
 /// of a package visible to `org_id`. Yanked versions are never picked by a range.
 pub async fn resolve(
-    state: &AppState,
+    state: &Engine,
     org_id: &str,
     package_id: &str,
     spec: &str,
-) -> ApiResult<store::Version> {
+) -> ProblemResult<store::Version> {
     let mut conn = state.db.conn().await?;
     let row = store::get_visible(&mut conn, org_id, package_id, None)
         .await?
-        .ok_or_else(|| ApiError::not_found("package"))?;
+        .ok_or_else(|| Problem::not_found("package"))?;
     let versions = store::versions(&mut conn, &row.id).await?;
     let tags = store::dist_tags(&mut conn, &row.id).await?;
     let candidates: Vec<corral_afps::resolve::Candidate> = versions
@@ -319,10 +290,10 @@ pub async fn resolve(
         })
         .collect();
     let chosen = corral_afps::resolve::resolve(spec, &candidates, &tag_map, false)
-        .ok_or_else(|| ApiError::not_found(&format!("version of {package_id} matching {spec:?}")))?
+        .ok_or_else(|| Problem::not_found(&format!("version of {package_id} matching {spec:?}")))?
         .to_string();
     versions
         .into_iter()
         .find(|v| v.version == chosen)
-        .ok_or_else(|| ApiError::not_found("version"))
+        .ok_or_else(|| Problem::not_found("version"))
 }

@@ -1,0 +1,569 @@
+//! The run trigger (SPEC §7), whoever calls it (the API, later a schedule): resolve
+//! the agent and its dependencies, validate the input, choose the connections and
+//! the model, check the organization's cap — all before anything is written — then
+//! freeze the run's definition, insert it `pending`, announce it and queue it.
+
+use std::collections::BTreeMap;
+
+use corral_afps::{Package, PackageType};
+use corral_connect::integrations::{Dependency, RunIntegration};
+use corral_connect::Actor;
+use corral_core::time::now_ms;
+use corral_core::{ErrorCode, FieldError, Problem, ProblemResult};
+use corral_protocol::{Limits, SigningSecret};
+use corral_store::runs as store;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use sha2::{Digest as _, Sha256};
+
+use super::executor::run_token;
+use super::Definition;
+use crate::packages as svc;
+use crate::Engine;
+
+/// A manifest's `timeout` when it sets none (seconds).
+const DEFAULT_TIMEOUT_SECS: u64 = 300;
+/// How long after its timeout a run's sink still accepts events.
+const SINK_GRACE_MS: i64 = 10 * 60 * 1000;
+
+/// An application's input settings for an agent: defaults, and fields callers may
+/// not override.
+#[derive(Debug, Default, Deserialize)]
+pub struct InputSettings {
+    #[serde(default)]
+    pub values: Map<String, Value>,
+    #[serde(default)]
+    pub locked_fields: Vec<String>,
+}
+
+/// The agent resolved for a run.
+pub struct Agent {
+    /// `@scope/name`; `None` for an inline run.
+    pub package_id: Option<String>,
+    pub scope: String,
+    pub name: String,
+    pub pkg: Package,
+    pub version_label: Option<String>,
+    pub version_ref: String,
+}
+
+/// Who triggers a run, and where (the organization and application it belongs to).
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub org_id: String,
+    pub app_id: String,
+    pub user_id: Option<String>,
+    pub api_key_id: Option<String>,
+    /// An end user's runs are theirs alone.
+    pub end_user_id: Option<String>,
+    /// Whose connections the run may use.
+    pub actor: Actor,
+}
+
+/// The agent `id` (`@scope/name`) at `version`: `draft`, `published` (default) or a
+/// version spec. System agents always run their published version.
+pub async fn resolve_agent(
+    state: &Engine,
+    org_id: &str,
+    id: &str,
+    version: Option<&str>,
+) -> ProblemResult<Agent> {
+    let mut conn = state.db.conn().await?;
+    let row = corral_store::packages::get_visible(&mut conn, org_id, id, Some("agent"))
+        .await?
+        .ok_or_else(|| Problem::not_found("agent"))?;
+    drop(conn);
+    let system = row.org_id.is_none();
+    let version = if system { None } else { version };
+    let (pkg, label, vref) = match version {
+        Some("draft") => {
+            let pkg = svc::draft_package(&row)?;
+            let mut vref = "draft".to_owned();
+            if let Some(latest) = &row.latest_version {
+                let mut conn = state.db.conn().await?;
+                if let Some(v) = corral_store::packages::version(&mut conn, &row.id, latest).await?
+                {
+                    if corral_afps::integrity(&pkg.to_archive()) == v.integrity {
+                        vref = latest.clone();
+                    }
+                }
+            }
+            (pkg, row.latest_version.clone(), vref)
+        }
+        None | Some("published") | Some("") => {
+            let v = svc::resolve(state, org_id, id, "latest")
+                .await
+                .map_err(|_| {
+                    Problem::new(
+                        ErrorCode::NoPublishedVersion,
+                        format!("{id} has no published version; run the draft with ?version=draft"),
+                    )
+                })?;
+            let bytes = svc::load_verified(state, &v).await?;
+            let pkg = Package::from_archive(&bytes, &corral_afps::Limits::default())?;
+            (pkg, Some(v.version.clone()), v.version)
+        }
+        Some(spec) => {
+            let v = svc::resolve(state, org_id, id, spec).await?;
+            let bytes = svc::load_verified(state, &v).await?;
+            let pkg = Package::from_archive(&bytes, &corral_afps::Limits::default())?;
+            (pkg, Some(v.version.clone()), v.version)
+        }
+    };
+    Ok(Agent {
+        package_id: Some(row.id.clone()),
+        scope: format!("@{}", row.scope),
+        name: row.name.clone(),
+        pkg,
+        version_label: label,
+        version_ref: vref,
+    })
+}
+
+/// What the dependencies of an agent resolved to.
+struct Deps {
+    skills: Vec<corral_protocol::Skill>,
+    integrations: Vec<Dependency>,
+    versions: BTreeMap<String, String>,
+}
+
+async fn resolve_dependencies(
+    state: &Engine,
+    org_id: &str,
+    manifest: &Value,
+    overrides: Option<&BTreeMap<String, String>>,
+) -> ProblemResult<Deps> {
+    let mut deps = Deps {
+        skills: Vec::new(),
+        integrations: Vec::new(),
+        versions: BTreeMap::new(),
+    };
+    for (ptype, name, range) in corral_afps::dependencies(manifest) {
+        let id = name.id();
+        let spec = overrides.and_then(|o| o.get(&id)).cloned().unwrap_or(range);
+        let v = svc::resolve(state, org_id, &id, &spec).await.map_err(|_| {
+            let mut e = Problem::new(
+                ErrorCode::DependencyUnresolved,
+                format!("no published version of {id} matches {spec:?}"),
+            );
+            e.param = Some("dependencies".into());
+            e
+        })?;
+        let bytes = svc::load_verified(state, &v).await?;
+        deps.versions.insert(id.clone(), v.version.clone());
+        match ptype {
+            PackageType::Skill => {
+                let pkg = Package::from_archive(&bytes, &corral_afps::Limits::default())?;
+                let content = pkg
+                    .files
+                    .get("SKILL.md")
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap_or_default();
+                deps.skills.push(corral_protocol::Skill {
+                    name: id,
+                    description: pkg
+                        .manifest
+                        .get("description")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
+                    content,
+                });
+            }
+            PackageType::Integration => {
+                let pkg = Package::from_archive(&bytes, &corral_afps::Limits::default())?;
+                let auth_key = manifest
+                    .pointer("/dependencies/integrations")
+                    .and_then(|m| m.get(&id))
+                    .and_then(|d| d.get("auth_key"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                deps.integrations.push(Dependency {
+                    package_id: id,
+                    manifest: pkg.manifest,
+                    auth_key,
+                });
+            }
+            PackageType::McpServer | PackageType::Agent => {}
+        }
+    }
+    Ok(deps)
+}
+
+/// Coerces string values to the schema's scalar types, as form-based callers send
+/// them (`"5"` → 5, `"true"` → true), leaving anything that does not parse as is so
+/// validation reports it.
+fn coerce(schema: &Value, input: &mut Map<String, Value>) {
+    let Some(props) = schema.get("properties").and_then(Value::as_object) else {
+        return;
+    };
+    for (k, prop) in props {
+        let Some(Value::String(s)) = input.get(k) else {
+            continue;
+        };
+        let t = prop.get("type").and_then(Value::as_str);
+        let coerced = match t {
+            Some("integer") => s.trim().parse::<i64>().ok().map(Value::from),
+            Some("number") => s
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)
+                .map(Value::Number),
+            Some("boolean") => match s.trim() {
+                "true" => Some(Value::Bool(true)),
+                "false" => Some(Value::Bool(false)),
+                _ => None,
+            },
+            _ => None,
+        };
+        if let Some(v) = coerced {
+            input.insert(k.clone(), v);
+        }
+    }
+}
+
+/// Merges the application's input settings (defaults; locked fields win), applies
+/// schema defaults, coerces scalars and validates against the input schema.
+fn prepare_input(
+    manifest: &Value,
+    given: Map<String, Value>,
+    settings: Option<&InputSettings>,
+) -> ProblemResult<Value> {
+    let schema = manifest
+        .pointer("/input/schema")
+        .cloned()
+        .unwrap_or_else(|| json!({"type": "object"}));
+    let mut input = Map::new();
+    if let Some(s) = settings {
+        input.extend(s.values.clone());
+    }
+    for (k, v) in given {
+        if settings.is_some_and(|s| s.locked_fields.contains(&k)) {
+            continue;
+        }
+        input.insert(k, v);
+    }
+    if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+        for (k, prop) in props {
+            if !input.contains_key(k) {
+                if let Some(d) = prop.get("default") {
+                    input.insert(k.clone(), d.clone());
+                }
+            }
+        }
+    }
+    coerce(&schema, &mut input);
+    let value = Value::Object(input);
+    let validator = jsonschema::validator_for(&schema).map_err(|e| {
+        Problem::validation(vec![FieldError::new(
+            "input",
+            "invalid_schema",
+            format!("the agent's input schema is invalid: {e}"),
+        )])
+    })?;
+    let errors: Vec<FieldError> = validator
+        .iter_errors(&value)
+        .map(|e| {
+            let path = e.instance_path().to_string();
+            let field = if path.is_empty() {
+                "input".to_owned()
+            } else {
+                format!("input{}", path.replace('/', "."))
+            };
+            FieldError::new(field, "invalid", e.to_string())
+        })
+        .collect();
+    if !errors.is_empty() {
+        return Err(Problem::validation(errors));
+    }
+    Ok(value)
+}
+
+/// Integrations need a usable connection (SPEC §7 step 4): the connection each
+/// one will use, or a 412 naming every integration that has none.
+async fn check_readiness(
+    state: &Engine,
+    caller: &Caller,
+    deps: &[Dependency],
+    overrides: Option<&BTreeMap<String, String>>,
+) -> ProblemResult<Vec<RunIntegration>> {
+    if deps.is_empty() {
+        return Ok(Vec::new());
+    }
+    let verdicts = corral_connect::integrations::resolve(
+        &state.connect,
+        &caller.app_id,
+        &caller.actor,
+        deps,
+        overrides,
+    )
+    .await?;
+    let (mut chosen, mut errors, mut names) = (Vec::new(), Vec::new(), Vec::new());
+    for v in verdicts {
+        match v.outcome {
+            Ok(i) => chosen.push(i),
+            Err(e) => {
+                names.push(v.package_id);
+                errors.push(e);
+            }
+        }
+    }
+    if errors.is_empty() {
+        return Ok(chosen);
+    }
+    let mut e = if errors.iter().all(|e| e.code == "needs_reconnection") {
+        Problem::new(
+            ErrorCode::NeedsReconnection,
+            format!(
+                "the connection to {} must be re-authorized before running this agent",
+                names.join(", ")
+            ),
+        )
+    } else {
+        Problem::new(
+            ErrorCode::ConnectionMissing,
+            format!(
+                "no usable connection for {}; connect the integration before running this agent",
+                names.join(", ")
+            ),
+        )
+    };
+    e.errors = errors;
+    Err(e)
+}
+
+/// The integrations an agent depends on (for the readiness endpoint).
+pub async fn agent_integrations(
+    state: &Engine,
+    org_id: &str,
+    id: &str,
+    version: Option<&str>,
+) -> ProblemResult<Vec<Dependency>> {
+    let resolved = resolve_agent(state, org_id, id, version).await?;
+    Ok(
+        resolve_dependencies(state, org_id, &resolved.pkg.manifest, None)
+            .await?
+            .integrations,
+    )
+}
+
+async fn preflight(state: &Engine, org_id: &str) -> ProblemResult<()> {
+    let mut conn = state.db.conn().await?;
+    let active = store::count_active_for_org(&mut conn, org_id).await?;
+    if active >= state.config.org_max_queued_runs {
+        let mut e = Problem::new(
+            ErrorCode::ConcurrencyLimit,
+            format!(
+                "the organization already has {active} pending or running runs (limit {})",
+                state.config.org_max_queued_runs
+            ),
+        );
+        e.retry_after = Some(5);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// What a trigger asks for.
+pub struct Request<'a> {
+    pub agent: &'a Agent,
+    /// `package` or `inline`.
+    pub kind: &'a str,
+    pub input: Value,
+    /// The trigger's generation settings (else the agent's).
+    pub generation: Option<&'a Value>,
+    pub model_id: Option<&'a str>,
+    pub dependency_overrides: Option<&'a BTreeMap<String, String>>,
+    pub connection_overrides: Option<&'a BTreeMap<String, String>>,
+}
+
+/// A trigger that passed every check (SPEC §7 steps 2–7), ready to be queued.
+pub struct Checked {
+    input: Value,
+    deps: Deps,
+    integrations: Vec<RunIntegration>,
+    model: corral_connect::models::RunModel,
+}
+
+/// Every check of a trigger, in order, with nothing written: dependencies resolve,
+/// the input validates, integrations have usable connections, a model is
+/// configured, the organization is under its cap. A dry run stops here.
+pub async fn check(state: &Engine, caller: &Caller, req: &Request<'_>) -> ProblemResult<Checked> {
+    let (org_id, app_id) = (caller.org_id.as_str(), caller.app_id.as_str());
+    let pkg = &req.agent.pkg;
+    let deps = resolve_dependencies(state, org_id, &pkg.manifest, req.dependency_overrides).await?;
+    let settings = match &req.agent.package_id {
+        Some(id) if req.kind == "package" => {
+            let mut conn = state.db.conn().await?;
+            corral_store::app_packages::get(&mut conn, org_id, app_id, id)
+                .await?
+                .and_then(|i| serde_json::from_str(&i.input_settings).ok())
+        }
+        _ => None,
+    };
+    let given = match &req.input {
+        Value::Object(m) => m.clone(),
+        _ => Map::new(),
+    };
+    let input = prepare_input(&pkg.manifest, given, settings.as_ref())?;
+    let integrations =
+        check_readiness(state, caller, &deps.integrations, req.connection_overrides).await?;
+    let package_id = req
+        .agent
+        .package_id
+        .as_deref()
+        .filter(|_| req.kind == "package");
+    let model = corral_connect::models::resolve_for_run(
+        &state.connect,
+        org_id,
+        app_id,
+        package_id,
+        req.model_id,
+    )
+    .await?;
+    preflight(state, org_id).await?;
+    Ok(Checked {
+        input,
+        deps,
+        integrations,
+        model,
+    })
+}
+
+/// Freezes a checked trigger into a `pending` run, announces it and queues it.
+pub async fn queue(
+    state: &Engine,
+    caller: &Caller,
+    req: &Request<'_>,
+    checked: Checked,
+) -> ProblemResult<store::Run> {
+    let Checked {
+        input,
+        deps,
+        integrations,
+        model,
+    } = checked;
+    let (org_id, app_id) = (caller.org_id.as_str(), caller.app_id.as_str());
+    let agent = req.agent;
+    let pkg = &agent.pkg;
+    let ceiling = state.config.run_timeout_ceiling_seconds;
+    let timeout = pkg
+        .manifest
+        .get("timeout")
+        .and_then(Value::as_u64)
+        .unwrap_or(DEFAULT_TIMEOUT_SECS)
+        .clamp(1, ceiling);
+    let definition = Definition {
+        prompt: pkg.prompt().unwrap_or_default().to_owned(),
+        output_schema: pkg.manifest.pointer("/output/schema").cloned(),
+        skills: deps.skills,
+        model: model.model,
+        limits: Limits {
+            timeout_secs: timeout,
+            ..Limits::default()
+        },
+        dependencies: deps.versions,
+        integrations,
+    };
+    let run_id = corral_core::ids::prefixed(corral_core::ids::RUN);
+    let sink = state.keyring.seal(
+        SigningSecret::generate().to_whsec().as_bytes(),
+        &super::sink_aad(&run_id),
+    );
+    // Stored like API keys: SHA-256, never the token.
+    let token_hash = hex::encode(Sha256::digest(run_token(state, &run_id).as_bytes()));
+    let now = now_ms();
+    let definition_json = serde_json::to_string(&definition).map_err(Problem::internal)?;
+    let input_json = input.to_string();
+    let generation = req
+        .generation
+        .filter(|g| !g.is_null())
+        .or(model.agent_generation.as_ref())
+        .map(Value::to_string);
+    let mut conn = state.db.conn().await?;
+    store::insert(
+        &mut conn,
+        &store::NewRun {
+            id: &run_id,
+            org_id,
+            application_id: app_id,
+            package_id: agent.package_id.as_deref(),
+            agent_scope: Some(&agent.scope),
+            agent_name: Some(&agent.name),
+            kind: req.kind,
+            input: Some(&input_json),
+            version_label: agent.version_label.as_deref(),
+            version_ref: &agent.version_ref,
+            definition: &definition_json,
+            model_label: Some(&model.label),
+            model_source: Some(model.source),
+            generation: generation.as_deref(),
+            user_id: caller.user_id.as_deref(),
+            end_user_id: caller.end_user_id.as_deref(),
+            api_key_id: caller.api_key_id.as_deref(),
+            schedule_id: None,
+            timeout_secs: timeout as i64,
+            runner_kind: None,
+            runner_name: None,
+            server_id: Some(&state.runs.instance_id),
+            sink_secret: &sink,
+            sink_expires_at: now + timeout as i64 * 1000 + SINK_GRACE_MS,
+            run_token_hash: &token_hash,
+            now,
+        },
+    )
+    .await?;
+    let run = store::get_internal(&mut conn, &run_id)
+        .await?
+        .ok_or_else(|| Problem::internal(anyhow::anyhow!("run vanished after insert")))?;
+    drop(conn);
+    state.runs.bus.publish(&run_id, "pending").await;
+    state.runs.executor.enqueue(org_id, &run_id);
+    tracing::info!(run_id, agent = %format!("{}/{}", agent.scope, agent.name), "run queued");
+    Ok(run)
+}
+
+/// The trigger (SPEC §7): [`check`], then [`queue`]. Every check happens before the
+/// run row exists, so a refused trigger leaves nothing behind.
+pub async fn trigger(
+    state: &Engine,
+    caller: &Caller,
+    req: &Request<'_>,
+) -> ProblemResult<store::Run> {
+    let checked = check(state, caller, req).await?;
+    queue(state, caller, req, checked).await
+}
+
+/// An agent defined in the request itself: its manifest and `prompt.md`.
+pub fn inline_agent(manifest: &Value, prompt: &str) -> ProblemResult<Agent> {
+    let mut files = BTreeMap::new();
+    files.insert("prompt.md".to_owned(), prompt.as_bytes().to_vec());
+    let pkg = Package::from_parts(manifest.clone(), files).map_err(|e| {
+        let mut err = Problem::from(e);
+        for f in &mut err.errors {
+            f.field = format!("manifest.{}", f.field);
+        }
+        err
+    })?;
+    if pkg.ptype != PackageType::Agent {
+        return Err(Problem::validation(vec![FieldError::new(
+            "manifest.type",
+            "invalid",
+            "an inline run needs an agent manifest",
+        )]));
+    }
+    Ok(Agent {
+        package_id: None,
+        scope: "@inline".into(),
+        name: pkg
+            .manifest
+            .get("display_name")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .unwrap_or_else(|| pkg.name.name.clone()),
+        version_label: None,
+        version_ref: "draft".into(),
+        pkg,
+    })
+}
