@@ -22,6 +22,8 @@ pub struct Inner {
     pub started: Instant,
     /// `/api/openapi.json`, serialized once at startup.
     pub openapi_json: bytes::Bytes,
+    /// `?wait=` long polls in flight per identity (capped).
+    pub long_polls: dashmap::DashMap<String, usize>,
 }
 
 impl std::ops::Deref for Inner {

@@ -88,6 +88,14 @@ pub fn api_for_shape(api_shape: &str) -> Option<ModelApi> {
     }
 }
 
+/// The wire API of a stored provider id (ids are checked on write, so an unknown one
+/// is a server error).
+pub fn provider_api(id: &str) -> ProblemResult<ModelApi> {
+    provider(id)
+        .map(|p| p.api)
+        .ok_or_else(|| Problem::internal(anyhow::anyhow!("unknown provider {id}")))
+}
+
 /// Associated data of a credential's sealed key: the envelope opens only there.
 pub fn key_aad(credential_id: &str) -> String {
     format!("model_provider_credential:{credential_id}")

@@ -8,6 +8,7 @@
 pub mod api_keys;
 pub mod app_packages;
 pub mod applications;
+pub mod cluster;
 mod db;
 pub mod end_users;
 pub mod idempotency;
@@ -17,6 +18,7 @@ pub mod models;
 pub mod orgs;
 pub mod packages;
 pub mod realtime;
+pub mod run_logs;
 pub mod runs;
 pub mod sealed;
 pub mod sessions;

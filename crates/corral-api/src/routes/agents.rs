@@ -241,7 +241,7 @@ pub struct BundleQuery {
 #[utoipa::path(get, path = "/api/agents/{scope}/{name}/bundle", tag = "Agents", operation_id = "exportAgentBundle",
     params(("scope" = String, Path, description = "Package scope"), ("name" = String, Path, description = "Package name"), BundleQuery),
     responses((status = 200, description = "The bundle", content_type = "application/zip"),
-              (status = 422, description = "A dependency has no matching version", body = crate::error::ProblemDetail, content_type = "application/problem+json")))]
+              (status = 422, description = "A dependency has no matching version", body = crate::error::ProblemDetail)))]
 pub async fn export_bundle(
     State(state): State<AppState>,
     ctx: Perm<perms::PackagesRead>,

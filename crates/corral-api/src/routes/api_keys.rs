@@ -13,7 +13,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::auth::api_key;
 use crate::context::{perms, Ctx, Perm};
-use crate::error::{ApiError, ApiResult, FieldError, ProblemDetail};
+use crate::error::{ApiError, ApiResult, FieldError};
 use crate::json::{check, Json, Validate};
 use crate::routes::{rfc3339, ListOf};
 use crate::state::AppState;
@@ -47,8 +47,6 @@ pub struct ScopeList {
     ),
     responses(
         (status = 200, description = "Scopes", body = ScopeList),
-        (status = 401, description = "Unauthorized", body = ProblemDetail, content_type = "application/problem+json"),
-        (status = 403, description = "Forbidden", body = ProblemDetail, content_type = "application/problem+json"),
     ))]
 pub async fn available_scopes(ctx: Perm<perms::ApiKeysRead>) -> ApiResult<Json<ScopeList>> {
     Ok(Json(ScopeList {
@@ -104,8 +102,6 @@ impl From<corral_store::api_keys::ApiKey> for ApiKeyInfo {
     ),
     responses(
         (status = 200, description = "Key list", body = ListOf<ApiKeyInfo>),
-        (status = 401, description = "Unauthorized", body = ProblemDetail, content_type = "application/problem+json"),
-        (status = 403, description = "Forbidden", body = ProblemDetail, content_type = "application/problem+json"),
     ))]
 pub async fn list_keys(
     State(state): State<AppState>,
@@ -187,9 +183,6 @@ pub struct CreatedKey {
     request_body = CreateKeyBody,
     responses(
         (status = 201, description = "Key created", body = CreatedKey),
-        (status = 400, description = "Validation error", body = ProblemDetail, content_type = "application/problem+json"),
-        (status = 401, description = "Unauthorized", body = ProblemDetail, content_type = "application/problem+json"),
-        (status = 403, description = "Forbidden", body = ProblemDetail, content_type = "application/problem+json"),
     ))]
 pub async fn create_key(
     State(state): State<AppState>,
@@ -265,9 +258,6 @@ pub async fn create_key(
     ),
     responses(
         (status = 204, description = "Key revoked"),
-        (status = 401, description = "Unauthorized", body = ProblemDetail, content_type = "application/problem+json"),
-        (status = 403, description = "Forbidden", body = ProblemDetail, content_type = "application/problem+json"),
-        (status = 404, description = "Not found", body = ProblemDetail, content_type = "application/problem+json"),
     ))]
 pub async fn revoke_key(
     State(state): State<AppState>,

@@ -97,8 +97,6 @@ impl From<corral_store::applications::Application> for ApplicationObject {
     params(("X-Org-Id" = Option<String>, Header, description = "Organization id (session auth)")),
     responses(
         (status = 200, description = "Application list", body = ListOf<ApplicationObject>),
-        (status = 401, description = "Unauthorized", body = ProblemDetail, content_type = "application/problem+json"),
-        (status = 403, description = "Forbidden", body = ProblemDetail, content_type = "application/problem+json"),
     ))]
 pub async fn list_applications(
     State(state): State<AppState>,
@@ -136,9 +134,6 @@ impl Validate for CreateApplicationBody {
     request_body = CreateApplicationBody,
     responses(
         (status = 201, description = "Application created", body = ApplicationObject),
-        (status = 400, description = "Validation error", body = ProblemDetail, content_type = "application/problem+json"),
-        (status = 401, description = "Unauthorized", body = ProblemDetail, content_type = "application/problem+json"),
-        (status = 403, description = "Forbidden", body = ProblemDetail, content_type = "application/problem+json"),
     ))]
 pub async fn create_application(
     State(state): State<AppState>,
@@ -174,9 +169,6 @@ pub async fn create_application(
     params(("id" = String, Path, description = "Application id"), ("X-Org-Id" = Option<String>, Header, description = "Organization id (session auth)")),
     responses(
         (status = 200, description = "Application", body = ApplicationObject),
-        (status = 401, description = "Unauthorized", body = ProblemDetail, content_type = "application/problem+json"),
-        (status = 403, description = "Forbidden", body = ProblemDetail, content_type = "application/problem+json"),
-        (status = 404, description = "Not found", body = ProblemDetail, content_type = "application/problem+json"),
     ))]
 pub async fn get_application(
     State(state): State<AppState>,
@@ -217,10 +209,6 @@ impl Validate for UpdateApplicationBody {
     request_body = UpdateApplicationBody,
     responses(
         (status = 200, description = "Updated application", body = ApplicationObject),
-        (status = 400, description = "Validation error", body = ProblemDetail, content_type = "application/problem+json"),
-        (status = 401, description = "Unauthorized", body = ProblemDetail, content_type = "application/problem+json"),
-        (status = 403, description = "Forbidden", body = ProblemDetail, content_type = "application/problem+json"),
-        (status = 404, description = "Not found", body = ProblemDetail, content_type = "application/problem+json"),
     ))]
 pub async fn update_application(
     State(state): State<AppState>,
@@ -257,10 +245,7 @@ pub async fn update_application(
     params(("id" = String, Path, description = "Application id"), ("X-Org-Id" = Option<String>, Header, description = "Organization id (session auth)")),
     responses(
         (status = 204, description = "Application deleted"),
-        (status = 400, description = "The default application cannot be deleted", body = ProblemDetail, content_type = "application/problem+json"),
-        (status = 401, description = "Unauthorized", body = ProblemDetail, content_type = "application/problem+json"),
-        (status = 403, description = "Forbidden", body = ProblemDetail, content_type = "application/problem+json"),
-        (status = 404, description = "Not found", body = ProblemDetail, content_type = "application/problem+json"),
+        (status = 400, description = "The default application cannot be deleted", body = ProblemDetail),
     ))]
 pub async fn delete_application(
     State(state): State<AppState>,

@@ -146,9 +146,8 @@ fn normalize_email(e: &str) -> String {
     request_body = SignUpBody,
     responses(
         (status = 200, description = "Account created, session cookie set", body = AuthResponse),
-        (status = 400, description = "Validation error", body = ProblemDetail, content_type = "application/problem+json"),
-        (status = 403, description = "Sign-up is closed", body = ProblemDetail, content_type = "application/problem+json"),
-        (status = 429, description = "Too many requests", body = ProblemDetail, content_type = "application/problem+json"),
+        (status = 403, description = "Sign-up is closed", body = ProblemDetail),
+        (status = 429, description = "Too many requests", body = ProblemDetail),
     ))]
 async fn sign_up(
     State(state): State<AppState>,
@@ -224,9 +223,8 @@ impl Validate for SignInBody {
     request_body = SignInBody,
     responses(
         (status = 200, description = "Logged in, session cookie set", body = AuthResponse),
-        (status = 400, description = "Validation error", body = ProblemDetail, content_type = "application/problem+json"),
-        (status = 401, description = "Invalid credentials", body = ProblemDetail, content_type = "application/problem+json"),
-        (status = 429, description = "Too many attempts", body = ProblemDetail, content_type = "application/problem+json"),
+        (status = 401, description = "Invalid credentials", body = ProblemDetail),
+        (status = 429, description = "Too many attempts", body = ProblemDetail),
     ))]
 async fn sign_in(
     State(state): State<AppState>,
@@ -268,7 +266,7 @@ pub struct SignOutResponse {
     security(("cookieAuth" = [])),
     responses(
         (status = 200, description = "Logged out", body = SignOutResponse),
-        (status = 401, description = "No active session", body = ProblemDetail, content_type = "application/problem+json"),
+        (status = 401, description = "No active session", body = ProblemDetail),
     ))]
 async fn sign_out(State(state): State<AppState>, parts: Parts) -> ApiResult<Response> {
     let Some(token) = session::token_from(&parts) else {

@@ -150,13 +150,9 @@ fn external_id_taken() -> ApiError {
     request_body = EndUserBody,
     responses(
         (status = 201, description = "End-user created", body = EndUserObject),
-        (status = 400, description = "Validation error", body = ProblemDetail, content_type = "application/problem+json"),
-        (status = 401, description = "Unauthorized", body = ProblemDetail, content_type = "application/problem+json"),
-        (status = 403, description = "Forbidden", body = ProblemDetail, content_type = "application/problem+json"),
-        (status = 404, description = "Not found", body = ProblemDetail, content_type = "application/problem+json"),
-        (status = 409, description = "externalId taken, or idempotent request in progress", body = ProblemDetail, content_type = "application/problem+json"),
-        (status = 422, description = "Idempotency-Key reused with another body", body = ProblemDetail, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited", body = ProblemDetail, content_type = "application/problem+json"),
+        (status = 409, description = "externalId taken, or idempotent request in progress", body = ProblemDetail),
+        (status = 422, description = "Idempotency-Key reused with another body", body = ProblemDetail),
+        (status = 429, description = "Rate limited", body = ProblemDetail),
     ))]
 pub async fn create_end_user(
     State(state): State<AppState>,
@@ -215,10 +211,8 @@ pub struct EndUserList {
     ),
     responses(
         (status = 200, description = "End-user list", body = EndUserList),
-        (status = 400, description = "Invalid query", body = ProblemDetail, content_type = "application/problem+json"),
-        (status = 401, description = "Unauthorized", body = ProblemDetail, content_type = "application/problem+json"),
-        (status = 403, description = "Forbidden", body = ProblemDetail, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited", body = ProblemDetail, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid query", body = ProblemDetail),
+        (status = 429, description = "Rate limited", body = ProblemDetail),
     ))]
 pub async fn list_end_users(
     State(state): State<AppState>,
@@ -275,10 +269,7 @@ async fn load(state: &AppState, ctx: &crate::context::Ctx, id: &str) -> ApiResul
     ),
     responses(
         (status = 200, description = "End-user", body = EndUserObject),
-        (status = 401, description = "Unauthorized", body = ProblemDetail, content_type = "application/problem+json"),
-        (status = 403, description = "Forbidden", body = ProblemDetail, content_type = "application/problem+json"),
-        (status = 404, description = "Not found", body = ProblemDetail, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited", body = ProblemDetail, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited", body = ProblemDetail),
     ))]
 pub async fn get_end_user(
     State(state): State<AppState>,
@@ -297,12 +288,8 @@ pub async fn get_end_user(
     request_body = EndUserBody,
     responses(
         (status = 200, description = "Updated end-user", body = EndUserObject),
-        (status = 400, description = "Validation error", body = ProblemDetail, content_type = "application/problem+json"),
-        (status = 401, description = "Unauthorized", body = ProblemDetail, content_type = "application/problem+json"),
-        (status = 403, description = "Forbidden", body = ProblemDetail, content_type = "application/problem+json"),
-        (status = 404, description = "Not found", body = ProblemDetail, content_type = "application/problem+json"),
-        (status = 409, description = "externalId taken", body = ProblemDetail, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited", body = ProblemDetail, content_type = "application/problem+json"),
+        (status = 409, description = "externalId taken", body = ProblemDetail),
+        (status = 429, description = "Rate limited", body = ProblemDetail),
     ))]
 pub async fn update_end_user(
     State(state): State<AppState>,
@@ -343,10 +330,7 @@ pub async fn update_end_user(
     ),
     responses(
         (status = 204, description = "End-user deleted"),
-        (status = 401, description = "Unauthorized", body = ProblemDetail, content_type = "application/problem+json"),
-        (status = 403, description = "Forbidden", body = ProblemDetail, content_type = "application/problem+json"),
-        (status = 404, description = "Not found", body = ProblemDetail, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited", body = ProblemDetail, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited", body = ProblemDetail),
     ))]
 pub async fn delete_end_user(
     State(state): State<AppState>,

@@ -160,7 +160,7 @@ impl Validate for InstallBody {
     params(("applicationId" = String, Path, description = "Application id")),
     request_body = InstallBody,
     responses((status = 201, description = "Installed", body = ApplicationPackage),
-              (status = 409, description = "Already installed", body = ProblemDetail, content_type = "application/problem+json")))]
+              (status = 409, description = "Already installed", body = ProblemDetail)))]
 pub async fn install(
     State(state): State<AppState>,
     ctx: Perm<perms::PackagesWrite>,

@@ -119,8 +119,8 @@ async fn credentials(
     operation_id = "getIntegrationCredentials",
     params(("scope" = String, Path, description = "Package scope (e.g. @myorg)"), ("name" = String, Path, description = "Package name")),
     responses((status = 200, description = "Live credentials, delivery plans and expiries", body = IntegrationCredentials),
-              (status = 410, description = "The connection needs re-authorization", body = crate::error::ProblemDetail, content_type = "application/problem+json"),
-              (status = 502, description = "The authorization server failed", body = crate::error::ProblemDetail, content_type = "application/problem+json")),
+              (status = 410, description = "The connection needs re-authorization", body = crate::error::ProblemDetail),
+              (status = 502, description = "The authorization server failed", body = crate::error::ProblemDetail)),
     security(("bearerExecToken" = [])))]
 pub async fn get_integration_credentials(
     State(state): State<AppState>,
@@ -136,8 +136,8 @@ pub async fn get_integration_credentials(
     operation_id = "refreshIntegrationCredentials",
     params(("scope" = String, Path, description = "Package scope (e.g. @myorg)"), ("name" = String, Path, description = "Package name")),
     responses((status = 200, description = "Refreshed credentials, delivery plans and expiries", body = IntegrationCredentials),
-              (status = 410, description = "The connection needs re-authorization", body = crate::error::ProblemDetail, content_type = "application/problem+json"),
-              (status = 502, description = "The authorization server failed", body = crate::error::ProblemDetail, content_type = "application/problem+json")),
+              (status = 410, description = "The connection needs re-authorization", body = crate::error::ProblemDetail),
+              (status = 502, description = "The authorization server failed", body = crate::error::ProblemDetail)),
     security(("bearerExecToken" = [])))]
 pub async fn refresh_integration_credentials(
     State(state): State<AppState>,

@@ -30,7 +30,6 @@ pub fn org_router() -> OpenApiRouter<AppState> {
 #[utoipa::path(get, path = "/api/me/orgs", tag = "Profile", operation_id = "listMyOrgs",
     responses(
         (status = 200, description = "Organization list", body = ListOf<Organization>),
-        (status = 401, description = "Unauthorized", body = ProblemDetail, content_type = "application/problem+json"),
     ))]
 pub async fn my_orgs(state: State<AppState>, ctx: Ctx) -> ApiResult<Json<ListOf<Organization>>> {
     crate::routes::orgs::list_orgs(state, ctx).await
@@ -64,9 +63,7 @@ impl From<corral_store::users::User> for UserProfile {
 #[utoipa::path(get, path = "/api/profile", tag = "Profile", operation_id = "getProfile",
     responses(
         (status = 200, description = "Profile", body = UserProfile),
-        (status = 401, description = "Unauthorized", body = ProblemDetail, content_type = "application/problem+json"),
-        (status = 403, description = "Not a user session", body = ProblemDetail, content_type = "application/problem+json"),
-        (status = 404, description = "Not found", body = ProblemDetail, content_type = "application/problem+json"),
+        (status = 403, description = "Not a user session", body = ProblemDetail),
     ))]
 pub async fn get_profile(State(state): State<AppState>, ctx: Ctx) -> ApiResult<Json<UserProfile>> {
     let user = ctx.user()?;
@@ -104,10 +101,7 @@ impl Validate for UpdateProfileBody {
     request_body = UpdateProfileBody,
     responses(
         (status = 200, description = "Updated profile", body = UserProfile),
-        (status = 400, description = "Validation error", body = ProblemDetail, content_type = "application/problem+json"),
-        (status = 401, description = "Unauthorized", body = ProblemDetail, content_type = "application/problem+json"),
-        (status = 403, description = "Not a user session", body = ProblemDetail, content_type = "application/problem+json"),
-        (status = 404, description = "Not found", body = ProblemDetail, content_type = "application/problem+json"),
+        (status = 403, description = "Not a user session", body = ProblemDetail),
     ))]
 pub async fn update_profile(
     State(state): State<AppState>,
@@ -154,10 +148,8 @@ pub struct StatusResponse {
     request_body = SetPasswordBody,
     responses(
         (status = 200, description = "Password set", body = StatusResponse),
-        (status = 400, description = "Validation error", body = ProblemDetail, content_type = "application/problem+json"),
-        (status = 401, description = "Unauthorized", body = ProblemDetail, content_type = "application/problem+json"),
-        (status = 403, description = "Not a user session", body = ProblemDetail, content_type = "application/problem+json"),
-        (status = 409, description = "A password is already set", body = ProblemDetail, content_type = "application/problem+json"),
+        (status = 403, description = "Not a user session", body = ProblemDetail),
+        (status = 409, description = "A password is already set", body = ProblemDetail),
     ))]
 pub async fn set_password(
     State(state): State<AppState>,
@@ -214,8 +206,6 @@ pub struct ProfileBatchItem {
     params(("X-Org-Id" = Option<String>, Header, description = "Organization id (session auth)")),
     responses(
         (status = 200, description = "Profiles", body = ListOf<ProfileBatchItem>),
-        (status = 400, description = "Validation error", body = ProblemDetail, content_type = "application/problem+json"),
-        (status = 401, description = "Unauthorized", body = ProblemDetail, content_type = "application/problem+json"),
     ))]
 pub async fn batch_profiles(
     State(state): State<AppState>,

@@ -128,9 +128,9 @@ async fn import_one(
     request_body(content_type = "multipart/form-data", description = "Field `file`: the .afps archive (a raw application/zip body is accepted too)"),
     responses(
         (status = 201, description = "Imported", body = ImportResult),
-        (status = 409, description = "The version exists or does not move forward", body = crate::error::ProblemDetail, content_type = "application/problem+json"),
-        (status = 413, description = "Archive too large", body = crate::error::ProblemDetail, content_type = "application/problem+json"),
-        (status = 415, description = "Not multipart or zip", body = crate::error::ProblemDetail, content_type = "application/problem+json"),
+        (status = 409, description = "The version exists or does not move forward", body = crate::error::ProblemDetail),
+        (status = 413, description = "Archive too large", body = crate::error::ProblemDetail),
+        (status = 415, description = "Not multipart or zip", body = crate::error::ProblemDetail),
     ))]
 pub async fn import_package(
     State(state): State<AppState>,
@@ -182,9 +182,9 @@ pub struct BundleImportResult {
     request_body(content_type = "multipart/form-data", description = "Field `file`: the .afps-bundle (a raw application/zip body is accepted too)"),
     responses(
         (status = 201, description = "Imported", body = BundleImportResult),
-        (status = 409, description = "A version conflicts with a stored one", body = crate::error::ProblemDetail, content_type = "application/problem+json"),
-        (status = 413, description = "Bundle too large", body = crate::error::ProblemDetail, content_type = "application/problem+json"),
-        (status = 415, description = "Not multipart or zip", body = crate::error::ProblemDetail, content_type = "application/problem+json"),
+        (status = 409, description = "A version conflicts with a stored one", body = crate::error::ProblemDetail),
+        (status = 413, description = "Bundle too large", body = crate::error::ProblemDetail),
+        (status = 415, description = "Not multipart or zip", body = crate::error::ProblemDetail),
     ))]
 pub async fn import_bundle(
     State(state): State<AppState>,

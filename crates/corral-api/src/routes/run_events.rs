@@ -45,7 +45,7 @@ fn header<'h>(headers: &'h HeaderMap) -> impl FnMut(&str) -> Option<&'h str> + '
     params(("runId" = String, Path, description = "Run id")),
     request_body(content = Object, content_type = "application/cloudevents+json", description = "One CloudEvents 1.0 run event"),
     responses((status = 200, description = "Accepted", body = IngestOutcome),
-              (status = 410, description = "The run's sink is closed or expired", body = crate::error::ProblemDetail, content_type = "application/problem+json")),
+              (status = 410, description = "The run's sink is closed or expired", body = crate::error::ProblemDetail)),
     security(()))]
 pub async fn ingest_event(
     State(state): State<AppState>,
@@ -68,7 +68,7 @@ pub async fn ingest_event(
     params(("runId" = String, Path, description = "Run id")),
     request_body(content = Object, description = "The heartbeat (run id, time, step, usage)"),
     responses((status = 200, description = "Recorded", body = Ok),
-              (status = 410, description = "The run's sink is closed or expired", body = crate::error::ProblemDetail, content_type = "application/problem+json")),
+              (status = 410, description = "The run's sink is closed or expired", body = crate::error::ProblemDetail)),
     security(()))]
 pub async fn heartbeat(
     State(state): State<AppState>,
@@ -88,7 +88,7 @@ pub async fn heartbeat(
     params(("runId" = String, Path, description = "Run id")),
     request_body(content = Object, description = "The run result: status, output, error, usage, duration_ms"),
     responses((status = 200, description = "Closed", body = Ok),
-              (status = 410, description = "The run's sink expired", body = crate::error::ProblemDetail, content_type = "application/problem+json")),
+              (status = 410, description = "The run's sink expired", body = crate::error::ProblemDetail)),
     security(()))]
 pub async fn finalize(
     State(state): State<AppState>,

@@ -245,7 +245,7 @@ pub async fn list_webhooks(
 #[utoipa::path(post, path = "/api/webhooks", tag = "Webhooks", operation_id = "createWebhook",
     request_body = CreateWebhookBody,
     responses((status = 201, description = "Created", body = WebhookWithSecret),
-              (status = 409, description = "20 endpoints already exist at this level", body = crate::error::ProblemDetail, content_type = "application/problem+json")))]
+              (status = 409, description = "20 endpoints already exist at this level", body = crate::error::ProblemDetail)))]
 pub async fn create_webhook(
     State(state): State<AppState>,
     ctx: Perm<perms::WebhooksWrite>,

@@ -513,20 +513,20 @@ async fn isolation_and_system_packages(b: Backend) {
     assert_eq!(detail["source"], "system");
     assert_eq!(detail["effective_timeout_seconds"], 120);
     // Loading again (a restart) changes nothing.
-    let report = corral_api::packages::system::load(&app.state)
+    let report = corral_engine::packages::system::load(&app.state)
         .await
         .unwrap();
     assert_eq!(report.unchanged.len(), 6, "{report:?}");
     assert_eq!(app.scalar("SELECT COUNT(*) FROM package_versions v JOIN packages p ON p.id = v.package_id WHERE p.org_id IS NULL").await, 6);
     // A changed file becomes a new version on the next load (the next patch, since
     // the manifest still declares 1.0.0), and loading the same files again is a no-op.
-    let mut changed = corral_api::packages::system::embedded();
+    let mut changed = corral_engine::packages::system::embedded();
     let hw = changed
         .iter_mut()
         .find(|(d, _)| d == "hello-world")
         .unwrap();
     hw.1.insert("prompt.md".into(), b"Greet warmly.".to_vec());
-    let report = corral_api::packages::system::load_from(&app.state, changed.clone())
+    let report = corral_engine::packages::system::load_from(&app.state, changed.clone())
         .await
         .unwrap();
     assert_eq!(
@@ -538,7 +538,7 @@ async fn isolation_and_system_packages(b: Backend) {
         .get("/api/packages/agents/@corral/hello-world/versions", 200)
         .await;
     assert_eq!(versions["versions"][0]["version"], "1.0.1");
-    let report = corral_api::packages::system::load_from(&app.state, changed)
+    let report = corral_engine::packages::system::load_from(&app.state, changed)
         .await
         .unwrap();
     assert_eq!(report.unchanged.len(), 6, "{report:?}");

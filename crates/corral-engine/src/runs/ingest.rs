@@ -13,6 +13,7 @@ use corral_core::ErrorCode;
 use corral_core::{Problem, ProblemResult};
 use corral_protocol::events::{EventPayload, LogLevel};
 use corral_protocol::{CloudEvent, RunResult, RunStatus, SigningSecret, WebhookHeaders};
+use corral_store::run_logs;
 use corral_store::runs as store;
 use serde_json::{json, Value};
 
@@ -130,9 +131,9 @@ async fn apply(conn: &mut corral_store::Conn, run_id: &str, ev: &CloudEvent) -> 
     let seq_no = ev.sequence;
     if seq_no > MAX_LOGS_PER_RUN {
         if seq_no == MAX_LOGS_PER_RUN + 1 {
-            store::insert_log(
+            run_logs::insert_log(
                 conn,
-                &store::NewLog {
+                &run_logs::NewLog {
                     run_id,
                     sequence: seq,
                     log_type: "system",
@@ -149,9 +150,9 @@ async fn apply(conn: &mut corral_store::Conn, run_id: &str, ev: &CloudEvent) -> 
         return Ok(());
     }
     let data = data.map(|d| d.to_string());
-    store::insert_log(
+    run_logs::insert_log(
         conn,
-        &store::NewLog {
+        &run_logs::NewLog {
             run_id,
             sequence: seq,
             log_type,
@@ -173,9 +174,9 @@ async fn drain_buffer(
     mut last: i64,
     flush: bool,
 ) -> ProblemResult<i64> {
-    for (seq, body) in store::buffered(conn, run_id).await? {
+    for (seq, body) in run_logs::buffered(conn, run_id).await? {
         if seq <= last {
-            store::unbuffer(conn, run_id, seq).await?;
+            run_logs::unbuffer(conn, run_id, seq).await?;
             continue;
         }
         if seq != last + 1 && !flush {
@@ -183,7 +184,7 @@ async fn drain_buffer(
         }
         let ev: CloudEvent = serde_json::from_str(&body).map_err(Problem::internal)?;
         apply(conn, run_id, &ev).await?;
-        store::unbuffer(conn, run_id, seq).await?;
+        run_logs::unbuffer(conn, run_id, seq).await?;
         last = seq;
     }
     Ok(last)
@@ -220,7 +221,7 @@ pub async fn ingest(state: &Engine, run: &store::Run, body: &[u8]) -> ProblemRes
         }
         "persisted"
     } else {
-        store::buffer_event(
+        run_logs::buffer_event(
             &mut tx,
             run_id,
             seq,

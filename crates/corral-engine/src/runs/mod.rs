@@ -201,7 +201,7 @@ pub async fn select_backend(
     let deployment = {
         let mut conn = state.db.conn().await.map_err(|e| e.to_string())?;
         let candidate = format!("dep_{}", uuid::Uuid::now_v7().simple());
-        corral_store::runs::deployment_id(&mut conn, &candidate, corral_core::time::now_ms())
+        corral_store::cluster::deployment_id(&mut conn, &candidate, corral_core::time::now_ms())
             .await
             .map_err(|e| format!("reading the deployment id: {e}"))?
     };

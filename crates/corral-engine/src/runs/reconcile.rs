@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use corral_core::time::now_ms;
 use corral_sandbox::{SandboxInfo, SandboxState};
+use corral_store::cluster;
 use corral_store::runs as store;
 use corral_store::Backend;
 use tokio_util::sync::CancellationToken;
@@ -40,14 +41,14 @@ pub async fn heartbeat(state: Engine, stop: CancellationToken) {
             _ = tick.tick() => {}
         }
         if let Ok(mut conn) = state.db.conn().await {
-            if let Err(e) = store::instance_heartbeat(&mut conn, &id, now_ms()).await {
+            if let Err(e) = cluster::instance_heartbeat(&mut conn, &id, now_ms()).await {
                 tracing::warn!(error = %e, "instance heartbeat failed");
             }
         }
     }
     if let Ok(mut conn) = state.db.conn().await {
-        let _ = store::remove_instance(&mut conn, &id).await;
-        let _ = store::release_lease(&mut conn, LEASE_NAME, &id).await;
+        let _ = cluster::remove_instance(&mut conn, &id).await;
+        let _ = cluster::release_lease(&mut conn, LEASE_NAME, &id).await;
     }
 }
 
@@ -74,11 +75,11 @@ pub async fn run(state: Engine, stop: CancellationToken) {
 async fn live_instances(state: &Engine) -> anyhow::Result<HashSet<String>> {
     let me = state.runs.instance_id.clone();
     let mut conn = state.db.conn().await?;
-    store::instance_heartbeat(&mut conn, &me, now_ms()).await?;
+    cluster::instance_heartbeat(&mut conn, &me, now_ms()).await?;
     let mut live: HashSet<String> = match state.db.backend() {
         // One server per SQLite file: every other instance is a previous life.
         Backend::Sqlite => HashSet::new(),
-        Backend::Postgres => store::live_instances(&mut conn, now_ms() - INSTANCE_TTL_MS)
+        Backend::Postgres => cluster::live_instances(&mut conn, now_ms() - INSTANCE_TTL_MS)
             .await?
             .into_iter()
             .collect(),
@@ -93,12 +94,13 @@ pub async fn pass(state: &Engine, stop: &CancellationToken) -> anyhow::Result<()
     let live = live_instances(state).await?;
     let mut conn = state.db.conn().await?;
     // A lease held by a dead instance is free at once, not only when it expires.
-    if let Some(holder) = store::lease_holder(&mut conn, LEASE_NAME).await? {
+    if let Some(holder) = cluster::lease_holder(&mut conn, LEASE_NAME).await? {
         if !live.contains(&holder) {
-            store::release_lease(&mut conn, LEASE_NAME, &holder).await?;
+            cluster::release_lease(&mut conn, LEASE_NAME, &holder).await?;
         }
     }
-    let leader = store::acquire_lease(&mut conn, LEASE_NAME, &me, LEADER_TTL_MS, now_ms()).await?;
+    let leader =
+        cluster::acquire_lease(&mut conn, LEASE_NAME, &me, LEADER_TTL_MS, now_ms()).await?;
     let active = store::active(&mut conn).await?;
     drop(conn);
     let sbx = state.runs.sandboxes_now();

@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use corral_store::runs::{self, Finish, NewLog, NewRun};
+use corral_store::run_logs::{self, NewLog};
+use corral_store::runs::{self, Finish, NewRun};
 use corral_store::Db;
 
 use crate::NOW;
@@ -60,7 +61,7 @@ async fn an_event_and_a_cancel_do_not_deadlock(db: Db) {
         .expect("lock")
         .expect("the run exists");
     assert_eq!(last, 0);
-    runs::insert_log(
+    run_logs::insert_log(
         &mut tx,
         &NewLog {
             run_id: &id,

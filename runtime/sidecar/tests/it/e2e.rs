@@ -42,22 +42,19 @@ fn agent_binary() -> PathBuf {
                 "RUSTUP_HOME",
                 "RUSTUP_TOOLCHAIN",
             ];
+            // `--workspace --bins`, as the test command builds before the suite: the
+            // same feature set, so this is a no-op there. `-p corral-agent` alone
+            // resolves features differently and rebuilt half the dependency tree
+            // (minutes, the slowest test of the suite).
             let status = std::process::Command::new(cargo)
-                .args([
-                    "build",
-                    "--quiet",
-                    "-p",
-                    "corral-agent",
-                    "--bin",
-                    "corral-agent",
-                ])
+                .args(["build", "--quiet", "--workspace", "--bins"])
                 .arg("--manifest-path")
                 .arg(&manifest)
                 .env_clear()
                 .envs(std::env::vars_os().filter(|(k, _)| keep.iter().any(|w| k == w)))
                 .env("CARGO_TARGET_DIR", &target_dir)
                 .status()
-                .expect("run cargo build -p corral-agent");
+                .expect("run cargo build --workspace --bins");
             assert!(status.success(), "building corral-agent failed");
             let path = sidecar.with_file_name("corral-agent");
             assert!(path.exists(), "{} missing", path.display());

@@ -1,0 +1,214 @@
+//! The application router: every route group behind the pipeline of SPEC §4, in
+//! order, and the routers of the sandbox-facing and metrics listeners.
+
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderName, Method};
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use corral_config::Config;
+use corral_core::ErrorCode;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::context::Scope;
+use crate::{context, pipeline, routes};
+
+use crate::error::ApiError;
+use crate::routes::{
+    agents, api_keys, applications, auth as auth_routes, docs, end_users, health, installs,
+    integrations as integration_routes, me, models as model_routes, orgs, package_archives,
+    packages as package_routes, runs as run_routes, webhooks as webhook_routes,
+};
+use crate::state::AppState;
+
+/// Where a group of routes sits in the pipeline.
+pub(crate) enum Group {
+    Public,
+    Auth,
+    Scoped(Scope),
+}
+
+pub(crate) fn groups() -> Vec<(Group, OpenApiRouter<AppState>)> {
+    vec![
+        (
+            Group::Public,
+            health::router()
+                .merge(orgs::public_router())
+                .merge(routes::run_events::router())
+                .merge(routes::internal::router())
+                .merge(integration_routes::public_router()),
+        ),
+        (Group::Auth, auth_routes::router()),
+        (
+            Group::Scoped(Scope::User),
+            orgs::user_router()
+                .merge(me::user_router())
+                .merge(integration_routes::user_router()),
+        ),
+        (Group::Scoped(Scope::OrgPath), orgs::org_path_router()),
+        (
+            Group::Scoped(Scope::Org),
+            applications::org_router()
+                .merge(me::org_router())
+                .merge(installs::org_router()),
+        ),
+        (
+            Group::Scoped(Scope::App),
+            end_users::app_router().merge(api_keys::app_router()),
+        ),
+        (
+            Group::Scoped(Scope::App),
+            package_routes::agents::router()
+                .merge(package_routes::skills::router())
+                .merge(package_routes::integrations::router())
+                .merge(package_routes::mcp_servers::router())
+                .merge(package_archives::app_router())
+                .merge(agents::app_router()),
+        ),
+        (Group::Scoped(Scope::App), run_routes::app_router()),
+        (Group::Scoped(Scope::App), routes::realtime::router()),
+        (Group::Scoped(Scope::App), webhook_routes::app_router()),
+        (Group::Scoped(Scope::App), integration_routes::app_router()),
+        (Group::Scoped(Scope::Org), model_routes::org_router()),
+        (Group::Scoped(Scope::App), model_routes::app_router()),
+    ]
+}
+
+pub(crate) async fn route_not_found(req: axum::extract::Request) -> Response {
+    ApiError::new(
+        ErrorCode::RouteNotFound,
+        format!("no route for {} {}", req.method(), req.uri().path()),
+    )
+    .into_response()
+}
+
+fn panic_response(err: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let what = err
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| err.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_else(|| "unknown panic".into());
+    ApiError::internal(anyhow::anyhow!("handler panicked: {what}")).into_response()
+}
+
+fn cors(config: &Config) -> CorsLayer {
+    let origins: Vec<_> = config
+        .trusted_origins
+        .iter()
+        .filter_map(|o| o.parse().ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_credentials(true)
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            HeaderName::from_static("x-org-id"),
+            HeaderName::from_static("x-app-id"),
+            HeaderName::from_static("x-application-id"),
+            HeaderName::from_static("appstrate-version"),
+            HeaderName::from_static("appstrate-user"),
+            HeaderName::from_static("idempotency-key"),
+            HeaderName::from_static("last-event-id"),
+        ])
+        .expose_headers([
+            HeaderName::from_static("request-id"),
+            HeaderName::from_static("ratelimit"),
+            HeaderName::from_static("ratelimit-policy"),
+            header::RETRY_AFTER,
+            HeaderName::from_static("appstrate-version"),
+            HeaderName::from_static("idempotent-replayed"),
+        ])
+        .max_age(Duration::from_secs(600))
+}
+
+/// The full application: every route behind the pipeline of SPEC §4, in order.
+pub fn router(state: AppState) -> Router {
+    let mut app: Router<AppState> = Router::new();
+    for (group, routes) in groups() {
+        let (r, _) = routes.split_for_parts();
+        let r = match group {
+            Group::Public => r,
+            Group::Auth => r.route_layer(from_fn_with_state(state.clone(), auth_routes::ip_limit)),
+            Group::Scoped(scope) => {
+                r.route_layer(from_fn_with_state((state.clone(), scope), context::layer))
+            }
+        };
+        app = app.merge(r);
+    }
+    app.route("/api/openapi.json", get(docs::openapi_json))
+        .route("/api/docs", get(docs::docs_page))
+        .route("/api/docs/docs.js", get(docs::docs_js))
+        .fallback(route_not_found)
+        .method_not_allowed_fallback(|req: axum::extract::Request| async move {
+            ApiError::new(
+                ErrorCode::MethodNotAllowed,
+                format!("{} is not allowed on {}", req.method(), req.uri().path()),
+            )
+            .into_response()
+        })
+        // Outermost first. The panic catcher sits inside the request id so a panic's
+        // problem body carries the same id as the `Request-Id` header.
+        .layer(
+            ServiceBuilder::new()
+                .layer(from_fn(pipeline::request_id::layer))
+                .layer(CatchPanicLayer::custom(panic_response))
+                .layer(from_fn_with_state(
+                    state.clone(),
+                    pipeline::client_ip::layer,
+                ))
+                .layer(cors(&state.config))
+                .layer(from_fn_with_state(
+                    state.clone(),
+                    pipeline::security::headers,
+                ))
+                .layer(from_fn_with_state(
+                    state.clone(),
+                    pipeline::security::body_limit,
+                ))
+                .layer(DefaultBodyLimit::max(state.config.body_limit_bytes))
+                .layer(from_fn_with_state(state.clone(), pipeline::gates::boot))
+                .layer(from_fn_with_state(state.clone(), pipeline::gates::shutdown)),
+        )
+        .with_state(state)
+}
+
+/// `/metrics` (Prometheus text format), alone on the metrics listener.
+pub(crate) fn metrics_router(state: AppState) -> Router {
+    async fn metrics(
+        axum::extract::State(state): axum::extract::State<AppState>,
+    ) -> impl IntoResponse {
+        (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            corral_engine::metrics::render(&state).await,
+        )
+    }
+    Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+/// The routes sandboxes call (run events, the internal API), alone on the
+/// sandbox-facing listener.
+pub(crate) fn sandbox_router(state: AppState) -> Router {
+    let (r, _) = routes::run_events::router()
+        .merge(routes::internal::router())
+        .split_for_parts();
+    r.fallback(route_not_found)
+        .layer(from_fn(pipeline::request_id::layer))
+        .layer(DefaultBodyLimit::max(state.config.body_limit_bytes))
+        .with_state(state)
+}

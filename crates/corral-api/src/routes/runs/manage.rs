@@ -1,0 +1,122 @@
+use super::*;
+
+/// Cancel a pending or running run: the run is `cancelled` at once and its sandbox is
+/// removed by whichever server runs it.
+#[utoipa::path(post, path = "/api/runs/{id}/cancel", tag = "Runs", operation_id = "cancelRun",
+    params(("id" = String, Path, description = "Run id")),
+    responses((status = 200, description = "The cancelled run", body = RunView),
+              (status = 409, description = "The run is already finished", body = crate::error::ProblemDetail)))]
+pub async fn cancel_run(
+    State(state): State<AppState>,
+    ctx: Perm<perms::RunsCancel>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<RunView>> {
+    let run = load_run(&state, &ctx, &id).await?;
+    let not_cancellable = |status: &str| {
+        ApiError::new(
+            ErrorCode::RunNotCancellable,
+            format!("the run is already {status}"),
+        )
+    };
+    if store::is_terminal(&run.status) {
+        return Err(not_cancellable(&run.status));
+    }
+    let won = corral_engine::runs::finish(
+        &state,
+        &id,
+        &store::Finish {
+            status: "cancelled",
+            error: Some("Cancelled by user"),
+            error_code: Some(corral_engine::runs::codes::CANCELLED),
+            now: now_ms(),
+            ..Default::default()
+        },
+    )
+    .await
+    .map_err(ApiError::internal)?;
+    let run = load_run(&state, &ctx, &id).await?;
+    if !won {
+        return Err(not_cancellable(&run.status));
+    }
+    // The supervising server tears the sandbox down when it sees the change; when
+    // that server is gone, the reaper does.
+    Ok(Json(RunView::from(&run)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AgentRunsQuery {
+    /// 1–100 (default 50).
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+}
+
+/// The application's runs of one agent, newest first.
+#[utoipa::path(get, path = "/api/agents/{scope}/{name}/runs", tag = "Runs", operation_id = "listAgentRuns",
+    params(("scope" = String, Path, description = "Package scope"), ("name" = String, Path, description = "Package name"), AgentRunsQuery),
+    responses((status = 200, description = "Runs", body = RunList)))]
+pub async fn list_agent_runs(
+    State(state): State<AppState>,
+    ctx: Perm<perms::RunsRead>,
+    Path((scope, name)): Path<(String, String)>,
+    Page { limit, offset }: Page<50>,
+) -> ApiResult<Json<RunList>> {
+    let org_id = ctx.org_id()?;
+    let id = format!("{scope}/{name}");
+    let mut conn = state.db.conn().await?;
+    corral_store::packages::get_visible(&mut conn, org_id, &id, Some("agent"))
+        .await?
+        .ok_or_else(|| ApiError::not_found("agent"))?;
+    let mut f = store::ListFilter {
+        package_id: Some(&id),
+        limit: limit + 1,
+        offset,
+        ..Default::default()
+    };
+    restrict_end_user(&ctx, &mut f);
+    let (mut rows, total) = store::list(&mut conn, org_id, ctx.app_id()?, &f).await?;
+    let has_more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    Ok(Json(RunList {
+        object: "list",
+        data: rows.iter().map(RunView::from).collect(),
+        total,
+        has_more,
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Deleted {
+    pub deleted_count: u64,
+}
+
+/// Delete the application's finished runs of an agent (409 while some still run).
+#[utoipa::path(delete, path = "/api/agents/{scope}/{name}/runs", tag = "Runs", operation_id = "deleteAgentRuns",
+    params(("scope" = String, Path, description = "Package scope"), ("name" = String, Path, description = "Package name")),
+    responses((status = 200, description = "Deleted", body = Deleted),
+              (status = 409, description = "Runs of the agent are still pending or running", body = crate::error::ProblemDetail)))]
+pub async fn delete_agent_runs(
+    State(state): State<AppState>,
+    ctx: Perm<perms::RunsWrite>,
+    Path((scope, name)): Path<(String, String)>,
+) -> ApiResult<Json<Deleted>> {
+    let org_id = ctx.org_id()?;
+    let app_id = ctx.app_id()?;
+    let id = format!("{scope}/{name}");
+    let mut conn = state.db.conn().await?;
+    corral_store::packages::get_visible(&mut conn, org_id, &id, Some("agent"))
+        .await?
+        .ok_or_else(|| ApiError::not_found("agent"))?;
+    let active = store::running_by_package(&mut conn, org_id, app_id)
+        .await?
+        .into_iter()
+        .any(|(p, n)| p == id && n > 0);
+    if active {
+        return Err(ApiError::new(
+            ErrorCode::RunsActive,
+            "runs of this agent are still pending or running; cancel them first",
+        ));
+    }
+    let deleted_count = store::delete_finished_for_package(&mut conn, org_id, app_id, &id).await?;
+    Ok(Json(Deleted { deleted_count }))
+}
