@@ -4,10 +4,12 @@
 pub mod ids;
 pub mod perm;
 pub mod problem;
+pub mod run;
 pub mod time;
 
 pub use perm::{Permission, Role};
 pub use problem::{ErrorCode, FieldError, Problem, ProblemResult};
+pub use run::RunStatus;
 
 /// The API versions (`Appstrate-Version`) this server can serve; the first is the
 /// current one, which webhook envelopes also carry.

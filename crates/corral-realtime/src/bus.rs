@@ -10,6 +10,7 @@
 
 use std::time::Duration;
 
+use corral_core::RunStatus;
 use corral_store::{Backend, Db};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
@@ -30,7 +31,7 @@ struct EventNote {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunSignal {
     pub run_id: String,
-    pub status: String,
+    pub status: RunStatus,
 }
 
 #[derive(Clone)]
@@ -57,10 +58,10 @@ impl RunBus {
 
     /// Announces a change to every server. Never fails the caller: the state is
     /// already committed, and the watchers have periodic fallbacks.
-    pub async fn publish(&self, run_id: &str, status: &str) {
+    pub async fn publish(&self, run_id: &str, status: RunStatus) {
         let signal = RunSignal {
             run_id: run_id.to_owned(),
-            status: status.to_owned(),
+            status,
         };
         match self.db.backend() {
             Backend::Sqlite => {

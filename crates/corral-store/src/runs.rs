@@ -10,11 +10,13 @@ use sqlx::{AnyConnection, FromRow, Row};
 
 use crate::{Result, SqlxResultExt};
 
-pub const ACTIVE: [&str; 2] = ["pending", "running"];
-pub const TERMINAL: [&str; 4] = ["success", "failed", "timeout", "cancelled"];
+pub use corral_core::RunStatus;
 
-pub fn is_terminal(status: &str) -> bool {
-    TERMINAL.contains(&status)
+/// Reads a status column; a name this server does not know is a decode error.
+fn status_of(row: &AnyRow) -> sqlx::Result<RunStatus> {
+    let s: String = row.try_get("status")?;
+    s.parse()
+        .map_err(|e: corral_core::run::UnknownStatus| sqlx::Error::Decode(e.into()))
 }
 
 /// A run row, with the display names of who caused it.
@@ -28,7 +30,7 @@ pub struct Run {
     pub agent_name: Option<String>,
     pub kind: String,
     pub run_number: i64,
-    pub status: String,
+    pub status: RunStatus,
     pub input: Option<String>,
     pub result: Option<String>,
     pub error: Option<String>,
@@ -77,7 +79,7 @@ impl<'r> FromRow<'r, AnyRow> for Run {
             agent_name: row.try_get("agent_name")?,
             kind: row.try_get("kind")?,
             run_number: row.try_get("run_number")?,
-            status: row.try_get("status")?,
+            status: status_of(row)?,
             input: row.try_get("input")?,
             result: row.try_get("result")?,
             error: row.try_get("error")?,
@@ -369,9 +371,9 @@ pub async fn mark_running(
 }
 
 /// The terminal write of a run.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Finish<'a> {
-    pub status: &'a str,
+    pub status: RunStatus,
     /// JSON `{"output": …}`.
     pub result: Option<&'a str>,
     pub error: Option<&'a str>,
@@ -382,10 +384,26 @@ pub struct Finish<'a> {
     pub now: i64,
 }
 
+impl Finish<'_> {
+    /// `status` at `now`, with nothing else recorded.
+    pub fn new(status: RunStatus, now: i64) -> Self {
+        Finish {
+            status,
+            result: None,
+            error: None,
+            error_code: None,
+            error_details: None,
+            token_usage: None,
+            duration_ms: None,
+            now,
+        }
+    }
+}
+
 /// Writes the terminal state if the run is still active; returns whether this call
 /// made the transition. `duration_ms` defaults to the time since the sandbox started.
 pub async fn finish(conn: &mut AnyConnection, id: &str, f: &Finish<'_>) -> Result<bool> {
-    debug_assert!(is_terminal(f.status));
+    debug_assert!(f.status.is_terminal());
     let r = sqlx::query(
         "UPDATE runs SET status = $2, result = COALESCE($3, result), error = $4, error_code = $5, \
            error_details = $6, token_usage = COALESCE($7, token_usage), \
@@ -394,7 +412,7 @@ pub async fn finish(conn: &mut AnyConnection, id: &str, f: &Finish<'_>) -> Resul
          WHERE id = $1 AND status IN ('pending', 'running')",
     )
     .bind(id)
-    .bind(f.status)
+    .bind(f.status.as_str())
     .bind(f.result)
     .bind(f.error)
     .bind(f.error_code)
@@ -466,7 +484,7 @@ pub async fn set_usage(conn: &mut AnyConnection, id: &str, usage: &str) -> Resul
 pub struct Active {
     pub id: String,
     pub org_id: String,
-    pub status: String,
+    pub status: RunStatus,
     pub server_id: Option<String>,
     pub sandbox_id: Option<String>,
     pub runner_kind: Option<String>,
@@ -482,7 +500,7 @@ impl<'r> FromRow<'r, AnyRow> for Active {
         Ok(Active {
             id: row.try_get("id")?,
             org_id: row.try_get("org_id")?,
-            status: row.try_get("status")?,
+            status: status_of(row)?,
             server_id: row.try_get("server_id")?,
             sandbox_id: row.try_get("sandbox_id")?,
             runner_kind: row.try_get("runner_kind")?,

@@ -41,7 +41,7 @@ async fn run_of(state: &AppState, headers: &HeaderMap) -> ApiResult<store::Run> 
     let run = store::by_token_hash(&mut conn, &hash)
         .await?
         .ok_or_else(|| unauthorized("invalid run token"))?;
-    if store::is_terminal(&run.status) {
+    if run.status.is_terminal() {
         return Err(unauthorized("the run token's run is finished"));
     }
     Ok(run)

@@ -135,7 +135,11 @@ async fn streams_are_live_scoped_and_authenticated(b: Backend) {
         "UPDATE runs SET status = 'cancelled' WHERE id = '{run}'"
     ))
     .await;
-    app.state.runs.bus.publish(&run, "cancelled").await;
+    app.state
+        .runs
+        .bus
+        .publish(&run, corral_core::RunStatus::Cancelled)
+        .await;
     let u = updates.next(WAIT).await.expect("the status change only");
     assert_eq!(
         (u.event.as_str(), u.json()["status"].as_str()),

@@ -34,7 +34,11 @@ async fn set_status(app: &TestApp, run: &str, status: &str) {
         "UPDATE runs SET status = '{status}' WHERE id = '{run}'"
     ))
     .await;
-    app.state.runs.bus.publish(run, status).await;
+    app.state
+        .runs
+        .bus
+        .publish(run, status.parse().expect("a run status"))
+        .await;
 }
 
 fn verify(d: &Delivery, secret: &str) -> bool {

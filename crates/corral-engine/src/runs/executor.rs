@@ -14,7 +14,7 @@ use std::time::Duration;
 use corral_core::time::now_ms;
 use corral_protocol::{Secret, SidecarConfig, Sink, Task};
 use corral_sandbox::{Resources, SandboxError, SandboxState};
-use corral_store::runs as store;
+use corral_store::runs::{self as store, RunStatus};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -159,7 +159,6 @@ pub async fn dispatch(state: Engine, stop: CancellationToken) {
                     let _ = fail(
                         &st,
                         &run_id,
-                        "failed",
                         "internal_error",
                         "the platform failed while running this run",
                     )
@@ -201,7 +200,7 @@ async fn supervise(state: &Engine, run_id: &str, stop: &CancellationToken) -> an
         return Ok(());
     };
     drop(conn);
-    if run.status != "pending" {
+    if run.status != RunStatus::Pending {
         return Ok(());
     }
     let def: Definition = serde_json::from_str(&run.definition)?;
@@ -212,14 +211,7 @@ async fn supervise(state: &Engine, run_id: &str, stop: &CancellationToken) -> an
             Ok(k) => k,
             Err(reason) => {
                 tracing::warn!(run_id, reason, "no model key for run");
-                fail(
-                    state,
-                    run_id,
-                    "failed",
-                    codes::MODEL_CREDENTIAL_UNAVAILABLE,
-                    &reason,
-                )
-                .await?;
+                fail(state, run_id, codes::MODEL_CREDENTIAL_UNAVAILABLE, &reason).await?;
                 return Ok(());
             }
         };
@@ -229,7 +221,6 @@ async fn supervise(state: &Engine, run_id: &str, stop: &CancellationToken) -> an
             fail(
                 state,
                 run_id,
-                "failed",
                 codes::SANDBOX_UNAVAILABLE,
                 &format!("no sandbox backend: {msg}"),
             )
@@ -242,7 +233,7 @@ async fn supervise(state: &Engine, run_id: &str, stop: &CancellationToken) -> an
     let lease = tokio::select! {
         l = &mut lease => l,
         _ = stop.cancelled() => {
-            fail(state, run_id, "failed", codes::SERVER_SHUTDOWN, "the server stopped before the run started").await?;
+            fail(state, run_id, codes::SERVER_SHUTDOWN, "the server stopped before the run started").await?;
             // Dropping a start half-way would leave its network and containers
             // behind: let it finish (its own timeout bounds it) and remove it.
             if let Ok(l) = lease.await {
@@ -255,14 +246,7 @@ async fn supervise(state: &Engine, run_id: &str, stop: &CancellationToken) -> an
         Ok(l) => l,
         Err(e) => {
             tracing::warn!(run_id, error = %e, "no sandbox for run");
-            fail(
-                state,
-                run_id,
-                "failed",
-                sandbox_error_code(&e),
-                &e.to_string(),
-            )
-            .await?;
+            fail(state, run_id, sandbox_error_code(&e), &e.to_string()).await?;
             return Ok(());
         }
     };
@@ -315,7 +299,7 @@ async fn run_in(
         // Cancelled while the sandbox was being leased.
         return Ok(());
     }
-    state.runs.bus.publish(run_id, "running").await;
+    state.runs.bus.publish(run_id, RunStatus::Running).await;
     tracing::info!(run_id, sandbox = %lease.id, warm = lease.warm, kind = %lease.kind, "run started");
 
     if let Err(e) = configure(state, run, def, api_key, sbx, lease).await {
@@ -324,7 +308,6 @@ async fn run_in(
             fail(
                 state,
                 run_id,
-                "failed",
                 codes::CONNECTION_UNAVAILABLE,
                 &format!("integration credentials unavailable: {msg}"),
             )
@@ -335,7 +318,6 @@ async fn run_in(
         fail(
             state,
             run_id,
-            "failed",
             codes::SANDBOX_START_FAILED,
             &format!("the sandbox could not be configured: {e}"),
         )
@@ -476,12 +458,12 @@ pub(crate) async fn watch(
     loop {
         tokio::select! {
             _ = stop.cancelled() => {
-                fail(state, run_id, "failed", codes::SERVER_SHUTDOWN, "the server shut down during the run").await?;
+                fail(state, run_id, codes::SERVER_SHUTDOWN, "the server shut down during the run").await?;
                 return Ok(());
             }
             sig = signals.recv() => {
                 match sig {
-                    Ok(s) if s.run_id == run_id && store::is_terminal(&s.status) => return Ok(()),
+                    Ok(s) if s.run_id == run_id && s.status.is_terminal() => return Ok(()),
                     Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                     Err(_) => {}
                 }
@@ -493,7 +475,7 @@ pub(crate) async fn watch(
             return Ok(());
         };
         drop(conn);
-        if store::is_terminal(&row.status) {
+        if row.status.is_terminal() {
             return Ok(());
         }
         let now = now_ms();
@@ -503,14 +485,12 @@ pub(crate) async fn watch(
                 state,
                 run_id,
                 &store::Finish {
-                    status: "timeout",
                     error: Some(&format!(
                         "the run exceeded its {} s timeout",
                         row.timeout_secs
                     )),
                     error_code: Some(codes::TIMEOUT),
-                    now,
-                    ..Default::default()
+                    ..store::Finish::new(RunStatus::Timeout, now)
                 },
             )
             .await?;
@@ -520,7 +500,6 @@ pub(crate) async fn watch(
             fail(
                 state,
                 run_id,
-                "failed",
                 codes::BOOT_TIMEOUT,
                 &format!(
                     "the sandbox sent no event within {} s of starting",
@@ -535,7 +514,6 @@ pub(crate) async fn watch(
             fail(
                 state,
                 run_id,
-                "failed",
                 codes::STALLED,
                 &format!("no heartbeat for {} s", stall_ms / 1000),
             )
@@ -553,12 +531,10 @@ pub(crate) async fn watch(
                         state,
                         run_id,
                         &store::Finish {
-                            status: "failed",
                             error: Some("the agent exited without reporting a result"),
                             error_code: Some(codes::AGENT_CRASHED),
                             error_details: Some(&details),
-                            now: now_ms(),
-                            ..Default::default()
+                            ..store::Finish::new(RunStatus::Failed, now_ms())
                         },
                     )
                     .await?;

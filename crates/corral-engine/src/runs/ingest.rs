@@ -51,7 +51,7 @@ pub async fn authenticate<'h>(
 }
 
 pub fn check_open(run: &store::Run) -> ProblemResult<()> {
-    if store::is_terminal(&run.status) {
+    if run.status.is_terminal() {
         return Err(Problem::new(
             ErrorCode::RunSinkClosed,
             format!("the run is already {}", run.status),
@@ -68,7 +68,7 @@ pub fn check_open(run: &store::Run) -> ProblemResult<()> {
 
 /// The first event of a run ends its start: record trigger → first event.
 fn observe_start(state: &Engine, before: &store::Run) {
-    if before.first_event_at.is_none() && before.status == "running" {
+    if before.first_event_at.is_none() && before.status == store::RunStatus::Running {
         let secs = (now_ms() - before.created_at).max(0) as f64 / 1000.0;
         state.metrics.run_start.observe(secs);
     }
@@ -250,7 +250,7 @@ pub async fn heartbeat(state: &Engine, run: &store::Run) -> ProblemResult<()> {
 /// validates the output against the agent's output schema and writes the terminal
 /// state. Idempotent: a finalize retried after the run closed changes nothing.
 pub async fn finalize(state: &Engine, run: &store::Run, body: &[u8]) -> ProblemResult<()> {
-    if store::is_terminal(&run.status) {
+    if run.status.is_terminal() {
         return Ok(());
     }
     check_open(run)?;
@@ -278,10 +278,10 @@ pub async fn finalize(state: &Engine, run: &store::Run, body: &[u8]) -> ProblemR
     let output = result.output.clone().or(stored_output);
 
     let mut status = match result.status {
-        RunStatus::Success => "success",
-        RunStatus::Failed => "failed",
-        RunStatus::Timeout => "timeout",
-        RunStatus::Cancelled => "cancelled",
+        RunStatus::Success => store::RunStatus::Success,
+        RunStatus::Failed => store::RunStatus::Failed,
+        RunStatus::Timeout => store::RunStatus::Timeout,
+        RunStatus::Cancelled => store::RunStatus::Cancelled,
     };
     let mut error = result.error.as_ref().map(|e| e.message.clone());
     let mut code = result.error.as_ref().map(|e| e.code.clone());
@@ -290,7 +290,7 @@ pub async fn finalize(state: &Engine, run: &store::Run, body: &[u8]) -> ProblemR
         .as_ref()
         .and_then(|e| e.details.clone())
         .map(|d| d.to_string());
-    if status == "success" {
+    if status == store::RunStatus::Success {
         if let (Some(schema), Some(out)) = (&def.output_schema, &output) {
             let errors: Vec<Value> = match jsonschema::validator_for(schema) {
                 Ok(v) => v
@@ -300,7 +300,7 @@ pub async fn finalize(state: &Engine, run: &store::Run, body: &[u8]) -> ProblemR
                 Err(e) => vec![json!({"path": "", "message": format!("invalid output schema: {e}")})],
             };
             if !errors.is_empty() {
-                status = "failed";
+                status = store::RunStatus::Failed;
                 code = Some(codes::OUTPUT_SCHEMA_MISMATCH.to_owned());
                 error = Some("the output does not match the agent's output schema".to_owned());
                 details = Some(json!({ "errors": errors }).to_string());

@@ -118,29 +118,21 @@ pub async fn finish(state: &Engine, run_id: &str, f: &store::Finish<'_>) -> anyh
     let won = store::finish(&mut conn, run_id, f).await?;
     drop(conn);
     if won {
-        tracing::info!(run_id, status = f.status, code = ?f.error_code, "run finished");
+        tracing::info!(run_id, status = %f.status, code = ?f.error_code, "run finished");
         state.runs.bus.publish(run_id, f.status).await;
     }
     Ok(won)
 }
 
-/// A failed terminal state with a code and message.
-pub async fn fail(
-    state: &Engine,
-    run_id: &str,
-    status: &str,
-    code: &str,
-    message: &str,
-) -> anyhow::Result<bool> {
+/// The `failed` terminal state with a code and message.
+pub async fn fail(state: &Engine, run_id: &str, code: &str, message: &str) -> anyhow::Result<bool> {
     finish(
         state,
         run_id,
         &store::Finish {
-            status,
             error: Some(message),
             error_code: Some(code),
-            now: corral_core::time::now_ms(),
-            ..Default::default()
+            ..store::Finish::new(store::RunStatus::Failed, corral_core::time::now_ms())
         },
     )
     .await

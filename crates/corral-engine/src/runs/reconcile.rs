@@ -14,7 +14,7 @@ use std::time::Duration;
 use corral_core::time::now_ms;
 use corral_sandbox::{SandboxInfo, SandboxState};
 use corral_store::cluster;
-use corral_store::runs as store;
+use corral_store::runs::{self as store, RunStatus};
 use corral_store::Backend;
 use tokio_util::sync::CancellationToken;
 
@@ -116,7 +116,7 @@ pub async fn pass(state: &Engine, stop: &CancellationToken) -> anyhow::Result<()
                 continue;
             }
             drop(conn);
-            if run.status == "pending" {
+            if run.status == RunStatus::Pending {
                 tracing::info!(run_id = %run.id, previous = ?owner, "re-queueing a pending run");
                 state.runs.executor.enqueue(&run.org_id, &run.id);
                 continue;
@@ -165,7 +165,6 @@ async fn adopt_or_fail(
     fail(
         state,
         &run.id,
-        "failed",
         codes::SERVER_RESTARTED,
         "the server running this run stopped; the run could not be resumed",
     )

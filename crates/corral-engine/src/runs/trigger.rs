@@ -518,7 +518,11 @@ pub async fn queue(
         .await?
         .ok_or_else(|| Problem::internal(anyhow::anyhow!("run vanished after insert")))?;
     drop(conn);
-    state.runs.bus.publish(&run_id, "pending").await;
+    state
+        .runs
+        .bus
+        .publish(&run_id, store::RunStatus::Pending)
+        .await;
     state.runs.executor.enqueue(org_id, &run_id);
     tracing::info!(run_id, agent = %format!("{}/{}", agent.scope, agent.name), "run queued");
     Ok(run)

@@ -84,10 +84,8 @@ async fn an_event_and_a_cancel_do_not_deadlock(db: Db) {
                 &mut conn,
                 &id,
                 &Finish {
-                    status: "cancelled",
                     error: Some("Cancelled by user"),
-                    now: NOW + 1,
-                    ..Default::default()
+                    ..Finish::new(runs::RunStatus::Cancelled, NOW + 1)
                 },
             )
             .await

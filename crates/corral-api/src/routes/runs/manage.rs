@@ -12,24 +12,22 @@ pub async fn cancel_run(
     Path(id): Path<String>,
 ) -> ApiResult<Json<RunView>> {
     let run = load_run(&state, &ctx, &id).await?;
-    let not_cancellable = |status: &str| {
+    let not_cancellable = |status: &store::RunStatus| {
         ApiError::new(
             ErrorCode::RunNotCancellable,
             format!("the run is already {status}"),
         )
     };
-    if store::is_terminal(&run.status) {
+    if run.status.is_terminal() {
         return Err(not_cancellable(&run.status));
     }
     let won = corral_engine::runs::finish(
         &state,
         &id,
         &store::Finish {
-            status: "cancelled",
             error: Some("Cancelled by user"),
             error_code: Some(corral_engine::runs::codes::CANCELLED),
-            now: now_ms(),
-            ..Default::default()
+            ..store::Finish::new(store::RunStatus::Cancelled, now_ms())
         },
     )
     .await

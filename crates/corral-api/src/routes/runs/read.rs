@@ -62,7 +62,7 @@ pub async fn list_runs(
     }
     match q.status.as_deref() {
         None | Some("") => {}
-        Some(s) if store::ACTIVE.contains(&s) || store::TERMINAL.contains(&s) => f.status = Some(s),
+        Some(s) if store::RunStatus::parse(s).is_some() => f.status = Some(s),
         Some(_) => return Err(ApiError::invalid_param("status", "unknown status")),
     }
     for (name, value, slot) in [
@@ -181,7 +181,7 @@ pub async fn get_run(
     let wait = wait_seconds(raw.as_deref())?;
     let mut signals = state.runs.bus.subscribe();
     let run = load_run(&state, &ctx, &id).await?;
-    if wait == 0 || store::is_terminal(&run.status) {
+    if wait == 0 || run.status.is_terminal() {
         return Ok(Json(RunView::from(&run)));
     }
     let Some(_slot) = WaitSlot::take(&state, &identity(&ctx)) else {
@@ -191,12 +191,12 @@ pub async fn get_run(
     loop {
         match tokio::time::timeout_at(deadline, signals.recv()).await {
             Err(_) => break,
-            Ok(Ok(s)) if s.run_id == id && store::is_terminal(&s.status) => break,
+            Ok(Ok(s)) if s.run_id == id && s.status.is_terminal() => break,
             Ok(Ok(_)) => continue,
             // Missed signals: look at the row itself.
             Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {
                 let r = load_run(&state, &ctx, &id).await?;
-                if store::is_terminal(&r.status) {
+                if r.status.is_terminal() {
                     return Ok(Json(RunView::from(&r)));
                 }
             }

@@ -110,7 +110,7 @@ impl From<&store::Run> for RunView {
             org_id: r.org_id.clone(),
             application_id: r.application_id.clone(),
             schedule_id: r.schedule_id.clone(),
-            status: r.status.clone(),
+            status: r.status.to_string(),
             input: parse_json(&r.input),
             result: parse_json(&r.result),
             artifacts: None,
