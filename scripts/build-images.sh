@@ -86,10 +86,14 @@ case "$PROFILE" in
 esac
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 if [ -z "$AGENT_BIN" ] || [ -z "$SIDECAR_BIN" ]; then
-  log "cargo build ${CARGO_PROFILE_ARGS[*]} -p corral-agent -p corral-sidecar"
+  # Every binary of the workspace, not `-p corral-agent -p corral-sidecar`: a package
+  # subset resolves dependency features differently, so it rebuilt half the tree and
+  # overwrote the binaries the test command had just built (and the next build put
+  # them back). With the workspace's feature set this is a no-op after
+  # `cargo build --workspace --bins`, and it builds the server too.
+  log "cargo build ${CARGO_PROFILE_ARGS[*]} --workspace --bins"
   t=$(now)
-  (cd "$ROOT" && cargo build --quiet "${CARGO_PROFILE_ARGS[@]}" \
-      -p corral-agent -p corral-sidecar --bin corral-agent --bin corral-sidecar) >&2
+  (cd "$ROOT" && cargo build --quiet "${CARGO_PROFILE_ARGS[@]}" --workspace --bins) >&2
   log "cargo done in $(since "$t")"
   AGENT_BIN=${AGENT_BIN:-$TARGET_DIR/$PROFILE_DIR/corral-agent}
   SIDECAR_BIN=${SIDECAR_BIN:-$TARGET_DIR/$PROFILE_DIR/corral-sidecar}
