@@ -41,6 +41,16 @@ impl<const D: i64> Page<D> {
     pub fn has_more(&self, total: i64) -> bool {
         self.offset.saturating_add(self.limit) < total
     }
+
+    /// This page of a list held in memory.
+    pub fn window<I: IntoIterator>(
+        &self,
+        items: I,
+    ) -> std::iter::Take<std::iter::Skip<I::IntoIter>> {
+        let offset = usize::try_from(self.offset).unwrap_or(usize::MAX);
+        let limit = usize::try_from(self.limit).unwrap_or(usize::MAX);
+        items.into_iter().skip(offset).take(limit)
+    }
 }
 
 fn bad_limit() -> ApiError {
@@ -98,5 +108,10 @@ mod tests {
         };
         assert!(p.has_more(31));
         assert!(!p.has_more(30));
+        assert_eq!(
+            p.window(0..25).collect::<Vec<_>>(),
+            (20..25).collect::<Vec<_>>()
+        );
+        assert_eq!(p.window(0..5).count(), 0);
     }
 }

@@ -66,14 +66,9 @@ impl Connect {
     /// Outbound calls to user-supplied URLs: http to loopback is accepted in
     /// development mode only.
     pub fn policy(&self) -> Policy {
-        policy(&self.config)
-    }
-}
-
-/// [`Connect::policy`] for any service that calls user-supplied URLs.
-pub fn policy(config: &Config) -> Policy {
-    match config.env {
-        corral_config::Environment::Development => Policy::AllowLoopback,
-        corral_config::Environment::Production => Policy::Strict,
+        match self.config.env {
+            corral_config::Environment::Development => Policy::AllowLoopback,
+            corral_config::Environment::Production => Policy::Strict,
+        }
     }
 }

@@ -34,7 +34,7 @@ pub fn secret_aad(webhook_id: &str) -> String {
 
 fn deliverer(state: &Engine) -> anyhow::Result<Deliverer> {
     Ok(Deliverer::new(
-        corral_connect::policy(&state.config),
+        state.connect.policy(),
         Duration::from_secs(state.config.webhook_timeout_seconds),
     )?)
 }

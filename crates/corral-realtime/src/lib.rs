@@ -17,7 +17,6 @@ pub mod bus;
 mod stream;
 
 pub use bus::{RunBus, RunSignal};
-pub use stream::ping;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};

@@ -19,7 +19,7 @@ const PING_EVERY: Duration = Duration::from_secs(30);
 /// Rows read per replay page.
 const REPLAY_PAGE: i64 = 500;
 
-pub fn ping() -> Bytes {
+fn ping() -> Bytes {
     Bytes::from_static(b"event: ping\ndata: \n\n")
 }
 

@@ -36,7 +36,7 @@ async fn run_of(state: &AppState, headers: &HeaderMap) -> ApiResult<store::Run> 
         .map(str::trim)
         .filter(|t| t.starts_with("rt_"))
         .ok_or_else(|| unauthorized("a run token is required: Authorization: Bearer rt_…"))?;
-    let hash = crate::auth::api_key::hash(token);
+    let hash = corral_engine::runs::executor::run_token_hash(token);
     let mut conn = state.db.conn().await?;
     let run = store::by_token_hash(&mut conn, &hash)
         .await?

@@ -185,6 +185,12 @@ pub fn run_token(state: &Engine, run_id: &str) -> String {
     format!("rt_{}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// How a run token is stored and looked up: SHA-256, hex (never the token itself).
+pub fn run_token_hash(token: &str) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+}
+
 fn sandbox_error_code(e: &SandboxError) -> &'static str {
     match e {
         SandboxError::Unavailable(_)

@@ -14,9 +14,8 @@ use corral_protocol::{Limits, SigningSecret};
 use corral_store::runs as store;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use sha2::{Digest as _, Sha256};
 
-use super::executor::run_token;
+use super::executor::{run_token, run_token_hash};
 use super::Definition;
 use crate::packages as svc;
 use crate::Engine;
@@ -370,7 +369,6 @@ pub struct Request<'a> {
     pub agent: &'a Agent,
     /// `package` or `inline`.
     pub kind: &'a str,
-    pub input: Value,
     /// The trigger's generation settings (else the agent's).
     pub generation: Option<&'a Value>,
     pub model_id: Option<&'a str>,
@@ -388,8 +386,14 @@ pub struct Checked {
 
 /// Every check of a trigger, in order, with nothing written: dependencies resolve,
 /// the input validates, integrations have usable connections, a model is
-/// configured, the organization is under its cap. A dry run stops here.
-pub async fn check(state: &Engine, caller: &Caller, req: &Request<'_>) -> ProblemResult<Checked> {
+/// configured, the organization is under its cap. A dry run stops here. `input` is
+/// the caller's, before the application's settings and the schema's defaults.
+pub async fn check(
+    state: &Engine,
+    caller: &Caller,
+    req: &Request<'_>,
+    input: Map<String, Value>,
+) -> ProblemResult<Checked> {
     let (org_id, app_id) = (caller.org_id.as_str(), caller.app_id.as_str());
     let pkg = &req.agent.pkg;
     let deps = resolve_dependencies(state, org_id, &pkg.manifest, req.dependency_overrides).await?;
@@ -402,11 +406,7 @@ pub async fn check(state: &Engine, caller: &Caller, req: &Request<'_>) -> Proble
         }
         _ => None,
     };
-    let given = match &req.input {
-        Value::Object(m) => m.clone(),
-        _ => Map::new(),
-    };
-    let input = prepare_input(&pkg.manifest, given, settings.as_ref())?;
+    let input = prepare_input(&pkg.manifest, input, settings.as_ref())?;
     let integrations =
         check_readiness(state, caller, &deps.integrations, req.connection_overrides).await?;
     let package_id = req
@@ -471,8 +471,7 @@ pub async fn queue(
         SigningSecret::generate().to_whsec().as_bytes(),
         &super::sink_aad(&run_id),
     );
-    // Stored like API keys: SHA-256, never the token.
-    let token_hash = hex::encode(Sha256::digest(run_token(state, &run_id).as_bytes()));
+    let token_hash = run_token_hash(&run_token(state, &run_id));
     let now = now_ms();
     let definition_json = serde_json::to_string(&definition).map_err(Problem::internal)?;
     let input_json = input.to_string();
@@ -534,8 +533,9 @@ pub async fn trigger(
     state: &Engine,
     caller: &Caller,
     req: &Request<'_>,
+    input: Map<String, Value>,
 ) -> ProblemResult<store::Run> {
-    let checked = check(state, caller, req).await?;
+    let checked = check(state, caller, req, input).await?;
     queue(state, caller, req, checked).await
 }
 

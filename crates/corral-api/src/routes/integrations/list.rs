@@ -19,7 +19,7 @@ pub struct ListQuery {
 pub async fn list_integrations(
     State(state): State<AppState>,
     ctx: Perm<perms::ConnectionsRead>,
-    Page { limit, offset }: Page<100>,
+    page: Page<100>,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<ListOf<IntegrationSummary>>> {
     let mut conn = state.db.conn().await?;
@@ -36,12 +36,7 @@ pub async fn list_integrations(
     .map(|i| i.package_id)
     .collect();
     let total = rows.len() as i64;
-    let page: Vec<_> = rows
-        .into_iter()
-        .skip(offset as usize)
-        .take(limit as usize)
-        .collect();
-    let has_more = offset + (page.len() as i64) < total;
+    let has_more = page.has_more(total);
     let fields: Option<Vec<String>> = q.fields.as_deref().map(|f| {
         f.split(',')
             .map(|s| s.trim().to_owned())
@@ -50,7 +45,7 @@ pub async fn list_integrations(
     });
     let want = |k: &str| fields.as_ref().is_none_or(|f| f.iter().any(|x| x == k));
     let data = page
-        .into_iter()
+        .window(rows)
         .map(|p| IntegrationSummary {
             manifest: want("manifest")
                 .then(|| serde_json::from_str(&p.draft_manifest).unwrap_or(Value::Null)),

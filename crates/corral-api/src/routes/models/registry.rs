@@ -85,7 +85,7 @@ pub struct RegistryQuery {
     responses((status = 200, description = "Model provider registry list", body = ListOf<RegistryProvider>)))]
 pub async fn list_registry(
     _ctx: Perm<perms::ModelsRead>,
-    Page { limit, offset }: Page<100>,
+    page: Page<100>,
     Query(q): Query<RegistryQuery>,
 ) -> ApiResult<Json<ListOf<RegistryProvider>>> {
     let fields: Option<Vec<String>> = match q.fields.as_deref().map(str::trim) {
@@ -108,17 +108,15 @@ pub async fn list_registry(
         }
     };
     let want = |f: &str| fields.as_ref().is_none_or(|l| l.iter().any(|x| x == f));
-    let all = svc::PROVIDERS;
-    let data: Vec<RegistryProvider> = all
-        .iter()
-        .skip(offset as usize)
-        .take(limit as usize)
+    let total = svc::PROVIDERS.len() as i64;
+    let data: Vec<RegistryProvider> = page
+        .window(svc::PROVIDERS)
         .map(|p| registry_entry(p, &want))
         .collect();
     Ok(Json(ListOf {
         object: "list",
-        has_more: (offset + limit) < all.len() as i64,
-        total: all.len() as i64,
+        has_more: page.has_more(total),
+        total,
         data,
     }))
 }

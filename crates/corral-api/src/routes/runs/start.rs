@@ -75,7 +75,7 @@ pub async fn run_agent(
     ctx: Perm<perms::AgentsRun>,
     Path((scope, name)): Path<(String, String)>,
     Query(q): Query<RunQuery>,
-    Json(body): Json<RunBody>,
+    Json(mut body): Json<RunBody>,
 ) -> ApiResult<Response> {
     let org_id = ctx.org_id()?;
     let id = format!("{scope}/{name}");
@@ -93,20 +93,22 @@ pub async fn run_agent(
                     "rerun_from names a run of another agent",
                 ));
             }
-            parse_json(&prev.input).unwrap_or(Value::Null)
+            match parse_json(&prev.input) {
+                Some(Value::Object(m)) => m,
+                _ => Map::new(),
+            }
         }
-        None => Value::Object(body.input.clone().unwrap_or_default()),
+        None => body.input.take().unwrap_or_default(),
     };
     let req = trigger::Request {
         agent: &agent,
         kind: "package",
-        input,
         generation: body.generation.as_ref(),
         model_id: body.model_id.as_deref(),
         dependency_overrides: body.dependency_overrides.as_ref(),
         connection_overrides: body.connection_overrides.as_ref(),
     };
-    let run = trigger::trigger(&state, &ctx.caller()?, &req).await?;
+    let run = trigger::trigger(&state, &ctx.caller()?, &req, input).await?;
     Ok(created(&run))
 }
 
@@ -137,7 +139,6 @@ impl InlineBody {
         trigger::Request {
             agent,
             kind: "inline",
-            input: Value::Object(self.input.clone().unwrap_or_default()),
             generation: self.generation.as_ref(),
             model_id: self.model_id.as_deref(),
             dependency_overrides: None,
@@ -183,10 +184,11 @@ impl Validate for InlineBody {
 pub async fn run_inline(
     State(state): State<AppState>,
     ctx: Perm<perms::AgentsRun>,
-    Json(body): Json<InlineBody>,
+    Json(mut body): Json<InlineBody>,
 ) -> ApiResult<Response> {
     let agent = trigger::inline_agent(&body.manifest, &body.prompt)?;
-    let run = trigger::trigger(&state, &ctx.caller()?, &body.request(&agent)).await?;
+    let input = body.input.take().unwrap_or_default();
+    let run = trigger::trigger(&state, &ctx.caller()?, &body.request(&agent), input).await?;
     Ok(created(&run))
 }
 
@@ -202,9 +204,10 @@ pub struct Valid {
 pub async fn validate_inline(
     State(state): State<AppState>,
     ctx: Perm<perms::AgentsRun>,
-    Json(body): Json<InlineBody>,
+    Json(mut body): Json<InlineBody>,
 ) -> ApiResult<Json<Valid>> {
     let agent = trigger::inline_agent(&body.manifest, &body.prompt)?;
-    trigger::check(&state, &ctx.caller()?, &body.request(&agent)).await?;
+    let input = body.input.take().unwrap_or_default();
+    trigger::check(&state, &ctx.caller()?, &body.request(&agent), input).await?;
     Ok(Json(Valid { valid: true }))
 }
