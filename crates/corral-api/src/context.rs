@@ -13,7 +13,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::RequestPartsExt;
 use corral_core::perm::PermSet;
-use corral_core::{ErrorCode, Permission, Role};
+use corral_core::{AppId, ErrorCode, OrgId, Permission, Role};
 
 use corral_connect::Actor;
 
@@ -43,7 +43,7 @@ pub enum Scope {
 
 #[derive(Clone, Debug)]
 pub struct OrgCtx {
-    pub id: String,
+    pub id: OrgId,
     /// The member's role (session), or the key creator's role (API key).
     pub role: Option<Role>,
 }
@@ -53,7 +53,7 @@ pub struct OrgCtx {
 pub struct Ctx {
     pub principal: Principal,
     pub org: Option<OrgCtx>,
-    pub app_id: Option<String>,
+    pub app_id: Option<AppId>,
     pub end_user_id: Option<String>,
     pub permissions: PermSet,
     pub api_version: String,
@@ -93,8 +93,8 @@ impl Ctx {
             Principal::ApiKey(k) => (None, Some(k.key_id.clone())),
         };
         Ok(corral_engine::runs::trigger::Caller {
-            org_id: self.org_id()?.to_owned(),
-            app_id: self.app_id()?.to_owned(),
+            org_id: self.org_id()?.clone(),
+            app_id: self.app_id()?.clone(),
             user_id,
             api_key_id,
             end_user_id: self.end_user_id.clone(),
@@ -103,16 +103,16 @@ impl Ctx {
     }
 
     /// The org id; only call from routes whose scope sets one.
-    pub fn org_id(&self) -> ApiResult<&str> {
+    pub fn org_id(&self) -> ApiResult<&OrgId> {
         self.org
             .as_ref()
-            .map(|o| o.id.as_str())
+            .map(|o| &o.id)
             .ok_or_else(|| ApiError::internal(anyhow::anyhow!("route needs an org context")))
     }
 
-    pub fn app_id(&self) -> ApiResult<&str> {
+    pub fn app_id(&self) -> ApiResult<&AppId> {
         self.app_id
-            .as_deref()
+            .as_ref()
             .ok_or_else(|| ApiError::internal(anyhow::anyhow!("route needs an app context")))
     }
 
@@ -392,7 +392,7 @@ async fn resolve_org(
     parts: &mut Parts,
     principal: &Principal,
 ) -> ApiResult<(Option<OrgCtx>, PermSet, Option<String>)> {
-    let requested: Option<String> = match scope {
+    let requested: Option<OrgId> = match scope {
         Scope::User => None,
         Scope::OrgPath => {
             let params = parts
@@ -402,12 +402,12 @@ async fn resolve_org(
             let id = params
                 .iter()
                 .find(|(k, _)| *k == "orgId")
-                .map(|(_, v)| v.to_owned());
+                .map(|(_, v)| OrgId::from(v));
             Some(id.ok_or_else(|| ApiError::internal(anyhow::anyhow!("route has no {{orgId}}")))?)
         }
         Scope::Org | Scope::App => header_str(parts, "x-org-id")
-            .map(str::to_owned)
-            .or_else(|| realtime_query(parts, "orgId")),
+            .map(OrgId::from)
+            .or_else(|| realtime_query(parts, "orgId").map(OrgId::from)),
     };
     match principal {
         Principal::ApiKey(k) => {
@@ -467,14 +467,14 @@ async fn resolve_app(
     parts: &Parts,
     principal: &Principal,
     org: Option<&OrgCtx>,
-) -> ApiResult<String> {
+) -> ApiResult<AppId> {
     let from_query = realtime_query(parts, "applicationId");
     let requested = header_str(parts, "x-app-id")
         .or_else(|| header_str(parts, "x-application-id"))
         .or(from_query.as_deref());
     match principal {
         Principal::ApiKey(k) => {
-            if requested.is_some_and(|r| r != k.application_id) {
+            if requested.is_some_and(|r| k.application_id != r) {
                 return Err(ApiError::forbidden(
                     "this API key belongs to another application",
                 ));
@@ -491,7 +491,7 @@ async fn resolve_app(
                 ));
             };
             let mut conn = state.db.conn().await?;
-            match corral_store::applications::get(&mut conn, &org.id, app_id).await? {
+            match corral_store::applications::get(&mut conn, &org.id, &AppId::from(app_id)).await? {
                 Some(app) => Ok(app.id),
                 None => {
                     let mut e = ApiError::not_found("application");

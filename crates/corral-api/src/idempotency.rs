@@ -8,7 +8,7 @@ use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use corral_core::time::{now_ms, DAY_MS, MINUTE_MS};
-use corral_core::ErrorCode;
+use corral_core::{AppId, ErrorCode, OrgId};
 use corral_store::idempotency::{self as store, Begin};
 use sha2::{Digest, Sha256};
 
@@ -145,8 +145,8 @@ pub async fn guard(
 /// client went away mid-request) releases the key in the background.
 pub struct Claim {
     state: AppState,
-    org_id: String,
-    app_id: String,
+    org_id: OrgId,
+    app_id: AppId,
     key: String,
     armed: bool,
 }

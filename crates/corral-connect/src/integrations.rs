@@ -11,7 +11,7 @@ use corral_store::integrations as store;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use corral_core::{FieldError, Problem, ProblemResult};
+use corral_core::{AppId, FieldError, OrgId, Problem, ProblemResult};
 
 use crate::{oauth, Connect};
 
@@ -197,7 +197,7 @@ pub fn namespace(package_id: &str) -> String {
 
 /// The manifest connections are managed against: the latest published version's,
 /// else the draft's.
-pub async fn manifest(state: &Connect, org_id: &str, package_id: &str) -> ProblemResult<Value> {
+pub async fn manifest(state: &Connect, org_id: &OrgId, package_id: &str) -> ProblemResult<Value> {
     let mut conn = state.db.conn().await?;
     let row = corral_store::packages::get_visible(&mut conn, org_id, package_id, None)
         .await?
@@ -263,7 +263,7 @@ pub struct Verdict {
 /// first usable candidate.
 pub async fn resolve(
     state: &Connect,
-    app_id: &str,
+    app_id: &AppId,
     actor: &Actor,
     deps: &[Dependency],
     overrides: Option<&BTreeMap<String, String>>,

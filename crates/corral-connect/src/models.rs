@@ -13,7 +13,7 @@ use corral_protocol::ModelApi;
 use corral_store::models as store;
 use serde_json::{json, Value};
 
-use corral_core::{Problem, ProblemResult};
+use corral_core::{AppId, OrgId, Problem, ProblemResult};
 use serde::{Deserialize, Serialize};
 
 use crate::Connect;
@@ -393,7 +393,7 @@ fn org_run_model(state: &Connect, m: store::Model) -> ProblemResult<RunModel> {
 }
 
 /// `id` as a model of the organization (or the system model), when usable.
-async fn lookup(state: &Connect, org_id: &str, id: &str) -> ProblemResult<Option<RunModel>> {
+async fn lookup(state: &Connect, org_id: &OrgId, id: &str) -> ProblemResult<Option<RunModel>> {
     if let Some(sys) = state.config.system_model().filter(|s| s.model == id) {
         return Ok(Some(system_run_model(sys)));
     }
@@ -408,8 +408,8 @@ async fn lookup(state: &Connect, org_id: &str, id: &str) -> ProblemResult<Option
 /// application > the org default > the system model. Errors are the trigger's.
 pub async fn resolve_for_run(
     state: &Connect,
-    org_id: &str,
-    app_id: &str,
+    org_id: &OrgId,
+    app_id: &AppId,
     package_id: Option<&str>,
     requested: Option<&str>,
 ) -> ProblemResult<RunModel> {
@@ -460,7 +460,7 @@ pub async fn resolve_for_run(
 /// configured key for the system model. An error says why the run cannot start.
 pub async fn run_api_key(
     state: &Connect,
-    org_id: &str,
+    org_id: &OrgId,
     model: &DefinitionModel,
 ) -> Result<String, String> {
     let Some(cid) = &model.credential_id else {

@@ -7,6 +7,7 @@ pub mod problem;
 pub mod run;
 pub mod time;
 
+pub use ids::{AppId, OrgId, RunId};
 pub use perm::{Permission, Role};
 pub use problem::{ErrorCode, FieldError, Problem, ProblemResult};
 pub use run::RunStatus;

@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use corral_core::RunStatus;
+use corral_core::{OrgId, RunId, RunStatus};
 use corral_store::{Backend, Db};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
@@ -23,14 +23,14 @@ pub const EVENTS_CHANNEL: &str = "corral_events";
 /// The payload of an [`EVENTS_CHANNEL`] notification (ids only).
 #[derive(Debug, Deserialize)]
 struct EventNote {
-    o: String,
+    o: OrgId,
     s: i64,
 }
 
 /// A run changed status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunSignal {
-    pub run_id: String,
+    pub run_id: RunId,
     pub status: RunStatus,
 }
 
@@ -58,7 +58,7 @@ impl RunBus {
 
     /// Announces a change to every server. Never fails the caller: the state is
     /// already committed, and the watchers have periodic fallbacks.
-    pub async fn publish(&self, run_id: &str, status: RunStatus) {
+    pub async fn publish(&self, run_id: &RunId, status: RunStatus) {
         let signal = RunSignal {
             run_id: run_id.to_owned(),
             status,
@@ -76,7 +76,7 @@ impl RunBus {
                     .execute(self.db.pool())
                     .await;
                 if let Err(e) = sent {
-                    tracing::warn!(error = %e, run_id, "pg_notify failed; delivering locally only");
+                    tracing::warn!(error = %e, %run_id, "pg_notify failed; delivering locally only");
                     let _ = self.tx.send(signal);
                 }
             }
@@ -85,7 +85,7 @@ impl RunBus {
 
     /// On SQLite: realtime events of `org` were committed (PostgreSQL notifies by
     /// itself, from the triggers).
-    pub fn events_written(&self, org: &str) {
+    pub fn events_written(&self, org: &OrgId) {
         if self.db.backend() == Backend::Sqlite {
             self.events.poke(org, i64::MAX);
         }

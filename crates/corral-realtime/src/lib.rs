@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use corral_core::{AppId, OrgId, RunId};
 use corral_store::realtime::{self as store, Event};
 use corral_store::{Backend, Db};
 use serde_json::{json, Value};
@@ -88,8 +89,8 @@ pub fn parse_channels(s: Option<&str>) -> u8 {
 pub struct Frame {
     pub seq: i64,
     pub kind: Kind,
-    pub run_id: String,
-    pub application_id: String,
+    pub run_id: RunId,
+    pub application_id: AppId,
     pub end_user_id: Option<String>,
     pub package_id: Option<String>,
     /// The SSE bytes without large user content.
@@ -201,10 +202,10 @@ pub fn render(e: &Event) -> Option<Frame> {
 /// tenant-scoped exactly like the REST endpoints (org and application).
 #[derive(Debug, Clone)]
 pub struct Filter {
-    pub application_id: String,
+    pub application_id: AppId,
     /// An end user's key sees that end user's runs only.
     pub end_user_id: Option<String>,
-    pub run_id: Option<String>,
+    pub run_id: Option<RunId>,
     pub package_id: Option<String>,
     pub channels: u8,
 }
@@ -228,7 +229,7 @@ impl Filter {
         store::Scope {
             application_id: Some(&self.application_id),
             end_user_id: self.end_user_id.as_deref(),
-            run_id: self.run_id.as_deref(),
+            run_id: self.run_id.as_ref(),
             package_id: self.package_id.as_deref(),
         }
     }
@@ -243,16 +244,16 @@ pub struct Pokes {
 
 #[derive(Default)]
 struct PokesInner {
-    pending: Mutex<HashMap<String, i64>>,
+    pending: Mutex<HashMap<OrgId, i64>>,
     all: AtomicBool,
     wake: Notify,
 }
 
 impl Pokes {
-    pub fn poke(&self, org: &str, seq: i64) {
+    pub fn poke(&self, org: &OrgId, seq: i64) {
         {
             let mut p = self.inner.pending.lock().unwrap_or_else(|e| e.into_inner());
-            let e = p.entry(org.to_owned()).or_insert(seq);
+            let e = p.entry(org.clone()).or_insert(seq);
             *e = (*e).max(seq);
         }
         self.inner.wake.notify_one();
@@ -265,7 +266,7 @@ impl Pokes {
         self.inner.wake.notify_one();
     }
 
-    fn take(&self) -> (bool, HashMap<String, i64>) {
+    fn take(&self) -> (bool, HashMap<OrgId, i64>) {
         let all = self.inner.all.swap(false, Ordering::SeqCst);
         let mut p = self.inner.pending.lock().unwrap_or_else(|e| e.into_inner());
         (all, std::mem::take(&mut *p))
@@ -286,7 +287,7 @@ struct OrgSubs {
 
 #[derive(Default)]
 struct Subs {
-    orgs: HashMap<String, OrgSubs>,
+    orgs: HashMap<OrgId, OrgSubs>,
     next_id: u64,
 }
 
@@ -308,7 +309,7 @@ struct HubInner {
 /// A live subscription; dropping it unsubscribes.
 pub struct Subscription {
     hub: Arc<HubInner>,
-    org: String,
+    org: OrgId,
     id: u64,
     pub rx: mpsc::Receiver<Arc<Frame>>,
     /// Set when the hub dropped this subscriber for falling behind.
@@ -363,7 +364,7 @@ impl Hub {
     /// replays older ones from the table and skips duplicates by `seq`.
     pub async fn subscribe(
         &self,
-        org: &str,
+        org: &OrgId,
         filter: Filter,
         verbose: bool,
     ) -> corral_store::Result<Subscription> {
@@ -377,7 +378,7 @@ impl Hub {
             let mut subs = self.inner.subs.lock().unwrap_or_else(|e| e.into_inner());
             subs.next_id += 1;
             let id = subs.next_id;
-            let o = subs.orgs.entry(org.to_owned()).or_insert(OrgSubs {
+            let o = subs.orgs.entry(org.clone()).or_insert(OrgSubs {
                 last_seq: head,
                 subs: HashMap::new(),
             });
@@ -397,7 +398,7 @@ impl Hub {
         self.inner.pokes.poke(org, i64::MAX);
         Ok(Subscription {
             hub: self.inner.clone(),
-            org: org.to_owned(),
+            org: org.clone(),
             id,
             rx,
             overflowed,
@@ -432,7 +433,7 @@ impl Hub {
         let (all, mut pending) = self.inner.pokes.take();
         let mut conn = self.inner.db.conn().await?;
         if all {
-            let watched: Vec<String> = {
+            let watched: Vec<OrgId> = {
                 let subs = self.inner.subs.lock().unwrap_or_else(|e| e.into_inner());
                 subs.orgs.keys().cloned().collect()
             };
@@ -469,19 +470,19 @@ impl Hub {
         Ok(())
     }
 
-    fn last_seq(&self, org: &str) -> Option<i64> {
+    fn last_seq(&self, org: &OrgId) -> Option<i64> {
         let subs = self.inner.subs.lock().unwrap_or_else(|e| e.into_inner());
         subs.orgs.get(org).map(|o| o.last_seq)
     }
 
-    fn set_last_seq(&self, org: &str, seq: i64) {
+    fn set_last_seq(&self, org: &OrgId, seq: i64) {
         let mut subs = self.inner.subs.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(o) = subs.orgs.get_mut(org) {
             o.last_seq = o.last_seq.max(seq);
         }
     }
 
-    fn deliver(&self, org: &str, frame: Arc<Frame>) {
+    fn deliver(&self, org: &OrgId, frame: Arc<Frame>) {
         let mut subs = self.inner.subs.lock().unwrap_or_else(|e| e.into_inner());
         let Some(o) = subs.orgs.get_mut(org) else {
             return;

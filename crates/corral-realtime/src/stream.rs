@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
+use corral_core::OrgId;
 use corral_store::realtime as rt_store;
 use futures::Stream;
 
@@ -26,7 +27,7 @@ fn ping() -> Bytes {
 /// The stream's state between frames.
 struct Live {
     hub: Hub,
-    org: String,
+    org: OrgId,
     filter: Filter,
     sub: Subscription,
     pending: VecDeque<Bytes>,
@@ -107,7 +108,7 @@ impl Hub {
     /// reconnects with its last id) or the hub stops.
     pub async fn stream(
         &self,
-        org: &str,
+        org: &OrgId,
         filter: Filter,
         verbose: bool,
         last_event_id: Option<i64>,
@@ -122,7 +123,7 @@ impl Hub {
         pending.extend(first);
         let live = Live {
             hub: self.clone(),
-            org: org.to_owned(),
+            org: org.clone(),
             filter,
             sub,
             pending,

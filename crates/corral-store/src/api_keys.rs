@@ -1,5 +1,6 @@
 //! API keys: stored as SHA-256 hash plus a short prefix used for the lookup.
 
+use corral_core::{AppId, OrgId};
 use sqlx::{AnyConnection, AnyPool, FromRow};
 
 use crate::{Result, SqlxResultExt};
@@ -7,8 +8,8 @@ use crate::{Result, SqlxResultExt};
 #[derive(Debug, Clone, FromRow)]
 pub struct ApiKey {
     pub id: String,
-    pub org_id: String,
-    pub application_id: String,
+    pub org_id: OrgId,
+    pub application_id: AppId,
     pub name: String,
     pub key_prefix: String,
     pub scopes: String,
@@ -22,8 +23,8 @@ pub struct ApiKey {
 
 pub struct NewApiKey<'a> {
     pub id: &'a str,
-    pub org_id: &'a str,
-    pub application_id: &'a str,
+    pub org_id: &'a OrgId,
+    pub application_id: &'a AppId,
     pub name: &'a str,
     pub key_prefix: &'a str,
     pub key_hash: &'a str,
@@ -58,7 +59,7 @@ const LIST_SQL: &str = "SELECT k.id, k.org_id, k.application_id, k.name, k.key_p
      COALESCE(u.display_name, u.name) AS created_by_name, k.expires_at, k.last_used_at, k.revoked_at, k.created_at \
      FROM api_keys k LEFT JOIN users u ON u.id = k.created_by";
 
-pub async fn list(conn: &mut AnyConnection, org_id: &str, app_id: &str) -> Result<Vec<ApiKey>> {
+pub async fn list(conn: &mut AnyConnection, org_id: &OrgId, app_id: &AppId) -> Result<Vec<ApiKey>> {
     sqlx::query_as(&format!(
         "{LIST_SQL} WHERE k.org_id = $1 AND k.application_id = $2 ORDER BY k.created_at DESC, k.id DESC"
     ))
@@ -71,8 +72,8 @@ pub async fn list(conn: &mut AnyConnection, org_id: &str, app_id: &str) -> Resul
 
 pub async fn get(
     conn: &mut AnyConnection,
-    org_id: &str,
-    app_id: &str,
+    org_id: &OrgId,
+    app_id: &AppId,
     id: &str,
 ) -> Result<Option<ApiKey>> {
     sqlx::query_as(&format!(
@@ -89,8 +90,8 @@ pub async fn get(
 /// Revokes a key; revoking twice keeps the first timestamp.
 pub async fn revoke(
     conn: &mut AnyConnection,
-    org_id: &str,
-    app_id: &str,
+    org_id: &OrgId,
+    app_id: &AppId,
     id: &str,
     now: i64,
 ) -> Result<bool> {
@@ -113,8 +114,8 @@ pub async fn revoke(
 #[derive(Debug, Clone, FromRow)]
 pub struct KeyCandidate {
     pub id: String,
-    pub org_id: String,
-    pub application_id: String,
+    pub org_id: OrgId,
+    pub application_id: AppId,
     pub key_hash: String,
     pub scopes: String,
     pub created_by: Option<String>,

@@ -1,6 +1,7 @@
 //! Packages installed in an application, with the application's settings for them
 //! (input values and locked fields, version pin, model, generation settings).
 
+use corral_core::{AppId, OrgId};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, FromRow, Row};
 
@@ -8,10 +9,10 @@ use crate::{Result, SqlxResultExt};
 
 #[derive(Debug, Clone)]
 pub struct Installed {
-    pub application_id: String,
+    pub application_id: AppId,
     pub package_id: String,
     pub package_type: String,
-    pub package_org_id: Option<String>,
+    pub package_org_id: Option<OrgId>,
     pub draft_manifest: String,
     pub input_settings: String,
     pub enabled: bool,
@@ -49,8 +50,8 @@ const SELECT: &str = "SELECT a.application_id, a.package_id, p.type AS package_t
 
 pub async fn list(
     conn: &mut AnyConnection,
-    org_id: &str,
-    app_id: &str,
+    org_id: &OrgId,
+    app_id: &AppId,
     ptype: Option<&str>,
 ) -> Result<Vec<Installed>> {
     sqlx::query_as(&format!(
@@ -66,8 +67,8 @@ pub async fn list(
 
 pub async fn get(
     conn: &mut AnyConnection,
-    org_id: &str,
-    app_id: &str,
+    org_id: &OrgId,
+    app_id: &AppId,
     package_id: &str,
 ) -> Result<Option<Installed>> {
     sqlx::query_as(&format!(
@@ -84,8 +85,8 @@ pub async fn get(
 /// Installs a package; a second install of the same package is `Conflict`.
 pub async fn install(
     conn: &mut AnyConnection,
-    org_id: &str,
-    app_id: &str,
+    org_id: &OrgId,
+    app_id: &AppId,
     package_id: &str,
     now: i64,
 ) -> Result<()> {
@@ -106,8 +107,8 @@ pub async fn install(
 /// The install of a package in an application, installing it first when missing.
 pub async fn get_or_install(
     conn: &mut AnyConnection,
-    org_id: &str,
-    app_id: &str,
+    org_id: &OrgId,
+    app_id: &AppId,
     package_id: &str,
     now: i64,
 ) -> Result<Installed> {
@@ -143,8 +144,8 @@ pub struct Settings<'a> {
 /// Writes every setting (the caller merged the patch).
 pub async fn update(
     conn: &mut AnyConnection,
-    org_id: &str,
-    app_id: &str,
+    org_id: &OrgId,
+    app_id: &AppId,
     package_id: &str,
     s: &Settings<'_>,
 ) -> Result<bool> {
@@ -171,8 +172,8 @@ pub async fn update(
 
 pub async fn uninstall(
     conn: &mut AnyConnection,
-    org_id: &str,
-    app_id: &str,
+    org_id: &OrgId,
+    app_id: &AppId,
     package_id: &str,
 ) -> Result<bool> {
     let r = sqlx::query("DELETE FROM application_packages WHERE org_id = $1 AND application_id = $2 AND package_id = $3")

@@ -1,5 +1,6 @@
 //! Applications: workspaces inside an org. Every org has exactly one default.
 
+use corral_core::{AppId, OrgId};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, FromRow, Row};
 
@@ -7,8 +8,8 @@ use crate::{Result, SqlxResultExt};
 
 #[derive(Debug, Clone)]
 pub struct Application {
-    pub id: String,
-    pub org_id: String,
+    pub id: AppId,
+    pub org_id: OrgId,
     pub name: String,
     pub is_default: bool,
     pub settings: String,
@@ -35,8 +36,8 @@ impl<'r> FromRow<'r, AnyRow> for Application {
 const COLS: &str = "id, org_id, name, is_default, settings, created_by, created_at, updated_at";
 
 pub struct NewApplication<'a> {
-    pub id: &'a str,
-    pub org_id: &'a str,
+    pub id: &'a AppId,
+    pub org_id: &'a OrgId,
     pub name: &'a str,
     pub is_default: bool,
     pub settings: &'a str,
@@ -62,7 +63,7 @@ pub async fn insert(conn: &mut AnyConnection, a: &NewApplication<'_>) -> Result<
     Ok(())
 }
 
-pub async fn list(conn: &mut AnyConnection, org_id: &str) -> Result<Vec<Application>> {
+pub async fn list(conn: &mut AnyConnection, org_id: &OrgId) -> Result<Vec<Application>> {
     sqlx::query_as(&format!(
         "SELECT {COLS} FROM applications WHERE org_id = $1 ORDER BY is_default DESC, created_at, id"
     ))
@@ -72,7 +73,11 @@ pub async fn list(conn: &mut AnyConnection, org_id: &str) -> Result<Vec<Applicat
     .db()
 }
 
-pub async fn get(conn: &mut AnyConnection, org_id: &str, id: &str) -> Result<Option<Application>> {
+pub async fn get(
+    conn: &mut AnyConnection,
+    org_id: &OrgId,
+    id: &AppId,
+) -> Result<Option<Application>> {
     sqlx::query_as(&format!(
         "SELECT {COLS} FROM applications WHERE org_id = $1 AND id = $2"
     ))
@@ -83,7 +88,7 @@ pub async fn get(conn: &mut AnyConnection, org_id: &str, id: &str) -> Result<Opt
     .db()
 }
 
-pub async fn default_for(conn: &mut AnyConnection, org_id: &str) -> Result<Option<Application>> {
+pub async fn default_for(conn: &mut AnyConnection, org_id: &OrgId) -> Result<Option<Application>> {
     sqlx::query_as(&format!(
         "SELECT {COLS} FROM applications WHERE org_id = $1 AND is_default = 1"
     ))
@@ -95,8 +100,8 @@ pub async fn default_for(conn: &mut AnyConnection, org_id: &str) -> Result<Optio
 
 pub async fn update(
     conn: &mut AnyConnection,
-    org_id: &str,
-    id: &str,
+    org_id: &OrgId,
+    id: &AppId,
     name: Option<&str>,
     settings: Option<&str>,
     now: i64,
@@ -117,7 +122,7 @@ pub async fn update(
 }
 
 /// Deletes a non-default application; its keys and end-users cascade.
-pub async fn delete(conn: &mut AnyConnection, org_id: &str, id: &str) -> Result<bool> {
+pub async fn delete(conn: &mut AnyConnection, org_id: &OrgId, id: &AppId) -> Result<bool> {
     let r =
         sqlx::query("DELETE FROM applications WHERE org_id = $1 AND id = $2 AND is_default = 0")
             .bind(org_id)

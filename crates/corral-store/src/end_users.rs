@@ -1,5 +1,6 @@
 //! End-users: external users of an application, listed with cursor pagination.
 
+use corral_core::{AppId, OrgId};
 use sqlx::{AnyConnection, FromRow};
 
 use crate::{Result, SqlxResultExt};
@@ -7,8 +8,8 @@ use crate::{Result, SqlxResultExt};
 #[derive(Debug, Clone, FromRow)]
 pub struct EndUser {
     pub id: String,
-    pub org_id: String,
-    pub application_id: String,
+    pub org_id: OrgId,
+    pub application_id: AppId,
     pub name: Option<String>,
     pub email: Option<String>,
     pub external_id: Option<String>,
@@ -41,8 +42,8 @@ pub async fn insert(conn: &mut AnyConnection, e: &EndUser) -> Result<()> {
 
 pub async fn get(
     conn: &mut AnyConnection,
-    org_id: &str,
-    app_id: &str,
+    org_id: &OrgId,
+    app_id: &AppId,
     id: &str,
 ) -> Result<Option<EndUser>> {
     sqlx::query_as(&format!(
@@ -78,8 +79,8 @@ pub async fn update(conn: &mut AnyConnection, e: &EndUser) -> Result<bool> {
 
 pub async fn delete(
     conn: &mut AnyConnection,
-    org_id: &str,
-    app_id: &str,
+    org_id: &OrgId,
+    app_id: &AppId,
     id: &str,
 ) -> Result<bool> {
     let r =
@@ -124,8 +125,8 @@ fn like_pattern(s: &str) -> String {
 /// newer ones; ids are UUID v7 so id order is creation order.
 pub async fn list(
     conn: &mut AnyConnection,
-    org_id: &str,
-    app_id: &str,
+    org_id: &OrgId,
+    app_id: &AppId,
     f: &ListFilter<'_>,
 ) -> Result<Page> {
     let mut sql = format!("SELECT {COLS} FROM end_users WHERE org_id = $1 AND application_id = $2");
@@ -179,7 +180,7 @@ pub async fn list(
     Ok(Page { items, has_more })
 }
 
-pub async fn exists_in_app(conn: &mut AnyConnection, app_id: &str, id: &str) -> Result<bool> {
+pub async fn exists_in_app(conn: &mut AnyConnection, app_id: &AppId, id: &str) -> Result<bool> {
     let n: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM end_users WHERE application_id = $1 AND id = $2")
             .bind(app_id)

@@ -2,6 +2,7 @@
 //! body hash and, once the first request finished, its response for replay. Kept in
 //! the database so every replica and every restart sees the same keys.
 
+use corral_core::{AppId, OrgId};
 use sqlx::{AnyConnection, FromRow};
 
 use crate::{Result, SqlxResultExt};
@@ -34,8 +35,8 @@ pub enum Begin {
 }
 
 pub struct Key<'a> {
-    pub org_id: &'a str,
-    pub application_id: &'a str,
+    pub org_id: &'a OrgId,
+    pub application_id: &'a AppId,
     pub key: &'a str,
 }
 

@@ -2,6 +2,7 @@
 //! connections with their sealed credentials, and pending OAuth authorizations.
 //! Secrets are stored sealed; this module never opens them.
 
+use corral_core::{AppId, OrgId};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, FromRow, Row};
 
@@ -12,8 +13,8 @@ use crate::{Result, SqlxResultExt};
 #[derive(Debug, Clone)]
 pub struct OauthClient {
     pub id: String,
-    pub org_id: String,
-    pub application_id: String,
+    pub org_id: OrgId,
+    pub application_id: AppId,
     pub package_id: String,
     pub auth_key: String,
     pub client_id: String,
@@ -50,8 +51,8 @@ impl<'r> FromRow<'r, AnyRow> for OauthClient {
 
 pub struct NewOauthClient<'a> {
     pub id: &'a str,
-    pub org_id: &'a str,
-    pub application_id: &'a str,
+    pub org_id: &'a OrgId,
+    pub application_id: &'a AppId,
     pub package_id: &'a str,
     pub auth_key: &'a str,
     pub client_id: &'a str,
@@ -91,7 +92,7 @@ pub async fn insert_client(conn: &mut AnyConnection, c: &NewOauthClient<'_>) -> 
 
 pub async fn clients(
     conn: &mut AnyConnection,
-    application_id: &str,
+    application_id: &AppId,
     package_id: &str,
     auth_key: &str,
 ) -> Result<Vec<OauthClient>> {
@@ -109,7 +110,7 @@ pub async fn clients(
 
 pub async fn client(
     conn: &mut AnyConnection,
-    application_id: &str,
+    application_id: &AppId,
     package_id: &str,
     id: &str,
 ) -> Result<Option<OauthClient>> {
@@ -147,7 +148,7 @@ pub struct ClientUpdate<'a> {
 
 pub async fn update_client(
     conn: &mut AnyConnection,
-    application_id: &str,
+    application_id: &AppId,
     id: &str,
     u: &ClientUpdate<'_>,
 ) -> Result<bool> {
@@ -174,7 +175,7 @@ pub async fn update_client(
 
 pub async fn delete_client(
     conn: &mut AnyConnection,
-    application_id: &str,
+    application_id: &AppId,
     id: &str,
 ) -> Result<bool> {
     let r =
@@ -190,7 +191,7 @@ pub async fn delete_client(
 /// Flags `id` as the auth's default (and un-flags the others); `None` un-flags all.
 pub async fn set_default_client(
     conn: &mut AnyConnection,
-    application_id: &str,
+    application_id: &AppId,
     package_id: &str,
     auth_key: &str,
     id: Option<&str>,
@@ -214,8 +215,8 @@ pub async fn set_default_client(
 #[derive(Debug, Clone)]
 pub struct Connection {
     pub id: String,
-    pub org_id: String,
-    pub application_id: String,
+    pub org_id: OrgId,
+    pub application_id: AppId,
     pub package_id: String,
     pub auth_key: String,
     pub auth_type: String,
@@ -282,8 +283,8 @@ impl<'r> FromRow<'r, AnyRow> for Connection {
 
 pub struct NewConnection<'a> {
     pub id: &'a str,
-    pub org_id: &'a str,
-    pub application_id: &'a str,
+    pub org_id: &'a OrgId,
+    pub application_id: &'a AppId,
     pub package_id: &'a str,
     pub auth_key: &'a str,
     pub auth_type: &'a str,
@@ -343,7 +344,7 @@ pub struct Renewal<'a> {
 
 pub async fn renew_connection(
     conn: &mut AnyConnection,
-    application_id: &str,
+    application_id: &AppId,
     id: &str,
     r: &Renewal<'_>,
 ) -> Result<bool> {
@@ -428,7 +429,7 @@ pub async fn connection_for_update(
 /// shared with the org (`include_shared`). Newest first. `package_id` narrows.
 pub async fn usable(
     conn: &mut AnyConnection,
-    application_id: &str,
+    application_id: &AppId,
     package_id: Option<&str>,
     owner_type: &str,
     owner_id: &str,
@@ -454,7 +455,7 @@ pub async fn owned(
     conn: &mut AnyConnection,
     owner_type: &str,
     owner_id: &str,
-    application_id: Option<&str>,
+    application_id: Option<&AppId>,
 ) -> Result<Vec<Connection>> {
     sqlx::query_as(&format!(
         "{CONNECTION_SELECT} WHERE c.owner_type = $1 AND c.owner_id = $2 \
@@ -476,7 +477,7 @@ pub struct MetadataUpdate<'a> {
 
 pub async fn update_metadata(
     conn: &mut AnyConnection,
-    application_id: &str,
+    application_id: &AppId,
     package_id: &str,
     id: &str,
     owner: (&str, &str),
@@ -508,7 +509,7 @@ pub async fn delete_owned(
     conn: &mut AnyConnection,
     id: &str,
     owner: (&str, &str),
-    application_id: Option<&str>,
+    application_id: Option<&AppId>,
 ) -> Result<bool> {
     let r = sqlx::query(
         "DELETE FROM integration_connections WHERE id = $1 AND owner_type = $2 AND owner_id = $3 \
@@ -528,8 +529,8 @@ pub async fn delete_owned(
 
 #[derive(Debug, Clone)]
 pub struct OauthState {
-    pub org_id: String,
-    pub application_id: String,
+    pub org_id: OrgId,
+    pub application_id: AppId,
     pub package_id: String,
     pub auth_key: String,
     pub owner_type: String,

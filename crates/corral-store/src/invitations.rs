@@ -1,5 +1,6 @@
 //! Pending invitations to join an organization.
 
+use corral_core::OrgId;
 use sqlx::{AnyConnection, FromRow};
 
 use crate::{orgs, Result, SqlxResultExt};
@@ -7,7 +8,7 @@ use crate::{orgs, Result, SqlxResultExt};
 #[derive(Debug, Clone, FromRow)]
 pub struct Invitation {
     pub id: String,
-    pub org_id: String,
+    pub org_id: OrgId,
     pub email: String,
     pub role: String,
     pub token: String,
@@ -40,7 +41,7 @@ pub async fn insert(conn: &mut AnyConnection, inv: &Invitation) -> Result<()> {
 }
 
 /// Pending (not accepted) invitations of an org, expired ones included so admins see them.
-pub async fn pending(conn: &mut AnyConnection, org_id: &str) -> Result<Vec<Invitation>> {
+pub async fn pending(conn: &mut AnyConnection, org_id: &OrgId) -> Result<Vec<Invitation>> {
     sqlx::query_as(&format!(
         "SELECT {COLS} FROM invitations WHERE org_id = $1 AND accepted_at IS NULL ORDER BY created_at, id"
     ))
@@ -50,7 +51,7 @@ pub async fn pending(conn: &mut AnyConnection, org_id: &str) -> Result<Vec<Invit
     .db()
 }
 
-pub async fn get(conn: &mut AnyConnection, org_id: &str, id: &str) -> Result<Option<Invitation>> {
+pub async fn get(conn: &mut AnyConnection, org_id: &OrgId, id: &str) -> Result<Option<Invitation>> {
     sqlx::query_as(&format!(
         "SELECT {COLS} FROM invitations WHERE org_id = $1 AND id = $2 AND accepted_at IS NULL"
     ))
@@ -71,7 +72,7 @@ pub async fn by_token(conn: &mut AnyConnection, token: &str) -> Result<Option<In
 
 pub async fn pending_for_email(
     conn: &mut AnyConnection,
-    org_id: &str,
+    org_id: &OrgId,
     email: &str,
 ) -> Result<Option<Invitation>> {
     sqlx::query_as(&format!(
@@ -86,7 +87,7 @@ pub async fn pending_for_email(
 
 pub async fn set_role(
     conn: &mut AnyConnection,
-    org_id: &str,
+    org_id: &OrgId,
     id: &str,
     role: &str,
 ) -> Result<bool> {
@@ -102,7 +103,7 @@ pub async fn set_role(
     Ok(r.rows_affected() > 0)
 }
 
-pub async fn delete(conn: &mut AnyConnection, org_id: &str, id: &str) -> Result<bool> {
+pub async fn delete(conn: &mut AnyConnection, org_id: &OrgId, id: &str) -> Result<bool> {
     let r = sqlx::query(
         "DELETE FROM invitations WHERE org_id = $1 AND id = $2 AND accepted_at IS NULL",
     )

@@ -3,6 +3,7 @@
 //! that reads a tenant's rows takes the org id and puts it in the WHERE clause.
 //! The per-agent choice lives in `application_packages` ([`crate::app_packages`]).
 
+use corral_core::OrgId;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, FromRow, Row};
 
@@ -11,7 +12,7 @@ use crate::{Result, SqlxResultExt};
 #[derive(Debug, Clone)]
 pub struct Credential {
     pub id: String,
-    pub org_id: String,
+    pub org_id: OrgId,
     pub provider_id: String,
     pub label: String,
     pub base_url: String,
@@ -46,7 +47,7 @@ impl<'r> FromRow<'r, AnyRow> for Credential {
 
 pub struct NewCredential<'a> {
     pub id: &'a str,
-    pub org_id: &'a str,
+    pub org_id: &'a OrgId,
     pub provider_id: &'a str,
     pub label: &'a str,
     pub base_url: &'a str,
@@ -76,7 +77,7 @@ pub async fn insert_credential(conn: &mut AnyConnection, c: &NewCredential<'_>) 
 
 pub async fn get_credential(
     conn: &mut AnyConnection,
-    org_id: &str,
+    org_id: &OrgId,
     id: &str,
 ) -> Result<Option<Credential>> {
     sqlx::query_as(&format!(
@@ -90,7 +91,7 @@ pub async fn get_credential(
 }
 
 /// The organization's credentials, oldest first.
-pub async fn list_credentials(conn: &mut AnyConnection, org_id: &str) -> Result<Vec<Credential>> {
+pub async fn list_credentials(conn: &mut AnyConnection, org_id: &OrgId) -> Result<Vec<Credential>> {
     sqlx::query_as(&format!(
         "SELECT {CREDENTIAL_COLUMNS} FROM model_provider_credentials WHERE org_id = $1 \
          ORDER BY created_at, id"
@@ -104,7 +105,7 @@ pub async fn list_credentials(conn: &mut AnyConnection, org_id: &str) -> Result<
 /// Changes the label and, when given, the (sealed) key.
 pub async fn update_credential(
     conn: &mut AnyConnection,
-    org_id: &str,
+    org_id: &OrgId,
     id: &str,
     label: &str,
     api_key: Option<&str>,
@@ -128,7 +129,7 @@ pub async fn update_credential(
 /// Records the model ids discovery found (a JSON array).
 pub async fn set_available_models(
     conn: &mut AnyConnection,
-    org_id: &str,
+    org_id: &OrgId,
     id: &str,
     ids_json: &str,
     now: i64,
@@ -150,7 +151,7 @@ pub async fn set_available_models(
 /// Models of the organization that use the credential.
 pub async fn count_models_using(
     conn: &mut AnyConnection,
-    org_id: &str,
+    org_id: &OrgId,
     credential_id: &str,
 ) -> Result<i64> {
     let row =
@@ -165,7 +166,7 @@ pub async fn count_models_using(
 
 /// Deletes a credential. A model still using it makes this a
 /// [`crate::StoreError::Conflict`] (the foreign key).
-pub async fn delete_credential(conn: &mut AnyConnection, org_id: &str, id: &str) -> Result<bool> {
+pub async fn delete_credential(conn: &mut AnyConnection, org_id: &OrgId, id: &str) -> Result<bool> {
     let r = sqlx::query("DELETE FROM model_provider_credentials WHERE org_id = $1 AND id = $2")
         .bind(org_id)
         .bind(id)
@@ -179,7 +180,7 @@ pub async fn delete_credential(conn: &mut AnyConnection, org_id: &str, id: &str)
 #[derive(Debug, Clone)]
 pub struct Model {
     pub id: String,
-    pub org_id: String,
+    pub org_id: OrgId,
     pub credential_id: String,
     pub label: String,
     pub model_id: String,
@@ -253,7 +254,7 @@ pub struct ModelFields<'a> {
 pub async fn insert_model(
     conn: &mut AnyConnection,
     id: &str,
-    org_id: &str,
+    org_id: &OrgId,
     f: &ModelFields<'_>,
     created_by: Option<&str>,
     now: i64,
@@ -285,7 +286,7 @@ pub async fn insert_model(
 
 pub async fn update_model(
     conn: &mut AnyConnection,
-    org_id: &str,
+    org_id: &OrgId,
     id: &str,
     f: &ModelFields<'_>,
     now: i64,
@@ -316,7 +317,11 @@ pub async fn update_model(
     Ok(r.rows_affected() == 1)
 }
 
-pub async fn get_model(conn: &mut AnyConnection, org_id: &str, id: &str) -> Result<Option<Model>> {
+pub async fn get_model(
+    conn: &mut AnyConnection,
+    org_id: &OrgId,
+    id: &str,
+) -> Result<Option<Model>> {
     sqlx::query_as(&format!("{MODEL_SELECT} WHERE m.org_id = $1 AND m.id = $2"))
         .bind(org_id)
         .bind(id)
@@ -326,7 +331,7 @@ pub async fn get_model(conn: &mut AnyConnection, org_id: &str, id: &str) -> Resu
 }
 
 /// The organization's models, oldest first.
-pub async fn list_models(conn: &mut AnyConnection, org_id: &str) -> Result<Vec<Model>> {
+pub async fn list_models(conn: &mut AnyConnection, org_id: &OrgId) -> Result<Vec<Model>> {
     sqlx::query_as(&format!(
         "{MODEL_SELECT} WHERE m.org_id = $1 ORDER BY m.created_at, m.id"
     ))
@@ -337,7 +342,7 @@ pub async fn list_models(conn: &mut AnyConnection, org_id: &str) -> Result<Vec<M
 }
 
 /// The organization's enabled default model, if one is flagged.
-pub async fn default_model(conn: &mut AnyConnection, org_id: &str) -> Result<Option<Model>> {
+pub async fn default_model(conn: &mut AnyConnection, org_id: &OrgId) -> Result<Option<Model>> {
     sqlx::query_as(&format!(
         "{MODEL_SELECT} WHERE m.org_id = $1 AND m.is_default = 1 AND m.enabled = 1"
     ))
@@ -351,7 +356,7 @@ pub async fn default_model(conn: &mut AnyConnection, org_id: &str) -> Result<Opt
 /// it in a transaction: the clear and the set must land together.
 pub async fn set_default(
     conn: &mut AnyConnection,
-    org_id: &str,
+    org_id: &OrgId,
     id: Option<&str>,
     now: i64,
 ) -> Result<bool> {
@@ -379,7 +384,7 @@ pub async fn set_default(
 }
 
 /// Deletes a model and forgets it as any agent's choice. Run it in a transaction.
-pub async fn delete_model(conn: &mut AnyConnection, org_id: &str, id: &str) -> Result<bool> {
+pub async fn delete_model(conn: &mut AnyConnection, org_id: &OrgId, id: &str) -> Result<bool> {
     sqlx::query(
         "UPDATE application_packages SET model_id = NULL WHERE org_id = $1 AND model_id = $2",
     )

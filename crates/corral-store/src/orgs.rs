@@ -1,5 +1,6 @@
 //! Organizations and their members.
 
+use corral_core::{AppId, OrgId};
 use serde_json::Value;
 use sqlx::{AnyConnection, FromRow};
 
@@ -7,7 +8,7 @@ use crate::{applications, Result, SqlxResultExt};
 
 #[derive(Debug, Clone, FromRow)]
 pub struct Org {
-    pub id: String,
+    pub id: OrgId,
     pub name: String,
     pub slug: String,
     pub api_version: String,
@@ -25,7 +26,7 @@ impl Org {
 /// An org as one of its members sees it.
 #[derive(Debug, Clone, FromRow)]
 pub struct OrgWithRole {
-    pub id: String,
+    pub id: OrgId,
     pub name: String,
     pub slug: String,
     pub api_version: String,
@@ -44,12 +45,12 @@ pub struct Member {
 }
 
 pub struct NewOrg<'a> {
-    pub id: &'a str,
+    pub id: &'a OrgId,
     pub name: &'a str,
     pub slug: &'a str,
     pub api_version: &'a str,
     pub owner_id: &'a str,
-    pub default_app_id: &'a str,
+    pub default_app_id: &'a AppId,
     pub now: i64,
 }
 
@@ -87,7 +88,7 @@ pub async fn insert_with_owner(conn: &mut AnyConnection, o: &NewOrg<'_>) -> Resu
 
 pub async fn add_member(
     conn: &mut AnyConnection,
-    org_id: &str,
+    org_id: &OrgId,
     user_id: &str,
     role: &str,
     now: i64,
@@ -121,7 +122,7 @@ pub async fn list_for_user(conn: &mut AnyConnection, user_id: &str) -> Result<Ve
 /// is not a member (the two are indistinguishable to the caller on purpose).
 pub async fn for_member(
     conn: &mut AnyConnection,
-    org_id: &str,
+    org_id: &OrgId,
     user_id: &str,
 ) -> Result<Option<OrgWithRole>> {
     sqlx::query_as(
@@ -136,7 +137,7 @@ pub async fn for_member(
     .db()
 }
 
-pub async fn by_id(conn: &mut AnyConnection, org_id: &str) -> Result<Option<Org>> {
+pub async fn by_id(conn: &mut AnyConnection, org_id: &OrgId) -> Result<Option<Org>> {
     sqlx::query_as(
         "SELECT id, name, slug, api_version, settings, created_at, updated_at FROM organizations WHERE id = $1",
     )
@@ -148,7 +149,7 @@ pub async fn by_id(conn: &mut AnyConnection, org_id: &str) -> Result<Option<Org>
 
 pub async fn update(
     conn: &mut AnyConnection,
-    org_id: &str,
+    org_id: &OrgId,
     name: Option<&str>,
     slug: Option<&str>,
     now: i64,
@@ -168,7 +169,7 @@ pub async fn update(
 
 pub async fn set_settings(
     conn: &mut AnyConnection,
-    org_id: &str,
+    org_id: &OrgId,
     settings: &Value,
     api_version: &str,
     now: i64,
@@ -188,7 +189,7 @@ pub async fn set_settings(
 
 /// Deletes the org; its members, applications, keys, end-users, invitations go with it
 /// (ON DELETE CASCADE).
-pub async fn delete(conn: &mut AnyConnection, org_id: &str) -> Result<bool> {
+pub async fn delete(conn: &mut AnyConnection, org_id: &OrgId) -> Result<bool> {
     let r = sqlx::query("DELETE FROM organizations WHERE id = $1")
         .bind(org_id)
         .execute(conn)
@@ -197,7 +198,7 @@ pub async fn delete(conn: &mut AnyConnection, org_id: &str) -> Result<bool> {
     Ok(r.rows_affected() > 0)
 }
 
-pub async fn members(conn: &mut AnyConnection, org_id: &str) -> Result<Vec<Member>> {
+pub async fn members(conn: &mut AnyConnection, org_id: &OrgId) -> Result<Vec<Member>> {
     sqlx::query_as(
         "SELECT m.user_id, m.role, m.joined_at, u.email, u.name, u.display_name \
          FROM org_members m JOIN users u ON u.id = m.user_id WHERE m.org_id = $1 ORDER BY m.joined_at, m.user_id",
@@ -210,7 +211,7 @@ pub async fn members(conn: &mut AnyConnection, org_id: &str) -> Result<Vec<Membe
 
 pub async fn member(
     conn: &mut AnyConnection,
-    org_id: &str,
+    org_id: &OrgId,
     user_id: &str,
 ) -> Result<Option<Member>> {
     sqlx::query_as(
@@ -226,7 +227,7 @@ pub async fn member(
 
 pub async fn set_member_role(
     conn: &mut AnyConnection,
-    org_id: &str,
+    org_id: &OrgId,
     user_id: &str,
     role: &str,
 ) -> Result<bool> {
@@ -240,7 +241,11 @@ pub async fn set_member_role(
     Ok(r.rows_affected() > 0)
 }
 
-pub async fn remove_member(conn: &mut AnyConnection, org_id: &str, user_id: &str) -> Result<bool> {
+pub async fn remove_member(
+    conn: &mut AnyConnection,
+    org_id: &OrgId,
+    user_id: &str,
+) -> Result<bool> {
     let r = sqlx::query("DELETE FROM org_members WHERE org_id = $1 AND user_id = $2")
         .bind(org_id)
         .bind(user_id)

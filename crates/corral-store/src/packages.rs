@@ -3,6 +3,7 @@
 //! sees its own packages and the system packages (`org_id IS NULL`), never another
 //! org's; only its own are writable.
 
+use corral_core::OrgId;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, FromRow, Row};
 
@@ -11,7 +12,7 @@ use crate::{Result, SqlxResultExt};
 #[derive(Debug, Clone, FromRow)]
 pub struct Package {
     pub id: String,
-    pub org_id: Option<String>,
+    pub org_id: Option<OrgId>,
     #[sqlx(rename = "type")]
     pub ptype: String,
     pub scope: String,
@@ -41,7 +42,7 @@ const SELECT: &str = "SELECT p.id, p.org_id, p.type, p.scope, p.name, p.display_
 
 pub struct NewPackage<'a> {
     pub id: &'a str,
-    pub org_id: Option<&'a str>,
+    pub org_id: Option<&'a OrgId>,
     pub ptype: &'a str,
     pub scope: &'a str,
     pub name: &'a str,
@@ -83,7 +84,7 @@ pub async fn insert(conn: &mut AnyConnection, p: &NewPackage<'_>) -> Result<()> 
 /// A package visible to `org_id` (its own or a system one), optionally of one type.
 pub async fn get_visible(
     conn: &mut AnyConnection,
-    org_id: &str,
+    org_id: &OrgId,
     id: &str,
     ptype: Option<&str>,
 ) -> Result<Option<Package>> {
@@ -110,7 +111,7 @@ pub async fn get_system(conn: &mut AnyConnection, id: &str) -> Result<Option<Pac
 /// Packages visible to the org, system ones included, optionally of one type.
 pub async fn list_visible(
     conn: &mut AnyConnection,
-    org_id: &str,
+    org_id: &OrgId,
     ptype: Option<&str>,
 ) -> Result<Vec<Package>> {
     sqlx::query_as(&format!(
@@ -137,7 +138,7 @@ pub struct DraftUpdate<'a> {
 /// compare-and-swap: `Ok(false)` when another write got there first.
 pub async fn update_draft(
     conn: &mut AnyConnection,
-    org_id: Option<&str>,
+    org_id: Option<&OrgId>,
     id: &str,
     d: &DraftUpdate<'_>,
     expected_lock: Option<i64>,
@@ -163,7 +164,7 @@ pub async fn update_draft(
 }
 
 /// Deletes an org-owned package (system packages are never deleted through an org).
-pub async fn delete(conn: &mut AnyConnection, org_id: &str, id: &str) -> Result<bool> {
+pub async fn delete(conn: &mut AnyConnection, org_id: &OrgId, id: &str) -> Result<bool> {
     let r = sqlx::query("DELETE FROM packages WHERE id = $1 AND org_id = $2")
         .bind(id)
         .bind(org_id)
@@ -382,7 +383,11 @@ pub async fn dependencies(
 }
 
 /// How many of the org's agents' drafts mention a package id (for `used_by_agents`).
-pub async fn count_dependents(conn: &mut AnyConnection, org_id: &str, dep_id: &str) -> Result<i64> {
+pub async fn count_dependents(
+    conn: &mut AnyConnection,
+    org_id: &OrgId,
+    dep_id: &str,
+) -> Result<i64> {
     sqlx::query_scalar(
         "SELECT COUNT(DISTINCT d.package_id) FROM package_dependencies d JOIN packages p ON p.id = d.package_id \
          WHERE d.dep_id = $1 AND (p.org_id = $2 OR p.org_id IS NULL)",

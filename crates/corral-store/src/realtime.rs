@@ -3,6 +3,7 @@
 //! commit order; this module reads them for fan-out and `Last-Event-ID` replay, and
 //! prunes old ones.
 
+use corral_core::{AppId, OrgId, RunId};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, FromRow, Row};
 
@@ -12,10 +13,10 @@ use crate::{Result, SqlxResultExt};
 /// run's result for a terminal `run_update` (sent to verbose subscribers only).
 #[derive(Debug, Clone)]
 pub struct Event {
-    pub org_id: String,
+    pub org_id: OrgId,
     pub seq: i64,
-    pub run_id: String,
-    pub application_id: String,
+    pub run_id: RunId,
+    pub application_id: AppId,
     pub end_user_id: Option<String>,
     pub package_id: Option<String>,
     pub kind: String,
@@ -71,16 +72,16 @@ impl<'r> FromRow<'r, AnyRow> for Event {
 /// Which events of an organization a reader wants.
 #[derive(Debug, Clone, Default)]
 pub struct Scope<'a> {
-    pub application_id: Option<&'a str>,
+    pub application_id: Option<&'a AppId>,
     pub end_user_id: Option<&'a str>,
-    pub run_id: Option<&'a str>,
+    pub run_id: Option<&'a RunId>,
     pub package_id: Option<&'a str>,
 }
 
 /// Events of `org_id` with `seq > after`, oldest first, at most `limit`.
 pub async fn after(
     conn: &mut AnyConnection,
-    org_id: &str,
+    org_id: &OrgId,
     after: i64,
     scope: &Scope<'_>,
     limit: i64,
@@ -99,9 +100,9 @@ pub async fn after(
     let mut n = 3;
     let mut binds: Vec<&str> = Vec::new();
     for (col, v) in [
-        ("e.application_id", scope.application_id),
+        ("e.application_id", scope.application_id.map(AppId::as_str)),
         ("e.end_user_id", scope.end_user_id),
-        ("e.run_id", scope.run_id),
+        ("e.run_id", scope.run_id.map(RunId::as_str)),
         ("e.package_id", scope.package_id),
     ] {
         if let Some(v) = v {
@@ -119,7 +120,7 @@ pub async fn after(
 }
 
 /// The last number handed out in `org_id` (0 before its first event).
-pub async fn head(conn: &mut AnyConnection, org_id: &str) -> Result<i64> {
+pub async fn head(conn: &mut AnyConnection, org_id: &OrgId) -> Result<i64> {
     let row = sqlx::query("SELECT seq FROM realtime_counters WHERE org_id = $1")
         .bind(org_id)
         .fetch_optional(conn)
@@ -132,7 +133,7 @@ pub async fn head(conn: &mut AnyConnection, org_id: &str) -> Result<i64> {
 }
 
 /// Every organization's last number (a cheap table: one row per org).
-pub async fn heads(conn: &mut AnyConnection) -> Result<Vec<(String, i64)>> {
+pub async fn heads(conn: &mut AnyConnection) -> Result<Vec<(OrgId, i64)>> {
     let rows = sqlx::query("SELECT org_id, seq FROM realtime_counters")
         .fetch_all(conn)
         .await

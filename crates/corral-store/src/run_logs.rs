@@ -1,6 +1,7 @@
 //! A run's ordered logs, and the events that arrived ahead of a sequence gap and
 //! wait in `run_event_buffer` until it fills.
 
+use corral_core::RunId;
 use sqlx::{AnyConnection, FromRow, Row};
 
 use crate::{Result, SqlxResultExt};
@@ -8,7 +9,7 @@ use crate::{Result, SqlxResultExt};
 #[derive(Debug, Clone, FromRow)]
 pub struct Log {
     pub id: i64,
-    pub run_id: String,
+    pub run_id: RunId,
     pub sequence: Option<i64>,
     #[sqlx(rename = "type")]
     pub log_type: String,
@@ -20,7 +21,7 @@ pub struct Log {
 
 #[derive(Debug, Clone)]
 pub struct NewLog<'a> {
-    pub run_id: &'a str,
+    pub run_id: &'a RunId,
     pub sequence: Option<i64>,
     pub log_type: &'a str,
     pub level: &'a str,
@@ -51,7 +52,7 @@ pub async fn insert_log(conn: &mut AnyConnection, l: &NewLog<'_>) -> Result<()> 
 /// than `limit` is fetched so the caller can tell whether more follow.
 pub async fn logs(
     conn: &mut AnyConnection,
-    run_id: &str,
+    run_id: &RunId,
     since: i64,
     levels: &[&str],
     limit: i64,
@@ -74,7 +75,7 @@ pub async fn logs(
 /// Keeps an event that arrived ahead of a gap; a duplicate is ignored.
 pub async fn buffer_event(
     conn: &mut AnyConnection,
-    run_id: &str,
+    run_id: &RunId,
     sequence: i64,
     body: &str,
     now: i64,
@@ -94,7 +95,7 @@ pub async fn buffer_event(
 }
 
 /// Buffered events of a run in sequence order.
-pub async fn buffered(conn: &mut AnyConnection, run_id: &str) -> Result<Vec<(i64, String)>> {
+pub async fn buffered(conn: &mut AnyConnection, run_id: &RunId) -> Result<Vec<(i64, String)>> {
     let rows = sqlx::query(
         "SELECT sequence, body FROM run_event_buffer WHERE run_id = $1 ORDER BY sequence",
     )
@@ -107,7 +108,7 @@ pub async fn buffered(conn: &mut AnyConnection, run_id: &str) -> Result<Vec<(i64
         .collect()
 }
 
-pub async fn unbuffer(conn: &mut AnyConnection, run_id: &str, sequence: i64) -> Result<()> {
+pub async fn unbuffer(conn: &mut AnyConnection, run_id: &RunId, sequence: i64) -> Result<()> {
     sqlx::query("DELETE FROM run_event_buffer WHERE run_id = $1 AND sequence = $2")
         .bind(run_id)
         .bind(sequence)

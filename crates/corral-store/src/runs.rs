@@ -5,6 +5,7 @@
 //! is written once and never changes again, whichever replica or task gets there
 //! first; the caller learns from the returned flag whether its write won.
 
+use corral_core::{AppId, OrgId, RunId};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, FromRow, Row};
 
@@ -22,9 +23,9 @@ fn status_of(row: &AnyRow) -> sqlx::Result<RunStatus> {
 /// A run row, with the display names of who caused it.
 #[derive(Debug, Clone)]
 pub struct Run {
-    pub id: String,
-    pub org_id: String,
-    pub application_id: String,
+    pub id: RunId,
+    pub org_id: OrgId,
+    pub application_id: AppId,
     pub package_id: Option<String>,
     pub agent_scope: Option<String>,
     pub agent_name: Option<String>,
@@ -129,9 +130,9 @@ const SELECT: &str = "SELECT r.*, u.name AS user_name, \
 /// What a trigger writes.
 #[derive(Debug, Clone)]
 pub struct NewRun<'a> {
-    pub id: &'a str,
-    pub org_id: &'a str,
-    pub application_id: &'a str,
+    pub id: &'a RunId,
+    pub org_id: &'a OrgId,
+    pub application_id: &'a AppId,
     pub package_id: Option<&'a str>,
     pub agent_scope: Option<&'a str>,
     pub agent_name: Option<&'a str>,
@@ -206,9 +207,9 @@ pub async fn insert(conn: &mut AnyConnection, r: &NewRun<'_>) -> Result<()> {
 /// A run of the tenant, or `None`.
 pub async fn get(
     conn: &mut AnyConnection,
-    org_id: &str,
-    app_id: &str,
-    id: &str,
+    org_id: &OrgId,
+    app_id: &AppId,
+    id: &RunId,
 ) -> Result<Option<Run>> {
     sqlx::query_as(&format!(
         "{SELECT} WHERE r.org_id = $1 AND r.application_id = $2 AND r.id = $3"
@@ -223,7 +224,7 @@ pub async fn get(
 
 /// A run by id alone: for the sandbox-facing endpoints (authenticated by the run's
 /// own sink secret) and the executor.
-pub async fn get_internal(conn: &mut AnyConnection, id: &str) -> Result<Option<Run>> {
+pub async fn get_internal(conn: &mut AnyConnection, id: &RunId) -> Result<Option<Run>> {
     sqlx::query_as(&format!("{SELECT} WHERE r.id = $1"))
         .bind(id)
         .fetch_optional(conn)
@@ -256,8 +257,8 @@ pub struct ListFilter<'a> {
 /// A page of the application's runs, newest first, and the total matching.
 pub async fn list(
     conn: &mut AnyConnection,
-    org_id: &str,
-    app_id: &str,
+    org_id: &OrgId,
+    app_id: &AppId,
     f: &ListFilter<'_>,
 ) -> Result<(Vec<Run>, i64)> {
     let mut conds = vec![
@@ -291,7 +292,7 @@ pub async fn list(
         conds.push(next("r.created_at", "<="));
     }
     let filter = conds.join(" AND ");
-    let mut binds: Vec<Bind> = vec![Bind::S(org_id.to_owned()), Bind::S(app_id.to_owned())];
+    let mut binds: Vec<Bind> = vec![Bind::S(org_id.to_string()), Bind::S(app_id.to_string())];
     for v in [f.package_id, f.user_id, f.end_user_id, f.kind, f.status]
         .into_iter()
         .flatten()
@@ -348,7 +349,7 @@ fn bind_all<'q>(
 /// longer pending (cancelled meanwhile).
 pub async fn mark_running(
     conn: &mut AnyConnection,
-    id: &str,
+    id: &RunId,
     server_id: &str,
     sandbox_id: &str,
     runner_kind: &str,
@@ -402,7 +403,7 @@ impl Finish<'_> {
 
 /// Writes the terminal state if the run is still active; returns whether this call
 /// made the transition. `duration_ms` defaults to the time since the sandbox started.
-pub async fn finish(conn: &mut AnyConnection, id: &str, f: &Finish<'_>) -> Result<bool> {
+pub async fn finish(conn: &mut AnyConnection, id: &RunId, f: &Finish<'_>) -> Result<bool> {
     debug_assert!(f.status.is_terminal());
     let r = sqlx::query(
         "UPDATE runs SET status = $2, result = COALESCE($3, result), error = $4, error_code = $5, \
@@ -427,7 +428,7 @@ pub async fn finish(conn: &mut AnyConnection, id: &str, f: &Finish<'_>) -> Resul
 }
 
 /// Proof of life: bumps `last_heartbeat_at` (and `first_event_at` the first time).
-pub async fn touch(conn: &mut AnyConnection, id: &str, now: i64) -> Result<()> {
+pub async fn touch(conn: &mut AnyConnection, id: &RunId, now: i64) -> Result<()> {
     sqlx::query(
         "UPDATE runs SET last_heartbeat_at = $2, first_event_at = COALESCE(first_event_at, $2) \
          WHERE id = $1 AND status = 'running'",
@@ -444,7 +445,7 @@ pub async fn touch(conn: &mut AnyConnection, id: &str, now: i64) -> Result<()> {
 /// `next`; false when another writer moved it first.
 pub async fn advance_sequence(
     conn: &mut AnyConnection,
-    id: &str,
+    id: &RunId,
     expected: i64,
     next: i64,
 ) -> Result<bool> {
@@ -459,7 +460,7 @@ pub async fn advance_sequence(
 }
 
 /// Stores the latest `output` (validated at finalize) and usage seen in events.
-pub async fn set_result(conn: &mut AnyConnection, id: &str, result: &str) -> Result<()> {
+pub async fn set_result(conn: &mut AnyConnection, id: &RunId, result: &str) -> Result<()> {
     sqlx::query("UPDATE runs SET result = $2 WHERE id = $1")
         .bind(id)
         .bind(result)
@@ -469,7 +470,7 @@ pub async fn set_result(conn: &mut AnyConnection, id: &str, result: &str) -> Res
     Ok(())
 }
 
-pub async fn set_usage(conn: &mut AnyConnection, id: &str, usage: &str) -> Result<()> {
+pub async fn set_usage(conn: &mut AnyConnection, id: &RunId, usage: &str) -> Result<()> {
     sqlx::query("UPDATE runs SET token_usage = $2 WHERE id = $1")
         .bind(id)
         .bind(usage)
@@ -482,8 +483,8 @@ pub async fn set_usage(conn: &mut AnyConnection, id: &str, usage: &str) -> Resul
 /// A run that is not finished yet, as the executor and the watchdog see it.
 #[derive(Debug, Clone)]
 pub struct Active {
-    pub id: String,
-    pub org_id: String,
+    pub id: RunId,
+    pub org_id: OrgId,
     pub status: RunStatus,
     pub server_id: Option<String>,
     pub sandbox_id: Option<String>,
@@ -528,7 +529,7 @@ pub async fn active(conn: &mut AnyConnection) -> Result<Vec<Active>> {
 
 /// The liveness columns of one run, whatever its status: what a supervisor re-reads
 /// every second, without the definition or the display names.
-pub async fn liveness(conn: &mut AnyConnection, id: &str) -> Result<Option<Active>> {
+pub async fn liveness(conn: &mut AnyConnection, id: &RunId) -> Result<Option<Active>> {
     sqlx::query_as(&format!("SELECT {ACTIVE_COLS} FROM runs WHERE id = $1"))
         .bind(id)
         .fetch_optional(conn)
@@ -546,7 +547,7 @@ pub async fn liveness(conn: &mut AnyConnection, id: &str) -> Result<Option<Activ
 /// write lock first thing, so no later write has to upgrade a stale read).
 pub async fn lock_progress(
     conn: &mut AnyConnection,
-    id: &str,
+    id: &RunId,
 ) -> Result<Option<(i64, Option<String>)>> {
     let row = sqlx::query(
         "UPDATE runs SET last_sequence = last_sequence WHERE id = $1 \
@@ -560,7 +561,10 @@ pub async fn lock_progress(
         .transpose()
 }
 
-pub async fn progress(conn: &mut AnyConnection, id: &str) -> Result<Option<(i64, Option<String>)>> {
+pub async fn progress(
+    conn: &mut AnyConnection,
+    id: &RunId,
+) -> Result<Option<(i64, Option<String>)>> {
     let row = sqlx::query("SELECT last_sequence, result FROM runs WHERE id = $1")
         .bind(id)
         .fetch_optional(conn)
@@ -571,7 +575,7 @@ pub async fn progress(conn: &mut AnyConnection, id: &str) -> Result<Option<(i64,
 }
 
 /// Statuses of the given runs (those that exist).
-pub async fn statuses(conn: &mut AnyConnection, ids: &[String]) -> Result<Vec<(String, String)>> {
+pub async fn statuses(conn: &mut AnyConnection, ids: &[RunId]) -> Result<Vec<(RunId, String)>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -591,7 +595,7 @@ pub async fn statuses(conn: &mut AnyConnection, ids: &[String]) -> Result<Vec<(S
 }
 
 /// Number of the org's runs that are pending or running.
-pub async fn count_active_for_org(conn: &mut AnyConnection, org_id: &str) -> Result<i64> {
+pub async fn count_active_for_org(conn: &mut AnyConnection, org_id: &OrgId) -> Result<i64> {
     sqlx::query("SELECT COUNT(*) FROM runs WHERE org_id = $1 AND status IN ('pending', 'running')")
         .bind(org_id)
         .fetch_one(conn)
@@ -604,8 +608,8 @@ pub async fn count_active_for_org(conn: &mut AnyConnection, org_id: &str) -> Res
 /// Running runs per agent of an org (for agent listings).
 pub async fn running_by_package(
     conn: &mut AnyConnection,
-    org_id: &str,
-    app_id: &str,
+    org_id: &OrgId,
+    app_id: &AppId,
 ) -> Result<Vec<(String, i64)>> {
     let rows = sqlx::query(
         "SELECT package_id, COUNT(*) FROM runs WHERE org_id = $1 AND application_id = $2 \
@@ -624,8 +628,8 @@ pub async fn running_by_package(
 /// Deletes the application's finished runs of an agent; returns how many.
 pub async fn delete_finished_for_package(
     conn: &mut AnyConnection,
-    org_id: &str,
-    app_id: &str,
+    org_id: &OrgId,
+    app_id: &AppId,
     package_id: &str,
 ) -> Result<u64> {
     let r = sqlx::query(
@@ -645,7 +649,7 @@ pub async fn delete_finished_for_package(
 /// run changed meanwhile or another server claimed it first.
 pub async fn claim(
     conn: &mut AnyConnection,
-    id: &str,
+    id: &RunId,
     from: Option<&str>,
     to: &str,
 ) -> Result<bool> {

@@ -1,5 +1,6 @@
 //! Users: identity, profile and password hash.
 
+use corral_core::OrgId;
 use sqlx::{AnyConnection, FromRow};
 
 use crate::{Result, SqlxResultExt};
@@ -102,7 +103,7 @@ pub struct ProfileRef {
 /// an org cannot look up people outside it).
 pub async fn profiles_in_org(
     conn: &mut AnyConnection,
-    org_id: &str,
+    org_id: &OrgId,
     ids: &[String],
 ) -> Result<Vec<ProfileRef>> {
     let mut out = Vec::with_capacity(ids.len());

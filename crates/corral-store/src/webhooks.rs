@@ -3,6 +3,7 @@
 //! delivery attempt (SPEC §11). Secrets are stored sealed; this module never opens
 //! them.
 
+use corral_core::{AppId, OrgId, RunId};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, FromRow, Row};
 
@@ -11,7 +12,7 @@ use crate::{Result, SqlxResultExt};
 #[derive(Debug, Clone)]
 pub struct Webhook {
     pub id: String,
-    pub org_id: String,
+    pub org_id: OrgId,
     pub application_id: Option<String>,
     pub url: String,
     pub description: Option<String>,
@@ -69,8 +70,8 @@ impl<'r> FromRow<'r, AnyRow> for Webhook {
 
 pub struct NewWebhook<'a> {
     pub id: &'a str,
-    pub org_id: &'a str,
-    pub application_id: Option<&'a str>,
+    pub org_id: &'a OrgId,
+    pub application_id: Option<&'a AppId>,
     pub url: &'a str,
     pub description: Option<&'a str>,
     pub events: &'a [String],
@@ -85,8 +86,8 @@ pub struct NewWebhook<'a> {
 /// application.
 pub async fn count_in_scope(
     conn: &mut AnyConnection,
-    org_id: &str,
-    application_id: Option<&str>,
+    org_id: &OrgId,
+    application_id: Option<&AppId>,
 ) -> Result<i64> {
     let row = sqlx::query(
         "SELECT COUNT(*) FROM webhooks WHERE org_id = $1 \
@@ -103,7 +104,7 @@ pub async fn count_in_scope(
 /// Serializes webhook creations of one organization until the transaction ends.
 /// On SQLite the no-op write takes the database's write lock first thing, so the
 /// transaction's later reads cannot go stale before its insert (SQLITE_BUSY).
-pub async fn lock_org(conn: &mut AnyConnection, postgres: bool, org_id: &str) -> Result<()> {
+pub async fn lock_org(conn: &mut AnyConnection, postgres: bool, org_id: &OrgId) -> Result<()> {
     let sql = if postgres {
         "SELECT id FROM organizations WHERE id = $1 FOR UPDATE"
     } else {
@@ -136,7 +137,7 @@ pub async fn insert(conn: &mut AnyConnection, w: &NewWebhook<'_>) -> Result<()> 
     Ok(())
 }
 
-pub async fn get(conn: &mut AnyConnection, org_id: &str, id: &str) -> Result<Option<Webhook>> {
+pub async fn get(conn: &mut AnyConnection, org_id: &OrgId, id: &str) -> Result<Option<Webhook>> {
     sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM webhooks WHERE org_id = $1 AND id = $2"
     ))
@@ -150,8 +151,8 @@ pub async fn get(conn: &mut AnyConnection, org_id: &str, id: &str) -> Result<Opt
 /// What an application sees, newest first: the org-level endpoints and its own.
 pub async fn list(
     conn: &mut AnyConnection,
-    org_id: &str,
-    application_id: &str,
+    org_id: &OrgId,
+    application_id: &AppId,
 ) -> Result<Vec<Webhook>> {
     sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM webhooks WHERE org_id = $1 \
@@ -177,7 +178,7 @@ pub struct Patch<'a> {
 
 pub async fn update(
     conn: &mut AnyConnection,
-    org_id: &str,
+    org_id: &OrgId,
     id: &str,
     p: &Patch<'_>,
 ) -> Result<bool> {
@@ -200,7 +201,7 @@ pub async fn update(
     Ok(r.rows_affected() == 1)
 }
 
-pub async fn delete(conn: &mut AnyConnection, org_id: &str, id: &str) -> Result<bool> {
+pub async fn delete(conn: &mut AnyConnection, org_id: &OrgId, id: &str) -> Result<bool> {
     let r = sqlx::query("DELETE FROM webhooks WHERE org_id = $1 AND id = $2")
         .bind(org_id)
         .bind(id)
@@ -213,7 +214,7 @@ pub async fn delete(conn: &mut AnyConnection, org_id: &str, id: &str) -> Result<
 /// Installs a new primary secret; the old one keeps signing until `expires_at`.
 pub async fn rotate(
     conn: &mut AnyConnection,
-    org_id: &str,
+    org_id: &OrgId,
     id: &str,
     secret: &str,
     previous: &str,
@@ -268,7 +269,7 @@ pub struct Delivery {
     pub webhook_id: String,
     pub event_id: String,
     pub event_type: String,
-    pub run_id: Option<String>,
+    pub run_id: Option<RunId>,
     pub status: String,
     pub attempts: i64,
     pub next_attempt_at: i64,
@@ -336,10 +337,10 @@ pub async fn attempts(conn: &mut AnyConnection, delivery_ids: &[i64]) -> Result<
 pub struct Claimed {
     pub id: i64,
     pub webhook_id: String,
-    pub org_id: String,
+    pub org_id: OrgId,
     pub event_id: String,
     pub event_type: String,
-    pub run_id: Option<String>,
+    pub run_id: Option<RunId>,
     pub attempts: i64,
     pub payload: Option<String>,
     pub event_created_at: i64,

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use axum::http::request::Parts;
 use corral_core::perm::PermSet;
+use corral_core::{AppId, OrgId};
 use futures::future::BoxFuture;
 
 use crate::error::{ApiError, ApiResult};
@@ -39,8 +40,8 @@ pub struct UserPrincipal {
 #[derive(Clone, Debug)]
 pub struct KeyPrincipal {
     pub key_id: String,
-    pub org_id: String,
-    pub application_id: String,
+    pub org_id: OrgId,
+    pub application_id: AppId,
     /// Scopes ∩ the creator's current role ∩ what keys may hold.
     pub permissions: PermSet,
     pub created_by: Option<String>,

@@ -4,6 +4,7 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use corral_core::time::now_ms;
+use corral_core::AppId;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -79,9 +80,9 @@ pub struct ApplicationObject {
 impl From<corral_store::applications::Application> for ApplicationObject {
     fn from(a: corral_store::applications::Application) -> ApplicationObject {
         ApplicationObject {
-            id: a.id,
+            id: a.id.into(),
             object: "application",
-            org_id: a.org_id,
+            org_id: a.org_id.into(),
             name: a.name,
             is_default: a.is_default,
             settings: serde_json::from_str(&a.settings).unwrap_or_default(),
@@ -141,7 +142,7 @@ pub async fn create_application(
     Json(body): Json<CreateApplicationBody>,
 ) -> ApiResult<(StatusCode, Json<ApplicationObject>)> {
     let org_id = ctx.org_id()?;
-    let id = corral_core::ids::prefixed(corral_core::ids::APPLICATION);
+    let id = AppId::generate();
     let settings =
         serde_json::to_string(&body.settings.unwrap_or_default()).map_err(ApiError::internal)?;
     let mut conn = state.db.conn().await?;
@@ -173,7 +174,7 @@ pub async fn create_application(
 pub async fn get_application(
     State(state): State<AppState>,
     ctx: Perm<perms::ApplicationsRead>,
-    Path(id): Path<String>,
+    Path(id): Path<AppId>,
 ) -> ApiResult<Json<ApplicationObject>> {
     let mut conn = state.db.conn().await?;
     let app = corral_store::applications::get(&mut conn, ctx.org_id()?, &id)
@@ -213,7 +214,7 @@ impl Validate for UpdateApplicationBody {
 pub async fn update_application(
     State(state): State<AppState>,
     ctx: Perm<perms::ApplicationsWrite>,
-    Path(id): Path<String>,
+    Path(id): Path<AppId>,
     Json(body): Json<UpdateApplicationBody>,
 ) -> ApiResult<Json<ApplicationObject>> {
     let org_id = ctx.org_id()?;
@@ -250,7 +251,7 @@ pub async fn update_application(
 pub async fn delete_application(
     State(state): State<AppState>,
     ctx: Perm<perms::ApplicationsWrite>,
-    Path(id): Path<String>,
+    Path(id): Path<AppId>,
 ) -> ApiResult<StatusCode> {
     let org_id = ctx.org_id()?;
     let mut tx = state.db.begin().await?;

@@ -52,7 +52,7 @@ impl From<EndUser> for EndUserObject {
         EndUserObject {
             id: e.id,
             object: "end_user",
-            application_id: e.application_id,
+            application_id: e.application_id.into(),
             name: e.name,
             email: e.email,
             external_id: e.external_id,

@@ -5,7 +5,7 @@
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use corral_core::time::now_ms;
-use corral_core::ErrorCode;
+use corral_core::{AppId, ErrorCode};
 use corral_store::app_packages as store;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -88,7 +88,7 @@ pub struct InstalledList {
 }
 
 /// The application, checked to belong to the caller's org (404 otherwise).
-async fn app_in_org(state: &AppState, ctx: &Ctx, app_id: &str) -> ApiResult<()> {
+async fn app_in_org(state: &AppState, ctx: &Ctx, app_id: &AppId) -> ApiResult<()> {
     let mut conn = state.db.conn().await?;
     corral_store::applications::get(&mut conn, ctx.org_id()?, app_id)
         .await?
@@ -111,7 +111,7 @@ pub struct TypeQuery {
 pub async fn list_installed(
     State(state): State<AppState>,
     ctx: Perm<perms::PackagesRead>,
-    Path(app_id): Path<String>,
+    Path(app_id): Path<AppId>,
     Query(q): Query<TypeQuery>,
 ) -> ApiResult<Json<InstalledList>> {
     app_in_org(&state, &ctx, &app_id).await?;
@@ -164,7 +164,7 @@ impl Validate for InstallBody {
 pub async fn install(
     State(state): State<AppState>,
     ctx: Perm<perms::PackagesWrite>,
-    Path(app_id): Path<String>,
+    Path(app_id): Path<AppId>,
     Json(body): Json<InstallBody>,
 ) -> ApiResult<(StatusCode, Json<ApplicationPackage>)> {
     app_in_org(&state, &ctx, &app_id).await?;
@@ -202,7 +202,7 @@ fn package_id(scope: &str, name: &str) -> String {
 pub async fn get_installed(
     State(state): State<AppState>,
     ctx: Perm<perms::PackagesRead>,
-    Path((app_id, scope, name)): Path<(String, String, String)>,
+    Path((app_id, scope, name)): Path<(AppId, String, String)>,
 ) -> ApiResult<Json<ApplicationPackage>> {
     app_in_org(&state, &ctx, &app_id).await?;
     let mut conn = state.db.conn().await?;
@@ -271,7 +271,7 @@ impl Validate for UpdateInstalledBody {
 pub async fn update_installed(
     State(state): State<AppState>,
     ctx: Perm<perms::PackagesWrite>,
-    Path((app_id, scope, name)): Path<(String, String, String)>,
+    Path((app_id, scope, name)): Path<(AppId, String, String)>,
     Json(body): Json<UpdateInstalledBody>,
 ) -> ApiResult<Json<ApplicationPackage>> {
     app_in_org(&state, &ctx, &app_id).await?;
@@ -329,7 +329,7 @@ pub async fn update_installed(
 pub async fn uninstall(
     State(state): State<AppState>,
     ctx: Perm<perms::PackagesWrite>,
-    Path((app_id, scope, name)): Path<(String, String, String)>,
+    Path((app_id, scope, name)): Path<(AppId, String, String)>,
 ) -> ApiResult<StatusCode> {
     app_in_org(&state, &ctx, &app_id).await?;
     let mut conn = state.db.conn().await?;

@@ -429,7 +429,7 @@ pub async fn library(
         applications: apps
             .into_iter()
             .map(|a| LibraryApplication {
-                id: a.id,
+                id: a.id.into(),
                 name: a.name,
                 is_default: a.is_default,
             })

@@ -10,6 +10,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use corral_core::RunId;
 use futures::StreamExt as _;
 use serde_json::Value;
 use utoipa::IntoParams;
@@ -152,7 +153,7 @@ pub async fn stream_all_runs(
 pub async fn stream_run(
     State(state): State<AppState>,
     ctx: Perm<perms::RunsRead>,
-    Path(id): Path<String>,
+    Path(id): Path<RunId>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> ApiResult<Response> {

@@ -6,6 +6,7 @@
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
+use corral_core::RunId;
 use corral_engine::runs::ingest;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -49,7 +50,7 @@ fn header<'h>(headers: &'h HeaderMap) -> impl FnMut(&str) -> Option<&'h str> + '
     security(()))]
 pub async fn ingest_event(
     State(state): State<AppState>,
-    Path(run_id): Path<String>,
+    Path(run_id): Path<RunId>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<IngestOutcome>> {
@@ -72,7 +73,7 @@ pub async fn ingest_event(
     security(()))]
 pub async fn heartbeat(
     State(state): State<AppState>,
-    Path(run_id): Path<String>,
+    Path(run_id): Path<RunId>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<Ok>> {
@@ -92,7 +93,7 @@ pub async fn heartbeat(
     security(()))]
 pub async fn finalize(
     State(state): State<AppState>,
-    Path(run_id): Path<String>,
+    Path(run_id): Path<RunId>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<Ok>> {

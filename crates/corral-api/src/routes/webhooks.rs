@@ -6,6 +6,7 @@
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use corral_core::time::now_ms;
+use corral_core::AppId;
 use corral_protocol::SigningSecret;
 use corral_store::webhooks as store;
 use corral_webhooks::envelope::{PayloadMode, EVENT_TYPES};
@@ -308,7 +309,7 @@ pub async fn create_webhook(
     ))
 }
 
-fn limit_error(app: Option<&str>) -> ApiError {
+fn limit_error(app: Option<&AppId>) -> ApiError {
     ApiError::new(
         corral_core::ErrorCode::WebhookLimitReached,
         format!(
@@ -551,7 +552,7 @@ pub async fn list_webhook_deliveries(
                 .collect(),
             event_id: d.event_id,
             event_type: d.event_type,
-            run_id: d.run_id,
+            run_id: d.run_id.map(Into::into),
             next_attempt_at: (d.status == "pending").then(|| rfc3339(d.next_attempt_at)),
             status: d.status,
             attempts: d.attempts,

@@ -73,8 +73,8 @@ async fn replay_conflict_in_flight(b: Backend) {
     // A request holding the key (another replica, still running) makes a duplicate 409.
     let mut conn = app.state.db.conn().await.unwrap();
     let k = corral_store::idempotency::Key {
-        org_id: &alice.org_id,
-        application_id: &alice.app_id,
+        org_id: &alice.org_id.as_str().into(),
+        application_id: &alice.app_id.as_str().into(),
         key: "k-2",
     };
     let hash = "held-by-someone-else";

@@ -841,7 +841,7 @@ async fn a_token_refused_mid_run_is_refreshed(b: Backend) {
     // The internal API only answers a run token of an active run.
     let url = format!("{}/internal/integration-credentials/{integ}", app.base);
     let http = reqwest::Client::new();
-    let token = corral_engine::runs::executor::run_token(&app.state, &run_id);
+    let token = corral_engine::runs::executor::run_token(&app.state, &run_id.as_str().into());
     for (bearer, what) in [
         (token.as_str(), "a finished run's token"),
         ("rt_0000", "an unknown token"),

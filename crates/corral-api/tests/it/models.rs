@@ -1026,7 +1026,10 @@ async fn queue_run_with_credential(app: &TestApp, s: &Session, credential_id: &s
     .execute(app.state.db.pool())
     .await
     .unwrap();
-    app.state.runs.executor.enqueue(&s.org_id, &id);
+    app.state
+        .runs
+        .executor
+        .enqueue(&s.org_id.as_str().into(), &id.as_str().into());
     id
 }
 

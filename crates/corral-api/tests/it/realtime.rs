@@ -138,7 +138,7 @@ async fn streams_are_live_scoped_and_authenticated(b: Backend) {
     app.state
         .runs
         .bus
-        .publish(&run, corral_core::RunStatus::Cancelled)
+        .publish(&run.as_str().into(), corral_core::RunStatus::Cancelled)
         .await;
     let u = updates.next(WAIT).await.expect("the status change only");
     assert_eq!(

@@ -37,7 +37,7 @@ async fn set_status(app: &TestApp, run: &str, status: &str) {
     app.state
         .runs
         .bus
-        .publish(run, status.parse().expect("a run status"))
+        .publish(&run.into(), status.parse().expect("a run status"))
         .await;
 }
 

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use corral_afps::{Package, PackageType};
 use corral_core::time::now_ms;
-use corral_core::ErrorCode;
+use corral_core::{ErrorCode, OrgId};
 use corral_store::packages as store;
 
 use corral_core::{Problem, ProblemResult};
@@ -63,7 +63,7 @@ pub fn draft_package(row: &store::Package) -> ProblemResult<Package> {
 }
 
 /// An org may only write packages in its own scope (`@<org slug>`).
-pub async fn check_scope(state: &Engine, org_id: &str, pkg: &Package) -> ProblemResult<()> {
+pub async fn check_scope(state: &Engine, org_id: &OrgId, pkg: &Package) -> ProblemResult<()> {
     let mut conn = state.db.conn().await?;
     let org = corral_store::orgs::by_id(&mut conn, org_id)
         .await?
@@ -184,7 +184,7 @@ pub async fn load_verified(state: &Engine, v: &store::Version) -> ProblemResult<
 /// package's files as its draft; otherwise replaces the draft.
 pub async fn upsert_with_draft(
     state: &Engine,
-    org_id: Option<&str>,
+    org_id: Option<&OrgId>,
     pkg: &Package,
     actor: Option<&str>,
 ) -> ProblemResult<bool> {
@@ -202,7 +202,7 @@ pub async fn upsert_with_draft(
     };
     match existing {
         Some(row) => {
-            if row.org_id.as_deref() != org_id {
+            if row.org_id.as_ref() != org_id {
                 return Err(Problem::forbidden(format!("{id} belongs to another owner")));
             }
             if row.ptype != pkg.ptype.as_str() {
@@ -259,7 +259,7 @@ pub async fn upsert_with_draft(
 /// of a package visible to `org_id`. Yanked versions are never picked by a range.
 pub async fn resolve(
     state: &Engine,
-    org_id: &str,
+    org_id: &OrgId,
     package_id: &str,
     spec: &str,
 ) -> ProblemResult<store::Version> {

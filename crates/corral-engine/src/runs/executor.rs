@@ -12,6 +12,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use corral_core::time::now_ms;
+use corral_core::{OrgId, RunId};
 use corral_protocol::{Secret, SidecarConfig, Sink, Task};
 use corral_sandbox::{Resources, SandboxError, SandboxState};
 use corral_store::runs::{self as store, RunStatus};
@@ -25,12 +26,12 @@ use crate::Engine;
 
 #[derive(Default)]
 struct Sched {
-    queues: HashMap<String, VecDeque<String>>,
+    queues: HashMap<OrgId, VecDeque<RunId>>,
     /// Orgs with queued runs, in service order.
-    rotation: VecDeque<String>,
-    running: HashMap<String, usize>,
+    rotation: VecDeque<OrgId>,
+    running: HashMap<OrgId, usize>,
     total: usize,
-    queued: HashSet<String>,
+    queued: HashSet<RunId>,
 }
 
 #[derive(Default)]
@@ -51,7 +52,7 @@ pub struct ExecutorStats {
 
 impl Executor {
     /// Queues a pending run of `org_id` (a run already queued is not queued twice).
-    pub fn enqueue(&self, org_id: &str, run_id: &str) {
+    pub fn enqueue(&self, org_id: &OrgId, run_id: &RunId) {
         let mut s = self.sched.lock();
         if !s.queued.insert(run_id.to_owned()) {
             return;
@@ -79,7 +80,7 @@ impl Executor {
     }
 
     /// The next run to start, respecting both caps, orgs in rotation.
-    fn pick(&self, max_total: usize, max_per_org: usize) -> Option<(String, String)> {
+    fn pick(&self, max_total: usize, max_per_org: usize) -> Option<(OrgId, RunId)> {
         let mut s = self.sched.lock();
         if s.total >= max_total {
             return None;
@@ -108,7 +109,7 @@ impl Executor {
         None
     }
 
-    fn done(&self, org: &str) {
+    fn done(&self, org: &OrgId) {
         let mut s = self.sched.lock();
         if let Some(n) = s.running.get_mut(org) {
             *n = n.saturating_sub(1);
@@ -155,7 +156,7 @@ pub async fn dispatch(state: Engine, stop: CancellationToken) {
             let stop = stop.clone();
             state.runs.executor.tasks.spawn(async move {
                 if let Err(e) = supervise(&st, &run_id, &stop).await {
-                    tracing::error!(run_id, error = %format!("{e:#}"), "run supervision failed");
+                    tracing::error!(%run_id, error = %format!("{e:#}"), "run supervision failed");
                     let _ = fail(
                         &st,
                         &run_id,
@@ -176,12 +177,12 @@ pub async fn dispatch(state: Engine, stop: CancellationToken) {
 
 /// The run token handed to the sidecar: derived from the server's run-token secret, so
 /// only its hash needs storing and any replica can recompute it.
-pub fn run_token(state: &Engine, run_id: &str) -> String {
+pub fn run_token(state: &Engine, run_id: &RunId) -> String {
     use hmac::Mac;
     let mut mac =
         hmac::Hmac::<sha2::Sha256>::new_from_slice(state.secrets.run_token.expose().as_bytes())
             .expect("HMAC accepts any key length");
-    mac.update(run_id.as_bytes());
+    mac.update(run_id.as_str().as_bytes());
     format!("rt_{}", hex::encode(mac.finalize().into_bytes()))
 }
 
@@ -200,7 +201,7 @@ fn sandbox_error_code(e: &SandboxError) -> &'static str {
     }
 }
 
-async fn supervise(state: &Engine, run_id: &str, stop: &CancellationToken) -> anyhow::Result<()> {
+async fn supervise(state: &Engine, run_id: &RunId, stop: &CancellationToken) -> anyhow::Result<()> {
     let mut conn = state.db.conn().await?;
     let Some(run) = store::get_internal(&mut conn, run_id).await? else {
         return Ok(());
@@ -216,7 +217,7 @@ async fn supervise(state: &Engine, run_id: &str, stop: &CancellationToken) -> an
         match corral_connect::models::run_api_key(&state.connect, &run.org_id, &def.model).await {
             Ok(k) => k,
             Err(reason) => {
-                tracing::warn!(run_id, reason, "no model key for run");
+                tracing::warn!(%run_id, reason, "no model key for run");
                 fail(state, run_id, codes::MODEL_CREDENTIAL_UNAVAILABLE, &reason).await?;
                 return Ok(());
             }
@@ -234,7 +235,7 @@ async fn supervise(state: &Engine, run_id: &str, stop: &CancellationToken) -> an
             return Ok(());
         }
     };
-    let lease = sbx.backend.lease(run_id, Resources::default());
+    let lease = sbx.backend.lease(run_id.as_str(), Resources::default());
     tokio::pin!(lease);
     let lease = tokio::select! {
         l = &mut lease => l,
@@ -251,7 +252,7 @@ async fn supervise(state: &Engine, run_id: &str, stop: &CancellationToken) -> an
     let lease = match lease {
         Ok(l) => l,
         Err(e) => {
-            tracing::warn!(run_id, error = %e, "no sandbox for run");
+            tracing::warn!(%run_id, error = %e, "no sandbox for run");
             fail(state, run_id, sandbox_error_code(&e), &e.to_string()).await?;
             return Ok(());
         }
@@ -289,7 +290,7 @@ async fn run_in(
     lease: &corral_sandbox::Lease,
     stop: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let run_id = run.id.as_str();
+    let run_id = &run.id;
     let mut conn = state.db.conn().await?;
     let started = store::mark_running(
         &mut conn,
@@ -306,11 +307,11 @@ async fn run_in(
         return Ok(());
     }
     state.runs.bus.publish(run_id, RunStatus::Running).await;
-    tracing::info!(run_id, sandbox = %lease.id, warm = lease.warm, kind = %lease.kind, "run started");
+    tracing::info!(%run_id, sandbox = %lease.id, warm = lease.warm, kind = %lease.kind, "run started");
 
     if let Err(e) = configure(state, run, def, api_key, sbx, lease).await {
         if let Some(ConfigureError::Connection(msg)) = e.downcast_ref::<ConfigureError>() {
-            tracing::warn!(run_id, error = %msg, "a connection's credentials are unavailable");
+            tracing::warn!(%run_id, error = %msg, "a connection's credentials are unavailable");
             fail(
                 state,
                 run_id,
@@ -320,7 +321,7 @@ async fn run_in(
             .await?;
             return Ok(());
         }
-        tracing::warn!(run_id, error = %format!("{e:#}"), "configuring the sidecar failed");
+        tracing::warn!(%run_id, error = %format!("{e:#}"), "configuring the sidecar failed");
         fail(
             state,
             run_id,
@@ -386,7 +387,7 @@ async fn configure(
         });
     }
     let config = SidecarConfig {
-        run_id: run.id.clone(),
+        run_id: run.id.to_string(),
         run_token: Secret::new(run_token(state, &run.id)),
         task: Task {
             prompt: def.prompt.clone(),
@@ -454,7 +455,7 @@ pub(crate) async fn watch(
     sandbox_id: &str,
     stop: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let run_id = run.id.as_str();
+    let run_id = &run.id;
     let mut signals = state.runs.bus.subscribe();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -469,7 +470,7 @@ pub(crate) async fn watch(
             }
             sig = signals.recv() => {
                 match sig {
-                    Ok(s) if s.run_id == run_id && s.status.is_terminal() => return Ok(()),
+                    Ok(s) if s.run_id == *run_id && s.status.is_terminal() => return Ok(()),
                     Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                     Err(_) => {}
                 }
@@ -548,7 +549,7 @@ pub(crate) async fn watch(
                 }
             }
             // The engine may be briefly unreachable; deadlines still apply.
-            Err(e) => tracing::debug!(run_id, error = %e, "sandbox state unknown"),
+            Err(e) => tracing::debug!(%run_id, error = %e, "sandbox state unknown"),
         }
     }
 }

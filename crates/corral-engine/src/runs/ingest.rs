@@ -10,7 +10,7 @@
 
 use corral_core::time::now_ms;
 use corral_core::ErrorCode;
-use corral_core::{Problem, ProblemResult};
+use corral_core::{Problem, ProblemResult, RunId};
 use corral_protocol::events::{EventPayload, LogLevel};
 use corral_protocol::{CloudEvent, RunResult, RunStatus, SigningSecret, WebhookHeaders};
 use corral_store::run_logs;
@@ -30,7 +30,7 @@ pub type Outcome = (&'static str, i64);
 /// looks up a request header by (lowercase) name.
 pub async fn authenticate<'h>(
     state: &Engine,
-    run_id: &str,
+    run_id: &RunId,
     header: impl FnMut(&str) -> Option<&'h str>,
     body: &[u8],
 ) -> ProblemResult<store::Run> {
@@ -84,7 +84,11 @@ fn level_str(l: LogLevel) -> &'static str {
 }
 
 /// Stores one event's effects (inside the caller's transaction).
-async fn apply(conn: &mut corral_store::Conn, run_id: &str, ev: &CloudEvent) -> ProblemResult<()> {
+async fn apply(
+    conn: &mut corral_store::Conn,
+    run_id: &RunId,
+    ev: &CloudEvent,
+) -> ProblemResult<()> {
     let payload = ev
         .payload()
         .map_err(|e| Problem::invalid_param("data", format!("data does not match type: {e}")))?;
@@ -170,7 +174,7 @@ async fn apply(conn: &mut corral_store::Conn, run_id: &str, ev: &CloudEvent) -> 
 /// `flush`), returning the new last sequence.
 async fn drain_buffer(
     conn: &mut corral_store::Conn,
-    run_id: &str,
+    run_id: &RunId,
     mut last: i64,
     flush: bool,
 ) -> ProblemResult<i64> {
@@ -193,10 +197,10 @@ async fn drain_buffer(
 /// Applies one signed CloudEvent of `run` (authenticated, open): in sequence order,
 /// a duplicate acknowledged as a replay, an event ahead of a gap buffered.
 pub async fn ingest(state: &Engine, run: &store::Run, body: &[u8]) -> ProblemResult<Outcome> {
-    let run_id = run.id.as_str();
+    let run_id = &run.id;
     let ev: CloudEvent = serde_json::from_slice(body)
         .map_err(|e| Problem::invalid_param("body", format!("not a run event: {e}")))?;
-    if ev.run_id() != Some(run_id) {
+    if ev.run_id() != Some(run_id.as_str()) {
         return Err(Problem::invalid_param(
             "source",
             "the event's source is not this run",
@@ -254,7 +258,7 @@ pub async fn finalize(state: &Engine, run: &store::Run, body: &[u8]) -> ProblemR
         return Ok(());
     }
     check_open(run)?;
-    let run_id = run.id.as_str();
+    let run_id = &run.id;
     let result: RunResult = serde_json::from_slice(body)
         .map_err(|e| Problem::invalid_param("body", format!("not a run result: {e}")))?;
     let def: Definition = serde_json::from_str(&run.definition).map_err(Problem::internal)?;

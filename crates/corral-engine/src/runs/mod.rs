@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use corral_core::RunId;
 use corral_protocol::Limits;
 use corral_sandbox::SandboxBackend;
 use corral_store::runs as store;
@@ -113,19 +114,24 @@ impl Runs {
 
 /// The terminal write of a run plus its announcement; true when this call made the
 /// transition (a terminal state is written once).
-pub async fn finish(state: &Engine, run_id: &str, f: &store::Finish<'_>) -> anyhow::Result<bool> {
+pub async fn finish(state: &Engine, run_id: &RunId, f: &store::Finish<'_>) -> anyhow::Result<bool> {
     let mut conn = state.db.conn().await?;
     let won = store::finish(&mut conn, run_id, f).await?;
     drop(conn);
     if won {
-        tracing::info!(run_id, status = %f.status, code = ?f.error_code, "run finished");
+        tracing::info!(%run_id, status = %f.status, code = ?f.error_code, "run finished");
         state.runs.bus.publish(run_id, f.status).await;
     }
     Ok(won)
 }
 
 /// The `failed` terminal state with a code and message.
-pub async fn fail(state: &Engine, run_id: &str, code: &str, message: &str) -> anyhow::Result<bool> {
+pub async fn fail(
+    state: &Engine,
+    run_id: &RunId,
+    code: &str,
+    message: &str,
+) -> anyhow::Result<bool> {
     finish(
         state,
         run_id,
@@ -147,7 +153,7 @@ pub fn sink_aad(run_id: &str) -> String {
 pub fn open_sink_secret(state: &Engine, run: &store::Run) -> anyhow::Result<String> {
     state
         .keyring
-        .open_str(&run.sink_secret, &sink_aad(&run.id))
+        .open_str(&run.sink_secret, &sink_aad(run.id.as_str()))
         .map_err(|e| anyhow::anyhow!("opening the sink secret of {}: {e}", run.id))
 }
 

@@ -9,7 +9,7 @@ use corral_afps::{Package, PackageType};
 use corral_connect::integrations::{Dependency, RunIntegration};
 use corral_connect::Actor;
 use corral_core::time::now_ms;
-use corral_core::{ErrorCode, FieldError, Problem, ProblemResult};
+use corral_core::{AppId, ErrorCode, FieldError, OrgId, Problem, ProblemResult, RunId};
 use corral_protocol::{Limits, SigningSecret};
 use corral_store::runs as store;
 use serde::Deserialize;
@@ -49,8 +49,8 @@ pub struct Agent {
 /// Who triggers a run, and where (the organization and application it belongs to).
 #[derive(Debug, Clone)]
 pub struct Caller {
-    pub org_id: String,
-    pub app_id: String,
+    pub org_id: OrgId,
+    pub app_id: AppId,
     pub user_id: Option<String>,
     pub api_key_id: Option<String>,
     /// An end user's runs are theirs alone.
@@ -63,7 +63,7 @@ pub struct Caller {
 /// version spec. System agents always run their published version.
 pub async fn resolve_agent(
     state: &Engine,
-    org_id: &str,
+    org_id: &OrgId,
     id: &str,
     version: Option<&str>,
 ) -> ProblemResult<Agent> {
@@ -128,7 +128,7 @@ struct Deps {
 
 async fn resolve_dependencies(
     state: &Engine,
-    org_id: &str,
+    org_id: &OrgId,
     manifest: &Value,
     overrides: Option<&BTreeMap<String, String>>,
 ) -> ProblemResult<Deps> {
@@ -335,7 +335,7 @@ async fn check_readiness(
 /// The integrations an agent depends on (for the readiness endpoint).
 pub async fn agent_integrations(
     state: &Engine,
-    org_id: &str,
+    org_id: &OrgId,
     id: &str,
     version: Option<&str>,
 ) -> ProblemResult<Vec<Dependency>> {
@@ -347,7 +347,7 @@ pub async fn agent_integrations(
     )
 }
 
-async fn preflight(state: &Engine, org_id: &str) -> ProblemResult<()> {
+async fn preflight(state: &Engine, org_id: &OrgId) -> ProblemResult<()> {
     let mut conn = state.db.conn().await?;
     let active = store::count_active_for_org(&mut conn, org_id).await?;
     if active >= state.config.org_max_queued_runs {
@@ -394,7 +394,7 @@ pub async fn check(
     req: &Request<'_>,
     input: Map<String, Value>,
 ) -> ProblemResult<Checked> {
-    let (org_id, app_id) = (caller.org_id.as_str(), caller.app_id.as_str());
+    let (org_id, app_id) = (&caller.org_id, &caller.app_id);
     let pkg = &req.agent.pkg;
     let deps = resolve_dependencies(state, org_id, &pkg.manifest, req.dependency_overrides).await?;
     let settings = match &req.agent.package_id {
@@ -444,7 +444,7 @@ pub async fn queue(
         integrations,
         model,
     } = checked;
-    let (org_id, app_id) = (caller.org_id.as_str(), caller.app_id.as_str());
+    let (org_id, app_id) = (&caller.org_id, &caller.app_id);
     let agent = req.agent;
     let pkg = &agent.pkg;
     let ceiling = state.config.run_timeout_ceiling_seconds;
@@ -466,10 +466,10 @@ pub async fn queue(
         dependencies: deps.versions,
         integrations,
     };
-    let run_id = corral_core::ids::prefixed(corral_core::ids::RUN);
+    let run_id = RunId::generate();
     let sink = state.keyring.seal(
         SigningSecret::generate().to_whsec().as_bytes(),
-        &super::sink_aad(&run_id),
+        &super::sink_aad(run_id.as_str()),
     );
     let token_hash = run_token_hash(&run_token(state, &run_id));
     let now = now_ms();
@@ -523,7 +523,7 @@ pub async fn queue(
         .publish(&run_id, store::RunStatus::Pending)
         .await;
     state.runs.executor.enqueue(org_id, &run_id);
-    tracing::info!(run_id, agent = %format!("{}/{}", agent.scope, agent.name), "run queued");
+    tracing::info!(%run_id, agent = %format!("{}/{}", agent.scope, agent.name), "run queued");
     Ok(run)
 }
 

@@ -1,11 +1,12 @@
 //! API key lookup for authentication: candidates by prefix carry the creator's current
 //! role and the org's pinned API version.
 
+use corral_core::{AppId, OrgId};
 use corral_store::{api_keys, orgs, Db};
 
 use crate::NOW;
 
-async fn insert_key(db: &Db, id: &str, org: &str, app: &str, prefix: &str, creator: &str) {
+async fn insert_key(db: &Db, id: &str, org: &OrgId, app: &AppId, prefix: &str, creator: &str) {
     let mut conn = db.conn().await.expect("conn");
     api_keys::insert(
         &mut conn,

@@ -1,16 +1,17 @@
 //! End-users: cursor pagination in both directions and the list filters.
 
+use corral_core::{AppId, OrgId};
 use corral_store::end_users::{self, EndUser, ListFilter};
 use corral_store::Db;
 
 use crate::NOW;
 
 /// An end-user with a fresh time-ordered id (creation order is id order).
-pub fn new_end_user(org_id: &str, app_id: &str, external_id: Option<&str>) -> EndUser {
+pub fn new_end_user(org_id: &OrgId, app_id: &AppId, external_id: Option<&str>) -> EndUser {
     EndUser {
         id: corral_core::ids::prefixed(corral_core::ids::END_USER),
-        org_id: org_id.to_owned(),
-        application_id: app_id.to_owned(),
+        org_id: org_id.clone(),
+        application_id: app_id.clone(),
         name: None,
         email: None,
         external_id: external_id.map(str::to_owned),
@@ -23,8 +24,8 @@ pub fn new_end_user(org_id: &str, app_id: &str, external_id: Option<&str>) -> En
 /// The sorted names of the end-users `f` lists (with a limit large enough for all).
 async fn names(
     conn: &mut corral_store::Conn,
-    org_id: &str,
-    app_id: &str,
+    org_id: &OrgId,
+    app_id: &AppId,
     f: ListFilter<'_>,
 ) -> Vec<String> {
     let page = end_users::list(conn, org_id, app_id, &ListFilter { limit: 50, ..f })

@@ -1,6 +1,9 @@
 //! The idempotency store's state machine: claim, in flight, mismatch, replay, expiry,
 //! stale takeover and abandon.
 
+use std::sync::LazyLock;
+
+use corral_core::{AppId, OrgId};
 use corral_store::idempotency::{self, Begin, Key};
 use corral_store::Db;
 
@@ -9,10 +12,14 @@ use crate::NOW;
 const TTL: i64 = 60_000;
 const STALE: i64 = 30_000;
 
+static ORG: LazyLock<OrgId> = LazyLock::new(|| OrgId::from("org"));
+static APP: LazyLock<AppId> = LazyLock::new(|| AppId::from("app"));
+static APP2: LazyLock<AppId> = LazyLock::new(|| AppId::from("app2"));
+
 fn key(k: &str) -> Key<'_> {
     Key {
-        org_id: "org",
-        application_id: "app",
+        org_id: &ORG,
+        application_id: &APP,
         key: k,
     }
 }
@@ -38,7 +45,7 @@ async fn claim_in_flight_mismatch_and_replay(db: Db) {
 
     // The same key in another application is a different key.
     let other = Key {
-        application_id: "app2",
+        application_id: &APP2,
         ..key("k1")
     };
     assert!(matches!(

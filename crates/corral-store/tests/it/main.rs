@@ -17,6 +17,7 @@ mod sessions;
 mod tenancy;
 mod users;
 
+use corral_core::{AppId, OrgId};
 use corral_store::{applications, orgs as org_repo, users as user_repo, Db};
 use sqlx::Connection;
 
@@ -145,9 +146,9 @@ pub async fn user(db: &Db, name: &str) -> String {
 
 /// Creates an org owned by `owner` (with its default application) in a transaction,
 /// as the API does, and returns `(org_id, default_app_id)`.
-pub async fn org(db: &Db, owner: &str) -> (String, String) {
-    let org_id = corral_core::ids::uuid();
-    let app_id = corral_core::ids::prefixed(corral_core::ids::APPLICATION);
+pub async fn org(db: &Db, owner: &str) -> (OrgId, AppId) {
+    let org_id = OrgId::generate();
+    let app_id = AppId::generate();
     let slug = format!("org-{org_id}");
     let mut tx = db.begin().await.expect("begin");
     org_repo::insert_with_owner(
@@ -169,8 +170,8 @@ pub async fn org(db: &Db, owner: &str) -> (String, String) {
 }
 
 /// Creates a non-default application in `org_id` and returns its id.
-pub async fn app(db: &Db, org_id: &str, name: &str) -> String {
-    let id = corral_core::ids::prefixed(corral_core::ids::APPLICATION);
+pub async fn app(db: &Db, org_id: &OrgId, name: &str) -> AppId {
+    let id = AppId::generate();
     let mut conn = db.conn().await.expect("conn");
     applications::insert(
         &mut conn,

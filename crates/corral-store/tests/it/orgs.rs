@@ -1,11 +1,12 @@
 //! Organizations: atomic creation with owner and default app, one default app per
 //! org, and cascading delete.
 
+use corral_core::{AppId, OrgId};
 use corral_store::{api_keys, applications, end_users, invitations, orgs, Db, StoreError};
 
 use crate::{count, NOW};
 
-fn new_org<'a>(id: &'a str, slug: &'a str, owner: &'a str, app: &'a str) -> orgs::NewOrg<'a> {
+fn new_org<'a>(id: &'a OrgId, slug: &'a str, owner: &'a str, app: &'a AppId) -> orgs::NewOrg<'a> {
     orgs::NewOrg {
         id,
         name: "Acme",
@@ -40,16 +41,22 @@ async fn org_with_owner_and_default_app(db: Db) {
 async fn org_creation_is_atomic(db: Db) {
     let owner = crate::user(&db, "Olga").await;
     let mut tx = db.begin().await.expect("begin");
-    orgs::insert_with_owner(&mut tx, &new_org("o1", "acme", &owner, "app_1"))
-        .await
-        .expect("first org");
+    orgs::insert_with_owner(
+        &mut tx,
+        &new_org(&OrgId::from("o1"), "acme", &owner, &AppId::from("app_1")),
+    )
+    .await
+    .expect("first org");
     tx.commit().await.expect("commit");
 
     // Duplicate slug: the very first insert fails and is named.
     let mut tx = db.begin().await.expect("begin");
-    let err = orgs::insert_with_owner(&mut tx, &new_org("o2", "acme", &owner, "app_2"))
-        .await
-        .expect_err("duplicate slug");
+    let err = orgs::insert_with_owner(
+        &mut tx,
+        &new_org(&OrgId::from("o2"), "acme", &owner, &AppId::from("app_2")),
+    )
+    .await
+    .expect_err("duplicate slug");
     assert!(
         err.is_conflict_on("slug"),
         "expected slug conflict: {err:?}"
@@ -59,9 +66,12 @@ async fn org_creation_is_atomic(db: Db) {
     // Duplicate default-app id: the org and member rows were written before the
     // application insert failed; the rollback must take them away too.
     let mut tx = db.begin().await.expect("begin");
-    let err = orgs::insert_with_owner(&mut tx, &new_org("o3", "other", &owner, "app_1"))
-        .await
-        .expect_err("duplicate application id");
+    let err = orgs::insert_with_owner(
+        &mut tx,
+        &new_org(&OrgId::from("o3"), "other", &owner, &AppId::from("app_1")),
+    )
+    .await
+    .expect_err("duplicate application id");
     assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
     tx.rollback().await.expect("rollback");
 
@@ -93,7 +103,7 @@ async fn only_one_default_application_per_org(db: Db) {
     let (other_org, _) = crate::org(&db, &owner).await;
     let mut conn = db.conn().await.expect("conn");
     let second_default = applications::NewApplication {
-        id: "app_second",
+        id: &AppId::from("app_second"),
         org_id: &org_id,
         name: "Second",
         is_default: true,
@@ -194,16 +204,22 @@ async fn deleting_an_org_cascades(db: Db) {
             "org_id"
         };
         assert_eq!(
-            count(&db, table, column, &org_id).await,
+            count(&db, table, column, org_id.as_str()).await,
             0,
             "{table} cascaded"
         );
     }
     // Users survive, and the other org keeps everything.
     assert_eq!(count(&db, "users", "id", &member).await, 1);
-    assert_eq!(count(&db, "org_members", "org_id", &kept_org).await, 1);
-    assert_eq!(count(&db, "end_users", "org_id", &kept_org).await, 1);
-    assert_eq!(count(&db, "api_keys", "org_id", &kept_org).await, 1);
+    assert_eq!(
+        count(&db, "org_members", "org_id", kept_org.as_str()).await,
+        1
+    );
+    assert_eq!(
+        count(&db, "end_users", "org_id", kept_org.as_str()).await,
+        1
+    );
+    assert_eq!(count(&db, "api_keys", "org_id", kept_org.as_str()).await, 1);
 }
 
 crate::db_tests!(

@@ -2,16 +2,17 @@
 
 use std::time::Duration;
 
+use corral_core::RunId;
 use corral_store::run_logs::{self, NewLog};
 use corral_store::runs::{self, Finish, NewRun};
 use corral_store::Db;
 
 use crate::NOW;
 
-async fn pending_run(db: &Db) -> String {
+async fn pending_run(db: &Db) -> RunId {
     let owner = crate::user(db, "Owner").await;
     let (org_id, app_id) = crate::org(db, &owner).await;
-    let id = corral_core::ids::prefixed(corral_core::ids::RUN);
+    let id = RunId::generate();
     let mut conn = db.conn().await.expect("conn");
     runs::insert(
         &mut conn,
@@ -40,7 +41,7 @@ async fn pending_run(db: &Db) -> String {
             server_id: None,
             sink_secret: "x",
             sink_expires_at: NOW + 60_000,
-            run_token_hash: &id,
+            run_token_hash: id.as_str(),
             now: NOW,
         },
     )

@@ -39,7 +39,7 @@ impl From<&store::OauthClient> for OauthClientView {
     fn from(c: &store::OauthClient) -> Self {
         OauthClientView {
             id: c.id.clone(),
-            application_id: c.application_id.clone(),
+            application_id: c.application_id.clone().into(),
             integration_package_id: c.package_id.clone(),
             auth_key: c.auth_key.clone(),
             client_id: c.client_id.clone(),
@@ -251,7 +251,7 @@ pub async fn delete_oauth_client(
 
 pub(super) async fn client_list(
     state: &AppState,
-    app: &str,
+    app: &AppId,
     package_id: &str,
     auth_key: &str,
 ) -> ApiResult<ListOf<ClientListItem>> {

@@ -141,25 +141,25 @@ pub async fn list_my_connections(
     let mut groups: BTreeMap<String, MyConnectionGroup> = BTreeMap::new();
     let mut names: BTreeMap<String, String> = BTreeMap::new();
     for c in rows {
-        let org_name = match names.get(&c.org_id) {
+        let org_name = match names.get(c.org_id.as_str()) {
             Some(n) => n.clone(),
             None => {
                 let n = corral_store::orgs::by_id(&mut conn, &c.org_id)
                     .await?
                     .map(|o| o.name)
                     .unwrap_or_default();
-                names.insert(c.org_id.clone(), n.clone());
+                names.insert(c.org_id.to_string(), n.clone());
                 n
             }
         };
-        let app_name = match names.get(&c.application_id) {
+        let app_name = match names.get(c.application_id.as_str()) {
             Some(n) => n.clone(),
             None => {
                 let n = corral_store::applications::get(&mut conn, &c.org_id, &c.application_id)
                     .await?
                     .map(|a| a.name)
                     .unwrap_or_default();
-                names.insert(c.application_id.clone(), n.clone());
+                names.insert(c.application_id.to_string(), n.clone());
                 n
             }
         };
@@ -187,11 +187,11 @@ pub async fn list_my_connections(
             auth_key: c.auth_key.clone(),
             shared_with_org: c.shared_with_org,
             org: IdName {
-                id: c.org_id.clone(),
+                id: c.org_id.clone().into(),
                 name: org_name,
             },
             application: IdName {
-                id: c.application_id.clone(),
+                id: c.application_id.clone().into(),
                 name: app_name,
             },
         });

@@ -58,7 +58,7 @@ pub async fn list_integrations(
                 }
                 .to_owned()
             }),
-            org_id: want("orgId").then(|| p.org_id.clone()),
+            org_id: want("orgId").then(|| p.org_id.clone().map(Into::into)),
             block_user_connections: want("block_user_connections").then_some(false),
             id: p.id,
         })

@@ -27,7 +27,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use corral_core::time::now_ms;
-use corral_core::ErrorCode;
+use corral_core::{AppId, ErrorCode};
 use corral_store::integrations as store;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -115,7 +115,7 @@ fn auth_of<'a>(auths: &'a [AuthSpec], key: &str) -> ApiResult<&'a AuthSpec> {
 async fn own_connection(
     conn: &mut sqlx::AnyConnection,
     id: &str,
-    app: &str,
+    app: &AppId,
     package_id: &str,
     auth_key: &str,
     actor: &Actor,
@@ -123,7 +123,7 @@ async fn own_connection(
     store::connection(conn, id)
         .await?
         .filter(|c| {
-            c.application_id == app
+            c.application_id == *app
                 && c.package_id == package_id
                 && c.auth_key == auth_key
                 && c.owner_type == actor.owner_type
@@ -137,9 +137,9 @@ async fn own_connection(
 }
 
 /// An API key sees its own application's connections only under `/api/me`.
-fn key_application(ctx: &Ctx) -> Option<&str> {
+fn key_application(ctx: &Ctx) -> Option<&AppId> {
     match &ctx.principal {
-        crate::auth::Principal::ApiKey(k) => Some(k.application_id.as_str()),
+        crate::auth::Principal::ApiKey(k) => Some(&k.application_id),
         _ => None,
     }
 }

@@ -23,7 +23,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use corral_core::time::now_ms;
-use corral_core::ErrorCode;
+use corral_core::{ErrorCode, OrgId};
 use corral_store::models as store;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

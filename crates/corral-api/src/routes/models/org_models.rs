@@ -315,7 +315,7 @@ impl Validate for UpdateModelBody {
 /// A credential of the organization named in a body (400 when it is not one).
 pub(super) async fn body_credential(
     state: &AppState,
-    org: &str,
+    org: &OrgId,
     id: &str,
 ) -> ApiResult<store::Credential> {
     let mut conn = state.db.conn().await?;

@@ -14,7 +14,7 @@ pub use settings::*;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use corral_core::time::{now_ms, DAY_MS};
-use corral_core::{ErrorCode, Role};
+use corral_core::{AppId, ErrorCode, OrgId, Role};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
@@ -65,7 +65,7 @@ pub struct Organization {
 impl From<corral_store::orgs::OrgWithRole> for Organization {
     fn from(o: corral_store::orgs::OrgWithRole) -> Organization {
         Organization {
-            id: o.id,
+            id: o.id.into(),
             name: o.name,
             slug: o.slug,
             role: o.role,
@@ -168,7 +168,7 @@ pub async fn create_org(
 ) -> ApiResult<(StatusCode, Json<Organization>)> {
     let user = ctx.user()?;
     let name = body.name.trim();
-    let id = corral_core::ids::uuid();
+    let id = OrgId::generate();
     let now = now_ms();
     let explicit = body.slug.is_some();
     let base = body.slug.clone().unwrap_or_else(|| slugify(name));
@@ -187,7 +187,7 @@ pub async fn create_org(
                 slug: &slug,
                 api_version: CURRENT_API_VERSION,
                 owner_id: &user.user_id,
-                default_app_id: &corral_core::ids::prefixed(corral_core::ids::APPLICATION),
+                default_app_id: &AppId::generate(),
                 now,
             },
         )
@@ -199,7 +199,7 @@ pub async fn create_org(
                 return Ok((
                     StatusCode::CREATED,
                     Json(Organization {
-                        id,
+                        id: id.into(),
                         name: name.to_owned(),
                         slug,
                         role: "owner".into(),
@@ -301,7 +301,7 @@ pub struct OrgDetail {
 
 async fn org_detail(
     state: &AppState,
-    org_id: &str,
+    org_id: &OrgId,
     with_invitations: bool,
 ) -> ApiResult<OrgDetail> {
     let mut conn = state.db.conn().await?;
@@ -315,7 +315,7 @@ async fn org_detail(
         Vec::new()
     };
     Ok(OrgDetail {
-        id: org.id,
+        id: org.id.into(),
         name: org.name,
         slug: org.slug,
         created_at: rfc3339(org.created_at),

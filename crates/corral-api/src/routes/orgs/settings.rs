@@ -1,6 +1,7 @@
 use super::*;
+use corral_core::OrgId;
 
-pub(super) async fn read_settings(state: &AppState, org_id: &str) -> ApiResult<OrgSettings> {
+pub(super) async fn read_settings(state: &AppState, org_id: &OrgId) -> ApiResult<OrgSettings> {
     let mut conn = state.db.conn().await?;
     let org = corral_store::orgs::by_id(&mut conn, org_id)
         .await?

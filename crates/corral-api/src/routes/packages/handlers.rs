@@ -99,7 +99,7 @@ pub(super) async fn update_impl(
     let mut conn = state.db.conn().await?;
     let updated = store::update_draft(
         &mut conn,
-        row.org_id.as_deref(),
+        row.org_id.as_ref(),
         &row.id,
         &store::DraftUpdate {
             manifest: &manifest,
@@ -210,7 +210,7 @@ pub(super) async fn restore_impl(
     let pkg = Package::from_archive(&bytes, &corral_afps::Limits::default())?;
     svc::upsert_with_draft(
         state,
-        row.org_id.as_deref(),
+        row.org_id.as_ref(),
         &pkg,
         ctx.principal.actor_user_id(),
     )

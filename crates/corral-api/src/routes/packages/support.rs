@@ -1,4 +1,5 @@
 use super::*;
+use corral_core::OrgId;
 
 // ---------------------------------------------------------------------------------
 // Helpers
@@ -73,7 +74,7 @@ pub(crate) async fn detail(
     };
     if ptype == PackageType::Agent {
         let input = manifest.get("input").cloned().unwrap_or(Value::Null);
-        let settings: crate::routes::agents::AgentInputSettings = match ctx.app_id.as_deref() {
+        let settings: crate::routes::agents::AgentInputSettings = match ctx.app_id.as_ref() {
             Some(app_id) => {
                 let mut conn = state.db.conn().await?;
                 corral_store::app_packages::get(&mut conn, ctx.org_id()?, app_id, &row.id)
@@ -125,7 +126,7 @@ pub(crate) async fn detail(
     let agents = dependents(&mut conn, ctx.org_id()?, &row.id).await?;
     Ok(Detail::Other(Box::new(PackageDetail {
         id: row.id.clone(),
-        org_id: row.org_id.clone(),
+        org_id: row.org_id.clone().map(Into::into),
         ptype: row.ptype.clone(),
         name: row.name.clone(),
         display_name: row.display_name.clone(),
@@ -148,7 +149,7 @@ pub(crate) async fn detail(
 
 pub(super) async fn dependents(
     conn: &mut corral_store::Conn,
-    org_id: &str,
+    org_id: &OrgId,
     id: &str,
 ) -> ApiResult<Vec<String>> {
     let agents = store::list_visible(conn, org_id, Some("agent")).await?;
@@ -171,7 +172,7 @@ pub(super) fn item(row: store::Package, used_by_agents: i64) -> OrgPackageItem {
     OrgPackageItem {
         source: source(&row),
         id: row.id,
-        org_id: row.org_id,
+        org_id: row.org_id.map(Into::into),
         name: row.display_name.unwrap_or(row.name),
         ptype: row.ptype,
         description: row.description,

@@ -9,7 +9,7 @@ use super::*;
 pub async fn cancel_run(
     State(state): State<AppState>,
     ctx: Perm<perms::RunsCancel>,
-    Path(id): Path<String>,
+    Path(id): Path<RunId>,
 ) -> ApiResult<Json<RunView>> {
     let run = load_run(&state, &ctx, &id).await?;
     let not_cancellable = |status: &store::RunStatus| {

@@ -19,7 +19,7 @@ use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use corral_core::time::{now_ms, to_rfc3339};
-use corral_core::ErrorCode;
+use corral_core::{ErrorCode, RunId};
 use corral_store::runs as store;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};

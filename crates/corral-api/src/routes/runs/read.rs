@@ -97,7 +97,7 @@ pub async fn list_runs(
     }))
 }
 
-pub(super) async fn load_run(state: &AppState, ctx: &Ctx, id: &str) -> ApiResult<store::Run> {
+pub(super) async fn load_run(state: &AppState, ctx: &Ctx, id: &RunId) -> ApiResult<store::Run> {
     let mut conn = state.db.conn().await?;
     store::get(&mut conn, ctx.org_id()?, ctx.app_id()?, id)
         .await?
@@ -175,7 +175,7 @@ pub(super) fn identity(ctx: &Ctx) -> String {
 pub async fn get_run(
     State(state): State<AppState>,
     ctx: Perm<perms::RunsRead>,
-    Path(id): Path<String>,
+    Path(id): Path<RunId>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Json<RunView>> {
     let wait = wait_seconds(raw.as_deref())?;
@@ -253,7 +253,7 @@ pub struct LogsQuery {
 pub async fn get_run_logs(
     State(state): State<AppState>,
     ctx: Perm<perms::RunsRead>,
-    Path(id): Path<String>,
+    Path(id): Path<RunId>,
     Query(q): Query<LogsQuery>,
 ) -> ApiResult<Response> {
     let run = load_run(&state, &ctx, &id).await?;
@@ -285,8 +285,8 @@ pub async fn get_run_logs(
         .into_iter()
         .map(|r| RunLog {
             id: r.id,
-            run_id: r.run_id,
-            org_id: run.org_id.clone(),
+            run_id: r.run_id.into(),
+            org_id: run.org_id.clone().into(),
             log_type: r.log_type,
             level: r.level,
             event: None,

@@ -83,7 +83,7 @@ pub async fn run_agent(
     let input = match &body.rerun_from {
         Some(prev) => {
             let mut conn = state.db.conn().await?;
-            let prev = store::get(&mut conn, org_id, ctx.app_id()?, prev)
+            let prev = store::get(&mut conn, org_id, ctx.app_id()?, &RunId::new(prev.as_str()))
                 .await?
                 .filter(|r| ctx.end_user_id.is_none() || r.end_user_id == ctx.end_user_id)
                 .ok_or_else(|| ApiError::not_found("run"))?;

@@ -102,13 +102,13 @@ impl From<&store::Run> for RunView {
             })
         });
         RunView {
-            id: r.id.clone(),
+            id: r.id.clone().into(),
             package_id: r.package_id.clone(),
             user_id: r.user_id.clone(),
             end_user_id: r.end_user_id.clone(),
             api_key_id: r.api_key_id.clone(),
-            org_id: r.org_id.clone(),
-            application_id: r.application_id.clone(),
+            org_id: r.org_id.clone().into(),
+            application_id: r.application_id.clone().into(),
             schedule_id: r.schedule_id.clone(),
             status: r.status.to_string(),
             input: parse_json(&r.input),
