@@ -46,6 +46,13 @@ impl Package {
         }
         let manifest: serde_json::Value = serde_json::from_slice(manifest_bytes)
             .map_err(|e| AfpsError::ManifestNotJson(e.to_string()))?;
+        if let Some(path) = corral_core::text::nul_path(&manifest) {
+            return Err(AfpsError::Invalid(vec![crate::FieldError::new(
+                format!("manifest.{path}"),
+                "invalid_characters",
+                "must not contain the NUL character (U+0000)",
+            )]));
+        }
         if let Some(text) = files.remove(RECORD) {
             let text = String::from_utf8(text).map_err(|_| {
                 AfpsError::Invalid(vec![crate::FieldError::new(

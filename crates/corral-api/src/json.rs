@@ -77,8 +77,11 @@ where
     }
 }
 
-/// Decodes `bytes` as `T`, mapping serde's errors to the field they concern.
+/// Decodes `bytes` as `T`, mapping serde's errors to the field they concern. A string
+/// holding NUL (U+0000) is refused here, once for every JSON body, naming its field
+/// (see [`corral_core::text`]).
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    refuse_nul(bytes)?;
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     match serde_path_to_error::deserialize::<_, T>(de) {
         Ok(v) => Ok(v),
@@ -107,6 +110,23 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                 field, code, msg,
             )]))
         }
+    }
+}
+
+fn refuse_nul(bytes: &[u8]) -> Result<(), ApiError> {
+    if !corral_core::text::json_may_hold_nul(bytes) {
+        return Ok(());
+    }
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        return Ok(()); // malformed: the decoder below says so
+    };
+    match corral_core::text::nul_path(&value) {
+        Some(field) => Err(ApiError::field(
+            &field,
+            "invalid_characters",
+            "must not contain the NUL character (U+0000)",
+        )),
+        None => Ok(()),
     }
 }
 

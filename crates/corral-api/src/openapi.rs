@@ -145,8 +145,13 @@ impl utoipa::Modify for PipelineResponses {
                         .entry(status.to_owned())
                         .or_insert_with(|| problem(description).into());
                 };
-                if !public || op.request_body.is_some() {
-                    add("400", "Invalid request: a malformed header, an unsupported API version, or an invalid body");
+                // Any parameter or body can be refused (NUL in a path, a query or a
+                // body string is a 400 on every route).
+                let takes_input = op.request_body.is_some()
+                    || path.contains('{')
+                    || op.parameters.as_ref().is_some_and(|p| !p.is_empty());
+                if !public || takes_input {
+                    add("400", "Invalid request: a malformed header, an unsupported API version, an invalid parameter or body");
                 }
                 if !public {
                     add("401", "Missing or invalid authentication");

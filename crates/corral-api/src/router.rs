@@ -180,6 +180,7 @@ pub fn router(state: AppState) -> Router {
                     pipeline::security::body_limit,
                 ))
                 .layer(DefaultBodyLimit::max(state.config.body_limit_bytes))
+                .layer(from_fn(pipeline::nul::layer))
                 .layer(from_fn_with_state(state.clone(), pipeline::gates::boot))
                 .layer(from_fn_with_state(state.clone(), pipeline::gates::shutdown)),
         )
@@ -208,6 +209,7 @@ pub(crate) fn sandbox_router(state: AppState) -> Router {
         .merge(routes::internal::router())
         .split_for_parts();
     r.fallback(route_not_found)
+        .layer(from_fn(pipeline::nul::layer))
         .layer(from_fn(pipeline::request_id::layer))
         .layer(DefaultBodyLimit::max(state.config.body_limit_bytes))
         .with_state(state)

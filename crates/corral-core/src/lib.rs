@@ -5,6 +5,7 @@ pub mod ids;
 pub mod perm;
 pub mod problem;
 pub mod run;
+pub mod text;
 pub mod time;
 
 pub use ids::{AppId, OrgId, RunId};

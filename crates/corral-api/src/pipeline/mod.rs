@@ -5,5 +5,6 @@
 
 pub mod client_ip;
 pub mod gates;
+pub mod nul;
 pub mod request_id;
 pub mod security;

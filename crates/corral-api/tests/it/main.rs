@@ -9,6 +9,7 @@ mod isolation;
 mod journey;
 mod members;
 mod models;
+mod nul;
 mod packages;
 mod pipeline;
 

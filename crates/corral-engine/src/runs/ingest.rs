@@ -154,6 +154,9 @@ async fn apply(
         return Ok(());
     }
     let data = data.map(|d| d.to_string());
+    // An agent's text is data, not input to refuse: a NUL (which PostgreSQL cannot
+    // store in text) becomes U+FFFD. `data` is serialized JSON, where NUL is escaped.
+    let message = message.as_deref().map(corral_core::text::without_nul);
     run_logs::insert_log(
         conn,
         &run_logs::NewLog {
@@ -287,8 +290,9 @@ pub async fn finalize(state: &Engine, run: &store::Run, body: &[u8]) -> ProblemR
         RunStatus::Timeout => store::RunStatus::Timeout,
         RunStatus::Cancelled => store::RunStatus::Cancelled,
     };
-    let mut error = result.error.as_ref().map(|e| e.message.clone());
-    let mut code = result.error.as_ref().map(|e| e.code.clone());
+    let clean = |s: &str| corral_core::text::without_nul(s).into_owned();
+    let mut error = result.error.as_ref().map(|e| clean(&e.message));
+    let mut code = result.error.as_ref().map(|e| clean(&e.code));
     let mut details = result
         .error
         .as_ref()
