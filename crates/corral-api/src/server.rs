@@ -174,18 +174,24 @@ pub async fn serve_with_state(
     let grace = Duration::from_secs(state.config.shutdown_grace_seconds);
     let deadline = tokio::time::Instant::now() + grace;
     state.gates.start_draining();
+    state.runs.executor.stop_dispatch();
     tracing::info!(
         in_flight = state.gates.in_flight(),
+        runs = state.runs.executor.supervised(),
         grace_s = grace.as_secs(),
-        "shutting down: draining work"
+        "shutting down: draining requests and letting running runs finish"
     );
-    if tokio::time::timeout_at(deadline, state.gates.drained())
-        .await
-        .is_err()
-    {
+    let runs_done = async {
+        while state.runs.executor.supervised() > 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let drained = async { tokio::join!(state.gates.drained(), runs_done) };
+    if tokio::time::timeout_at(deadline, drained).await.is_err() {
         tracing::warn!(
             in_flight = state.gates.in_flight(),
-            "grace period over with work still running"
+            runs = state.runs.executor.supervised(),
+            "grace period over: the runs still going stay running for the next boot to re-attach"
         );
     }
     jobs.stop(&state).await;

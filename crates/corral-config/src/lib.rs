@@ -60,7 +60,8 @@ pub struct Config {
     /// Base URL sidecars use to reach this server (default: derived by the backend).
     pub internal_url: Option<String>,
     /// Port of the sandbox-facing listener on the engine's host gateway (Docker
-    /// backend); 0 picks a free one.
+    /// backend); 0: the port the first boot picked, remembered under the data dir so
+    /// sandboxes that outlive a restart still reach the server.
     pub sandbox_listen_port: u16,
     /// IPv4 range per-run Docker networks take their /29 subnets from.
     pub sandbox_subnets: String,

@@ -71,8 +71,9 @@ impl Jobs {
         self.tasks.push((name, tokio::spawn(job)));
     }
 
-    /// Stops every job: supervisors fail their runs (`server_shutdown`) and tear
-    /// their sandboxes down (bounded), the warm pool is emptied, the rest ends.
+    /// Stops every job: supervisors of runs still going detach from them (the runs
+    /// stay `running`, their sandboxes alive, for the next boot to re-attach; queued
+    /// runs stay `pending`), the warm pool is emptied, the rest ends.
     pub async fn stop(self, engine: &Engine) {
         self.stop.cancel();
         if tokio::time::timeout(SUPERVISORS_GRACE, engine.runs.executor.drain())

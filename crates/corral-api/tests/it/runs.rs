@@ -622,14 +622,23 @@ async fn metrics_and_health_report_runs(b: Backend) {
     }
 }
 
-async fn shutdown_fails_running_runs_and_tears_down(b: Backend) {
+/// Starts a run whose agent runs `command` in bash, then waits until it is inside it.
+async fn run_inside_bash(b: Backend, command: &str, grace_s: u64) -> (TestApp, MockLlm, String) {
     let mock = MockLlm::start_per_conversation(
         "127.0.0.1:0".parse().unwrap(),
-        vec![Turn::tool_call("bash", json!({"command": "sleep 60"}))],
+        vec![
+            Turn::tool_call("bash", json!({ "command": command })),
+            Turn::tool_call("output", json!({"greeting": "Hello, A!", "length": 9})),
+            Turn::text("Done."),
+        ],
     )
     .await
     .unwrap();
-    let app = app_with_model(b, &mock, |c| c.warm_pool_size = 1).await;
+    let app = app_with_model(b, &mock, |c| {
+        c.warm_pool_size = 1;
+        c.shutdown_grace_seconds = grace_s;
+    })
+    .await;
     let s = app.user_with_org("Shutdown").await;
     let run = s
         .client
@@ -644,32 +653,66 @@ async fn shutdown_fails_running_runs_and_tears_down(b: Backend) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    (app, mock, id)
+}
+
+async fn stop_and_read(app: &TestApp, id: &str, within: Duration) -> (String, Option<String>) {
     app.begin_shutdown();
-    let deadline = Instant::now() + Duration::from_secs(40);
+    let deadline = Instant::now() + within;
     while !app.is_finished() {
         assert!(Instant::now() < deadline, "the server did not stop");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // Every sandbox is gone, the idle pool member included.
-    let left: Vec<_> = std::fs::read_dir(app.dir.path().join("sandboxes"))
-        .map(|rd| rd.filter_map(Result::ok).map(|e| e.file_name()).collect())
-        .unwrap_or_default();
-    assert!(left.is_empty(), "sandboxes left after shutdown: {left:?}");
     let db = corral_store::Db::connect(&app.state.config.effective_database_url(), 1)
         .await
         .unwrap();
-    let (status, code): (String, Option<String>) =
-        sqlx::query_as("SELECT status, error_code FROM runs WHERE id = $1")
-            .bind(&id)
-            .fetch_one(db.pool())
-            .await
-            .unwrap();
-    assert_eq!(status, "failed");
-    assert_eq!(code.as_deref(), Some("server_shutdown"));
+    sqlx::query_as("SELECT status, error_code FROM runs WHERE id = $1")
+        .bind(id)
+        .fetch_one(db.pool())
+        .await
+        .unwrap()
+}
+
+fn sandboxes_left(app: &TestApp) -> Vec<std::ffi::OsString> {
+    std::fs::read_dir(app.dir.path().join("sandboxes"))
+        .map(|rd| rd.filter_map(Result::ok).map(|e| e.file_name()).collect())
+        .unwrap_or_default()
+}
+
+/// A graceful stop lets a running run finish within the grace period (its events
+/// still get through the drain), then removes every sandbox, the idle pool member
+/// included. (It used to fail every running run with `server_shutdown` at once.)
+async fn shutdown_lets_a_running_run_finish(b: Backend) {
+    let (app, _mock, id) = run_inside_bash(b, "sleep 2", 30).await;
+    let t0 = Instant::now();
+    let (status, code) = stop_and_read(&app, &id, Duration::from_secs(30)).await;
+    assert_eq!((status.as_str(), code), ("success", None));
+    assert!(t0.elapsed() >= Duration::from_secs(1), "{:?}", t0.elapsed());
+    let left = sandboxes_left(&app);
+    assert!(left.is_empty(), "sandboxes left after shutdown: {left:?}");
+}
+
+/// Past the grace period a run still going is left `running` with its sandbox alive,
+/// as after a crash, for the next boot to re-attach (`corral/tests/runs.rs` restarts
+/// the binary and sees it finish); the idle pool member is removed.
+async fn shutdown_past_the_grace_leaves_the_run_running(b: Backend) {
+    let (app, _mock, id) = run_inside_bash(b, "sleep 60", 1).await;
+    let sandbox = sandbox_of(&app, &id).await;
+    let t0 = Instant::now();
+    let (status, code) = stop_and_read(&app, &id, Duration::from_secs(20)).await;
+    assert_eq!((status.as_str(), code), ("running", None));
+    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+    let left = sandboxes_left(&app);
+    assert_eq!(
+        left,
+        vec![std::ffi::OsString::from(&sandbox)],
+        "only the run's sandbox stays"
+    );
 }
 
 both!(
-    shutdown_fails_running_runs_and_tears_down,
+    shutdown_lets_a_running_run_finish,
+    shutdown_past_the_grace_leaves_the_run_running,
     metrics_and_health_report_runs,
     hello_world_succeeds,
     refused_triggers_leave_no_row,

@@ -41,6 +41,8 @@ pub struct Executor {
     /// Sandboxes leased by this server whose run is not finished (the reaper keeps them).
     leased: Mutex<HashSet<String>>,
     tasks: TaskTracker,
+    /// Set when the server starts a graceful stop: no queued run starts any more.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 /// Counts for metrics and tests.
@@ -79,8 +81,24 @@ impl Executor {
         self.leased.lock().clone()
     }
 
+    /// A graceful stop begins: queued runs stay `pending` (the next boot, or another
+    /// replica, starts them) while the runs already started may finish.
+    pub fn stop_dispatch(&self) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.wake.notify_one();
+    }
+
+    /// Runs this server supervises right now (started here or re-attached).
+    pub fn supervised(&self) -> usize {
+        self.tasks.len()
+    }
+
     /// The next run to start, respecting both caps, orgs in rotation.
     fn pick(&self, max_total: usize, max_per_org: usize) -> Option<(OrgId, RunId)> {
+        if self.draining.load(std::sync::atomic::Ordering::SeqCst) {
+            return None;
+        }
         let mut s = self.sched.lock();
         if s.total >= max_total {
             return None;
@@ -240,7 +258,7 @@ async fn supervise(state: &Engine, run_id: &RunId, stop: &CancellationToken) -> 
     let lease = tokio::select! {
         l = &mut lease => l,
         _ = stop.cancelled() => {
-            fail(state, run_id, codes::SERVER_SHUTDOWN, "the server stopped before the run started").await?;
+            // The run stays `pending`: the next boot (or another replica) starts it.
             // Dropping a start half-way would leave its network and containers
             // behind: let it finish (its own timeout bounds it) and remove it.
             if let Ok(l) = lease.await {
@@ -259,9 +277,11 @@ async fn supervise(state: &Engine, run_id: &RunId, stop: &CancellationToken) -> 
     };
     state.runs.executor.adopt(lease.id.clone());
     let result = run_in(state, &run, &def, api_key, &sbx, &lease, stop).await;
-    teardown(&sbx, &lease.id).await;
+    if !matches!(result, Ok(Watch::Detached)) {
+        teardown(&sbx, &lease.id).await;
+    }
     state.runs.executor.release(&lease.id);
-    result
+    result.map(|_| ())
 }
 
 /// Removes a sandbox, retrying briefly: a sandbox must never outlive its run.
@@ -289,7 +309,7 @@ async fn run_in(
     sbx: &Sandboxes,
     lease: &corral_sandbox::Lease,
     stop: &CancellationToken,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Watch> {
     let run_id = &run.id;
     let mut conn = state.db.conn().await?;
     let started = store::mark_running(
@@ -304,7 +324,7 @@ async fn run_in(
     drop(conn);
     if !started {
         // Cancelled while the sandbox was being leased.
-        return Ok(());
+        return Ok(Watch::Ended);
     }
     state.runs.bus.publish(run_id, RunStatus::Running).await;
     tracing::info!(%run_id, sandbox = %lease.id, warm = lease.warm, kind = %lease.kind, "run started");
@@ -319,7 +339,7 @@ async fn run_in(
                 &format!("integration credentials unavailable: {msg}"),
             )
             .await?;
-            return Ok(());
+            return Ok(Watch::Ended);
         }
         tracing::warn!(%run_id, error = %format!("{e:#}"), "configuring the sidecar failed");
         fail(
@@ -329,7 +349,7 @@ async fn run_in(
             &format!("the sandbox could not be configured: {e}"),
         )
         .await?;
-        return Ok(());
+        return Ok(Watch::Ended);
     }
     watch(state, run, sbx, &lease.id, stop).await
 }
@@ -446,6 +466,17 @@ const EXIT_GRACE: Duration = Duration::from_secs(3);
 /// enforces the timeout this much later for an agent that cannot.
 const TIMEOUT_GRACE_MS: i64 = 10_000;
 
+/// How a supervisor's watch ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Watch {
+    /// The run is terminal (or gone): its sandbox goes.
+    Ended,
+    /// The server stopped while the run was still going: the run stays `running`
+    /// and its sandbox alive, for the next boot (or another replica) to re-attach,
+    /// exactly as after a crash but without waiting for this instance to look dead.
+    Detached,
+}
+
 /// Watches a running run until it is terminal, enforcing the boot deadline, the
 /// heartbeat stall limit and the wall clock, and noticing a crashed agent.
 pub(crate) async fn watch(
@@ -454,7 +485,7 @@ pub(crate) async fn watch(
     sbx: &Sandboxes,
     sandbox_id: &str,
     stop: &CancellationToken,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Watch> {
     let run_id = &run.id;
     let mut signals = state.runs.bus.subscribe();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -465,12 +496,12 @@ pub(crate) async fn watch(
     loop {
         tokio::select! {
             _ = stop.cancelled() => {
-                fail(state, run_id, codes::SERVER_SHUTDOWN, "the server shut down during the run").await?;
-                return Ok(());
+                tracing::info!(%run_id, sandbox_id, "server stopping: leaving the run to be re-attached");
+                return Ok(Watch::Detached);
             }
             sig = signals.recv() => {
                 match sig {
-                    Ok(s) if s.run_id == *run_id && s.status.is_terminal() => return Ok(()),
+                    Ok(s) if s.run_id == *run_id && s.status.is_terminal() => return Ok(Watch::Ended),
                     Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                     Err(_) => {}
                 }
@@ -479,11 +510,11 @@ pub(crate) async fn watch(
         }
         let mut conn = state.db.conn().await?;
         let Some(row) = store::liveness(&mut conn, run_id).await? else {
-            return Ok(());
+            return Ok(Watch::Ended);
         };
         drop(conn);
         if row.status.is_terminal() {
-            return Ok(());
+            return Ok(Watch::Ended);
         }
         let now = now_ms();
         let started = row.started_at.unwrap_or(row.created_at);
@@ -501,7 +532,7 @@ pub(crate) async fn watch(
                 },
             )
             .await?;
-            return Ok(());
+            return Ok(Watch::Ended);
         }
         if row.first_event_at.is_none() && now > started + boot_ms {
             fail(
@@ -514,7 +545,7 @@ pub(crate) async fn watch(
                 ),
             )
             .await?;
-            return Ok(());
+            return Ok(Watch::Ended);
         }
         if row.first_event_at.is_some() && row.last_heartbeat_at.is_some_and(|h| now > h + stall_ms)
         {
@@ -525,7 +556,7 @@ pub(crate) async fn watch(
                 &format!("no heartbeat for {} s", stall_ms / 1000),
             )
             .await?;
-            return Ok(());
+            return Ok(Watch::Ended);
         }
         match sbx.backend.state(sandbox_id).await {
             Ok(SandboxState::Running) => exited_at = None,
@@ -545,7 +576,7 @@ pub(crate) async fn watch(
                         },
                     )
                     .await?;
-                    return Ok(());
+                    return Ok(Watch::Ended);
                 }
             }
             // The engine may be briefly unreachable; deadlines still apply.

@@ -231,10 +231,7 @@ pub async fn select_backend(
     let loopback = |port: u16| format!("http://127.0.0.1:{port}");
     let (platform_url, listener) = match backend.platform_bind_ip().await {
         Ok(Some(ip)) => {
-            let listener =
-                tokio::net::TcpListener::bind(SocketAddr::new(ip, c.sandbox_listen_port))
-                    .await
-                    .map_err(|e| format!("cannot listen on the sandbox gateway {ip}: {e}"))?;
+            let listener = bind_sandbox_listener(ip, c.sandbox_listen_port, &c.data_dir).await?;
             let port = listener.local_addr().map_err(|e| e.to_string())?.port();
             (backend.sidecar_view(&loopback(port)), Some(listener))
         }
@@ -255,4 +252,85 @@ pub async fn select_backend(
         },
         listener,
     ))
+}
+
+/// Where the sandbox-facing port chosen by a previous boot is remembered.
+const LISTENER_STATE: &str = "sandbox-listener.json";
+
+/// Binds the sandbox-facing listener. Sandboxes that outlive this server (a crash, a
+/// restart) keep posting to the address they were configured with, so with no port
+/// configured (0) the port picked at the first boot is remembered under the data dir
+/// and taken again by every later boot; only when it is taken by someone else does
+/// the server pick another (and says so: sandboxes still running will not reach it).
+pub async fn bind_sandbox_listener(
+    ip: std::net::IpAddr,
+    configured: u16,
+    data_dir: &std::path::Path,
+) -> Result<tokio::net::TcpListener, String> {
+    use tokio::net::TcpListener;
+    let fail = |e: std::io::Error| format!("cannot listen on the sandbox gateway {ip}: {e}");
+    if configured != 0 {
+        return TcpListener::bind(SocketAddr::new(ip, configured))
+            .await
+            .map_err(fail);
+    }
+    let path = data_dir.join(LISTENER_STATE);
+    let remembered = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .filter(|v| v["ip"].as_str() == Some(ip.to_string().as_str()))
+        .and_then(|v| v["port"].as_u64())
+        .and_then(|p| u16::try_from(p).ok())
+        .filter(|p| *p != 0);
+    if let Some(port) = remembered {
+        match TcpListener::bind(SocketAddr::new(ip, port)).await {
+            Ok(l) => return Ok(l),
+            Err(e) => tracing::warn!(
+                %ip, port, error = %e,
+                "the sandbox-facing port of the previous boot is taken; sandboxes still \
+                 running from before will not reach this server (set CORRAL_SANDBOX_LISTEN_PORT \
+                 to pin one)"
+            ),
+        }
+    }
+    let listener = TcpListener::bind(SocketAddr::new(ip, 0))
+        .await
+        .map_err(fail)?;
+    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    let state = serde_json::json!({ "ip": ip.to_string(), "port": port });
+    if let Err(e) =
+        std::fs::create_dir_all(data_dir).and_then(|()| std::fs::write(&path, state.to_string()))
+    {
+        tracing::warn!(path = %path.display(), error = %e, "cannot remember the sandbox-facing port");
+    }
+    Ok(listener)
+}
+
+#[cfg(test)]
+mod listener_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_restart_takes_the_port_of_the_previous_boot() {
+        let dir = tempfile::tempdir().unwrap();
+        let ip = std::net::IpAddr::from([127, 0, 0, 1]);
+        let first = bind_sandbox_listener(ip, 0, dir.path()).await.unwrap();
+        let port = first.local_addr().unwrap().port();
+        drop(first); // the server dies
+        let second = bind_sandbox_listener(ip, 0, dir.path()).await.unwrap();
+        assert_eq!(second.local_addr().unwrap().port(), port);
+
+        // Taken meanwhile: another port, remembered for the next boot.
+        let third = bind_sandbox_listener(ip, 0, dir.path()).await.unwrap();
+        let other = third.local_addr().unwrap().port();
+        assert_ne!(other, port);
+        drop((second, third));
+        let fourth = bind_sandbox_listener(ip, 0, dir.path()).await.unwrap();
+        assert_eq!(fourth.local_addr().unwrap().port(), other);
+
+        // A pinned port is used as is.
+        drop(fourth);
+        let pinned = bind_sandbox_listener(ip, other, dir.path()).await.unwrap();
+        assert_eq!(pinned.local_addr().unwrap().port(), other);
+    }
 }

@@ -18,7 +18,7 @@ use corral_store::runs::{self as store, RunStatus};
 use corral_store::Backend;
 use tokio_util::sync::CancellationToken;
 
-use super::executor::{teardown, watch};
+use super::executor::{teardown, watch, Watch};
 use super::{codes, fail, Sandboxes};
 use crate::Engine;
 
@@ -153,10 +153,14 @@ async fn adopt_or_fail(
         let stop = stop.clone();
         state.runs.executor.adopt(sandbox_id.clone());
         state.runs.executor.spawn(async move {
-            if let Err(e) = watch(&st, &row, &sbx, &sandbox_id, &stop).await {
-                tracing::warn!(run_id = %row.id, error = %format!("{e:#}"), "watching a re-attached run failed");
+            match watch(&st, &row, &sbx, &sandbox_id, &stop).await {
+                Ok(Watch::Detached) => {}
+                Ok(Watch::Ended) => teardown(&sbx, &sandbox_id).await,
+                Err(e) => {
+                    tracing::warn!(run_id = %row.id, error = %format!("{e:#}"), "watching a re-attached run failed");
+                    teardown(&sbx, &sandbox_id).await;
+                }
             }
-            teardown(&sbx, &sandbox_id).await;
             st.runs.executor.release(&sandbox_id);
         });
         return Ok(());
