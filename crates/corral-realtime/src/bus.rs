@@ -16,9 +16,13 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
+use crate::revoke::Revocation;
+
 pub const CHANNEL: &str = "corral_run_status";
 /// Realtime events (`realtime_events` rows), notified by the database triggers.
 pub const EVENTS_CHANNEL: &str = "corral_events";
+/// Revoked credentials and memberships ([`crate::revoke`]).
+pub const REVOKE_CHANNEL: &str = "corral_revocations";
 
 /// The payload of an [`EVENTS_CHANNEL`] notification (ids only).
 #[derive(Debug, Deserialize)]
@@ -37,6 +41,7 @@ pub struct RunSignal {
 #[derive(Clone)]
 pub struct RunBus {
     tx: broadcast::Sender<RunSignal>,
+    revoked: broadcast::Sender<Revocation>,
     db: Db,
     /// Tells the realtime hub that events were written.
     pub events: crate::Pokes,
@@ -45,8 +50,10 @@ pub struct RunBus {
 impl RunBus {
     pub fn new(db: Db) -> RunBus {
         let (tx, _) = broadcast::channel(4096);
+        let (revoked, _) = broadcast::channel(1024);
         RunBus {
             tx,
+            revoked,
             db,
             events: Default::default(),
         }
@@ -54,6 +61,29 @@ impl RunBus {
 
     pub fn subscribe(&self) -> broadcast::Receiver<RunSignal> {
         self.tx.subscribe()
+    }
+
+    pub fn revocations(&self) -> broadcast::Receiver<Revocation> {
+        self.revoked.subscribe()
+    }
+
+    /// Announces a revocation to every server (after it is committed), so the streams
+    /// it authorised end within a second wherever they are served.
+    /// Delivered here at once (a second delivery through LISTEN is harmless: a
+    /// stream ends once).
+    pub async fn revoke(&self, r: Revocation) {
+        if self.db.backend() == Backend::Postgres {
+            let payload = serde_json::to_string(&r).unwrap_or_default();
+            let sent = sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(REVOKE_CHANNEL)
+                .bind(payload)
+                .execute(self.db.pool())
+                .await;
+            if let Err(e) = sent {
+                tracing::warn!(error = %e, "pg_notify failed; revoking on this server only");
+            }
+        }
+        let _ = self.revoked.send(r);
     }
 
     /// Announces a change to every server. Never fails the caller: the state is
@@ -102,7 +132,8 @@ impl RunBus {
         loop {
             let listener = async {
                 let mut l = sqlx::postgres::PgListener::connect(&database_url).await?;
-                l.listen_all([CHANNEL, EVENTS_CHANNEL]).await?;
+                l.listen_all([CHANNEL, EVENTS_CHANNEL, REVOKE_CHANNEL])
+                    .await?;
                 Ok::<_, sqlx::Error>(l)
             };
             let mut listener = tokio::select! {
@@ -130,6 +161,11 @@ impl RunBus {
                     Ok(Some(n)) if n.channel() == EVENTS_CHANNEL => {
                         if let Ok(note) = serde_json::from_str::<EventNote>(n.payload()) {
                             self.events.poke(&note.o, note.s);
+                        }
+                    }
+                    Ok(Some(n)) if n.channel() == REVOKE_CHANNEL => {
+                        if let Ok(r) = serde_json::from_str::<Revocation>(n.payload()) {
+                            let _ = self.revoked.send(r);
                         }
                     }
                     Ok(Some(n)) => {

@@ -14,9 +14,11 @@
 //! Dropping a [`Subscription`] (the HTTP connection closed) frees it at once.
 
 pub mod bus;
+pub mod revoke;
 mod stream;
 
 pub use bus::{RunBus, RunSignal};
+pub use revoke::{Holder, Revocation};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};

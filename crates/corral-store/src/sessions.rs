@@ -78,13 +78,13 @@ pub async fn refresh(
     Ok(())
 }
 
-pub async fn delete_by_hash(conn: &mut AnyConnection, token_hash: &str) -> Result<bool> {
-    let r = sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+/// Ends the session with this token; returns its id, or `None` when there was none.
+pub async fn delete_by_hash(conn: &mut AnyConnection, token_hash: &str) -> Result<Option<String>> {
+    sqlx::query_scalar("DELETE FROM sessions WHERE token_hash = $1 RETURNING id")
         .bind(token_hash)
-        .execute(conn)
+        .fetch_optional(conn)
         .await
-        .db()?;
-    Ok(r.rows_affected() > 0)
+        .db()
 }
 
 /// Ends every other session of a user (after a password change).

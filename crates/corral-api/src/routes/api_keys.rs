@@ -270,5 +270,10 @@ pub async fn revoke_key(
     {
         return Err(ApiError::not_found("API key"));
     }
+    state
+        .runs
+        .bus
+        .revoke(corral_realtime::Revocation::ApiKey { id })
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -273,15 +273,20 @@ async fn sign_out(State(state): State<AppState>, parts: Parts) -> ApiResult<Resp
         return Err(ApiError::unauthorized("no active session", false));
     };
     let mut conn = state.db.conn().await?;
-    let existed =
+    let ended =
         corral_store::sessions::delete_by_hash(&mut conn, &session::token_hash(&state, token))
             .await?;
-    if !existed {
+    let Some(id) = ended else {
         return Err(ApiError::unauthorized(
             "the session has expired or was signed out",
             true,
         ));
-    }
+    };
+    state
+        .runs
+        .bus
+        .revoke(corral_realtime::Revocation::Session { id })
+        .await;
     Ok((
         StatusCode::OK,
         [(header::SET_COOKIE, session::clear_cookie(&state))],

@@ -173,6 +173,14 @@ pub async fn set_password(
     corral_store::users::set_password(&mut tx, &user.user_id, &hash, now_ms()).await?;
     corral_store::sessions::delete_others(&mut tx, &user.user_id, &user.session_id).await?;
     tx.commit().await.map_err(corral_store::StoreError::from)?;
+    state
+        .runs
+        .bus
+        .revoke(corral_realtime::Revocation::UserSessions {
+            user: user.user_id.clone(),
+            except: Some(user.session_id.clone()),
+        })
+        .await;
     Ok(Json(StatusResponse { status: true }))
 }
 

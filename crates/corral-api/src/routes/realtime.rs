@@ -10,18 +10,19 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use corral_core::RunId;
+use corral_core::{OrgId, RunId};
 use futures::StreamExt as _;
 use serde_json::Value;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::auth::Principal;
 use crate::context::{perms, Ctx, Perm};
 use crate::error::{ApiError, ApiResult};
 use crate::routes::runs::RunView;
 use crate::state::AppState;
-use corral_realtime::{parse_channels, unnumbered, Filter};
+use corral_realtime::{parse_channels, unnumbered, Filter, Holder, Revocation};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -104,10 +105,13 @@ async fn open(
     first: Vec<Bytes>,
 ) -> ApiResult<Response> {
     let org = ctx.org_id()?;
+    // Subscribed before the stream opens, so a revocation racing the open still ends it.
+    let revoked = until_revoked(state.runs.bus.revocations(), holder(ctx, org));
     let stream = state
         .realtime
         .stream(org, filter, opts.verbose, last_event_id(headers), first)
         .await?
+        .take_until(revoked)
         .map(Ok::<_, std::convert::Infallible>);
     let mut res = Body::from_stream(stream.boxed()).into_response();
     let h = res.headers_mut();
@@ -119,6 +123,41 @@ async fn open(
     // Tell reverse proxies (nginx) not to buffer the stream.
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
     Ok(res)
+}
+
+/// The identity the stream is opened with, as revocations name it.
+fn holder(ctx: &Ctx, org: &OrgId) -> Holder {
+    match &ctx.principal {
+        Principal::ApiKey(k) => Holder {
+            org: org.clone(),
+            api_key: Some(k.key_id.clone()),
+            session: None,
+            user: k.created_by.clone(),
+        },
+        Principal::User(u) => Holder {
+            org: org.clone(),
+            api_key: None,
+            session: Some(u.session_id.clone()),
+            user: Some(u.user_id.clone()),
+        },
+    }
+}
+
+/// Resolves when a revocation takes away what `holder` opened the stream with (or
+/// when revocations were missed: the client reconnects and is checked again).
+async fn until_revoked(
+    mut revocations: tokio::sync::broadcast::Receiver<Revocation>,
+    holder: Holder,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        match revocations.recv().await {
+            Ok(r) if holder.affected_by(&r) => return,
+            Ok(_) => {}
+            Err(RecvError::Lagged(_)) => return,
+            Err(RecvError::Closed) => std::future::pending::<()>().await,
+        }
+    }
 }
 
 fn base_filter(ctx: &Ctx, opts: &Options) -> ApiResult<Filter> {

@@ -16,6 +16,7 @@ mod pipeline;
 mod rate_limit;
 mod realtime;
 mod resources;
+mod revoke;
 mod run_events;
 mod runs;
 mod runs_docker;

@@ -186,7 +186,10 @@ async fn destroy_kills_the_agent_and_what_it_started() {
     let mock = MockLlm::start(vec![
         Turn::tool_call(
             "bash",
-            json!({"command": "sleep 300 & sleep 301; echo never"}),
+            // Both sleeps ignore SIGTERM, and one left the agent's process group
+            // (setsid): destroy still kills them (SIGKILL after the grace, and the
+            // descendants it found), so no agent process outlives its directory.
+            json!({"command": "trap '' TERM; setsid sleep 300 & sleep 301; echo never"}),
         ),
         Turn::text("Done."),
     ])

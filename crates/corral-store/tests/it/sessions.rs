@@ -60,9 +60,10 @@ async fn lookup_ignores_expired_and_refresh_moves_expiry(db: Db) {
             .expect("purge"),
         1
     );
-    assert!(!sessions::delete_by_hash(&mut conn, "hash-1")
+    assert!(sessions::delete_by_hash(&mut conn, "hash-1")
         .await
-        .expect("delete"));
+        .expect("delete")
+        .is_none());
 }
 
 crate::db_tests!(lookup_ignores_expired_and_refresh_moves_expiry);

@@ -157,6 +157,14 @@ pub async fn change_member_role(
         .await?
         .ok_or_else(|| ApiError::not_found("member"))?;
     tx.commit().await.map_err(corral_store::StoreError::from)?;
+    state
+        .runs
+        .bus
+        .revoke(corral_realtime::Revocation::Member {
+            org: org_id.clone(),
+            user: user_id,
+        })
+        .await;
     Ok(Json(OrgMember::from(member)))
 }
 
@@ -189,6 +197,12 @@ pub async fn remove_member(
         may_manage(ctx.role(), target, None)?;
     }
     corral_store::orgs::remove_member(&mut conn, org_id, &user_id).await?;
+    let org = org_id.clone();
+    state
+        .runs
+        .bus
+        .revoke(corral_realtime::Revocation::Member { org, user: user_id })
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }
 

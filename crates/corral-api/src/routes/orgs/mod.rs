@@ -430,6 +430,13 @@ pub async fn delete_org(
         return Err(ApiError::not_found("organization"));
     }
     tx.commit().await.map_err(corral_store::StoreError::from)?;
+    state
+        .runs
+        .bus
+        .revoke(corral_realtime::Revocation::Org {
+            org: org_id.clone(),
+        })
+        .await;
     tracing::info!(org_id = %org_id, "organization deleted");
     Ok(StatusCode::NO_CONTENT)
 }
