@@ -135,7 +135,16 @@ impl IntoResponse for ApiError {
         let request_id = current_request_id();
         let status = self.status();
         let this = self.0.into_parts();
-        if status.is_server_error() {
+        let expected_unavailable = matches!(
+            this.code,
+            corral_core::ErrorCode::Starting | corral_core::ErrorCode::ShuttingDown
+        );
+        if expected_unavailable {
+            // Booting or draining is the server working as designed, not an error.
+            tracing::debug!(request_id = %request_id, code = this.code.code(), "request refused: {}", this.detail);
+        } else if status == axum::http::StatusCode::SERVICE_UNAVAILABLE {
+            tracing::warn!(request_id = %request_id, code = this.code.code(), detail = %this.detail, error = ?this.source, "service unavailable");
+        } else if status.is_server_error() {
             match &this.source {
                 Some(src) => {
                     tracing::error!(request_id = %request_id, code = this.code.code(), error = ?src, "request failed")

@@ -22,6 +22,36 @@ pub trait Validate {
 
 pub struct Json<T>(pub T);
 
+/// Operations whose JSON body the reference contract makes optional: an empty body
+/// is read as `{}` there. Every other JSON body is required (the contract says so
+/// too: [`crate::openapi`] marks these optional from this list).
+pub const OPTIONAL_BODIES: &[(&str, &str)] = &[
+    ("POST", "/api/agents/{scope}/{name}/run"),
+    (
+        "PUT",
+        "/api/applications/{applicationId}/packages/{scope}/{name}",
+    ),
+    ("PATCH", "/api/applications/{id}"),
+    (
+        "POST",
+        "/api/integrations/{packageId}/auths/{authKey}/connect/oauth2",
+    ),
+    ("PUT", "/api/orgs/{orgId}/settings"),
+    ("POST", "/api/packages/agents/{scope}/{name}/versions"),
+    ("POST", "/api/packages/integrations/{scope}/{name}/versions"),
+    ("POST", "/api/packages/mcp-servers/{scope}/{name}/versions"),
+    ("POST", "/api/packages/skills/{scope}/{name}/versions"),
+];
+
+fn body_optional(req: &Request) -> bool {
+    let Some(path) = req.extensions().get::<axum::extract::MatchedPath>() else {
+        return false;
+    };
+    OPTIONAL_BODIES
+        .iter()
+        .any(|(m, p)| req.method().as_str() == *m && path.as_str() == *p)
+}
+
 impl<S, T> FromRequest<S> for Json<T>
 where
     S: Send + Sync,
@@ -30,6 +60,7 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let optional = body_optional(&req);
         let is_json = req
             .headers()
             .get(CONTENT_TYPE)
@@ -57,17 +88,30 @@ where
                 )
             }
         })?;
-        if is_json == Some(false) && !bytes.is_empty() {
+        let empty = bytes.iter().all(u8::is_ascii_whitespace);
+        if empty && !optional {
+            return Err(ApiError::field(
+                "body",
+                "required",
+                "a JSON body is required",
+            ));
+        }
+        // A body without a Content-Type is refused too: it is what a cross-site form
+        // or `fetch` without preflight sends.
+        if is_json != Some(true) && !empty {
             return Err(ApiError::new(
                 ErrorCode::UnsupportedMediaType,
                 "the request body must be application/json",
             ));
         }
-        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
-            b"{}"
-        } else {
-            &bytes
-        };
+        let bytes: &[u8] = if empty { b"{}" } else { &bytes };
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::field(
+                "body",
+                "invalid_type",
+                "the request body must be a JSON object",
+            ));
+        }
         let value = decode::<T>(bytes)?;
         let errors = value.validate();
         if !errors.is_empty() {
@@ -83,8 +127,14 @@ where
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     refuse_nul(bytes)?;
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    match serde_path_to_error::deserialize::<_, T>(de) {
-        Ok(v) => Ok(v),
+    match serde_path_to_error::deserialize::<_, T>(&mut *de) {
+        Ok(v) => match de.end() {
+            Ok(()) => Ok(v),
+            Err(e) => Err(ApiError::new(
+                ErrorCode::MalformedJson,
+                format!("the request body is not valid JSON: {e}"),
+            )),
+        },
         Err(err) => {
             let path = err.path().to_string();
             let inner = err.into_inner();

@@ -10,6 +10,7 @@ pub mod json;
 mod openapi;
 pub mod pagination;
 pub mod pipeline;
+pub mod query;
 pub mod ratelimit;
 mod router;
 pub mod routes;

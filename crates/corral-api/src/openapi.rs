@@ -139,6 +139,11 @@ impl utoipa::Modify for PipelineResponses {
                     _ => Method::DELETE,
                 };
                 let public = PUBLIC_OPERATIONS.contains(&path.as_str());
+                if crate::json::OPTIONAL_BODIES.contains(&(m.as_str(), path.as_str())) {
+                    if let Some(body) = op.request_body.as_mut() {
+                        body.required = Some(utoipa::openapi::Required::False);
+                    }
+                }
                 let mut add = |status: &str, description: &str| {
                     op.responses
                         .responses
@@ -173,6 +178,8 @@ impl utoipa::Modify for PipelineResponses {
                         "Not found, or not visible to this caller (also an unknown X-App-Id)",
                     );
                 }
+                add("414", "The request URI is longer than 8 KiB");
+                add("431", "The request's header fields are larger than 32 KiB");
                 add("500", "Unexpected server error");
                 add(
                     "503",

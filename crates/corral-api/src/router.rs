@@ -180,6 +180,7 @@ pub fn router(state: AppState) -> Router {
                     pipeline::security::body_limit,
                 ))
                 .layer(DefaultBodyLimit::max(state.config.body_limit_bytes))
+                .layer(from_fn(pipeline::limits::layer))
                 .layer(from_fn(pipeline::nul::layer))
                 .layer(from_fn_with_state(state.clone(), pipeline::gates::boot))
                 .layer(from_fn_with_state(state.clone(), pipeline::gates::shutdown)),

@@ -73,6 +73,8 @@ codes! {
     InvitationExpired = "invitation_expired", 410, "Invitation Expired";
     InvitationAccepted = "invitation_accepted", 410, "Invitation Already Accepted";
     PayloadTooLarge = "payload_too_large", 413, "Payload Too Large";
+    UriTooLong = "uri_too_long", 414, "URI Too Long";
+    HeadersTooLarge = "headers_too_large", 431, "Request Header Fields Too Large";
     UnsupportedMediaType = "unsupported_media_type", 415, "Unsupported Media Type";
     IdempotencyConflict = "idempotency_conflict", 422, "Idempotency Conflict";
     DependencyUnresolved = "dependency_unresolved", 422, "Dependency Unresolved";

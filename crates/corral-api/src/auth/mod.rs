@@ -96,7 +96,15 @@ impl Authenticator {
     }
 
     pub async fn authenticate(&self, parts: &Parts, state: &AppState) -> ApiResult<Principal> {
+        // An Authorization header is the credential: when no strategy accepts it, the
+        // request is a 401 even if it also carries a valid session cookie.
+        let authorization = parts
+            .headers
+            .contains_key(axum::http::header::AUTHORIZATION);
         for s in &self.strategies {
+            if authorization && s.name() == "session" {
+                continue;
+            }
             if let Some(p) = s.authenticate(parts, state).await? {
                 return Ok(p);
             }

@@ -108,6 +108,41 @@ impl AuthStrategy for SessionStrategy {
         parts: &'a Parts,
         state: &'a AppState,
     ) -> BoxFuture<'a, ApiResult<Option<Principal>>> {
-        Box::pin(async move { Ok(resolve(state, parts).await?.map(Principal::User)) })
+        Box::pin(async move {
+            let Some(user) = resolve(state, parts).await? else {
+                return Ok(None);
+            };
+            check_origin(parts, &state.config.trusted_origins)?;
+            Ok(Some(Principal::User(user)))
+        })
     }
+}
+
+/// CSRF: a cookie travels with cross-site requests, so an unsafe request
+/// authenticated by one must come from this server's own origin or a trusted one
+/// (`CORRAL_TRUSTED_ORIGINS`). Browsers say where a request comes from (`Origin`,
+/// `Sec-Fetch-Site`); a client that says nothing is not a browser and is let through.
+pub fn check_origin(parts: &Parts, trusted: &[String]) -> ApiResult<()> {
+    if parts.method.is_safe() {
+        return Ok(());
+    }
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(origin) = header("origin").filter(|o| *o != "null") {
+        let host = header("host").unwrap_or_default();
+        let same = origin
+            .split_once("://")
+            .is_some_and(|(_, rest)| rest.trim_end_matches('/') == host);
+        if same || trusted.iter().any(|t| t.trim_end_matches('/') == origin) {
+            return Ok(());
+        }
+        return Err(ApiError::forbidden(format!(
+            "cross-site request refused: the origin {origin} is not trusted"
+        )));
+    }
+    if header("origin") == Some("null") || header("sec-fetch-site") == Some("cross-site") {
+        return Err(ApiError::forbidden(
+            "cross-site request refused: a session cookie only works from a trusted origin",
+        ));
+    }
+    Ok(())
 }

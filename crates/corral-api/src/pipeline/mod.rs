@@ -5,6 +5,7 @@
 
 pub mod client_ip;
 pub mod gates;
+pub mod limits;
 pub mod nul;
 pub mod request_id;
 pub mod security;

@@ -3,7 +3,8 @@
 //! its dependencies as one `.afps-bundle`. The agent's model is in
 //! [`crate::routes::models`].
 
-use axum::extract::{Path, Query, State};
+use crate::query::Query;
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use corral_afps::{Bundle, Package, PackageType};

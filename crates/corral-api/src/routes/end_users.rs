@@ -1,7 +1,8 @@
 //! End-users (`/api/end-users…`): the external users of a headless application.
 //! Listed newest first with `startingAfter` / `endingBefore` cursors.
 
-use axum::extract::{Path, Query, State};
+use crate::query::Query;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use corral_core::time::now_ms;
 use corral_core::ErrorCode;
@@ -217,9 +218,8 @@ pub struct EndUserList {
 pub async fn list_end_users(
     State(state): State<AppState>,
     ctx: Perm<perms::EndUsersRead>,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<EndUserList>> {
-    let Query(q) = query.map_err(|e| ApiError::invalid_param("query", e.body_text()))?;
     let limit = match q.limit.as_deref() {
         None => 20,
         Some(s) => s

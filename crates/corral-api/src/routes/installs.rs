@@ -2,7 +2,8 @@
 //! install, list, read, update the application's settings for a package (enabled,
 //! version pin, model, generation settings), uninstall.
 
-use axum::extract::{Path, Query, State};
+use crate::query::Query;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use corral_core::time::now_ms;
 use corral_core::{AppId, ErrorCode};

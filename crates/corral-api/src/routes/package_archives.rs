@@ -2,8 +2,9 @@
 //! `application/zip` body) and of a `.afps-bundle`, the file listing and content of a
 //! version, and the download of a version's exact bytes (integrity verified first).
 
+use crate::query::Query;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
+use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use corral_afps::{Bundle, Limits, Package, PackageType};

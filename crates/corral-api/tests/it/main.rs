@@ -3,6 +3,7 @@
 
 mod auth_failures;
 mod contract;
+mod csrf;
 mod idempotency;
 mod integrations;
 mod isolation;
@@ -20,4 +21,5 @@ mod revoke;
 mod run_events;
 mod runs;
 mod runs_docker;
+mod strict;
 mod webhooks;

@@ -23,7 +23,8 @@ pub use readiness::*;
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, Query, State};
+use crate::query::Query;
+use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use corral_core::time::now_ms;

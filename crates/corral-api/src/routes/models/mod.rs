@@ -19,7 +19,8 @@ pub use model_tests::*;
 pub use org_models::*;
 pub use registry::*;
 
-use axum::extract::{Path, Query, State};
+use crate::query::Query;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use corral_core::time::now_ms;

@@ -15,7 +15,8 @@ pub use view::*;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, RawQuery, State};
+use crate::query::Query;
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use corral_core::time::{now_ms, to_rfc3339};
