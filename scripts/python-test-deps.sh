@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Provides a Python with the `standardwebhooks` package from PyPI, the independent
-# Standard Webhooks implementation the webhook signing is cross-checked against.
+# Provides a Python with, from PyPI, the `standardwebhooks` package (the independent
+# Standard Webhooks implementation the webhook signing is cross-checked against) and
+# `schemathesis` (the contract fuzzer run over the whole API on both backends).
 # Idempotent: the venv is reused when it can already import the package.
 # Prints exactly one line on stdout, everything else goes to stderr:
 #   eval "$(scripts/python-test-deps.sh)"
@@ -13,7 +14,8 @@ VENV="${CORRAL_TEST_VENV:-$ROOT/target/test-venv}"
 PY="$VENV/bin/python"
 
 has_package() {
-  [ -x "$PY" ] && "$PY" -c 'import standardwebhooks.webhooks' >/dev/null 2>&1
+  [ -x "$PY" ] && "$PY" -c 'import standardwebhooks.webhooks' >/dev/null 2>&1 \
+    && [ -x "$VENV/bin/schemathesis" ]
 }
 
 if ! has_package; then
@@ -40,12 +42,12 @@ if ! has_package; then
       python3 -m venv "$VENV" >&2
     fi
   fi
-  log "installing standardwebhooks into $VENV"
-  "$PY" -m pip install --quiet --disable-pip-version-check standardwebhooks >&2
+  log "installing standardwebhooks and schemathesis into $VENV"
+  "$PY" -m pip install --quiet --disable-pip-version-check standardwebhooks 'schemathesis>=4.3,<5' >&2
   if ! has_package; then
-    log "standardwebhooks is still not importable from $PY"
+    log "standardwebhooks or schemathesis is still missing from $VENV"
     exit 1
   fi
 fi
 
-printf 'export CORRAL_TEST_PYTHON=%q\n' "$PY"
+printf 'export CORRAL_TEST_PYTHON=%q CORRAL_SCHEMATHESIS=%q\n' "$PY" "$VENV/bin/schemathesis"

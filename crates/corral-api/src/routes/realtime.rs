@@ -54,6 +54,19 @@ pub struct SseQuery {
     channels: Option<String>,
 }
 
+/// One Server-Sent Event of a realtime stream, as a client's SSE parser yields it:
+/// `run_update`, `run_log`, `run_metric`, `connection_update` or `ping`, its JSON
+/// `data` (empty for a ping), and `id`, the organization's event number to resume
+/// from with `Last-Event-ID` (absent on snapshots and pings).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code, reason = "documents the stream's frames for the contract")]
+pub struct SseEvent {
+    event: String,
+    data: String,
+    id: Option<String>,
+    retry: Option<u64>,
+}
+
 struct Options {
     verbose: bool,
     channels: u8,
@@ -173,7 +186,7 @@ fn base_filter(ctx: &Ctx, opts: &Options) -> ApiResult<Filter> {
 /// SSE: every run change of the application.
 #[utoipa::path(get, path = "/api/realtime/runs", tag = "Realtime", operation_id = "streamAllRuns",
     params(SseQuery),
-    responses((status = 200, description = "SSE stream", content_type = "text/event-stream", body = String)))]
+    responses((status = 200, description = "SSE stream", content_type = "text/event-stream", body = SseEvent)))]
 pub async fn stream_all_runs(
     State(state): State<AppState>,
     ctx: Perm<perms::RunsRead>,
@@ -188,7 +201,7 @@ pub async fn stream_all_runs(
 /// SSE: one run — a snapshot of the run first, then its events.
 #[utoipa::path(get, path = "/api/realtime/runs/{id}", tag = "Realtime", operation_id = "streamRun",
     params(("id" = String, Path, description = "Run id"), SseQuery),
-    responses((status = 200, description = "SSE stream", content_type = "text/event-stream", body = String)))]
+    responses((status = 200, description = "SSE stream", content_type = "text/event-stream", body = SseEvent)))]
 pub async fn stream_run(
     State(state): State<AppState>,
     ctx: Perm<perms::RunsRead>,
@@ -227,7 +240,7 @@ pub async fn stream_run(
 /// SSE: the runs of one agent (`@scope/name`, URL-encoded).
 #[utoipa::path(get, path = "/api/realtime/agents/{packageId}/runs", tag = "Realtime", operation_id = "streamAgentRuns",
     params(("packageId" = String, Path, description = "Agent package id (`@scope/name`, URL-encoded)"), SseQuery),
-    responses((status = 200, description = "SSE stream", content_type = "text/event-stream", body = String)))]
+    responses((status = 200, description = "SSE stream", content_type = "text/event-stream", body = SseEvent)))]
 pub async fn stream_agent_runs(
     State(state): State<AppState>,
     ctx: Perm<perms::RunsRead>,
