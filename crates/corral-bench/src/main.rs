@@ -11,9 +11,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, ValueEnum};
-use corral_bench::stats::percentile;
 use sqlx::Connection;
 use tokio::process::{Child, Command};
+
+mod report;
+
+use report::*;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -66,11 +69,6 @@ impl Backend {
         }
     }
 }
-
-/// SPEC targets the figures are compared with.
-const TARGET_BOOT_MS_SQLITE: f64 = 100.0;
-const TARGET_IDLE_RSS_MB: f64 = 30.0;
-const TARGET_P99_MS: f64 = 5.0;
 
 /// Longest a boot may take before the run is declared broken.
 const BOOT_DEADLINE: Duration = Duration::from_secs(30);
@@ -201,6 +199,13 @@ impl Server {
             .env("CORRAL_LISTEN", format!("127.0.0.1:{port}"))
             .env("CORRAL_DATA_DIR", home.dir())
             .env("RUST_LOG", "warn")
+            // A model whose server refuses connections: runs are accepted, then
+            // fail at their first LLM call, so seeding them needs no provider.
+            .env("CORRAL_MODEL_API", "openai")
+            .env("CORRAL_MODEL_ID", "bench")
+            .env("CORRAL_MODEL_BASE_URL", "http://127.0.0.1:9/v1")
+            .env("CORRAL_MODEL_API_KEY", "sk-bench")
+            .env("CORRAL_SANDBOX", "process")
             .env_remove("CORRAL_CONFIG")
             .current_dir(home.dir())
             .stdin(Stdio::null())
@@ -287,6 +292,8 @@ struct Report {
     boots: Vec<Duration>,
     idle_rss_kib: u64,
     load: Load,
+    /// `GET /api/runs?limit=20` over a full page of runs.
+    runs: Load,
     loaded_rss_kib: u64,
     shutdown: Duration,
     concurrency: usize,
@@ -322,7 +329,25 @@ async fn bench_backend(args: &Args, backend: Backend) -> Result<Report> {
     println!("idle RSS: {:.1} MB", mib(idle_rss_kib));
 
     let key = setup(&server.base).await.context("set-up over HTTP")?;
-    let load = run_load(&server.base, &key, args.concurrency, args.duration).await?;
+    let load = run_load(
+        &server.base,
+        &key,
+        "/api/applications",
+        args.concurrency,
+        args.duration,
+    )
+    .await?;
+    seed_runs(&server.base, &key, 25)
+        .await
+        .context("seeding runs")?;
+    let runs = run_load(
+        &server.base,
+        &key,
+        "/api/runs?limit=20",
+        args.concurrency,
+        args.duration,
+    )
+    .await?;
     let loaded_rss_kib = server.rss_kib()?;
     let shutdown = server.stop().await?;
     if let Err(e) = home.remove().await {
@@ -334,6 +359,7 @@ async fn bench_backend(args: &Args, backend: Backend) -> Result<Report> {
         boots,
         idle_rss_kib,
         load,
+        runs,
         loaded_rss_kib,
         shutdown,
         concurrency: args.concurrency,
@@ -410,10 +436,68 @@ async fn expect_ok(r: reqwest::Response, what: &str) -> Result<serde_json::Value
     serde_json::from_str(&text).with_context(|| format!("{what}: not JSON: {text}"))
 }
 
+/// `n` finished runs in the key's application: inline runs whose model server
+/// refuses connections, so each ends `failed` as a full row; waits until all have.
+async fn seed_runs(base: &str, key: &str, n: usize) -> Result<()> {
+    let http = reqwest::Client::new();
+    let manifest = serde_json::json!({
+        "name": "@bench/hello", "version": "0.0.0", "type": "agent", "schema_version": "2.0",
+        "author": "bench", "display_name": "Hello",
+        "input": {"schema": {"type": "object", "properties": {"n": {"type": "integer"}}}}
+    });
+    for i in 0..n {
+        let r = http
+            .post(format!("{base}/api/runs/inline"))
+            .bearer_auth(key)
+            .json(&serde_json::json!({
+                "manifest": manifest,
+                "prompt": format!("Run number {i}: say hello."),
+                "input": {"n": i}
+            }))
+            .send()
+            .await?;
+        let status = r.status();
+        let body = r.text().await?;
+        anyhow::ensure!(status.is_success(), "inline run {i}: {status} {body}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let page: serde_json::Value = http
+            .get(format!("{base}/api/runs?limit=100"))
+            .bearer_auth(key)
+            .send()
+            .await?
+            .json()
+            .await?;
+        let active = page["data"]
+            .as_array()
+            .map(|runs| {
+                runs.iter()
+                    .filter(|r| matches!(r["status"].as_str(), Some("pending" | "running")))
+                    .count()
+            })
+            .unwrap_or(0);
+        if active == 0 {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{active} seeded runs never finished"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// `concurrency` tasks, each with its own client (so its own keep-alive connection),
-/// send `GET /api/applications` back to back until the deadline.
-async fn run_load(base: &str, key: &str, concurrency: usize, secs: u64) -> Result<Load> {
-    let url = format!("{base}/api/applications");
+/// send `GET {path}` back to back until the deadline.
+async fn run_load(
+    base: &str,
+    key: &str,
+    path: &str,
+    concurrency: usize,
+    secs: u64,
+) -> Result<Load> {
+    let url = format!("{base}{path}");
     let mut clients = Vec::with_capacity(concurrency);
     for _ in 0..concurrency {
         let c = reqwest::Client::builder()
@@ -480,121 +564,4 @@ async fn run_load(base: &str, key: &str, concurrency: usize, secs: u64) -> Resul
         elapsed,
         latencies,
     })
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-fn mib(kib: u64) -> f64 {
-    kib as f64 / 1024.0
-}
-
-fn verdict(ok: bool) -> &'static str {
-    if ok {
-        "ok"
-    } else {
-        "MISS"
-    }
-}
-
-impl Report {
-    fn print(&self) {
-        let mut boots = self.boots.clone();
-        boots.sort_unstable();
-        let median = boots[boots.len() / 2];
-        let l = &self.load;
-        let rps = l.requests as f64 / l.elapsed.as_secs_f64();
-        let p99 = percentile(&l.latencies, 99.0).unwrap_or_default();
-        let boot_target = match self.backend {
-            Backend::Sqlite => format!("< {TARGET_BOOT_MS_SQLITE:.0} ms"),
-            Backend::Postgres => "-".to_owned(),
-        };
-        let boot_verdict = match self.backend {
-            Backend::Sqlite => verdict(ms(median) < TARGET_BOOT_MS_SQLITE),
-            Backend::Postgres => "",
-        };
-        println!(
-            "+-----------------------------------------------------------------+\n\
-             | {:<63} |\n\
-             +---------------------------+------------------+-----------+------+",
-            format!(
-                "{} — GET /api/applications, API key, {} connections",
-                self.backend.name(),
-                self.concurrency
-            )
-        );
-        let row = |name: &str, value: String, target: &str, v: &str| {
-            println!("| {name:<25} | {value:>16} | {target:>9} | {v:>4} |");
-        };
-        row(
-            &format!("boot→healthy median of {}", boots.len()),
-            format!("{:.1} ms", ms(median)),
-            &boot_target,
-            boot_verdict,
-        );
-        row(
-            "boot min / max",
-            format!("{:.1}/{:.1} ms", ms(boots[0]), ms(boots[boots.len() - 1])),
-            "",
-            "",
-        );
-        row(
-            "idle RSS",
-            format!("{:.1} MB", mib(self.idle_rss_kib)),
-            &format!("< {TARGET_IDLE_RSS_MB:.0} MB"),
-            verdict(mib(self.idle_rss_kib) < TARGET_IDLE_RSS_MB),
-        );
-        row(
-            "requests",
-            format!("{} in {:.1} s", l.requests, l.elapsed.as_secs_f64()),
-            "",
-            "",
-        );
-        row("throughput", format!("{rps:.0} req/s"), "", "");
-        for (name, p) in [("p50", 50.0), ("p90", 90.0)] {
-            row(
-                name,
-                format!(
-                    "{:.2} ms",
-                    ms(percentile(&l.latencies, p).unwrap_or_default())
-                ),
-                "",
-                "",
-            );
-        }
-        row(
-            "p99",
-            format!("{:.2} ms", ms(p99)),
-            &format!("< {TARGET_P99_MS:.0} ms"),
-            verdict(ms(p99) < TARGET_P99_MS),
-        );
-        row(
-            "max",
-            format!(
-                "{:.2} ms",
-                ms(l.latencies.last().copied().unwrap_or_default())
-            ),
-            "",
-            "",
-        );
-        row("errors", l.errors.to_string(), "0", verdict(l.errors == 0));
-        row(
-            "RSS after load",
-            format!("{:.1} MB", mib(self.loaded_rss_kib)),
-            "",
-            "",
-        );
-        row(
-            "SIGTERM→exit",
-            format!("{:.1} ms", ms(self.shutdown)),
-            "",
-            "",
-        );
-        println!("+---------------------------+------------------+-----------+------+");
-        if let Some(e) = &l.first_error {
-            println!("first error: {e}");
-        }
-        println!();
-    }
 }

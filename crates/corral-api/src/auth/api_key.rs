@@ -1,7 +1,8 @@
 //! `Authorization: Bearer ask_…` API keys. The key is looked up by its prefix and
 //! compared by SHA-256 hash in constant time; revoked, expired and orphaned keys (their
 //! creator left the org) are refused. `last_used_at` is written off the hot path, at
-//! most once a minute per key.
+//! most once a minute per key. Verified keys are cached for a few seconds
+//! ([`super::key_cache`]); revocations drop them at once.
 
 use axum::http::request::Parts;
 use corral_core::perm::{grantable_to_api_key, PermSet};
@@ -19,7 +20,10 @@ pub const KEY_PREFIX: &str = "ask_";
 pub const LOOKUP_PREFIX_LEN: usize = 12;
 const LAST_USED_RESOLUTION_MS: i64 = 60_000;
 
-pub struct ApiKeyStrategy;
+#[derive(Default)]
+pub struct ApiKeyStrategy {
+    cache: super::key_cache::KeyCache,
+}
 
 /// A new random key: `ask_` + 48 hex characters.
 pub fn generate() -> String {
@@ -87,6 +91,14 @@ impl AuthStrategy for ApiKeyStrategy {
                 return Err(ApiError::unauthorized("malformed API key", true));
             }
             let digest = hash(key);
+            let now = corral_core::time::now_ms();
+            if let Some(hit) = self
+                .cache
+                .get(&digest, now, || state.runs.bus.revocations())
+            {
+                self.touch(state, &digest, &hit.principal.key_id, hit.last_used_at, now);
+                return Ok(Some(Principal::ApiKey(hit.principal)));
+            }
             let candidates = corral_store::api_keys::candidates_by_prefix(
                 state.db.pool(),
                 &key[..LOOKUP_PREFIX_LEN],
@@ -98,7 +110,6 @@ impl AuthStrategy for ApiKeyStrategy {
             else {
                 return Err(ApiError::unauthorized("unknown API key", true));
             };
-            let now = corral_core::time::now_ms();
             if found.revoked_at.is_some() {
                 return Err(ApiError::unauthorized(
                     "this API key has been revoked",
@@ -118,27 +129,41 @@ impl AuthStrategy for ApiKeyStrategy {
             let permissions = PermSet::from_scopes(scopes.iter().map(String::as_str))
                 .intersect(role.permissions())
                 .retain(grantable_to_api_key);
-            if found
-                .last_used_at
-                .is_none_or(|t| now - t >= LAST_USED_RESOLUTION_MS)
-            {
-                let pool = state.db.pool().clone();
-                let id = found.id.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = corral_store::api_keys::touch_last_used(&pool, &id, now).await {
-                        tracing::warn!(error = %e, "could not record API key use");
-                    }
-                });
-            }
-            Ok(Some(Principal::ApiKey(KeyPrincipal {
+            let principal = KeyPrincipal {
                 key_id: found.id,
                 org_id: found.org_id,
                 application_id: found.application_id,
                 permissions,
                 created_by: found.created_by,
                 org_api_version: found.api_version,
-            })))
+            };
+            self.cache.put(
+                digest.clone(),
+                principal.clone(),
+                found.expires_at,
+                found.last_used_at,
+                now,
+            );
+            self.touch(state, &digest, &principal.key_id, found.last_used_at, now);
+            Ok(Some(Principal::ApiKey(principal)))
         })
+    }
+}
+
+impl ApiKeyStrategy {
+    /// Writes `last_used_at` off the hot path, at most once a minute per key.
+    fn touch(&self, state: &AppState, digest: &str, id: &str, last: Option<i64>, now: i64) {
+        if last.is_some_and(|t| now - t < LAST_USED_RESOLUTION_MS) {
+            return;
+        }
+        self.cache.used(digest, now);
+        let pool = state.db.pool().clone();
+        let id = id.to_owned();
+        tokio::spawn(async move {
+            if let Err(e) = corral_store::api_keys::touch_last_used(&pool, &id, now).await {
+                tracing::warn!(error = %e, "could not record API key use");
+            }
+        });
     }
 }
 

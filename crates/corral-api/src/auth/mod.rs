@@ -5,6 +5,7 @@
 //! API-key and session strategies.
 
 pub mod api_key;
+pub mod key_cache;
 pub mod password;
 pub mod session;
 
@@ -90,7 +91,7 @@ impl Authenticator {
     /// `extra` strategies run first, then API keys, then the session cookie.
     pub fn new(extra: Vec<Arc<dyn AuthStrategy>>) -> Authenticator {
         let mut strategies = extra;
-        strategies.push(Arc::new(api_key::ApiKeyStrategy));
+        strategies.push(Arc::new(api_key::ApiKeyStrategy::default()));
         strategies.push(Arc::new(session::SessionStrategy));
         Authenticator { strategies }
     }

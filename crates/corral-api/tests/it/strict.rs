@@ -142,6 +142,12 @@ async fn malformed_input_is_refused(b: Backend) {
         .await;
     assert_problem(&r, 400, "agent runs ?limit=x");
 
+    // `?user=me` with an API key (no user) lists nothing, on both backends.
+    let (_, key) = alice.api_key(None).await;
+    let keyed = app.client().bearer(&key);
+    let r = keyed.get("/api/runs?user=me", 200).await;
+    assert_eq!(r["total"], 0, "{r}");
+
     // An unknown method, an oversized URI and header block.
     let r = raw(
         &app,

@@ -45,7 +45,9 @@ pub async fn list_runs(
                 ctx.principal
                     .user()
                     .map(|u| u.user_id.as_str())
-                    .unwrap_or("\u{0}no-user"),
+                    // An API key is no user: "" matches no run (a NUL here was a
+                    // 500 on PostgreSQL, which refuses it in text).
+                    .unwrap_or(""),
             );
         }
         Some(_) => return Err(ApiError::invalid_param("user", "user must be `me`")),
