@@ -143,6 +143,10 @@ pub fn validate(
 
     if let Some(ptype) = ptype {
         schema_errors(ptype, manifest, &mut errors);
+        // The AFPS schema requires `author`, but the reference API's AgentManifest
+        // does not, and Appstrate clients send agents without one: accepted here
+        // (docs/compatibility.md).
+        errors.retain(|e| !(e.field == "author" && e.code == "required"));
     }
 
     // Our own checks of name and version, unless the schema already complained
@@ -328,7 +332,9 @@ fn check_skill_md(files: &BTreeMap<String, Vec<u8>>, errors: &mut Vec<FieldError
             "SKILL.md must start with a front matter block between --- lines",
         ));
     };
-    for key in ["name", "description"] {
+    // `description` may be absent: the reference accepts such skills (the manifest's
+    // own description, if any, stands in).
+    for key in ["name"] {
         if pairs.get(key).is_none_or(|v| v.is_empty()) {
             errors.push(FieldError::new(
                 format!("{FIELD}.{key}"),
@@ -382,6 +388,13 @@ mod tests {
             "name": "@acme/agent", "version": "1.0.0", "type": "agent",
             "schema_version": "2.0", "display_name": "Agent", "author": "Acme"
         })
+    }
+
+    #[test]
+    fn an_agent_without_author_validates_as_the_reference_accepts_it() {
+        let mut m = minimal_agent();
+        m.as_object_mut().unwrap().remove("author");
+        assert!(validate(&m, &agent_files()).is_ok());
     }
 
     #[test]
@@ -487,8 +500,12 @@ mod tests {
             &with("---\nname: s\ndescription: \"Does s\"\n---\n# S\n")
         )
         .is_ok());
-        let errors = validate(&m, &with("---\nname: s\n---\nbody")).expect_err("no description");
-        assert_eq!(errors[0].field, "files.SKILL.md.description");
+        assert!(
+            validate(&m, &with("---\nname: s\n---\nbody")).is_ok(),
+            "no description: accepted, as the reference does"
+        );
+        let errors = validate(&m, &with("---\ndescription: d\n---\nbody")).expect_err("no name");
+        assert_eq!(errors[0].field, "files.SKILL.md.name");
         let errors = validate(&m, &with("# no front matter")).expect_err("no front matter");
         assert_eq!(errors[0].code, "front_matter_missing");
         let errors = validate(&m, &with("---\nname: s\ndescription: d\n")).expect_err("unclosed");

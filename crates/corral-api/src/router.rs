@@ -149,7 +149,8 @@ pub fn router(state: AppState) -> Router {
         };
         app = app.merge(r);
     }
-    app.route("/api/openapi.json", get(docs::openapi_json))
+    let app = app
+        .route("/api/openapi.json", get(docs::openapi_json))
         .route("/api/docs", get(docs::docs_page))
         .route("/api/docs/docs.js", get(docs::docs_js))
         .fallback(route_not_found)
@@ -185,7 +186,11 @@ pub fn router(state: AppState) -> Router {
                 .layer(from_fn_with_state(state.clone(), pipeline::gates::boot))
                 .layer(from_fn_with_state(state.clone(), pipeline::gates::shutdown)),
         )
-        .with_state(state)
+        .with_state(state);
+    // Rewrites that must happen before routing wrap the routed application.
+    Router::new()
+        .fallback_service(app)
+        .layer(from_fn(pipeline::package_paths::layer))
 }
 
 /// `/metrics` (Prometheus text format), alone on the metrics listener.

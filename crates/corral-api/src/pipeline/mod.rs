@@ -7,5 +7,6 @@ pub mod client_ip;
 pub mod gates;
 pub mod limits;
 pub mod nul;
+pub mod package_paths;
 pub mod request_id;
 pub mod security;

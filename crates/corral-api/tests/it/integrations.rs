@@ -139,6 +139,35 @@ async fn fields_connections(b: Backend) {
     // Schema violations, an unknown auth, a closed body: 4xx and nothing stored.
     let e = c.post(&connect, json!({"credentials": {}}), 400).await;
     assert_eq!(e["errors"][0]["field"], "credentials", "{e}");
+    // Appstrate clients put the package id in the path with a literal slash (not a
+    // path of the contract, so sent past the contract-checking client).
+    let raw = |method: reqwest::Method, path: String| {
+        let mut req = reqwest::Client::new().request(method, format!("{}{path}", c.base()));
+        for h in ["cookie", "x-org-id", "x-app-id"] {
+            if let Some(v) = c.header_value(h) {
+                req = req.header(h, v);
+            }
+        }
+        req
+    };
+    let literal = format!("/api/integrations/{id}/auths/api_key/connect/fields");
+    assert!(literal.contains("/@"), "{literal}");
+    let same: Value = raw(reqwest::Method::POST, literal)
+        .json(&json!({"credentials": {}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(same["errors"], e["errors"], "{same}");
+    let one = raw(reqwest::Method::GET, format!("/api/integrations/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(one.status(), 200);
+    let one: Value = one.json().await.unwrap();
+    assert_eq!(one["manifest"]["name"], id.as_str(), "{one}");
     assert!(
         e["errors"][0]["message"]
             .as_str()
