@@ -75,7 +75,7 @@ impl ApiError {
         ApiError(Problem::invalid_param(param, detail))
     }
 
-    /// A 400 `validation_error` listing every offending field.
+    /// A 400 `validation_failed` (the reference's code) listing every offending field.
     pub fn validation(errors: Vec<FieldError>) -> ApiError {
         ApiError(Problem::validation(errors))
     }

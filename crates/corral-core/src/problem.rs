@@ -28,7 +28,7 @@ macro_rules! codes {
 }
 
 codes! {
-    ValidationError = "validation_error", 400, "Validation Error";
+    ValidationError = "validation_failed", 400, "Validation Failed";
     InvalidRequest = "invalid_request", 400, "Invalid Request";
     MalformedJson = "malformed_json", 400, "Malformed JSON";
     HeaderNotAllowed = "header_not_allowed", 400, "Header Not Allowed";
@@ -185,7 +185,7 @@ impl Problem {
         e
     }
 
-    /// A 400 `validation_error` listing every offending field.
+    /// A 400 `validation_failed` (the reference's code) listing every offending field.
     pub fn validation(errors: Vec<FieldError>) -> Problem {
         let detail = match errors.as_slice() {
             [] => "the request is invalid".to_owned(),

@@ -4,7 +4,7 @@
 //! open stream ends when one concerns the identity that opened it. The client then
 //! reconnects and is authenticated again, with what it is allowed now.
 
-use corral_core::OrgId;
+use corral_core::{AppId, OrgId};
 use serde::{Deserialize, Serialize};
 
 /// What stopped being valid.
@@ -24,12 +24,15 @@ pub enum Revocation {
     Member { org: OrgId, user: String },
     /// The org is gone.
     Org { org: OrgId },
+    /// An application is gone (its keys with it).
+    Application { org: OrgId, app: AppId },
 }
 
 /// The identity a stream was opened with.
 #[derive(Debug, Clone)]
 pub struct Holder {
     pub org: OrgId,
+    pub app: AppId,
     pub api_key: Option<String>,
     pub session: Option<String>,
     pub user: Option<String>,
@@ -51,6 +54,7 @@ impl Holder {
                 *org == self.org && user_is(user) && self.session.is_some()
             }
             Revocation::Org { org } => *org == self.org,
+            Revocation::Application { org, app } => *org == self.org && *app == self.app,
         }
     }
 }
@@ -62,6 +66,7 @@ mod tests {
     fn session(user: &str, id: &str) -> Holder {
         Holder {
             org: OrgId::from("o1"),
+            app: AppId::from("a1"),
             api_key: None,
             session: Some(id.into()),
             user: Some(user.into()),
@@ -72,6 +77,7 @@ mod tests {
     fn each_revocation_reaches_only_its_holders() {
         let key = Holder {
             org: OrgId::from("o1"),
+            app: AppId::from("a1"),
             api_key: Some("k1".into()),
             session: None,
             user: Some("u1".into()),

@@ -105,6 +105,9 @@ impl KeyCache {
                     k.org_id == *org && k.created_by.as_deref() == Some(user.as_str())
                 }
                 Revocation::Org { org } => k.org_id == *org,
+                Revocation::Application { org, app } => {
+                    k.org_id == *org && k.application_id == *app
+                }
                 Revocation::Session { .. } | Revocation::UserSessions { .. } => false,
             }
         });

@@ -266,6 +266,14 @@ pub async fn delete_application(
     }
     corral_store::applications::delete(&mut tx, org_id, &id).await?;
     tx.commit().await.map_err(corral_store::StoreError::from)?;
+    state
+        .runs
+        .bus
+        .revoke(corral_realtime::Revocation::Application {
+            org: org_id.clone(),
+            app: id.clone(),
+        })
+        .await;
     tracing::info!(org_id = %org_id, application_id = %id, "application deleted");
     Ok(StatusCode::NO_CONTENT)
 }

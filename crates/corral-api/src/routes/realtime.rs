@@ -10,7 +10,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use corral_core::{OrgId, RunId};
+use corral_core::{AppId, OrgId, RunId};
 use futures::StreamExt as _;
 use serde_json::Value;
 use utoipa::IntoParams;
@@ -119,7 +119,10 @@ async fn open(
 ) -> ApiResult<Response> {
     let org = ctx.org_id()?;
     // Subscribed before the stream opens, so a revocation racing the open still ends it.
-    let revoked = until_revoked(state.runs.bus.revocations(), holder(ctx, org));
+    let revoked = until_revoked(
+        state.runs.bus.revocations(),
+        holder(ctx, org, ctx.app_id()?),
+    );
     let stream = state
         .realtime
         .stream(org, filter, opts.verbose, last_event_id(headers), first)
@@ -139,16 +142,18 @@ async fn open(
 }
 
 /// The identity the stream is opened with, as revocations name it.
-fn holder(ctx: &Ctx, org: &OrgId) -> Holder {
+fn holder(ctx: &Ctx, org: &OrgId, app: &AppId) -> Holder {
     match &ctx.principal {
         Principal::ApiKey(k) => Holder {
             org: org.clone(),
+            app: app.clone(),
             api_key: Some(k.key_id.clone()),
             session: None,
             user: k.created_by.clone(),
         },
         Principal::User(u) => Holder {
             org: org.clone(),
+            app: app.clone(),
             api_key: None,
             session: Some(u.session_id.clone()),
             user: Some(u.user_id.clone()),

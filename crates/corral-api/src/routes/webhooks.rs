@@ -27,7 +27,12 @@ pub const MAX_PER_SCOPE: i64 = 20;
 pub fn app_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_webhooks, create_webhook))
-        .routes(routes!(get_webhook, update_webhook, delete_webhook))
+        .routes(routes!(
+            get_webhook,
+            update_webhook,
+            put_webhook,
+            delete_webhook
+        ))
         .routes(routes!(test_webhook))
         .routes(routes!(rotate_webhook_secret))
         .routes(routes!(list_webhook_deliveries))
@@ -113,6 +118,9 @@ pub struct CreateWebhookBody {
     pub payload_mode: Option<String>,
     pub description: Option<String>,
     pub enabled: Option<bool>,
+    /// Sent by Appstrate clients: the application of the request (`X-App-Id`, or the
+    /// API key's); another application's id is refused.
+    pub application_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -254,6 +262,14 @@ pub async fn create_webhook(
 ) -> ApiResult<(StatusCode, Json<WebhookWithSecret>)> {
     let url = check_url(&state, &body.url)?;
     let org = ctx.org_id()?;
+    if let Some(requested) = body.application_id.as_deref() {
+        if *ctx.app_id()? != *requested {
+            return Err(ApiError::invalid_param(
+                "applicationId",
+                "applicationId must be the application of the request (X-App-Id or the API key's)",
+            ));
+        }
+    }
     let app = match body.level.as_deref() {
         Some("org") => None,
         _ => Some(ctx.app_id()?),
@@ -377,6 +393,20 @@ pub async fn update_webhook(
     )
     .await?;
     Ok(Json(WebhookView::from(&load(&state, &ctx, &id).await?)))
+}
+
+/// `PUT` as Appstrate clients send it: the same partial update as `PATCH`.
+#[utoipa::path(put, path = "/api/webhooks/{id}", tag = "Webhooks", operation_id = "replaceWebhook",
+    params(("id" = String, Path, description = "Webhook id")),
+    request_body = UpdateWebhookBody,
+    responses((status = 200, description = "Updated", body = WebhookView)))]
+pub async fn put_webhook(
+    state: State<AppState>,
+    ctx: Perm<perms::WebhooksWrite>,
+    id: Path<String>,
+    body: Json<UpdateWebhookBody>,
+) -> ApiResult<Json<WebhookView>> {
+    update_webhook(state, ctx, id, body).await
 }
 
 #[utoipa::path(delete, path = "/api/webhooks/{id}", tag = "Webhooks", operation_id = "deleteWebhook",

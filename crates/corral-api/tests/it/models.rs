@@ -154,32 +154,32 @@ async fn credentials_crud_validation_and_isolation(b: Backend) {
         ),
         (
             json!({"providerId": "openai-compatible", "apiKey": "k"}),
-            "validation_error",
+            "validation_failed",
             "baseUrlOverride",
         ),
         (
             json!({"providerId": "openai-compatible", "apiKey": "k", "baseUrlOverride": "ftp://x/v1"}),
-            "validation_error",
+            "validation_failed",
             "baseUrlOverride",
         ),
         (
             json!({"providerId": "openai", "apiKey": "k", "baseUrlOverride": "not a url"}),
-            "validation_error",
+            "validation_failed",
             "baseUrlOverride",
         ),
         (
             json!({"providerId": "openai"}),
-            "validation_error",
+            "validation_failed",
             "apiKey",
         ),
         (
             json!({"providerId": "openai", "apiKey": ""}),
-            "validation_error",
+            "validation_failed",
             "apiKey",
         ),
         (
             json!({"providerId": "openai", "apiKey": "k", "secret": 1}),
-            "validation_error",
+            "validation_failed",
             "secret",
         ),
     ];

@@ -136,7 +136,7 @@ async fn closed_bodies(b: Backend) {
         )
         .await;
     assert_eq!(r.status, 400);
-    assert_eq!(r.code(), "validation_error");
+    assert_eq!(r.code(), "validation_failed");
     assert_eq!(r.body["errors"][0]["field"], "colour");
     assert_eq!(r.body["errors"][0]["code"], "unknown_field");
 

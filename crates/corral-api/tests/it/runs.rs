@@ -213,7 +213,7 @@ async fn refused_triggers_leave_no_row(b: Backend) {
     let s = app.user_with_org("Refused").await;
     // Input missing a required field, wrong type, unknown enum value.
     let e = s.client.post(HELLO, json!({"input": {}}), 400).await;
-    assert_eq!(e["code"], "validation_error");
+    assert_eq!(e["code"], "validation_failed");
     let e = s
         .client
         .post(

@@ -12,6 +12,7 @@ use corral_mockllm::{MockLlm, Turn};
 use corral_protocol::SigningSecret;
 use corral_testkit::receiver::{Delivery, Receiver, Reply};
 use corral_testkit::{both, Backend, Session, TestApp};
+use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::run_events::running_run;
@@ -634,7 +635,79 @@ async fn ssrf_is_refused_in_production(b: Backend) {
     );
 }
 
+/// What Appstrate clients send: `applicationId` on create, `PUT` for updates, and any
+/// method on an unknown webhook id is a 404.
+async fn appstrate_client_shapes(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let s = app.user_with_org("Compat").await;
+    let c = &s.client;
+    let url = "https://hooks.example.com/corral";
+    let w = c
+        .post(
+            "/api/webhooks",
+            json!({"url": url, "events": ["run.success"], "applicationId": s.app_id}),
+            201,
+        )
+        .await;
+    let id = w["id"].as_str().unwrap().to_owned();
+    assert_eq!(w["applicationId"], s.app_id.as_str());
+    let e = c
+        .post(
+            "/api/webhooks",
+            json!({"url": url, "events": ["run.success"], "applicationId": "app_other"}),
+            400,
+        )
+        .await;
+    assert_eq!(e["param"], "applicationId", "{e}");
+    let put = c
+        .put(
+            &format!("/api/webhooks/{id}"),
+            json!({"description": "by PUT", "events": ["run.failed"]}),
+            200,
+        )
+        .await;
+    assert_eq!(put["description"], "by PUT");
+    assert_eq!(put["events"], json!(["run.failed"]));
+
+    let unknown = "wh_01a24248-0000-7000-8000-000000000000";
+    for (m, path, body) in [
+        (Method::GET, format!("/api/webhooks/{unknown}"), None),
+        (
+            Method::PATCH,
+            format!("/api/webhooks/{unknown}"),
+            Some(json!({"description": "x"})),
+        ),
+        (
+            Method::PUT,
+            format!("/api/webhooks/{unknown}"),
+            Some(json!({"description": "x"})),
+        ),
+        (Method::DELETE, format!("/api/webhooks/{unknown}"), None),
+        (
+            Method::POST,
+            format!("/api/webhooks/{unknown}/test"),
+            Some(json!({})),
+        ),
+        (
+            Method::POST,
+            format!("/api/webhooks/{unknown}/rotate"),
+            Some(json!({})),
+        ),
+        (
+            Method::GET,
+            format!("/api/webhooks/{unknown}/deliveries"),
+            None,
+        ),
+        (Method::GET, "/api/webhooks/not-an-id".to_owned(), None),
+        (Method::DELETE, "/api/webhooks/not-an-id".to_owned(), None),
+    ] {
+        let r = c.send(m.clone(), &path, body, &[]).await;
+        assert_eq!(r.status, 404, "{m} {path}: {}", r.text);
+    }
+}
+
 both!(
+    appstrate_client_shapes,
     crud_limits_and_validation,
     a_real_run_is_delivered_and_verifies,
     retries_gone_and_permanent,
