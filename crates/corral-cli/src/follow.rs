@@ -34,6 +34,8 @@ pub struct LogSink {
     pub printed: usize,
     /// When the first line was printed (benchmarks).
     pub first_at: Option<Instant>,
+    /// "Waiting…" on a terminal until the first line.
+    spinner: Option<indicatif::ProgressBar>,
 }
 
 impl LogSink {
@@ -43,6 +45,25 @@ impl LogSink {
             last_id: 0,
             printed: 0,
             first_at: None,
+            spinner: None,
+        }
+    }
+
+    /// Shows a spinner with `msg` on stderr (a terminal only) until the first line.
+    pub fn with_spinner(mut self, msg: &str) -> LogSink {
+        if matches!(self.format, LogFormat::Human(_)) && crate::output::stderr_tty() {
+            let pb = indicatif::ProgressBar::new_spinner();
+            pb.set_message(msg.to_owned());
+            pb.enable_steady_tick(Duration::from_millis(100));
+            self.spinner = Some(pb);
+        }
+        self
+    }
+
+    /// Removes the spinner (before printing anything else).
+    pub fn clear_spinner(&mut self) {
+        if let Some(pb) = self.spinner.take() {
+            pb.finish_and_clear();
         }
     }
 
@@ -55,6 +76,7 @@ impl LogSink {
         }
         self.last_id = self.last_id.max(id);
         self.printed += 1;
+        self.clear_spinner();
         self.first_at.get_or_insert_with(Instant::now);
         match self.format {
             LogFormat::Quiet => {}
@@ -124,9 +146,11 @@ pub async fn follow(api: &Api, run_id: &str, sink: &mut LogSink) -> Result<Value
         match attach(api, run_id, sink, &mut last_event_id).await {
             Ok(Some(run)) => return Ok(run),
             Ok(None) => {
-                // The stream ended (server restart, proxy timeout): reconnect at once.
+                // The stream ended (server restart, proxy timeout, a slow reader
+                // dropped): reconnect with the last id after a short pause.
                 failing_since = None;
                 backoff = Duration::from_millis(200);
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
             Err(e) => {
                 // A server error (404, 401, …) will not get better: stop.
@@ -141,6 +165,7 @@ pub async fn follow(api: &Api, run_id: &str, sink: &mut LogSink) -> Result<Value
                     )));
                 }
                 if matches!(sink.format, LogFormat::Human(_)) {
+                    sink.clear_spinner();
                     eprintln!(
                         "{}",
                         paint(

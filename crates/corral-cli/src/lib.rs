@@ -58,9 +58,6 @@ pub mod exit {
     }
 }
 
-/// The exit-code table shown in `--help` of the commands that wait for runs.
-pub const EXIT_CODES_HELP: &str = "Exit codes:\n  0    the run succeeded (or, without --follow, was created)\n  1    error (server refused, network, bad input)\n  2    usage error\n  3    the run failed\n  4    the run timed out\n  5    the run was cancelled\n  130  Ctrl-C: detached, the run keeps going";
-
 /// Runs a client command to completion and returns the process exit code. `root` is
 /// the binary's whole command tree (for `completions`).
 pub fn main(global: Global, command: Command, root: clap::Command) -> ExitCode {

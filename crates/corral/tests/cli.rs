@@ -355,6 +355,12 @@ async fn cli_run_follow_success_failure_and_logs_attach_mid_run() {
     let id = out.stdout.trim().to_owned();
     assert!(id.starts_with("run_"), "{out:?}");
     wait_first_log(&app, &key, &id).await;
+    let now = app
+        .client()
+        .bearer(&key)
+        .get(&format!("/api/runs/{id}"), 200)
+        .await;
+    assert_eq!(now["status"], "running", "the CLI attaches mid-run");
     let out = corral(dir, &["runs", "logs", "-f", &id], &env, None).await;
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(out.stdout.matches("first half").count(), 1, "{out:?}");

@@ -83,7 +83,8 @@ pub async fn run(global: &Global, a: RunArgs) -> Result<u8> {
     } else {
         LogFormat::Human(Stream::Err)
     };
-    follow_until_end(&api, &id, LogSink::new(format), global.json, true).await
+    let sink = LogSink::new(format).with_spinner("waiting for the agent…");
+    follow_until_end(&api, &id, sink, global.json, true).await
 }
 
 /// Follows `id` to its end with the Ctrl-C prompt; prints the outcome; returns the
@@ -105,6 +106,7 @@ pub async fn follow_until_end(
                 _ = tokio::signal::ctrl_c() => None,
             }
         };
+        sink.clear_spinner();
         match interrupted {
             Some(run) => break run,
             None => {
