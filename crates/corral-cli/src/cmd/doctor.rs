@@ -9,12 +9,13 @@ use clap::Args;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
+use super::image_hash::{self, Currency};
 use crate::client::{env_nonempty, error_chain, Context};
 use crate::config::ConfigFile;
 use crate::output::{paint, print_json, Color, Stream};
 use crate::{exit, Global};
 
-pub const DOCTOR_HELP: &str = "Examples:\n  corral doctor\n  corral doctor --json | jq '.checks[] | select(.ok == false)'\n  DOCKER_HOST=unix:///run/user/1000/docker.sock corral doctor\n\nChecks: server reachable and healthy, database, sandbox backend, Docker engine and\nAPI version, sandbox images present, secrets configured (this host), clock skew.\nExit 0 when every check passes, 1 otherwise.";
+pub const DOCTOR_HELP: &str = "Examples:\n  corral doctor\n  corral doctor --json | jq '.checks[] | select(.ok == false)'\n  DOCKER_HOST=unix:///run/user/1000/docker.sock corral doctor\n\nChecks: server reachable and healthy, database, sandbox backend, Docker engine and\nAPI version, sandbox images present and current (compared with this\ncheckout and the runtime binaries next to this executable), secrets configured (this host), clock skew.\nExit 0 when every check passes, 1 otherwise.";
 
 #[derive(Args, Debug)]
 pub struct DoctorArgs {
@@ -288,40 +289,57 @@ async fn docker_checks(a: &DoctorArgs, checks: &mut Vec<Check>) {
             "upgrade Docker to 20.10 or later",
         )
     });
-    for image in [&a.agent_image, &a.sidecar_image] {
-        checks.push(
-            match docker_get(&socket, &format!("/images/{image}/json")).await {
-                Ok((200, img)) => pass(
-                    "image",
-                    format!(
-                        "{image} present ({}, built {})",
-                        img["Id"]
-                            .as_str()
-                            .unwrap_or("?")
-                            .chars()
-                            .take(19)
-                            .collect::<String>(),
-                        img["Created"]
-                            .as_str()
-                            .unwrap_or("?")
-                            .chars()
-                            .take(19)
-                            .collect::<String>()
+    let source = super::images::source_dir(None).ok();
+    let bin_dir = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(std::path::Path::to_owned))
+        .unwrap_or_default();
+    let profile = if bin_dir.ends_with("debug") {
+        " --profile debug"
+    } else {
+        ""
+    };
+    for (component, image) in [("agent", &a.agent_image), ("sidecar", &a.sidecar_image)] {
+        let check = match docker_get(&socket, &format!("/images/{image}/json")).await {
+            Ok((200, img)) => {
+                let short = |k: &str| {
+                    img[k]
+                        .as_str()
+                        .unwrap_or("?")
+                        .chars()
+                        .take(19)
+                        .collect::<String>()
+                };
+                let what = format!(
+                    "{image} present ({}, built {})",
+                    short("Id"),
+                    short("Created")
+                );
+                match image_hash::currency(&img, component, source.as_deref(), &bin_dir) {
+                    Currency::Current => pass("image", format!("{what}, current")),
+                    Currency::Unknown(why) => {
+                        pass("image", format!("{what}; current: unknown ({why})"))
+                    }
+                    Currency::Stale(bin) => fail(
+                        "image",
+                        format!("{what}, stale: not built from {}", bin.display()),
+                        format!("`corral images build{profile}`"),
                     ),
-                ),
-                Ok((404, _)) => fail(
-                    "image",
-                    format!("{image} missing"),
-                    "`corral images build` or `scripts/build-images.sh`",
-                ),
-                Ok((code, _)) => fail(
-                    "image",
-                    format!("{image}: engine answered {code}"),
-                    "check the Docker daemon's log",
-                ),
-                Err(e) => fail("image", format!("{image}: {e}"), "check the Docker daemon"),
-            },
-        );
+                }
+            }
+            Ok((404, _)) => fail(
+                "image",
+                format!("{image} missing"),
+                format!("`corral images build{profile}` (runs scripts/build-images.sh)"),
+            ),
+            Ok((code, _)) => fail(
+                "image",
+                format!("{image}: engine answered {code}"),
+                "check the Docker daemon's log",
+            ),
+            Err(e) => fail("image", format!("{image}: {e}"), "check the Docker daemon"),
+        };
+        checks.push(check);
     }
 }
 

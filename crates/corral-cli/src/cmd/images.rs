@@ -47,7 +47,7 @@ pub async fn run(global: &Global, c: ImagesCmd) -> Result<u8> {
 }
 
 /// `dir` or the nearest ancestor of the current directory holding the script.
-fn source_dir(explicit: Option<&Path>) -> Result<PathBuf> {
+pub fn source_dir(explicit: Option<&Path>) -> Result<PathBuf> {
     if let Some(d) = explicit {
         if d.join(SCRIPT).is_file() {
             return Ok(d.to_owned());

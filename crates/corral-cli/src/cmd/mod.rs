@@ -5,6 +5,7 @@ pub mod api;
 pub mod auth;
 pub mod context;
 pub mod doctor;
+pub mod image_hash;
 pub mod images;
 pub mod openapi;
 pub mod packages;
