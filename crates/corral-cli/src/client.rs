@@ -113,8 +113,21 @@ impl Context {
     /// `--profile`/`CORRAL_PROFILE`, else the profile of `CORRAL_URL`, else the current
     /// one; `CORRAL_URL` and `CORRAL_API_KEY` override what the profile holds.
     pub fn resolve(global: &Global, cfg: &ConfigFile) -> Result<Context> {
-        let env_url = env_nonempty("CORRAL_URL");
-        let env_key = env_nonempty("CORRAL_API_KEY");
+        Context::resolve_with(
+            global,
+            cfg,
+            env_nonempty("CORRAL_URL"),
+            env_nonempty("CORRAL_API_KEY"),
+        )
+    }
+
+    /// [`Context::resolve`] with the two variables given.
+    pub fn resolve_with(
+        global: &Global,
+        cfg: &ConfigFile,
+        env_url: Option<String>,
+        env_key: Option<String>,
+    ) -> Result<Context> {
         let name = match (&global.profile, &env_url) {
             (Some(p), _) => {
                 if !cfg.profiles.contains_key(p) {
@@ -130,7 +143,19 @@ impl Context {
         };
         let profile: Option<&Profile> = name.as_ref().and_then(|n| cfg.profiles.get(n));
         let url = match (&env_url, profile) {
-            (Some(u), _) => normalize_url(u).context("CORRAL_URL")?,
+            (Some(u), Some(p)) => {
+                // Never send a profile's credential to another server.
+                let u = normalize_url(u).context("CORRAL_URL")?;
+                if u != p.url && env_key.is_none() {
+                    anyhow::bail!(
+                        "CORRAL_URL ({u}) is not the server of profile {:?} ({}): unset one of them",
+                        name.as_deref().unwrap_or_default(),
+                        p.url
+                    );
+                }
+                u
+            }
+            (Some(u), None) => normalize_url(u).context("CORRAL_URL")?,
             (None, Some(p)) => p.url.clone(),
             (None, None) => anyhow::bail!(
                 "no Corral server configured: run `corral login <url>`, or set CORRAL_URL (and CORRAL_API_KEY)"
@@ -300,6 +325,86 @@ pub fn seg(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn cfg() -> ConfigFile {
+        let mut cfg = ConfigFile::default();
+        for (name, url, cred) in [
+            (
+                "a:1",
+                "http://a:1",
+                Credential::Session {
+                    token: "tok".into(),
+                },
+            ),
+            (
+                "b",
+                "https://b",
+                Credential::ApiKey {
+                    key: "ask_b".into(),
+                },
+            ),
+        ] {
+            cfg.profiles.insert(
+                name.into(),
+                Profile {
+                    url: url.into(),
+                    credential: cred,
+                    email: None,
+                    org_id: Some("org_a".into()),
+                    app_id: Some("app_a".into()),
+                },
+            );
+        }
+        cfg.current = Some("a:1".into());
+        cfg
+    }
+
+    #[test]
+    fn the_context_comes_from_flags_environment_and_profiles() {
+        let g = Global::default();
+        let named = |p: &str| Global {
+            profile: Some(p.into()),
+            json: false,
+        };
+        // The current profile: its session with org and app.
+        let c = Context::resolve_with(&g, &cfg(), None, None).unwrap();
+        assert_eq!(
+            (c.url.as_str(), c.org_id.as_deref()),
+            ("http://a:1", Some("org_a"))
+        );
+        // --profile: an API key sends no org or app.
+        let c = Context::resolve_with(&named("b"), &cfg(), None, None).unwrap();
+        assert_eq!(
+            c.credential,
+            Some(Credential::ApiKey {
+                key: "ask_b".into()
+            })
+        );
+        assert_eq!((c.org_id, c.app_id), (None, None));
+        assert!(Context::resolve_with(&named("zz"), &cfg(), None, None).is_err());
+        // CORRAL_URL picks the profile of that URL; another URL gets no credential.
+        let c = Context::resolve_with(&g, &cfg(), Some("b".into()), None).unwrap();
+        assert_eq!(c.profile.as_deref(), Some("b"));
+        let c = Context::resolve_with(&g, &cfg(), Some("http://c:9".into()), None).unwrap();
+        assert_eq!((c.credential, c.profile), (None, None));
+        // CORRAL_API_KEY overrides the credential (and drops org/app).
+        let c = Context::resolve_with(&g, &cfg(), None, Some("ask_env".into())).unwrap();
+        assert_eq!(
+            c.credential,
+            Some(Credential::ApiKey {
+                key: "ask_env".into()
+            })
+        );
+        assert_eq!(c.org_id, None);
+        // A named profile's credential never goes to another CORRAL_URL.
+        let e = Context::resolve_with(&named("a:1"), &cfg(), Some("http://evil:1".into()), None);
+        assert!(e
+            .unwrap_err()
+            .to_string()
+            .contains("is not the server of profile"));
+        // Nothing configured at all.
+        assert!(Context::resolve_with(&g, &ConfigFile::default(), None, None).is_err());
+    }
 
     #[test]
     fn problem_json_is_read() {

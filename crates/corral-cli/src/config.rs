@@ -77,6 +77,16 @@ impl ConfigFile {
     pub fn load_from(path: &Path) -> Result<ConfigFile> {
         match std::fs::read_to_string(path) {
             Ok(text) => {
+                use std::os::unix::fs::PermissionsExt as _;
+                let mode = std::fs::metadata(path)
+                    .map(|m| m.permissions().mode() & 0o777)
+                    .unwrap_or(0o600);
+                if mode & 0o077 != 0 {
+                    eprintln!(
+                        "warning: {} holds credentials but is readable by others (mode {mode:o}): chmod 600 it",
+                        path.display()
+                    );
+                }
                 toml::from_str(&text).with_context(|| format!("cannot parse {}", path.display()))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ConfigFile::default()),
