@@ -195,4 +195,37 @@ mod tests {
         use clap::CommandFactory;
         super::Cli::command().debug_assert();
     }
+
+    /// Every client command, down to the leaves, shows examples in `--help`.
+    #[test]
+    fn every_client_command_has_examples() {
+        use clap::CommandFactory;
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let path = format!("{path} {}", cmd.get_name());
+            let subs: Vec<&clap::Command> = cmd
+                .get_subcommands()
+                .filter(|c| c.get_name() != "help")
+                .collect();
+            if subs.is_empty() || cmd.get_name() == "openapi" {
+                let help = cmd
+                    .get_after_help()
+                    .map(|h| h.to_string())
+                    .unwrap_or_default();
+                if !help.contains("Examples:") {
+                    missing.push(path.clone());
+                }
+            }
+            for s in subs {
+                walk(s, &path, missing);
+            }
+        }
+        let root = super::Cli::command();
+        let mut missing = Vec::new();
+        for c in root.get_subcommands() {
+            if !["serve", "migrate", "secrets", "help"].contains(&c.get_name()) {
+                walk(c, "corral", &mut missing);
+            }
+        }
+        assert!(missing.is_empty(), "no examples in --help of: {missing:?}");
+    }
 }
