@@ -544,6 +544,37 @@ async fn cli_cancel_exit_code_api_passthrough_packages_webhooks_openapi() {
         .await
         .json();
     assert_eq!(list.as_array().unwrap().len(), 1);
+    // `test` reaches a real receiver; its delivery is listed.
+    let rx = corral_testkit::receiver::Receiver::start().await;
+    let out = corral(
+        dir,
+        &["webhooks", "create", &rx.url, "-e", "run.success"],
+        &env,
+        None,
+    )
+    .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let live = out.stdout.trim().to_owned();
+    assert!(out.stderr.contains("whsec_"), "{out:?}");
+    let out = corral(dir, &["webhooks", "test", &live], &env, None).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout.contains("✓ delivered") && out.stdout.contains("status 200"),
+        "{out:?}"
+    );
+    assert_eq!(
+        rx.wait_for(1, Duration::from_secs(10)).await[0].json()["type"],
+        "webhook.test"
+    );
+    let deliveries = corral(
+        dir,
+        &["webhooks", "deliveries", &live, "--json"],
+        &env,
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(deliveries[0]["eventType"], "webhook.test", "{deliveries}");
 
     // Packages: a directory, zipped on the fly.
     let org = s.client.get(&format!("/api/orgs/{}", s.org_id), 200).await;
