@@ -334,7 +334,7 @@ async fn cli_run_follow_success_failure_and_logs_attach_mid_run() {
         "log",
         json!({"message": "first half", "level": "info"}),
     ));
-    mock.push(Turn::tool_call("bash", json!({"command": "sleep 1.5"})));
+    mock.push(Turn::tool_call("bash", json!({"command": "sleep 2.5"})));
     mock.push(Turn::tool_call(
         "log",
         json!({"message": "second half", "level": "warn"}),
