@@ -10,7 +10,7 @@ use anyhow::{Context as _, Result};
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::client::{error_chain, into_error, Api};
+use crate::client::{error_chain, into_error, seg, Api};
 use crate::output::{paint, short_time, Color, Stream};
 use crate::sse::{Frame, Parser};
 use corral_core::RunStatus;
@@ -123,7 +123,7 @@ pub fn format_log(entry: &Value, s: Stream) -> String {
 
 /// Prints the logs after `sink.last_id` from the REST endpoint, every page.
 pub async fn catch_up(api: &Api, run_id: &str, sink: &mut LogSink) -> Result<()> {
-    for e in catch_up_into(api, run_id, sink.last_id).await? {
+    for e in catch_up_into(api, &seg(run_id), sink.last_id).await? {
         sink.log(&e);
     }
     Ok(())
@@ -138,6 +138,7 @@ fn status_of(run: &Value) -> Option<RunStatus> {
 /// Follows the run until it is terminal; returns the final run object. Connection
 /// losses are retried (with `Last-Event-ID`) for up to `reconnect_for` in a row.
 pub async fn follow(api: &Api, run_id: &str, sink: &mut LogSink) -> Result<Value> {
+    let run_id = &seg(run_id);
     let reconnect_for = Duration::from_secs(60);
     let mut last_event_id: Option<String> = None;
     let mut failing_since: Option<Instant> = None;
@@ -153,8 +154,11 @@ pub async fn follow(api: &Api, run_id: &str, sink: &mut LogSink) -> Result<Value
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             Err(e) => {
-                // A server error (404, 401, …) will not get better: stop.
-                if e.downcast_ref::<crate::client::ApiError>().is_some() {
+                // A refusal (404, 401, …) will not get better: stop. A gateway or a
+                // restarting server (5xx) or a rate limit (429) is retried.
+                if e.downcast_ref::<crate::client::ApiError>()
+                    .is_some_and(|a| a.status < 500 && a.status != 429)
+                {
                     return Err(e);
                 }
                 let since = *failing_since.get_or_insert_with(Instant::now);

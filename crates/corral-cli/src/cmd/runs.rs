@@ -160,7 +160,7 @@ pub async fn run(global: &Global, c: RunsCmd) -> Result<u8> {
                 return super::run::follow_until_end(&api, &id, sink, false, false).await;
             }
             let mut sink = sink;
-            catch_up(&api, &seg(&id), &mut sink).await?;
+            catch_up(&api, &id, &mut sink).await?;
             if sink.printed == 0 && !global.json {
                 eprintln!("no logs");
             }
