@@ -236,11 +236,11 @@ async fn main() -> Result<()> {
     .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
     .collect();
     let server = server::Server::start(&bin, &env).await?;
-    let key = api::Api::new(&server.base)?
-        .setup(1)
-        .await?
-        .pop()
-        .context("no API key")?;
+    // Triggers are rate limited per API key: a fresh key every RUNS_PER_KEY runs.
+    let triggers = 2 * (args.warmup + args.runs);
+    let keys = api::Api::new(&server.base)?
+        .setup(triggers / api::RUNS_PER_KEY + 1)
+        .await?;
     let http = reqwest::Client::builder().no_proxy().build()?;
     eprintln!(
         "server {} (process sandbox, warm pool 2); {} warm-up + {} measured runs per client",
@@ -248,15 +248,19 @@ async fn main() -> Result<()> {
     );
     let (mut cli, mut inproc) = (Vec::new(), Vec::new());
     for i in 0..args.warmup + args.runs {
-        let c = cli_once(&bin, &server.base, &key).await?;
-        let a = api_once(&http, &server.base, &key).await?;
+        let key = |n: usize| keys[(2 * i + n) / api::RUNS_PER_KEY].as_str();
+        let c = cli_once(&bin, &server.base, key(0)).await?;
+        let a = api_once(&http, &server.base, key(1)).await?;
         if i >= args.warmup {
             cli.push(c);
             inproc.push(a);
         }
     }
-    println!("\nms, from the command's start   first log line (p50 p95 max)   exit (p50 p95 max)");
-    println!("{:<12} {:>3}", "client", "n");
+    println!("\nms from the command's start   first log line: p50, p95, max   exit: p50, p95, max");
+    println!(
+        "{:<12} {:>3}  {:>7} {:>7} {:>7}  {:>7} {:>7} {:>7}",
+        "client", "n", "p50", "p95", "max", "p50", "p95", "max"
+    );
     let (af, ae) = row("in-process", &inproc);
     let (cf, ce) = row("corral CLI", &cli);
     if let (Some(af), Some(ae), Some(cf), Some(ce)) = (af, ae, cf, ce) {
