@@ -1,4 +1,6 @@
-//! The `corral` binary: parses the command line and dispatches. No logic lives here.
+//! The `corral` binary: parses the command line and dispatches, to the server
+//! (`serve`, `migrate`, `openapi`, `secrets`) or to the client (`corral-cli`). No
+//! logic lives here.
 
 use std::process::ExitCode;
 
@@ -10,9 +12,11 @@ use tokio_util::sync::CancellationToken;
     name = "corral",
     version,
     about = "Run AI agents in throw-away sandboxes",
-    after_help = "Examples:\n  corral serve                      # tier 0: SQLite under ./data on :3000\n  DATABASE_URL=postgres://… corral serve\n  corral migrate                    # apply database migrations and exit\n  corral openapi > openapi.json     # print the API contract"
+    after_help = "Examples:\n  corral serve                      # tier 0: SQLite under ./data on :3000\n  DATABASE_URL=postgres://… corral serve\n  corral migrate                    # apply database migrations and exit\n  corral openapi > openapi.json     # print the API contract\n  corral login http://localhost:3000\n  corral run @corral/hello-world --input '{\"name\":\"Ada\"}' --follow\n  corral runs list --status failed\n\nClient commands read the profile saved by `corral login` (CORRAL_URL and\nCORRAL_API_KEY override it); every one takes --json and --profile."
 )]
 struct Cli {
+    #[command(flatten)]
+    global: corral_cli::Global,
     #[command(subcommand)]
     command: Command,
 }
@@ -23,11 +27,20 @@ enum Command {
     Serve,
     /// Apply pending database migrations, then exit.
     Migrate,
-    /// Print the OpenAPI contract (JSON) generated from the code.
-    Openapi,
+    /// Print the OpenAPI contract (JSON) generated from the code; `list`/`show`
+    /// browse the contract of the server the CLI is logged in to.
+    #[command(
+        after_help = "Examples:\n  corral openapi > openapi.json      # this binary's contract\n  corral openapi list --tag Runs     # the server's operations\n  corral openapi show runAgent"
+    )]
+    Openapi {
+        #[command(subcommand)]
+        command: Option<corral_cli::OpenapiCmd>,
+    },
     /// Manage stored secrets.
     #[command(subcommand)]
     Secrets(SecretsCommand),
+    #[command(flatten)]
+    Client(corral_cli::Command),
 }
 
 #[derive(Subcommand, Debug)]
@@ -55,7 +68,17 @@ fn init_tracing(json: bool) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::Openapi = cli.command {
+    let cli = match cli.command {
+        Command::Client(command) => {
+            use clap::CommandFactory;
+            return corral_cli::main(cli.global, command, Cli::command());
+        }
+        Command::Openapi {
+            command: Some(command),
+        } => return corral_cli::openapi_main(cli.global, command),
+        _ => cli,
+    };
+    if let Command::Openapi { command: None } = cli.command {
         return match corral_api::openapi().to_pretty_json() {
             Ok(json) => {
                 println!("{json}");
@@ -89,7 +112,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve => serve(config).await,
             Command::Migrate => migrate(config).await,
-            Command::Openapi => Ok(()),
+            Command::Openapi { .. } | Command::Client(_) => Ok(()),
             Command::Secrets(SecretsCommand::Rotate) => rotate(config).await,
         }
     });
@@ -171,5 +194,38 @@ mod tests {
     fn command_tree_is_valid() {
         use clap::CommandFactory;
         super::Cli::command().debug_assert();
+    }
+
+    /// Every client command, down to the leaves, shows examples in `--help`.
+    #[test]
+    fn every_client_command_has_examples() {
+        use clap::CommandFactory;
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let path = format!("{path} {}", cmd.get_name());
+            let subs: Vec<&clap::Command> = cmd
+                .get_subcommands()
+                .filter(|c| c.get_name() != "help")
+                .collect();
+            if subs.is_empty() || cmd.get_name() == "openapi" {
+                let help = cmd
+                    .get_after_help()
+                    .map(|h| h.to_string())
+                    .unwrap_or_default();
+                if !help.contains("Examples:") {
+                    missing.push(path.clone());
+                }
+            }
+            for s in subs {
+                walk(s, &path, missing);
+            }
+        }
+        let root = super::Cli::command();
+        let mut missing = Vec::new();
+        for c in root.get_subcommands() {
+            if !["serve", "migrate", "secrets", "help"].contains(&c.get_name()) {
+                walk(c, "corral", &mut missing);
+            }
+        }
+        assert!(missing.is_empty(), "no examples in --help of: {missing:?}");
     }
 }
