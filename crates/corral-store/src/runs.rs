@@ -127,6 +127,22 @@ const SELECT: &str = "SELECT r.*, u.name AS user_name, \
      LEFT JOIN end_users e ON e.id = r.end_user_id \
      LEFT JOIN api_keys k ON k.id = r.api_key_id";
 
+/// [`SELECT`] for lists: every column but the frozen `definition` (the agent's
+/// prompt, schemas and tools, kilobytes per run that no list shows), read as `''`.
+const SELECT_LISTED: &str = "SELECT r.id, r.org_id, r.application_id, r.package_id, \
+     r.agent_scope, r.agent_name, r.kind, r.run_number, r.status, r.input, r.result, r.error, \
+     r.error_code, r.error_details, r.version_label, r.version_ref, '' AS definition, \
+     r.model_label, r.model_source, r.generation, r.user_id, r.end_user_id, r.api_key_id, \
+     r.schedule_id, r.timeout_secs, r.runner_kind, r.runner_name, r.server_id, r.sandbox_id, \
+     r.sink_secret, r.sink_expires_at, r.run_token_hash, r.last_sequence, r.token_usage, \
+     r.duration_ms, r.unread, r.created_at, r.started_at, r.first_event_at, \
+     r.last_heartbeat_at, r.completed_at, u.name AS user_name, \
+     COALESCE(e.name, e.external_id) AS end_user_name, k.name AS api_key_name \
+     FROM runs r \
+     LEFT JOIN users u ON u.id = r.user_id \
+     LEFT JOIN end_users e ON e.id = r.end_user_id \
+     LEFT JOIN api_keys k ON k.id = r.api_key_id";
+
 /// What a trigger writes.
 #[derive(Debug, Clone)]
 pub struct NewRun<'a> {
@@ -254,7 +270,8 @@ pub struct ListFilter<'a> {
     pub offset: i64,
 }
 
-/// A page of the application's runs, newest first, and the total matching.
+/// A page of the application's runs, newest first, and the total matching. The rows
+/// carry no `definition` (empty): read one run for it.
 pub async fn list(
     conn: &mut AnyConnection,
     org_id: &OrgId,
@@ -304,7 +321,7 @@ pub async fn list(
     }
     let count_sql = format!("SELECT COUNT(*) FROM runs r WHERE {filter}");
     let page_sql = format!(
-        "{SELECT} WHERE {filter} ORDER BY r.created_at DESC, r.id DESC LIMIT {} OFFSET {}",
+        "{SELECT_LISTED} WHERE {filter} ORDER BY r.created_at DESC, r.id DESC LIMIT {} OFFSET {}",
         f.limit.max(0),
         f.offset.max(0)
     );
