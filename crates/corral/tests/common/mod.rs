@@ -78,9 +78,18 @@ pub fn start(dir: &Path, port: u16, extra: &[(&str, &str)]) -> Server {
             }
         }
     });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("server reported its address");
+    let addr = match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(addr) => addr,
+        Err(e) => {
+            // Never leave the server running behind a failed test.
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the server did not report its address ({e}); see {}",
+                dir.display()
+            );
+        }
+    };
     Server {
         child,
         base: format!("http://{addr}"),
