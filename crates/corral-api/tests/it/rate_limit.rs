@@ -55,8 +55,16 @@ async fn write_limit_is_per_principal(b: Backend) {
     alice.client.post("/api/end-users", json!({}), 201).await;
 }
 
-async fn login_is_limited_per_ip(b: Backend) {
-    let app = TestApp::spawn(b).await;
+async fn login_is_limited_per_ip_in_production(b: Backend) {
+    let app = TestApp::spawn_with(b, |c| {
+        c.env = corral_api::config::Environment::Production;
+        c.session_secret = Some(corral_api::config::Secret::new("s".repeat(48)));
+        c.run_token_secret = Some(corral_api::config::Secret::new("r".repeat(48)));
+        c.encryption_key = Some(corral_api::config::Secret::new(
+            "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=",
+        ));
+    })
+    .await;
     let anon = app.client();
     for i in 0..10 {
         let r = anon
@@ -82,4 +90,19 @@ async fn login_is_limited_per_ip(b: Backend) {
     assert!(r.header("retry-after").is_some());
 }
 
-both!(write_limit_is_per_principal, login_is_limited_per_ip);
+/// In development (the default) auth endpoints are not limited per IP: a client's
+/// test suite signs up a user per test.
+async fn auth_is_not_limited_in_development(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let anon = app.client();
+    for i in 0..15 {
+        let email = format!("dev{i}-{}@example.com", uuid::Uuid::new_v4().simple());
+        anon.sign_up(&email, "correct horse battery", "Dev").await;
+    }
+}
+
+both!(
+    write_limit_is_per_principal,
+    login_is_limited_per_ip_in_production,
+    auth_is_not_limited_in_development
+);

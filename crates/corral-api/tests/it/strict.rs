@@ -148,6 +148,17 @@ async fn malformed_input_is_refused(b: Backend) {
     let r = keyed.get("/api/runs?user=me", 200).await;
     assert_eq!(r["total"], 0, "{r}");
 
+    // The realtime endpoints without credentials: 401 before any context check
+    // (Appstrate clients expect it; a missing X-App-Id must not answer first).
+    for path in [
+        "/api/realtime/runs",
+        "/api/realtime/runs?orgId=x&token=nope",
+    ] {
+        let (status, _, body) =
+            corral_testkit::sse::connect(&format!("{}{path}", app.base), &[]).await;
+        assert_eq!(status, 401, "{path}: {body}");
+    }
+
     // An unknown method, an oversized URI and header block.
     let r = raw(
         &app,
