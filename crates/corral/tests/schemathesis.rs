@@ -100,8 +100,11 @@ async fn fuzz(database_url: Option<String>, phases: &'static str) {
     let t0 = Instant::now();
     let out = tokio::task::spawn_blocking({
         let base = server.base.clone();
+        // Its example database and crash cache go to the test's own directory.
+        let cwd = dir.path().to_owned();
         move || {
             Command::new(schemathesis())
+                .current_dir(cwd)
                 .args([
                     "run",
                     &format!("{base}/api/openapi.json"),
