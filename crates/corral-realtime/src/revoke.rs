@@ -48,11 +48,9 @@ impl Holder {
             Revocation::UserSessions { user, except } => {
                 user_is(user) && self.session.is_some() && self.session != *except
             }
-            // A key created by the member keeps its own scopes (checked when it is
-            // used), so only the member's own sessions end here.
-            Revocation::Member { org, user } => {
-                *org == self.org && user_is(user) && self.session.is_some()
-            }
+            // A key's permissions are its scopes ∩ its creator's role: the streams of
+            // keys the member created end too (the key cache drops them alike).
+            Revocation::Member { org, user } => *org == self.org && user_is(user),
             Revocation::Org { org } => *org == self.org,
             Revocation::Application { org, app } => *org == self.org && *app == self.app,
         }
@@ -101,7 +99,7 @@ mod tests {
         };
         assert!(s.affected_by(&member));
         assert!(!session("u2", "s2").affected_by(&member));
-        assert!(!key.affected_by(&member));
+        assert!(key.affected_by(&member), "a key the member created");
         let elsewhere = Revocation::Member {
             org: OrgId::from("o2"),
             user: "u1".into(),

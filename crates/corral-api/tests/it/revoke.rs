@@ -65,7 +65,7 @@ async fn streams_end_when_their_credentials_go(b: Backend) {
         .client
         .post(
             &format!("/api/orgs/{}/members", owner.org_id),
-            json!({"email": member.email, "role": "member"}),
+            json!({"email": member.email, "role": "admin"}),
             201,
         )
         .await;
@@ -80,6 +80,14 @@ async fn streams_end_when_their_credentials_go(b: Backend) {
         .expect("session cookie");
     let owner_cookie = owner.client.header_value("cookie").expect("cookie");
     let mut member_stream = open_session(&app.base, &cookie, &owner.org_id, &owner.app_id).await;
+    // A key the member created: its permissions are its scopes ∩ the member's role.
+    let member_key = member
+        .client
+        .org(&owner.org_id)
+        .app(&owner.app_id)
+        .post("/api/api-keys", json!({"name": "member key"}), 201)
+        .await;
+    let mut member_key_stream = open_key(&app.base, member_key["key"].as_str().unwrap()).await;
     let mut owner_stream =
         open_session(&app.base, &owner_cookie, &owner.org_id, &owner.app_id).await;
     owner
@@ -91,6 +99,7 @@ async fn streams_end_when_their_credentials_go(b: Backend) {
         )
         .await;
     assert_closed(&mut member_stream, "role change").await;
+    assert_closed(&mut member_key_stream, "role change of the key's creator").await;
     let mut member_stream = open_session(&app.base, &cookie, &owner.org_id, &owner.app_id).await;
     owner
         .client
