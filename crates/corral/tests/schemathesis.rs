@@ -13,11 +13,9 @@
 use std::process::Command;
 use std::time::Instant;
 
-use serde_json::json;
-
 mod common;
 
-use common::{free_port, start, wait_healthy};
+use common::{api_client, free_port, start, wait_healthy};
 
 /// The checks that must pass (`schemathesis run -c`).
 const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,\
@@ -38,53 +36,6 @@ fn schemathesis() -> String {
     })
 }
 
-/// Signs up, creates an org, and returns an API key of its default application.
-async fn api_key(base: &str) -> String {
-    let http = reqwest::Client::builder()
-        .cookie_store(true)
-        .build()
-        .unwrap();
-    let ok = |r: reqwest::Response| async move {
-        let status = r.status();
-        let v: serde_json::Value = r.json().await.unwrap();
-        assert!(status.is_success(), "{status}: {v}");
-        v
-    };
-    ok(http
-        .post(format!("{base}/api/auth/sign-up/email"))
-        .json(&json!({"email": "fuzz@example.com", "password": "correct horse battery", "name": "Fuzz"}))
-        .send()
-        .await
-        .unwrap())
-    .await;
-    let org = ok(http
-        .post(format!("{base}/api/orgs"))
-        .json(&json!({"name": "Fuzz Org"}))
-        .send()
-        .await
-        .unwrap())
-    .await;
-    let org = org["id"].as_str().unwrap().to_owned();
-    let apps = ok(http
-        .get(format!("{base}/api/applications"))
-        .header("x-org-id", &org)
-        .send()
-        .await
-        .unwrap())
-    .await;
-    let app = apps["data"][0]["id"].as_str().unwrap().to_owned();
-    let key = ok(http
-        .post(format!("{base}/api/api-keys"))
-        .header("x-org-id", &org)
-        .header("x-app-id", &app)
-        .json(&json!({"name": "fuzz"}))
-        .send()
-        .await
-        .unwrap())
-    .await;
-    key["key"].as_str().unwrap().to_owned()
-}
-
 async fn fuzz(database_url: Option<String>, phases: &'static str) {
     let dir = tempfile::tempdir().unwrap();
     let mut env: Vec<(&str, &str)> = vec![
@@ -95,8 +46,11 @@ async fn fuzz(database_url: Option<String>, phases: &'static str) {
         env.push(("DATABASE_URL", url));
     }
     let server = start(dir.path(), free_port(), &env);
-    wait_healthy(&server.base).await;
-    let key = api_key(&server.base).await;
+    let spec = wait_healthy(&server.base).await;
+    let authorization = api_client(&server.base, spec)
+        .await
+        .header_value("authorization")
+        .expect("the client's API key");
     let t0 = Instant::now();
     let out = tokio::task::spawn_blocking({
         let base = server.base.clone();
@@ -109,7 +63,7 @@ async fn fuzz(database_url: Option<String>, phases: &'static str) {
                     "run",
                     &format!("{base}/api/openapi.json"),
                     "-H",
-                    &format!("Authorization: Bearer {key}"),
+                    &format!("Authorization: {authorization}"),
                     "--checks",
                     CHECKS,
                     "--phases",

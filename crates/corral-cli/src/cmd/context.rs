@@ -6,7 +6,7 @@ use clap::Subcommand;
 use serde_json::{json, Value};
 
 use crate::client::Context;
-use crate::config::{ConfigFile, Credential};
+use crate::config::{ConfigFile, Credential, Profile};
 use crate::output::{field, print_json, short_time, Table};
 use crate::{exit, Global};
 
@@ -50,6 +50,25 @@ fn session_profile(global: &Global, cfg: &ConfigFile) -> Result<String> {
     }
 }
 
+/// Stores a profile's new org/app selection and reports it.
+fn save_selection(
+    global: &Global,
+    mut cfg: ConfigFile,
+    name: String,
+    profile: Profile,
+    message: &str,
+) -> Result<u8> {
+    let (org_id, app_id) = (profile.org_id.clone(), profile.app_id.clone());
+    cfg.profiles.insert(name.clone(), profile);
+    cfg.save()?;
+    if global.json {
+        print_json(&json!({"profile": name, "orgId": org_id, "appId": app_id}));
+    } else {
+        eprintln!("{message}");
+    }
+    Ok(exit::OK)
+}
+
 pub async fn org(global: &Global, c: OrgCmd) -> Result<u8> {
     match c {
         OrgCmd::List => {
@@ -74,24 +93,16 @@ pub async fn org(global: &Global, c: OrgCmd) -> Result<u8> {
             Ok(exit::OK)
         }
         OrgCmd::Switch { org } => {
-            let mut cfg = ConfigFile::load()?;
+            let cfg = ConfigFile::load()?;
             let name = session_profile(global, &cfg)?;
             let mut profile = cfg.profiles[&name].clone();
             super::auth::select_org_app(&mut profile, Some(&org), None).await?;
-            cfg.profiles.insert(name.clone(), profile.clone());
-            cfg.save()?;
-            if global.json {
-                print_json(
-                    &json!({"profile": name, "orgId": profile.org_id, "appId": profile.app_id}),
-                );
-            } else {
-                eprintln!(
-                    "Switched to org {} (app {})",
-                    profile.org_id.as_deref().unwrap_or("-"),
-                    profile.app_id.as_deref().unwrap_or("none")
-                );
-            }
-            Ok(exit::OK)
+            let message = format!(
+                "Switched to org {} (app {})",
+                profile.org_id.as_deref().unwrap_or("-"),
+                profile.app_id.as_deref().unwrap_or("none")
+            );
+            save_selection(global, cfg, name, profile, &message)
         }
     }
 }
@@ -124,7 +135,7 @@ pub async fn app(global: &Global, c: AppCmd) -> Result<u8> {
             Ok(exit::OK)
         }
         AppCmd::Switch { app } => {
-            let mut cfg = ConfigFile::load()?;
+            let cfg = ConfigFile::load()?;
             let name = session_profile(global, &cfg)?;
             let mut profile = cfg.profiles[&name].clone();
             let org_id = profile
@@ -133,19 +144,11 @@ pub async fn app(global: &Global, c: AppCmd) -> Result<u8> {
                 .ok_or_else(|| anyhow!("no organization selected: `corral org switch` first"))?;
             let api = super::api(global)?;
             profile.app_id = super::auth::pick_app(&api, &org_id, Some(&app)).await?;
-            cfg.profiles.insert(name.clone(), profile.clone());
-            cfg.save()?;
-            if global.json {
-                print_json(
-                    &json!({"profile": name, "orgId": profile.org_id, "appId": profile.app_id}),
-                );
-            } else {
-                eprintln!(
-                    "Switched to app {}",
-                    profile.app_id.as_deref().unwrap_or("-")
-                );
-            }
-            Ok(exit::OK)
+            let message = format!(
+                "Switched to app {}",
+                profile.app_id.as_deref().unwrap_or("-")
+            );
+            save_selection(global, cfg, name, profile, &message)
         }
     }
 }
