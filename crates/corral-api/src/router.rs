@@ -72,6 +72,10 @@ pub(crate) fn groups() -> Vec<(Group, OpenApiRouter<AppState>)> {
                 .merge(agents::app_router()),
         ),
         (Group::Scoped(Scope::App), run_routes::app_router()),
+        (
+            Group::Scoped(Scope::App),
+            routes::schedules::app_router().merge(routes::persistence::app_router()),
+        ),
         (Group::Scoped(Scope::App), routes::realtime::router()),
         (Group::Scoped(Scope::App), webhook_routes::app_router()),
         (Group::Scoped(Scope::App), integration_routes::app_router()),

@@ -7,6 +7,8 @@
 //!   ingestion, liveness and the reconciler of runs and sandboxes a dead server left;
 //! - [`packages`]: publishing versions, reading archives back verified, resolving
 //!   versions, and the system packages loaded at boot;
+//! - [`schedules`]: cron timetables and the scheduler that fires them as runs;
+//! - [`memory`]: what agents `note` and `pin`, kept per agent, application and actor;
 //! - [`webhooks`]: the delivery worker of the webhook outbox;
 //! - [`metrics`]: what the server counts, rendered for Prometheus;
 //! - [`jobs`]: the named background jobs, started and stopped in one place;
@@ -19,7 +21,9 @@
 pub mod jobs;
 pub mod metrics;
 pub mod packages;
+pub mod memory;
 pub mod runs;
+pub mod schedules;
 pub mod secrets;
 pub mod webhooks;
 
@@ -56,6 +60,8 @@ pub struct Inner {
     /// Connections, OAuth and models.
     pub connect: Connect,
     pub metrics: metrics::Metrics,
+    /// Wakes the scheduler when a schedule changes.
+    pub schedules: schedules::Schedules,
     pub run_object: RunObject,
 }
 
@@ -95,6 +101,7 @@ impl Engine {
             realtime,
             connect,
             metrics: metrics::Metrics::default(),
+            schedules: schedules::Schedules::default(),
             run_object,
         })))
     }

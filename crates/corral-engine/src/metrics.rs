@@ -61,6 +61,25 @@ pub struct Metrics {
     pub run_start: Histogram,
     /// Webhook attempts by outcome: success, gone, retry, permanent.
     webhook_attempts: [AtomicU64; 4],
+    /// Schedule fires that created a run.
+    pub schedule_fires: Counter,
+    /// Schedule fires the run pipeline refused (recorded on the schedule).
+    pub schedule_refusals: Counter,
+    /// Memories and pinned slots refused for a size or count limit.
+    pub memory_refusals: Counter,
+}
+
+/// A monotonic counter.
+#[derive(Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
 }
 
 const WEBHOOK_OUTCOMES: [&str; 4] = ["success", "gone", "retry", "permanent"];
@@ -133,6 +152,25 @@ pub async fn render(state: &Engine) -> String {
             "corral_webhook_attempts_total{{outcome=\"{o}\"}} {}",
             state.metrics.webhook_attempts[i].load(Ordering::Relaxed)
         );
+    }
+    for (name, help, c) in [
+        (
+            "corral_schedule_fires_total",
+            "Schedule fires that created a run.",
+            &state.metrics.schedule_fires,
+        ),
+        (
+            "corral_schedule_refusals_total",
+            "Schedule fires refused by the run pipeline.",
+            &state.metrics.schedule_refusals,
+        ),
+        (
+            "corral_memory_refusals_total",
+            "Agent memories refused for a size or count limit.",
+            &state.metrics.memory_refusals,
+        ),
+    ] {
+        gauge(&mut out, name, help, "counter", c.get());
     }
     state.metrics.run_start.render(
         "corral_run_start_seconds",

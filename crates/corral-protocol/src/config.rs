@@ -111,6 +111,16 @@ pub struct Task {
     pub model: ModelConfig,
     #[serde(default)]
     pub limits: Limits,
+    /// The agent's pinned memory slots for this actor, from earlier runs (`pin`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pinned: Vec<PinnedSlot>,
+}
+
+/// A named value an earlier run pinned, handed to the next runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PinnedSlot {
+    pub key: String,
+    pub value: Value,
 }
 
 /// A skill package made available to the agent (`SKILL.md`).
@@ -327,6 +337,8 @@ pub struct AgentTask {
     pub model: AgentModel,
     #[serde(default)]
     pub limits: Limits,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pinned: Vec<PinnedSlot>,
 }
 
 /// The model as the agent sees it: which wire format to speak and which id to ask for.
@@ -350,6 +362,7 @@ impl From<&SidecarConfig> for AgentTask {
                 model: task.model.model.clone(),
             },
             limits: task.limits,
+            pinned: task.pinned.clone(),
         }
     }
 }

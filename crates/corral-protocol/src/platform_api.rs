@@ -63,6 +63,10 @@ pub struct DeliveryPlan {
     pub allow_server_override: bool,
 }
 
+/// The most bytes a memory (`note`) or a pinned slot's JSON value (`pin`) may hold;
+/// the agent refuses longer ones at once, the platform refuses them again.
+pub const MAX_MEMORY_BYTES: usize = 4096;
+
 /// Most items either call returns.
 pub const MAX_LIMIT: u32 = 50;
 pub const DEFAULT_LIMIT: u32 = 10;

@@ -47,6 +47,8 @@ pub struct Run {
     pub end_user_id: Option<String>,
     pub api_key_id: Option<String>,
     pub schedule_id: Option<String>,
+    /// The schedule's name when it fired the run.
+    pub schedule_name: Option<String>,
     pub timeout_secs: i64,
     pub runner_kind: Option<String>,
     pub runner_name: Option<String>,
@@ -96,6 +98,7 @@ impl<'r> FromRow<'r, AnyRow> for Run {
             end_user_id: row.try_get("end_user_id")?,
             api_key_id: row.try_get("api_key_id")?,
             schedule_id: row.try_get("schedule_id")?,
+            schedule_name: row.try_get("schedule_name")?,
             timeout_secs: row.try_get("timeout_secs")?,
             runner_kind: row.try_get("runner_kind")?,
             runner_name: row.try_get("runner_name")?,
@@ -133,7 +136,7 @@ const SELECT_LISTED: &str = "SELECT r.id, r.org_id, r.application_id, r.package_
      r.agent_scope, r.agent_name, r.kind, r.run_number, r.status, r.input, r.result, r.error, \
      r.error_code, r.error_details, r.version_label, r.version_ref, '' AS definition, \
      r.model_label, r.model_source, r.generation, r.user_id, r.end_user_id, r.api_key_id, \
-     r.schedule_id, r.timeout_secs, r.runner_kind, r.runner_name, r.server_id, r.sandbox_id, \
+     r.schedule_id, r.schedule_name, r.timeout_secs, r.runner_kind, r.runner_name, r.server_id, r.sandbox_id, \
      r.sink_secret, r.sink_expires_at, r.run_token_hash, r.last_sequence, r.token_usage, \
      r.duration_ms, r.unread, r.created_at, r.started_at, r.first_event_at, \
      r.last_heartbeat_at, r.completed_at, u.name AS user_name, \
@@ -164,6 +167,7 @@ pub struct NewRun<'a> {
     pub end_user_id: Option<&'a str>,
     pub api_key_id: Option<&'a str>,
     pub schedule_id: Option<&'a str>,
+    pub schedule_name: Option<&'a str>,
     pub timeout_secs: i64,
     pub runner_kind: Option<&'a str>,
     pub runner_name: Option<&'a str>,
@@ -181,12 +185,13 @@ pub async fn insert(conn: &mut AnyConnection, r: &NewRun<'_>) -> Result<()> {
         "INSERT INTO runs (id, org_id, application_id, package_id, agent_scope, agent_name, kind, \
            run_number, status, input, version_label, version_ref, definition, model_label, \
            model_source, generation, user_id, end_user_id, api_key_id, schedule_id, timeout_secs, \
-           runner_kind, runner_name, sink_secret, sink_expires_at, run_token_hash, created_at, server_id) \
+           runner_kind, runner_name, sink_secret, sink_expires_at, run_token_hash, created_at, server_id, \
+           schedule_name) \
          SELECT $1, $2, $3, $4, $5, $6, $7, \
            COALESCE((SELECT MAX(run_number) FROM runs WHERE application_id = $3 \
                      AND COALESCE(agent_scope, '') = COALESCE($5, '') \
                      AND COALESCE(agent_name, '') = COALESCE($6, '')), 0) + 1, \
-           'pending', $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26",
+           'pending', $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27",
     )
     .bind(r.id)
     .bind(r.org_id)
@@ -214,6 +219,7 @@ pub async fn insert(conn: &mut AnyConnection, r: &NewRun<'_>) -> Result<()> {
     .bind(r.run_token_hash)
     .bind(r.now)
     .bind(r.server_id)
+    .bind(r.schedule_name)
     .execute(conn)
     .await
     .db()?;
@@ -262,6 +268,7 @@ pub struct ListFilter<'a> {
     pub package_id: Option<&'a str>,
     pub user_id: Option<&'a str>,
     pub end_user_id: Option<&'a str>,
+    pub schedule_id: Option<&'a str>,
     pub kind: Option<&'a str>,
     pub status: Option<&'a str>,
     pub created_from: Option<i64>,
@@ -296,6 +303,9 @@ pub async fn list(
     if f.end_user_id.is_some() {
         conds.push(next("r.end_user_id", "="));
     }
+    if f.schedule_id.is_some() {
+        conds.push(next("r.schedule_id", "="));
+    }
     if f.kind.is_some() {
         conds.push(next("r.kind", "="));
     }
@@ -310,7 +320,14 @@ pub async fn list(
     }
     let filter = conds.join(" AND ");
     let mut binds: Vec<Bind> = vec![Bind::S(org_id.to_string()), Bind::S(app_id.to_string())];
-    for v in [f.package_id, f.user_id, f.end_user_id, f.kind, f.status]
+    for v in [
+        f.package_id,
+        f.user_id,
+        f.end_user_id,
+        f.schedule_id,
+        f.kind,
+        f.status,
+    ]
         .into_iter()
         .flatten()
     {

@@ -140,6 +140,14 @@ fn system_prompt(task: &AgentTask, workspace: &std::path::Path) -> String {
         "Use `log` for progress worth showing the user, `note` to remember a fact for future \
          runs, and `pin` to highlight a key value.\n",
     );
+    if !task.pinned.is_empty() {
+        s.push_str(
+            "\n## Pinned memory\nValues you pinned in earlier runs (`pin` again to change one):\n",
+        );
+        for slot in &task.pinned {
+            s.push_str(&format!("- {}: {}\n", slot.key, slot.value));
+        }
+    }
     if !task.skills.is_empty() {
         s.push_str("\n## Skills\n");
         for skill in &task.skills {
@@ -173,6 +181,18 @@ struct LogArgs {
 #[derive(Deserialize)]
 struct NoteArgs {
     content: String,
+}
+
+/// A memory or a pinned value over the platform's limit is refused here, so the
+/// model learns it at once (the platform would not keep it).
+fn within_memory_limit(tool: &str, len: usize) -> Result<(), ToolOutcome> {
+    let max = corral_protocol::platform_api::MAX_MEMORY_BYTES;
+    if len > max {
+        return Err(ToolOutcome::err(format!(
+            "{tool} refused: {len} bytes, over the limit of {max}; keep it shorter"
+        )));
+    }
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -427,13 +447,16 @@ async fn run_tool(ctx: &Ctx, mcp: Option<&McpClient>, name: &str, args: Value) -
                 message: a.message,
             })
         }),
-        tools::NOTE => tools::parse_args::<NoteArgs>(&args)
-            .map(|a| EventPayload::Memory(MemoryAdded { content: a.content })),
-        tools::PIN => tools::parse_args::<PinArgs>(&args).map(|a| {
-            EventPayload::Pinned(PinnedSet {
+        tools::NOTE => tools::parse_args::<NoteArgs>(&args).and_then(|a| {
+            within_memory_limit("note", a.content.len())?;
+            Ok(EventPayload::Memory(MemoryAdded { content: a.content }))
+        }),
+        tools::PIN => tools::parse_args::<PinArgs>(&args).and_then(|a| {
+            within_memory_limit("pin", a.value.to_string().len())?;
+            Ok(EventPayload::Pinned(PinnedSet {
                 key: a.key,
                 value: a.value,
-            })
+            }))
         }),
         _ => {
             return match mcp {

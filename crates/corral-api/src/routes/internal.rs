@@ -24,10 +24,11 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(get_integration_credentials))
         .routes(routes!(refresh_integration_credentials))
+        .merge(super::run_memory::router())
 }
 
 /// The active run presenting this run token.
-async fn run_of(state: &AppState, headers: &HeaderMap) -> ApiResult<store::Run> {
+pub(crate) async fn run_of(state: &AppState, headers: &HeaderMap) -> ApiResult<store::Run> {
     let unauthorized = |detail: &str| ApiError::new(ErrorCode::Unauthorized, detail);
     let token = headers
         .get(axum::http::header::AUTHORIZATION)

@@ -16,9 +16,12 @@ pub mod models;
 pub mod orgs;
 pub mod package_archives;
 pub mod packages;
+pub mod persistence;
 pub mod realtime;
 pub mod run_events;
+pub mod run_memory;
 pub mod runs;
+pub mod schedules;
 pub mod webhooks;
 
 use serde::Serialize;

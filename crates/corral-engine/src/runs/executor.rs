@@ -406,6 +406,17 @@ async fn configure(
             credentials_url,
         });
     }
+    // The agent's pinned slots as they are now (a run that finished after this one
+    // was queued counts), and the platform's internal API for its memory tools.
+    let pinned = {
+        let mut conn = state.db.conn().await?;
+        crate::memory::pinned_for_run(&mut conn, run)
+            .await?
+            .into_iter()
+            .map(|(key, value)| corral_protocol::PinnedSlot { key, value })
+            .collect()
+    };
+    let platform_url = (run.kind == "package").then(|| sbx.platform_url.clone());
     let config = SidecarConfig {
         run_id: run.id.to_string(),
         run_token: Secret::new(run_token(state, &run.id)),
@@ -421,6 +432,7 @@ async fn configure(
                 api_key: Secret::new(api_key),
             },
             limits: def.limits,
+            pinned,
         },
         integrations,
         sink: Sink {
@@ -431,7 +443,7 @@ async fn configure(
             ),
             secret: Secret::new(super::open_sink_secret(state, run)?),
         },
-        platform_url: None,
+        platform_url,
         mcp_servers: Vec::new(),
         egress: Default::default(),
     };

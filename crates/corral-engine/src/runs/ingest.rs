@@ -86,9 +86,10 @@ fn level_str(l: LogLevel) -> &'static str {
 /// Stores one event's effects (inside the caller's transaction).
 async fn apply(
     conn: &mut corral_store::Conn,
-    run_id: &RunId,
+    run: &store::Run,
     ev: &CloudEvent,
 ) -> ProblemResult<()> {
+    let run_id = &run.id;
     let payload = ev
         .payload()
         .map_err(|e| Problem::invalid_param("data", format!("data does not match type: {e}")))?;
@@ -153,6 +154,22 @@ async fn apply(
         }
         return Ok(());
     }
+    // What the agent notes and pins outlives the run (a refusal is logged with it).
+    if let Some(warning) = crate::memory::record(conn, run, &payload).await? {
+        run_logs::insert_log(
+            conn,
+            &run_logs::NewLog {
+                run_id,
+                sequence: None,
+                log_type: "system",
+                level: "warn",
+                message: Some(&warning),
+                data: None,
+                now,
+            },
+        )
+        .await?;
+    }
     let data = data.map(|d| d.to_string());
     // An agent's text is data, not input to refuse: a NUL (which PostgreSQL cannot
     // store in text) becomes U+FFFD. `data` is serialized JSON, where NUL is escaped.
@@ -177,10 +194,11 @@ async fn apply(
 /// `flush`), returning the new last sequence.
 async fn drain_buffer(
     conn: &mut corral_store::Conn,
-    run_id: &RunId,
+    run: &store::Run,
     mut last: i64,
     flush: bool,
 ) -> ProblemResult<i64> {
+    let run_id = &run.id;
     for (seq, body) in run_logs::buffered(conn, run_id).await? {
         if seq <= last {
             run_logs::unbuffer(conn, run_id, seq).await?;
@@ -190,7 +208,7 @@ async fn drain_buffer(
             break;
         }
         let ev: CloudEvent = serde_json::from_str(&body).map_err(Problem::internal)?;
-        apply(conn, run_id, &ev).await?;
+        apply(conn, run, &ev).await?;
         run_logs::unbuffer(conn, run_id, seq).await?;
         last = seq;
     }
@@ -220,8 +238,8 @@ pub async fn ingest(state: &Engine, run: &store::Run, body: &[u8]) -> ProblemRes
     let outcome = if seq <= last {
         "replay"
     } else if seq == last + 1 {
-        apply(&mut tx, run_id, &ev).await?;
-        let new_last = drain_buffer(&mut tx, run_id, seq, false).await?;
+        apply(&mut tx, run, &ev).await?;
+        let new_last = drain_buffer(&mut tx, run, seq, false).await?;
         if !store::advance_sequence(&mut tx, run_id, last, new_last).await? {
             // Another delivery of the same sequence won the race.
             return Ok(("replay", seq));
@@ -270,7 +288,7 @@ pub async fn finalize(state: &Engine, run: &store::Run, body: &[u8]) -> ProblemR
     let (before, _) = store::lock_progress(&mut tx, run_id)
         .await?
         .ok_or_else(|| Problem::not_found("run"))?;
-    let last = drain_buffer(&mut tx, run_id, before, true).await?;
+    let last = drain_buffer(&mut tx, run, before, true).await?;
     if last != before {
         store::advance_sequence(&mut tx, run_id, before, last).await?;
     }

@@ -279,6 +279,27 @@ fn prepare_input(
     Ok(value)
 }
 
+/// Validates `input` for a later run of `agent` by `caller` (a schedule's input at
+/// create and update time): the application's settings and the schema's defaults
+/// apply as they will at the fire.
+pub async fn validate_input(
+    state: &Engine,
+    caller: &Caller,
+    agent: &Agent,
+    input: Map<String, Value>,
+) -> ProblemResult<Value> {
+    let settings: Option<InputSettings> = match &agent.package_id {
+        Some(id) => {
+            let mut conn = state.db.conn().await?;
+            corral_store::app_packages::get(&mut conn, &caller.org_id, &caller.app_id, id)
+                .await?
+                .and_then(|i| serde_json::from_str(&i.input_settings).ok())
+        }
+        None => None,
+    };
+    prepare_input(&agent.pkg.manifest, input, settings.as_ref())
+}
+
 /// Integrations need a usable connection (SPEC §7 step 4): the connection each
 /// one will use, or a 412 naming every integration that has none.
 async fn check_readiness(
@@ -374,6 +395,8 @@ pub struct Request<'a> {
     pub model_id: Option<&'a str>,
     pub dependency_overrides: Option<&'a BTreeMap<String, String>>,
     pub connection_overrides: Option<&'a BTreeMap<String, String>>,
+    /// The schedule firing this run: its id and name.
+    pub schedule: Option<(&'a str, Option<&'a str>)>,
 }
 
 /// A trigger that passed every check (SPEC §7 steps 2–7), ready to be queued.
@@ -501,7 +524,8 @@ pub async fn queue(
             user_id: caller.user_id.as_deref(),
             end_user_id: caller.end_user_id.as_deref(),
             api_key_id: caller.api_key_id.as_deref(),
-            schedule_id: None,
+            schedule_id: req.schedule.map(|s| s.0),
+            schedule_name: req.schedule.and_then(|s| s.1),
             timeout_secs: timeout as i64,
             runner_kind: None,
             runner_name: None,

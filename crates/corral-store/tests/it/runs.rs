@@ -35,6 +35,7 @@ async fn pending_run(db: &Db) -> RunId {
             end_user_id: None,
             api_key_id: None,
             schedule_id: None,
+            schedule_name: None,
             timeout_secs: 60,
             runner_kind: None,
             runner_name: None,

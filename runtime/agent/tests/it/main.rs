@@ -76,6 +76,7 @@ impl Harness {
                 model: "mock-model-1".into(),
             },
             limits,
+            pinned: Vec::new(),
         }
     }
 

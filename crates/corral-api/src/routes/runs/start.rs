@@ -107,6 +107,7 @@ pub async fn run_agent(
         model_id: body.model_id.as_deref(),
         dependency_overrides: body.dependency_overrides.as_ref(),
         connection_overrides: body.connection_overrides.as_ref(),
+        schedule: None,
     };
     let run = trigger::trigger(&state, &ctx.caller()?, &req, input).await?;
     Ok(created(&run))
@@ -143,6 +144,7 @@ impl InlineBody {
             model_id: self.model_id.as_deref(),
             dependency_overrides: None,
             connection_overrides: self.connection_overrides.as_ref(),
+            schedule: None,
         }
     }
 }

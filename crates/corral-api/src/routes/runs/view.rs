@@ -143,7 +143,7 @@ impl From<&store::Run> for RunView {
             user_name: r.user_name.clone(),
             end_user_name: r.end_user_name.clone(),
             api_key_name: r.api_key_name.clone(),
-            schedule_name: None,
+            schedule_name: r.schedule_name.clone(),
             connections_used: None,
             package_ephemeral: r.kind == "inline",
             unread: r.unread,
