@@ -101,6 +101,9 @@ pub struct Config {
     pub webhook_secret_overlap_hours: u64,
     /// Deliveries attempted at once by this server.
     pub webhook_concurrency: usize,
+    /// Fire due schedules from this server (SPEC §13). Every replica may; each fire
+    /// still happens once. Off: this server only serves and runs.
+    pub scheduler: bool,
 }
 
 impl Default for Config {
@@ -150,6 +153,7 @@ impl Default for Config {
             webhook_retry_schedule: None,
             webhook_secret_overlap_hours: 168,
             webhook_concurrency: 16,
+            scheduler: true,
         }
     }
 }
@@ -258,6 +262,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "webhook_secret_overlap_hours",
     ),
     ("CORRAL_WEBHOOK_CONCURRENCY", "webhook_concurrency"),
+    ("CORRAL_SCHEDULER", "scheduler"),
 ];
 
 const LIST_KEYS: &[&str] = &["trusted_origins", "agent_env"];

@@ -56,10 +56,12 @@ impl Jobs {
                 engine.runs.bus.clone().listen(url, stop.clone()),
             );
         }
-        jobs.spawn(
-            "scheduler",
-            crate::schedules::run(engine.clone(), stop.clone()),
-        );
+        if engine.config.scheduler {
+            jobs.spawn(
+                "scheduler",
+                crate::schedules::run(engine.clone(), stop.clone()),
+            );
+        }
         jobs.spawn("maintenance", maintenance(engine.clone(), stop));
         jobs
     }

@@ -21,5 +21,6 @@ mod revoke;
 mod run_events;
 mod runs;
 mod runs_docker;
+mod schedules;
 mod strict;
 mod webhooks;
