@@ -19,9 +19,9 @@
 //! what every service here takes; it knows nothing of HTTP.
 
 pub mod jobs;
+pub mod memory;
 pub mod metrics;
 pub mod packages;
-pub mod memory;
 pub mod runs;
 pub mod schedules;
 pub mod secrets;

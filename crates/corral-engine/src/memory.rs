@@ -30,8 +30,7 @@ pub async fn actor_of(conn: &mut corral_store::Conn, run: &Run) -> corral_store:
         return Ok(Actor::user(u));
     }
     if let Some(k) = &run.api_key_id {
-        let key =
-            corral_store::api_keys::get(conn, &run.org_id, &run.application_id, k).await?;
+        let key = corral_store::api_keys::get(conn, &run.org_id, &run.application_id, k).await?;
         if let Some(creator) = key.and_then(|k| k.created_by) {
             return Ok(Actor::user(&creator));
         }
@@ -41,7 +40,10 @@ pub async fn actor_of(conn: &mut corral_store::Conn, run: &Run) -> corral_store:
 
 /// The memory scope of a package run (`None` for an inline run, which has no agent
 /// identity to remember under).
-pub async fn scope_of(conn: &mut corral_store::Conn, run: &Run) -> corral_store::Result<Option<Scope>> {
+pub async fn scope_of(
+    conn: &mut corral_store::Conn,
+    run: &Run,
+) -> corral_store::Result<Option<Scope>> {
     let Some(package_id) = run.package_id.clone().filter(|_| run.kind == "package") else {
         return Ok(None);
     };

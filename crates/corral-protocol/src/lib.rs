@@ -18,7 +18,8 @@ pub mod signing;
 
 pub use config::{
     AgentModel, AgentTask, Delivery, Egress, Integration, Limits, McpServer, McpServerKind,
-    ModelApi, ModelConfig, PinnedSlot, SidecarConfig, Sink, Skill, Task, CREDENTIALS_REFRESH_LEAD_MS,
+    ModelApi, ModelConfig, PinnedSlot, SidecarConfig, Sink, Skill, Task,
+    CREDENTIALS_REFRESH_LEAD_MS,
 };
 pub use events::{
     codes, CloudEvent, EventPayload, EventType, Heartbeat, RunError, RunResult, RunStatus, Usage,

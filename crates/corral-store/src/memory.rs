@@ -224,7 +224,8 @@ pub async fn list(conn: &mut AnyConnection, f: &Filter<'_>, pinned: bool) -> Res
         )
     } else {
         format!(
-            "SELECT *, NULL AS key, created_at AS updated_at FROM agent_memories WHERE {} \
+            "SELECT id, actor_type, actor_id, content, run_id, created_at, NULL AS key, \
+               created_at AS updated_at FROM agent_memories WHERE {} \
              ORDER BY id DESC",
             filter_sql(f)
         )
@@ -325,14 +326,12 @@ pub async fn recall(
     };
     let q = q.map(str::trim).filter(|q| !q.is_empty());
     let Some(q) = q else {
-        let sql = "SELECT m.*, NULL AS key, m.created_at AS updated_at FROM agent_memories m \
+        let sql = "SELECT m.id, m.actor_type, m.actor_id, m.content, m.run_id, m.created_at, NULL AS key, \
+               m.created_at AS updated_at FROM agent_memories m \
              WHERE $1 = '' AND m.org_id = $2 AND m.application_id = $3 AND m.package_id = $4 \
                AND ((m.actor_type = $5 AND m.actor_id = $6) OR m.actor_type = 'shared') \
              ORDER BY m.id DESC LIMIT 50";
-        let rows = bind(sql, String::new())
-            .fetch_all(&mut *conn)
-            .await
-            .db()?;
+        let rows = bind(sql, String::new()).fetch_all(&mut *conn).await.db()?;
         return rows
             .iter()
             .take(limit as usize)
@@ -345,7 +344,8 @@ pub async fn recall(
     if !words.is_empty() {
         let (sql, arg) = match backend {
             Backend::Sqlite => (
-                "SELECT m.*, NULL AS key, m.created_at AS updated_at FROM agent_memories_fts \
+                "SELECT m.id, m.actor_type, m.actor_id, m.content, m.run_id, m.created_at, NULL AS key, \
+               m.created_at AS updated_at FROM agent_memories_fts \
                  JOIN agent_memories m ON m.id = agent_memories_fts.rowid \
                  WHERE agent_memories_fts MATCH $1 AND m.org_id = $2 AND m.application_id = $3 \
                    AND m.package_id = $4 \
@@ -358,7 +358,8 @@ pub async fn recall(
                     .join(" OR "),
             ),
             Backend::Postgres => (
-                "SELECT m.*, NULL AS key, m.created_at AS updated_at FROM agent_memories m \
+                "SELECT m.id, m.actor_type, m.actor_id, m.content, m.run_id, m.created_at, NULL AS key, \
+               m.created_at AS updated_at FROM agent_memories m \
                  WHERE m.tsv @@ to_tsquery('english', $1) AND m.org_id = $2 \
                    AND m.application_id = $3 AND m.package_id = $4 \
                    AND ((m.actor_type = $5 AND m.actor_id = $6) OR m.actor_type = 'shared') \
@@ -378,7 +379,8 @@ pub async fn recall(
                 .replace('%', "\\%")
                 .replace('_', "\\_")
         );
-        let sql = "SELECT m.*, NULL AS key, m.created_at AS updated_at FROM agent_memories m \
+        let sql = "SELECT m.id, m.actor_type, m.actor_id, m.content, m.run_id, m.created_at, NULL AS key, \
+               m.created_at AS updated_at FROM agent_memories m \
              WHERE LOWER(m.content) LIKE $1 ESCAPE '\\' AND m.org_id = $2 \
                AND m.application_id = $3 AND m.package_id = $4 \
                AND ((m.actor_type = $5 AND m.actor_id = $6) OR m.actor_type = 'shared') \

@@ -328,8 +328,8 @@ pub async fn list(
         f.kind,
         f.status,
     ]
-        .into_iter()
-        .flatten()
+    .into_iter()
+    .flatten()
     {
         binds.push(Bind::S(v.to_owned()));
     }

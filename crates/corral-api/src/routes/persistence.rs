@@ -129,6 +129,12 @@ fn own_actor(ctx: &Ctx) -> Actor {
     }
 }
 
+/// An admin of the application, not acting for an end-user (an end-user's request
+/// only ever touches that end-user's rows).
+fn is_admin(ctx: &Ctx) -> bool {
+    ctx.end_user_id.is_none() && ctx.permissions.contains(Permission::ApplicationsWrite)
+}
+
 /// The actor a request reads or deletes: the caller's, or (admins) the one named.
 fn actor_of(ctx: &Ctx, q: &PersistenceQuery) -> ApiResult<Actor> {
     let Some(kind) = q.actor_type.as_deref() else {
@@ -163,7 +169,7 @@ fn actor_of(ctx: &Ctx, q: &PersistenceQuery) -> ApiResult<Actor> {
             ))
         }
     };
-    if requested != own_actor(ctx) && !ctx.permissions.contains(Permission::ApplicationsWrite) {
+    if requested != own_actor(ctx) && !is_admin(ctx) {
         return Err(ApiError::forbidden(
             "only an admin may read or delete another actor's memory",
         ));
@@ -271,7 +277,8 @@ pub async fn delete_agent_persistence(
         out.memories_deleted = store::delete(&mut tx, &f, false, None, None).await?;
     }
     if pinned {
-        out.checkpoint_deleted = store::delete(&mut tx, &f, true, None, Some("checkpoint")).await? > 0;
+        out.checkpoint_deleted =
+            store::delete(&mut tx, &f, true, None, Some("checkpoint")).await? > 0;
         out.pinned_deleted =
             store::delete(&mut tx, &f, true, None, None).await? + out.checkpoint_deleted as u64;
     }
@@ -290,7 +297,7 @@ async fn delete_one(
     let package_id = agent_id(state, ctx, scope, name).await?;
     let own = own_actor(ctx);
     // An admin may delete any actor's row; others only their own.
-    let actor = (!ctx.permissions.contains(Permission::ApplicationsWrite)).then_some(&own);
+    let actor = (!is_admin(ctx)).then_some(&own);
     let f = Filter {
         org_id: ctx.org_id()?,
         app_id: ctx.app_id()?,
@@ -300,7 +307,11 @@ async fn delete_one(
     };
     let mut conn = state.db.conn().await?;
     if store::delete(&mut conn, &f, pinned, Some(id), None).await? == 0 {
-        return Err(ApiError::not_found(if pinned { "pinned slot" } else { "memory" }));
+        return Err(ApiError::not_found(if pinned {
+            "pinned slot"
+        } else {
+            "memory"
+        }));
     }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
 use corral_protocol::platform_api::{
-    Memory, MemoriesPage, RunHistoryPage, DEFAULT_LIMIT, MAX_LIMIT,
+    MemoriesPage, Memory, RunHistoryPage, DEFAULT_LIMIT, MAX_LIMIT,
 };
 use corral_store::run_history::{self, Actor};
 use serde::Deserialize;
@@ -77,12 +77,14 @@ pub async fn get_run_history(
         }
     }
     let Some(package_id) = run.package_id.as_deref().filter(|_| run.kind == "package") else {
-        return Ok(Json(serde_json::to_value(RunHistoryPage {
-            object: "list".into(),
-            data: Vec::new(),
-            has_more: false,
-        })
-        .map_err(ApiError::internal)?));
+        return Ok(Json(
+            serde_json::to_value(RunHistoryPage {
+                object: "list".into(),
+                data: Vec::new(),
+                has_more: false,
+            })
+            .map_err(ApiError::internal)?,
+        ));
     };
     let actor = match (&run.end_user_id, &run.user_id, &run.api_key_id) {
         (Some(eu), _, _) => Actor::EndUser(eu),
@@ -173,14 +175,9 @@ pub async fn recall_memories(
             memories: Vec::new(),
         }));
     };
-    let items = corral_store::memory::recall(
-        &mut conn,
-        state.db.backend(),
-        &scope,
-        q.q.as_deref(),
-        limit,
-    )
-    .await?;
+    let items =
+        corral_store::memory::recall(&mut conn, state.db.backend(), &scope, q.q.as_deref(), limit)
+            .await?;
     Ok(Json(MemoriesPage {
         memories: items
             .into_iter()

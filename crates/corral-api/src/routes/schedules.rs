@@ -226,7 +226,11 @@ pub struct UpdateScheduleBody {
 
 fn check_name(e: &mut Vec<FieldError>, name: Option<&str>) {
     if name.is_some_and(|n| n.chars().count() > 200) {
-        e.push(FieldError::new("name", "too_long", "at most 200 characters"));
+        e.push(FieldError::new(
+            "name",
+            "too_long",
+            "at most 200 characters",
+        ));
     }
 }
 
@@ -269,7 +273,9 @@ impl Validate for UpdateScheduleBody {
         check_actor(&mut e, self.actor.as_ref());
         check_generation(
             &mut e,
-            self.generation_config_override.as_ref().and_then(|g| g.as_ref()),
+            self.generation_config_override
+                .as_ref()
+                .and_then(|g| g.as_ref()),
         );
         e
     }
@@ -300,7 +306,11 @@ async fn actor(
             corral_store::orgs::member(&mut conn, ctx.org_id()?, u)
                 .await?
                 .ok_or_else(|| {
-                    ApiError::field("actor.user_id", "unknown", "not a member of this organization")
+                    ApiError::field(
+                        "actor.user_id",
+                        "unknown",
+                        "not a member of this organization",
+                    )
                 })?;
             Ok((Some(u.clone()), None))
         }
@@ -347,7 +357,8 @@ async fn check_input(
 }
 
 fn json_text<T: Serialize>(v: &Option<T>) -> Option<String> {
-    v.as_ref().map(|v| serde_json::to_string(v).unwrap_or_default())
+    v.as_ref()
+        .map(|v| serde_json::to_string(v).unwrap_or_default())
 }
 
 /// A schedule of the caller's application (an end-user sees only theirs).
@@ -426,15 +437,27 @@ pub async fn create_schedule(
     let (org, app) = (ctx.org_id()?.clone(), ctx.app_id()?.clone());
     let package_id = {
         let mut conn = state.db.conn().await?;
-        corral_store::packages::get_visible(&mut conn, &org, &format!("{scope}/{name}"), Some("agent"))
-            .await?
-            .ok_or_else(|| ApiError::not_found("agent"))?
-            .id
+        corral_store::packages::get_visible(
+            &mut conn,
+            &org,
+            &format!("{scope}/{name}"),
+            Some("agent"),
+        )
+        .await?
+        .ok_or_else(|| ApiError::not_found("agent"))?
+        .id
     };
     let tz = body.timezone.clone().unwrap_or_else(|| "UTC".into());
     let tt = timetable(&body.cron_expression, &tz)?;
     let input = body.input.clone().unwrap_or_default();
-    check_input(&state, &ctx, &package_id, body.version_override.as_deref(), &input).await?;
+    check_input(
+        &state,
+        &ctx,
+        &package_id,
+        body.version_override.as_deref(),
+        &input,
+    )
+    .await?;
     let (user_id, end_user_id) = actor(&state, &ctx, body.actor.as_ref()).await?;
     let now = now_ms();
     let next = tt.next_after(now).unwrap_or(i64::MAX);
@@ -559,7 +582,14 @@ pub async fn update_schedule(
                 _ => None,
             })
             .unwrap_or_default();
-        check_input(&state, &ctx, &s.package_id, s.version_override.as_deref(), &input).await?;
+        check_input(
+            &state,
+            &ctx,
+            &s.package_id,
+            s.version_override.as_deref(),
+            &input,
+        )
+        .await?;
         s.input = Some(Value::Object(input).to_string());
     }
     let now = now_ms();
@@ -567,7 +597,16 @@ pub async fn update_schedule(
         s.next_run_at = tt.next_after(now).unwrap_or(i64::MAX);
     }
     let mut conn = state.db.conn().await?;
-    if !store::update(&mut conn, ctx.org_id()?, ctx.app_id()?, &id, &Fields::of(&s), now).await? {
+    if !store::update(
+        &mut conn,
+        ctx.org_id()?,
+        ctx.app_id()?,
+        &id,
+        &Fields::of(&s),
+        now,
+    )
+    .await?
+    {
         return Err(ApiError::not_found("schedule"));
     }
     drop(conn);

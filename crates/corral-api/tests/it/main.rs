@@ -9,6 +9,7 @@ mod integrations;
 mod isolation;
 mod journey;
 mod members;
+mod memory;
 mod models;
 mod nul;
 mod packages;

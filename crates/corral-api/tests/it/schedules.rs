@@ -31,9 +31,18 @@ async fn crud_and_validation(b: Backend) {
     for (body, field) in [
         (json!({"cron_expression": "61 * * * *"}), "cron_expression"),
         (json!({"cron_expression": "* * *"}), "cron_expression"),
-        (json!({"cron_expression": "0 9 * * *", "timezone": "Mars/Base"}), "timezone"),
-        (json!({"cron_expression": "0 9 * * *", "input": {"name": 5}}), "input.name"),
-        (json!({"cron_expression": "0 9 * * *", "input": {}}), "input"),
+        (
+            json!({"cron_expression": "0 9 * * *", "timezone": "Mars/Base"}),
+            "timezone",
+        ),
+        (
+            json!({"cron_expression": "0 9 * * *", "input": {"name": 5}}),
+            "input.name",
+        ),
+        (
+            json!({"cron_expression": "0 9 * * *", "input": {}}),
+            "input",
+        ),
         (
             json!({"cron_expression": "0 9 * * *", "input": {"name": "a"}, "actor": {}}),
             "actor",
@@ -42,7 +51,11 @@ async fn crud_and_validation(b: Backend) {
         let e = c.post(SCHEDULES, body.clone(), 400).await;
         assert_eq!(e["code"], "validation_failed", "{body}: {e}");
         assert!(
-            e["errors"].as_array().unwrap().iter().any(|x| x["field"] == field),
+            e["errors"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x["field"] == field),
             "{body}: {e}"
         );
     }
@@ -85,7 +98,10 @@ async fn crud_and_validation(b: Backend) {
     assert_eq!(all["hasMore"], false);
     let mine = c.get(SCHEDULES, 200).await;
     assert_eq!(mine["data"][0]["id"], id.as_str());
-    assert_eq!(c.get(&format!("/api/schedules/{id}"), 200).await["name"], "Morning");
+    assert_eq!(
+        c.get(&format!("/api/schedules/{id}"), 200).await["name"],
+        "Morning"
+    );
 
     // Update: a new timetable moves next_run_at; null clears an override; a bad
     // input is refused and changes nothing.
@@ -100,28 +116,40 @@ async fn crud_and_validation(b: Backend) {
     assert_eq!(upd["enabled"], false);
     assert_eq!(upd["model_id_override"], "m1");
     assert_eq!(upd["timezone"], "UTC");
-    assert!(upd["next_run_at"].is_string(), "shown while disabled: {upd}");
+    assert!(
+        upd["next_run_at"].is_string(),
+        "shown while disabled: {upd}"
+    );
     let upd = c
-        .put(&format!("/api/schedules/{id}"), json!({"model_id_override": null}), 200)
+        .put(
+            &format!("/api/schedules/{id}"),
+            json!({"model_id_override": null}),
+            200,
+        )
         .await;
     assert_eq!(upd["model_id_override"], Value::Null);
     let e = c
-        .put(&format!("/api/schedules/{id}"), json!({"input": {"language": "de"}}), 400)
+        .put(
+            &format!("/api/schedules/{id}"),
+            json!({"input": {"language": "de"}}),
+            400,
+        )
         .await;
     assert_eq!(e["code"], "validation_failed");
     assert_eq!(
         c.get(&format!("/api/schedules/{id}"), 200).await["input"],
         json!({"name": "Ada"})
     );
-    c.put("/api/schedules/sched_missing", json!({"enabled": true}), 404)
-        .await;
+    c.put(
+        "/api/schedules/sched_missing",
+        json!({"enabled": true}),
+        404,
+    )
+    .await;
 
     // Another organization sees none of it.
     let other = app.user_with_org("Other").await;
-    other
-        .client
-        .get(&format!("/api/schedules/{id}"), 404)
-        .await;
+    other.client.get(&format!("/api/schedules/{id}"), 404).await;
     assert_eq!(
         other.client.get("/api/schedules", 200).await["data"],
         json!([])
@@ -163,21 +191,29 @@ async fn every_second_fires_runs(b: Backend) {
         .await;
     let id = created["id"].as_str().unwrap().to_owned();
     tokio::time::sleep(Duration::from_millis(4_500)).await;
-    c.put(&format!("/api/schedules/{id}"), json!({"enabled": false}), 200)
-        .await;
+    c.put(
+        &format!("/api/schedules/{id}"),
+        json!({"enabled": false}),
+        200,
+    )
+    .await;
     let f = fires(&app, &id).await;
     assert!((3..=6).contains(&f.len()), "fires: {f:?}");
     for w in f.windows(2) {
         assert_eq!(w[1].0 - w[0].0, 1000, "consecutive seconds: {f:?}");
     }
     assert!(f.iter().all(|x| x.1 == "fired"), "{f:?}");
-    let runs = c.get(&format!("/api/schedules/{id}/runs?limit=100"), 200).await;
+    let runs = c
+        .get(&format!("/api/schedules/{id}/runs?limit=100"), 200)
+        .await;
     assert_eq!(runs["total"], f.len() as i64, "{runs}");
     for r in runs["data"].as_array().unwrap() {
         assert_eq!(r["scheduleId"], id.as_str());
         assert_eq!(r["schedule_name"], "Every second");
         assert_eq!(r["userId"], s.user_id.as_str());
-        let done = crate::runs::wait_terminal(&s, r["id"].as_str().unwrap(), Duration::from_secs(60)).await;
+        let done =
+            crate::runs::wait_terminal(&s, r["id"].as_str().unwrap(), Duration::from_secs(60))
+                .await;
         assert_eq!(done["status"], "success", "{done}");
     }
     let view = c.get(&format!("/api/schedules/{id}"), 200).await;
@@ -232,14 +268,18 @@ async fn catch_up_once_and_no_double_fire(b: Backend) {
     ))
     .await;
     assert_eq!(
-        corral_engine::schedules::tick(&app.state, now).await.unwrap(),
+        corral_engine::schedules::tick(&app.state, now)
+            .await
+            .unwrap(),
         1
     );
     let f = fires(&app, &id).await;
     assert_eq!(f.len(), 1, "{f:?}");
     assert_eq!(f[0].0, missed, "the catch-up is the first missed time");
     let next: i64 = app
-        .scalar(&format!("SELECT next_run_at FROM schedules WHERE id = '{id}'"))
+        .scalar(&format!(
+            "SELECT next_run_at FROM schedules WHERE id = '{id}'"
+        ))
         .await;
     assert!(next > now && next - now <= 2000, "back on the timetable");
     // The clock jumps back 10 s: the schedule is due again at the same instant, but
@@ -249,13 +289,17 @@ async fn catch_up_once_and_no_double_fire(b: Backend) {
     ))
     .await;
     assert_eq!(
-        corral_engine::schedules::tick(&app.state, missed).await.unwrap(),
+        corral_engine::schedules::tick(&app.state, missed)
+            .await
+            .unwrap(),
         0
     );
     assert_eq!(fires(&app, &id).await.len(), 1);
     // Nothing is due before its time.
     assert_eq!(
-        corral_engine::schedules::tick(&app.state, missed - 5_000).await.unwrap(),
+        corral_engine::schedules::tick(&app.state, missed - 5_000)
+            .await
+            .unwrap(),
         0
     );
 }
@@ -297,7 +341,11 @@ async fn three_replicas_fire_each_time_exactly_once() {
     tokio::time::sleep(Duration::from_secs(30)).await;
     for id in &ids {
         s.client
-            .put(&format!("/api/schedules/{id}"), json!({"enabled": false}), 200)
+            .put(
+                &format!("/api/schedules/{id}"),
+                json!({"enabled": false}),
+                200,
+            )
             .await;
     }
     let end = now_ms();
@@ -357,8 +405,10 @@ async fn restart_after_downtime_catches_up_once() {
     let restarted = now_ms();
     let app = TestApp::spawn_with(Backend::Postgres, move |c| c.database_url = Some(url)).await;
     tokio::time::sleep(Duration::from_millis(2_500)).await;
-    app.sql(&format!("UPDATE schedules SET enabled = 0 WHERE id = '{id}'"))
-        .await;
+    app.sql(&format!(
+        "UPDATE schedules SET enabled = 0 WHERE id = '{id}'"
+    ))
+    .await;
     let f = fires(&app, &id).await;
     let during: Vec<_> = f
         .iter()

@@ -140,8 +140,14 @@ async fn fire(engine: &Engine, s: &Schedule, fire_at: i64) {
         let mut conn = engine.db.conn().await?;
         match &outcome {
             Ok(run_id) => {
-                store::finish_fire(&mut conn, &s.id, fire_at, &FireOutcome::Fired { run_id }, now)
-                    .await
+                store::finish_fire(
+                    &mut conn,
+                    &s.id,
+                    fire_at,
+                    &FireOutcome::Fired { run_id },
+                    now,
+                )
+                .await
             }
             Err(e) => {
                 store::finish_fire(
@@ -237,12 +243,6 @@ async fn trigger_for(engine: &Engine, s: &Schedule) -> Result<String, Problem> {
         connection_overrides: conns.as_ref(),
         schedule: Some((&s.id, s.name.as_deref())),
     };
-    let run = trigger::trigger(
-        engine,
-        &caller_of(s),
-        &req,
-        json_map(s.input.as_deref()),
-    )
-    .await?;
+    let run = trigger::trigger(engine, &caller_of(s), &req, json_map(s.input.as_deref())).await?;
     Ok(run.id.to_string())
 }
