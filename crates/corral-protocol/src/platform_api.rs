@@ -81,12 +81,15 @@ pub struct RunHistoryQuery {
     pub fields: Option<String>,
 }
 
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RunHistoryPage {
     /// Always `list`.
+    #[cfg_attr(feature = "utoipa", schema(pattern = "^list$"))]
     pub object: String,
     /// `{id, status, date, duration, checkpoint?, result?}` per run, newest first.
+    #[cfg_attr(feature = "utoipa", schema(value_type = Vec<Object>))]
     pub data: Vec<Value>,
     pub has_more: bool,
 }
@@ -101,16 +104,19 @@ pub struct MemoriesQuery {
     pub limit: Option<u32>,
 }
 
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MemoriesPage {
     pub memories: Vec<Memory>,
 }
 
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Memory {
     pub id: i64,
     pub content: Value,
     #[serde(rename = "createdAt")]
+    #[cfg_attr(feature = "utoipa", schema(format = DateTime))]
     pub created_at: String,
     pub actor_type: String,
     #[serde(default)]

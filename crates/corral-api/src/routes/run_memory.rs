@@ -52,7 +52,7 @@ pub struct HistoryQuery {
 /// newest first: status, date, duration and, as asked, checkpoint and result.
 #[utoipa::path(get, path = "/internal/run-history", tag = "Internal", operation_id = "getRunHistory",
     params(HistoryQuery),
-    responses((status = 200, description = "Run history", body = Object)),
+    responses((status = 200, description = "Run history", body = RunHistoryPage)),
     security(("bearerExecToken" = [])))]
 pub async fn get_run_history(
     State(state): State<AppState>,
@@ -157,7 +157,7 @@ pub struct RecallQuery {
 /// application's shared ones), best match first.
 #[utoipa::path(get, path = "/internal/memories", tag = "Internal", operation_id = "recallMemories",
     params(RecallQuery),
-    responses((status = 200, description = "Recalled memories", body = Object)),
+    responses((status = 200, description = "Recalled memories", body = MemoriesPage)),
     security(("bearerExecToken" = [])))]
 pub async fn recall_memories(
     State(state): State<AppState>,
