@@ -291,9 +291,12 @@ async fn delete_one(
     ctx: &Ctx,
     scope: &str,
     name: &str,
-    id: i64,
+    id: &str,
     pinned: bool,
 ) -> ApiResult<StatusCode> {
+    let id: i64 = id
+        .parse()
+        .map_err(|_| ApiError::invalid_param("id", "id must be an integer"))?;
     let package_id = agent_id(state, ctx, scope, name).await?;
     let own = own_actor(ctx);
     // An admin may delete any actor's row; others only their own.
@@ -323,9 +326,9 @@ async fn delete_one(
 pub async fn delete_agent_persistence_memory(
     State(state): State<AppState>,
     ctx: Perm<perms::AgentsWrite>,
-    Path((scope, name, id)): Path<(String, String, i64)>,
+    Path((scope, name, id)): Path<(String, String, String)>,
 ) -> ApiResult<StatusCode> {
-    delete_one(&state, &ctx, &scope, &name, id, false).await
+    delete_one(&state, &ctx, &scope, &name, &id, false).await
 }
 
 #[utoipa::path(delete, path = "/api/agents/{scope}/{name}/persistence/pinned/{id}", tag = "Agents",
@@ -335,7 +338,7 @@ pub async fn delete_agent_persistence_memory(
 pub async fn delete_agent_persistence_pinned_slot(
     State(state): State<AppState>,
     ctx: Perm<perms::AgentsWrite>,
-    Path((scope, name, id)): Path<(String, String, i64)>,
+    Path((scope, name, id)): Path<(String, String, String)>,
 ) -> ApiResult<StatusCode> {
-    delete_one(&state, &ctx, &scope, &name, id, true).await
+    delete_one(&state, &ctx, &scope, &name, &id, true).await
 }
