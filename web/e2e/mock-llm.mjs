@@ -6,6 +6,7 @@
 import http from "node:http";
 
 export function startMockLlm({ port = 0, delayMs = 0 } = {}) {
+  const state = { delayMs };
   const server = http.createServer((req, res) => {
     let body = "";
     req.on("data", (c) => (body += c));
@@ -25,7 +26,7 @@ export function startMockLlm({ port = 0, delayMs = 0 } = {}) {
       } catch {
         /* ignore */
       }
-      if (delayMs) await new Promise((r) => setTimeout(r, delayMs));
+      if (state.delayMs) await new Promise((r) => setTimeout(r, state.delayMs));
       const messages = Array.isArray(json.messages) ? json.messages : [];
       const hasTool = messages.some((m) => m.role === "tool");
       const text = JSON.stringify(messages);
@@ -75,7 +76,7 @@ export function startMockLlm({ port = 0, delayMs = 0 } = {}) {
   return new Promise((resolve) => {
     server.listen(port, "127.0.0.1", () => {
       const addr = server.address();
-      resolve({ server, url: `http://127.0.0.1:${addr.port}/v1`, close: () => server.close() });
+      resolve({ server, state, url: `http://127.0.0.1:${addr.port}/v1`, close: () => (server.closeAllConnections(), server.close()) });
     });
   });
 }

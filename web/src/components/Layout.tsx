@@ -29,7 +29,8 @@ export function Layout() {
     try {
       await api.post("/api/auth/sign-out", {}, { noScope: true });
     } finally {
-      qc.clear();
+      qc.removeQueries({ predicate: (q) => q.queryKey[0] !== "session" });
+      qc.setQueryData(["session"], null);
       navigate("/sign-in");
     }
   };

@@ -2,6 +2,7 @@ import { useState, type FormEvent } from "react";
 import { Link, Navigate, useNavigate, useSearchParams } from "react-router-dom";
 import { useQueryClient } from "@tanstack/react-query";
 import { api } from "../api/client";
+import type { Session } from "../api/types";
 import { ErrorBox, Field } from "../components/ui";
 import { useWorkspace } from "../lib/workspace";
 
@@ -29,8 +30,9 @@ export function AuthPage({ mode }: { mode: "sign-in" | "sign-up" }) {
       } else {
         await api.post("/api/auth/sign-in/email", { email, password }, { noScope: true });
       }
-      qc.clear();
-      await qc.fetchQuery({ queryKey: ["session"], queryFn: () => api.get("/api/auth/get-session", { noScope: true }) });
+      const s = await api.get<Session | null>("/api/auth/get-session", { noScope: true });
+      qc.removeQueries({ predicate: (q) => q.queryKey[0] !== "session" });
+      qc.setQueryData(["session"], s);
       navigate(next, { replace: true });
     } catch (err) {
       setError(err);

@@ -63,7 +63,7 @@ export function RunDetailPage() {
     setBusy(true);
     setError(null);
     try {
-      const next = await api.post<Run>(`/api/agents/${agentPath(r.packageId)}/run`, { input: r.input ?? {}, rerun_from: r.id });
+      const next = await api.post<Run>(`/api/agents/${agentPath(r.packageId)}/run`, { rerun_from: r.id });
       await qc.invalidateQueries({ queryKey: ["runs"] });
       navigate(`/runs/${next.id}`);
     } catch (e) {
