@@ -24,8 +24,8 @@ test("sign up, onboarding, sign out, sign in; a bad password shows the problem",
 
   const user = await signUpAndOnboard(page, base);
   // The org switcher shows the new org, the app switcher its default application.
-  assert.equal(await page.getByLabel("Organization").locator("option:checked").textContent(), user.org);
-  assert.match(await page.getByLabel("Application").locator("option:checked").textContent(), /Default/);
+  assert.equal(await page.getByLabel("Current organization").locator("option:checked").textContent(), user.org);
+  assert.match(await page.getByLabel("Current application").locator("option:checked").textContent(), /Default/);
   // The system agents are listed.
   await page.getByRole("link", { name: "Hello World" }).waitFor();
 
@@ -43,7 +43,7 @@ test("sign up, onboarding, sign out, sign in; a bad password shows the problem",
   await page.getByRole("button", { name: "Sign in" }).click();
   await page.getByRole("heading", { name: "Agents", level: 1 }).waitFor();
   // The saved org is selected again.
-  assert.equal(await page.getByLabel("Organization").locator("option:checked").textContent(), user.org);
+  assert.equal(await page.getByLabel("Current organization").locator("option:checked").textContent(), user.org);
 
   assert.deepEqual(errors, []);
   await page.close();

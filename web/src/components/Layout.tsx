@@ -54,7 +54,7 @@ export function Layout() {
         <div className="switchers">
           <label className="switcher">
             <span>Organization</span>
-            <select value={orgId ?? ""} onChange={(e) => e.target.value === "__new" ? navigate("/onboarding?new=1") : setOrg(e.target.value)}>
+            <select aria-label="Current organization" value={orgId ?? ""} onChange={(e) => e.target.value === "__new" ? navigate("/onboarding?new=1") : setOrg(e.target.value)}>
               {orgs?.map((o) => (
                 <option key={o.id} value={o.id}>
                   {o.name}
@@ -65,7 +65,7 @@ export function Layout() {
           </label>
           <label className="switcher">
             <span>Application</span>
-            <select value={appId ?? ""} onChange={(e) => setApp(e.target.value)}>
+            <select aria-label="Current application" value={appId ?? ""} onChange={(e) => setApp(e.target.value)}>
               {apps?.map((a) => (
                 <option key={a.id} value={a.id}>
                   {a.name}
