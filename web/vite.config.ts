@@ -5,9 +5,10 @@ import react from "@vitejs/plugin-react";
 // server so that the browser sees one origin (session cookies + the server's Origin
 // check). `changeOrigin: false` keeps the Host header equal to the page's origin.
 const target = process.env.CORRAL_API_URL ?? "http://127.0.0.1:3000";
-// Keys are regular expressions: `/api/…` only, so that the page `/api-keys` stays ours.
+// Keys are regular expressions: `/api/…` only, so that the page `/api-keys` stays ours,
+// and `/invite/<token>/(info|accept)` only, so that the page `/invite/<token>` does too.
 const proxy = Object.fromEntries(
-  ["^/api/", "^/health$", "^/invite/"].map((p) => [p, { target, changeOrigin: false, ws: false }]),
+  ["^/api/", "^/health$", "^/invite/[^/]+/(info|accept)$"].map((p) => [p, { target, changeOrigin: false, ws: false }]),
 );
 
 export default defineConfig({

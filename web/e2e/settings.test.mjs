@@ -1,7 +1,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import http from "node:http";
-import { apiCall, baseUrl, launch, signUpAndOnboard, stopPreview, watchConsole } from "./harness.mjs";
+import { PASSWORD, apiCall, baseUrl, launch, signUpAndOnboard, stopPreview, uniqueEmail, watchConsole } from "./harness.mjs";
 
 let browser;
 let base;
@@ -107,6 +107,8 @@ test("applications and the app switcher: each app has its own runs and keys", as
   assert.deepEqual(errors, []);
 });
 
+const friend = uniqueEmail("friend");
+
 test("org switcher, members and settings", async () => {
   await page.getByLabel("Current organization").selectOption("__new");
   await page.getByRole("heading", { name: "New organization" }).waitFor();
@@ -116,9 +118,9 @@ test("org switcher, members and settings", async () => {
   assert.equal(await page.getByLabel("Current organization").locator("option:checked").textContent(), "Second Org");
   await nav("Members");
   await page.getByRole("cell", { name: "owner" }).waitFor();
-  await page.getByLabel("Email").fill("friend@example.com");
+  await page.getByLabel("Email").fill(friend);
   await page.getByRole("button", { name: "Invite" }).click();
-  await page.getByRole("cell", { name: "friend@example.com" }).waitFor();
+  await page.getByRole("cell", { name: friend }).waitFor();
   await nav("Settings");
   await page.getByLabel("Name").fill("Second Org Renamed");
   await page.getByRole("button", { name: "Save" }).click();
@@ -128,4 +130,32 @@ test("org switcher, members and settings", async () => {
   await nav("Webhooks");
   await page.locator("li.card", { hasText: "/hook" }).waitFor();
   assert.deepEqual(errors, []);
+});
+
+test("an invited person signs up from the invitation link and joins the organization", async () => {
+  const second = (await apiCall(page, "GET", "/api/me/orgs")).data.find((o) => o.name === "Second Org Renamed");
+  const org = await page.request.get(`${new URL(page.url()).origin}/api/orgs/${second.id}`, { headers: { "X-Org-Id": second.id } }).then((r) => r.json());
+  const inv = org.invitations.find((i) => i.email === friend);
+  assert.ok(inv, `no invitation for ${friend}`);
+  const other = await launch();
+  try {
+    const p = await other.context.newPage();
+    const errs = watchConsole(p);
+    await p.goto(`${base}/invite/${inv.token}`);
+    await p.getByText(/invited/).waitFor().catch(async (e) => {
+      throw new Error(`${e.message}\n${await p.locator("body").textContent()}`);
+    });
+    assert.match(await p.locator("main").textContent(), /Second Org Renamed/);
+    await p.getByRole("link", { name: "Create an account" }).click();
+    await p.getByLabel("Name").fill("Friend");
+    await p.getByLabel("Email").fill(friend);
+    await p.getByLabel("Password").fill(PASSWORD);
+    await p.getByRole("button", { name: "Create account" }).click();
+    await p.getByRole("button", { name: "Join Second Org Renamed" }).click();
+    await p.getByRole("heading", { name: "Agents", level: 1 }).waitFor();
+    assert.equal(await p.getByLabel("Current organization").locator("option:checked").textContent(), "Second Org Renamed");
+    assert.deepEqual(errs, []);
+  } finally {
+    await other.close();
+  }
 });

@@ -19,6 +19,8 @@ import { MembersPage } from "./pages/Members";
 import { SettingsPage } from "./pages/Settings";
 import { ModelsPage } from "./pages/Models";
 import { IntegrationsPage } from "./pages/Integrations";
+import { InvitePage } from "./pages/Invite";
+import { ProfilePage } from "./pages/Profile";
 
 function Guard({ children, needOrg = true }: { children: React.ReactNode; needOrg?: boolean }) {
   const { session, sessionLoading, orgs, appId } = useWorkspace();
@@ -52,6 +54,7 @@ export function App() {
       <Routes>
         <Route path="/sign-in" element={<AuthPage mode="sign-in" />} />
         <Route path="/sign-up" element={<AuthPage mode="sign-up" />} />
+        <Route path="/invite/:token" element={<InvitePage />} />
         <Route
           path="/onboarding"
           element={
@@ -80,6 +83,7 @@ export function App() {
           <Route path="/settings" element={<SettingsPage />} />
           <Route path="/models" element={<ModelsPage />} />
           <Route path="/integrations" element={<IntegrationsPage />} />
+          <Route path="/profile" element={<ProfilePage />} />
           <Route path="*" element={<NotFound />} />
         </Route>
       </Routes>

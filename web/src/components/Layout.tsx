@@ -1,5 +1,5 @@
 import { useState } from "react";
-import { NavLink, Outlet, useNavigate } from "react-router-dom";
+import { Link, NavLink, Outlet, useNavigate } from "react-router-dom";
 import { useQueryClient } from "@tanstack/react-query";
 import { api } from "../api/client";
 import { useWorkspace } from "../lib/workspace";
@@ -91,9 +91,9 @@ export function Layout() {
               <option value="dark">Dark</option>
             </select>
           </label>
-          <span className="user muted" title={session?.user?.email}>
+          <Link className="user" to="/profile" title={`Profile (${session?.user?.email ?? ""})`}>
             {session?.user?.name}
-          </span>
+          </Link>
           <button type="button" className="btn btn-small" onClick={signOut}>
             Sign out
           </button>

@@ -8,6 +8,10 @@ export const TERMINAL = ["success", "failed", "timeout", "cancelled"];
 
 type RunPatch = Partial<Run> & { id: string; error_code?: string | null };
 
+function scopeQuery(orgId: string | null, appId: string | null): string {
+  return new URLSearchParams({ orgId: orgId ?? "", applicationId: appId ?? "" }).toString();
+}
+
 function parse<T>(m: SseMessage): T | null {
   try {
     return JSON.parse(m.data) as T;
@@ -55,11 +59,13 @@ export function useRunsRealtime(packageId?: string): SseState {
   const { orgId, appId } = useWorkspace();
   const timer = useRef<number | undefined>(undefined);
   useEffect(() => () => window.clearTimeout(timer.current), []);
+  // The scope is in the URL too, so that switching org or app reopens the stream.
+  const q = `channels=run_update&${scopeQuery(orgId, appId)}`;
   const url = !orgId || !appId
     ? null
     : packageId
-      ? `/api/realtime/agents/${encodeURIComponent(packageId)}/runs?channels=run_update`
-      : "/api/realtime/runs?channels=run_update";
+      ? `/api/realtime/agents/${encodeURIComponent(packageId)}/runs?${q}`
+      : `/api/realtime/runs?${q}`;
   return useSse(url, (m) => {
     if (m.event !== "run_update" || !orgId || !appId) return;
     const p = parse<RunPatch>(m);
@@ -82,7 +88,7 @@ export function useRunStream(runId: string): { live: RunLog[]; state: SseState }
   const [live, setLive] = useState<RunLog[]>([]);
   const reset = useCallback(() => setLive([]), []);
   useEffect(reset, [runId, reset]);
-  const url = orgId && appId ? `/api/realtime/runs/${encodeURIComponent(runId)}?verbose=true` : null;
+  const url = orgId && appId ? `/api/realtime/runs/${encodeURIComponent(runId)}?verbose=true&${scopeQuery(orgId, appId)}` : null;
   const state = useSse(url, (m) => {
     if (!orgId || !appId) return;
     if (m.event === "run_log") {
