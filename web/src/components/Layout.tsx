@@ -29,7 +29,8 @@ export function Layout() {
     try {
       await api.post("/api/auth/sign-out", {}, { noScope: true });
     } finally {
-      qc.removeQueries({ predicate: (q) => q.queryKey[0] !== "session" });
+      // Only inactive queries: removing one a mounted component observes would strand it.
+      qc.removeQueries({ type: "inactive", predicate: (q) => q.queryKey[0] !== "session" });
       qc.setQueryData(["session"], null);
       navigate("/sign-in");
     }

@@ -1,5 +1,5 @@
 import { createContext, useCallback, useContext, useEffect, useMemo, useState, type ReactNode } from "react";
-import { useQuery, useQueryClient } from "@tanstack/react-query";
+import { useQuery } from "@tanstack/react-query";
 import { api, scope } from "../api/client";
 import type { Application, ListOf, Organization, Session } from "../api/types";
 
@@ -21,7 +21,6 @@ const ORG_KEY = "corral.org";
 const APP_KEY = "corral.app";
 
 export function WorkspaceProvider({ children }: { children: ReactNode }) {
-  const qc = useQueryClient();
   const sessionQ = useQuery({
     queryKey: ["session"],
     queryFn: () => api.get<Session | null>("/api/auth/get-session", { noScope: true }),
@@ -72,10 +71,6 @@ export function WorkspaceProvider({ children }: { children: ReactNode }) {
     setWantedApp(id);
     localStorage.setItem(APP_KEY, id);
   }, []);
-
-  useEffect(() => {
-    if (sessionQ.data === null) qc.removeQueries({ predicate: (q) => q.queryKey[0] !== "session" });
-  }, [sessionQ.data, qc]);
 
   const value = useMemo<Workspace>(
     () => ({

@@ -31,7 +31,8 @@ export function AuthPage({ mode }: { mode: "sign-in" | "sign-up" }) {
         await api.post("/api/auth/sign-in/email", { email, password }, { noScope: true });
       }
       const s = await api.get<Session | null>("/api/auth/get-session", { noScope: true });
-      qc.removeQueries({ predicate: (q) => q.queryKey[0] !== "session" });
+      // Only inactive queries: removing one a mounted component observes would strand it.
+      qc.removeQueries({ type: "inactive", predicate: (q) => q.queryKey[0] !== "session" });
       qc.setQueryData(["session"], s);
       navigate(next, { replace: true });
     } catch (err) {
