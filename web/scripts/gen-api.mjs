@@ -14,7 +14,12 @@ const args = process.argv.slice(2);
 const check = args.includes("--check");
 const input = args.find((a) => !a.startsWith("--")) ?? process.env.CORRAL_OPENAPI ?? "openapi.json";
 
-const raw = input === "-" ? fs.readFileSync(0, "utf8") : fs.readFileSync(path.resolve(input), "utf8");
+async function readStdin() {
+  const chunks = [];
+  for await (const c of process.stdin) chunks.push(c);
+  return Buffer.concat(chunks).toString("utf8");
+}
+const raw = input === "-" ? await readStdin() : fs.readFileSync(path.resolve(input), "utf8");
 const contract = JSON.parse(raw);
 const ast = await openapiTS(contract, { alphabetize: false, exportType: false });
 const header =
