@@ -14,7 +14,7 @@ type Auth = components["schemas"]["AuthView"];
 
 function FieldsConnect({ pkg, auth, onDone }: { pkg: string; auth: Auth; onDone: () => void }) {
   const schema = ((auth.credentials_schema as { schema?: JsonSchema } | null)?.schema ?? auth.credentials_schema ?? {}) as JsonSchema;
-  const spec = { schema };
+  const spec = { schema, secretPattern: /key|secret|password|token/i };
   const [values, setValues] = useState<Record<string, unknown>>(() => initialValues(spec));
   const [errors, setErrors] = useState<Record<string, string>>({});
   const [label, setLabel] = useState("");

@@ -35,6 +35,7 @@ export function SchemaForm({ spec, values, errors, onChange, onFileError }: Prop
         const t = typeOf(p);
         const locked = spec.locked?.includes(k);
         const v = values[k];
+        const secret = p.format === "password" || p.writeOnly === true || !!spec.secretPattern?.test(k);
         const label = hint.label ?? p.title ?? k;
         const describedBy = [p.description || hint.help ? descId : "", errors[k] ? errId : ""].filter(Boolean).join(" ") || undefined;
         const common = {
@@ -109,7 +110,8 @@ export function SchemaForm({ spec, values, errors, onChange, onFileError }: Prop
             <textarea {...common} rows={4} required={req.includes(k)} placeholder={hint.placeholder}
               minLength={p.minLength} maxLength={p.maxLength} value={String(v ?? "")} onChange={(e) => onChange(k, e.target.value)} />
           ) : (
-            <input {...common} type={p.format === "email" ? "email" : p.format === "uri" ? "url" : p.format === "date" ? "date" : "text"}
+            <input {...common} autoComplete={secret ? "off" : undefined}
+              type={secret ? "password" : p.format === "email" ? "email" : p.format === "uri" ? "url" : p.format === "date" ? "date" : "text"}
               required={req.includes(k)} placeholder={hint.placeholder} minLength={p.minLength} maxLength={p.maxLength}
               value={String(v ?? "")} onChange={(e) => onChange(k, e.target.value)} />
           );

@@ -17,6 +17,7 @@ export type JsonSchema = {
   minimum?: number;
   maximum?: number;
   maxItems?: number;
+  writeOnly?: boolean;
 };
 export type UiHint = { placeholder?: string; widget?: string; label?: string; help?: string; multiline?: boolean };
 export type FileConstraint = { accept?: string; max_size?: number };
@@ -27,6 +28,8 @@ export type FormSpec = {
   uiHints?: Record<string, UiHint> | null;
   fileConstraints?: Record<string, FileConstraint> | null;
   locked?: string[];
+  /** Fields to mask (credentials): by name, or `format: password` / `writeOnly`. */
+  secretPattern?: RegExp;
 };
 
 export function typeOf(s: JsonSchema): string {
