@@ -26,7 +26,7 @@ export function startMockLlm({ port = 0, delayMs = 0 } = {}) {
       } catch {
         /* ignore */
       }
-      if (state.delayMs) await new Promise((r) => setTimeout(r, state.delayMs));
+      if (state.delayMs) await new Promise((r) => setTimeout(r, state.delayMs).unref());
       const messages = Array.isArray(json.messages) ? json.messages : [];
       const hasTool = messages.some((m) => m.role === "tool");
       const text = JSON.stringify(messages);

@@ -124,3 +124,29 @@ test("run detail: re-run, and cancel a running run", async () => {
   }
   assert.deepEqual(errors, []);
 });
+
+test("agent settings: model for the agent, saved input values and locked fields reach the run form", async () => {
+  await page.goto(`${base}/agents/@corral/hello-world`);
+  await page.getByRole("tab", { name: "Settings" }).click();
+  const panel = page.getByRole("tabpanel");
+  await panel.getByLabel("Model for this agent in this application").selectOption({ label: "mock-model (default)" });
+  await panel.getByRole("button", { name: "Save model" }).click();
+  await panel.getByRole("form", { name: "Model" }).getByText("Saved.").waitFor();
+
+  const input = panel.getByRole("form", { name: "Saved input" });
+  await input.getByLabel("name", { exact: true }).fill("Grace");
+  await input.getByLabel("language", { exact: true }).selectOption("fr");
+  await input.getByRole("checkbox", { name: "Lock language" }).check();
+  await input.getByRole("button", { name: "Save input settings" }).click();
+  await input.getByText("Saved.").waitFor();
+
+  const form = page.locator("form", { has: page.getByRole("heading", { name: "Run this agent" }) });
+  await form.getByText("(locked)").waitFor();
+  assert.equal(await form.getByLabel("name").inputValue(), "Grace");
+  assert.equal(await form.getByLabel("language").inputValue(), "fr");
+  assert.equal(await form.getByLabel("language").isDisabled(), true);
+  await form.getByRole("button", { name: "Run" }).click();
+  await page.waitForURL(/\/runs\/run_/);
+  await page.getByTestId("run-output").getByText("Hello, Grace!").waitFor({ timeout: 30_000 });
+  assert.deepEqual(errors, []);
+});

@@ -5,6 +5,7 @@ import { agentPath, api } from "../api/client";
 import type { AgentDetail, Readiness, RunList, VersionList } from "../api/types";
 import { Empty, ErrorBox, Json, Loading, PageHeader } from "../components/ui";
 import { RunForm } from "../components/RunForm";
+import { AgentSettings } from "../components/AgentSettings";
 import { Tabs } from "../components/Tabs";
 import { RunsTable } from "../components/RunsTable";
 import { useRunsRealtime } from "../lib/realtime";
@@ -86,7 +87,7 @@ export function AgentDetailPage() {
       </section>
 
       <div className="two-col">
-        <RunForm agent={a} blocked={blocked} />
+        <RunForm key={JSON.stringify([a.input.values, a.input.locked_fields])} agent={a} blocked={blocked} />
         <section className="card" aria-labelledby="recent-title">
           <h2 id="recent-title" className="h3">Recent runs</h2>
           {runs.isLoading && <Loading />}
@@ -128,6 +129,7 @@ export function AgentDetailPage() {
               <Empty>No published version.</Empty>
             ),
           },
+          { id: "settings", label: "Settings", content: <AgentSettings agent={a} /> },
           {
             id: "deps",
             label: "Skills & integrations",
