@@ -53,6 +53,7 @@ const PAGES = [
   ["/end-users", "End-users"],
   ["/members", "Members"],
   ["/settings", "Organization settings"],
+  ["/profile", "Profile"],
 ];
 
 for (const theme of ["light", "dark"]) {
@@ -64,6 +65,13 @@ for (const theme of ["light", "dark"]) {
       await page.getByRole("heading", { name: heading, level: 1 }).first().waitFor();
       await page.locator(".loading").first().waitFor({ state: "detached", timeout: 10_000 }).catch(() => {});
       for (const v of await axe(page)) found.push(`${path}: ${v}`);
+    }
+    // Every tab of the agent page.
+    await page.goto(`${base}/agents/@corral/hello-world`);
+    for (const tab of ["Manifest", "Versions", "Settings", "Skills & integrations"]) {
+      await page.getByRole("tab", { name: new RegExp(`^${tab}`) }).click();
+      await page.getByRole("tabpanel").waitFor();
+      for (const v of await axe(page)) found.push(`agent tab ${tab}: ${v}`);
     }
     assert.deepEqual(found, []);
     assert.deepEqual(errors, []);
