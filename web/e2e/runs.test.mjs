@@ -69,6 +69,8 @@ test("agent detail: generated run form, validation, run with live status, logs a
   assert.ok(detailFetches <= 3, `run detail fetched ${detailFetches} times`);
   await page.getByRole("log", { name: "Run logs" }).getByText("calling the model").first().waitFor();
   await page.getByTestId("run-output").getByText("Hello, Ada!").waitFor();
+  await page.getByRole("button", { name: "JSON", exact: true }).click();
+  await page.getByRole("region", { name: "Output" }).getByText('"greeting": "Hello, Ada!"').waitFor();
   assert.match(await page.getByRole("region", { name: "Input" }).textContent(), /"language": "fr"/);
   assert.notEqual(await page.getByTestId("run-duration").textContent(), "—");
 
@@ -101,6 +103,13 @@ test("runs list: a new run appears and finishes live, without polling", async ()
   await page.getByText("No runs match these filters").waitFor();
   await page.getByLabel("Status").selectOption("");
   await page.locator(`tr[data-run-id="${runId}"]`).waitFor();
+  await page.getByLabel("Kind").selectOption("inline");
+  await page.getByText("No runs match these filters").waitFor();
+  await page.getByLabel("Kind").selectOption("package");
+  await page.getByLabel("Only my runs").check();
+  await page.locator(`tr[data-run-id="${runId}"]`).waitFor();
+  assert.match(page.url(), /kind=package/);
+  assert.match(page.url(), /user=me/);
   assert.deepEqual(errors, []);
 });
 

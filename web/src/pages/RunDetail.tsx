@@ -1,4 +1,4 @@
-import { useState } from "react";
+import { useEffect, useState } from "react";
 import { fmtDate, fmtDuration } from "../lib/format";
 import { Link, useNavigate, useParams } from "react-router-dom";
 import { useQuery, useQueryClient } from "@tanstack/react-query";
@@ -11,20 +11,58 @@ import { TERMINAL, useRunStream } from "../lib/realtime";
 import { useScopeKey } from "../lib/workspace";
 
 function Output({ result }: { result: Run["result"] }) {
+  const [view, setView] = useState<"rendered" | "json">("rendered");
   if (!result) return <p className="muted">No output yet.</p>;
   const r = result as Record<string, unknown>;
   const out = "output" in r ? r.output : r;
-  const md = typeof out === "string" ? out : typeof r.report === "string" ? (r.report as string) : null;
   return (
     <>
-      {md !== null && (
+      <div className="segmented" role="group" aria-label="Output view">
+        <button type="button" className="btn btn-small" aria-pressed={view === "rendered"} onClick={() => setView("rendered")}>
+          Rendered
+        </button>
+        <button type="button" className="btn btn-small" aria-pressed={view === "json"} onClick={() => setView("json")}>
+          JSON
+        </button>
+      </div>
+      {view === "json" ? (
+        <Json value={result} label="Run result" />
+      ) : typeof out === "string" ? (
         <div className="markdown" data-testid="run-output-text">
-          <Markdown>{md}</Markdown>
+          <Markdown>{out}</Markdown>
         </div>
+      ) : out && typeof out === "object" && !Array.isArray(out) ? (
+        <dl className="output-fields">
+          {Object.entries(out as Record<string, unknown>).map(([k, v]) => (
+            <div key={k}>
+              <dt>{k}</dt>
+              <dd>
+                {typeof v === "string" ? (
+                  <div className="markdown">
+                    <Markdown>{v}</Markdown>
+                  </div>
+                ) : (
+                  <code>{JSON.stringify(v)}</code>
+                )}
+              </dd>
+            </div>
+          ))}
+        </dl>
+      ) : (
+        <Json value={out} label="Run output" />
       )}
-      {typeof out !== "string" && <Json value={out} label="Run output" />}
     </>
   );
+}
+
+/** Time since `from`, ticking every second while the run is not finished. */
+function Elapsed({ from }: { from: string }) {
+  const [now, setNow] = useState(() => Date.now());
+  useEffect(() => {
+    const t = window.setInterval(() => setNow(Date.now()), 1000);
+    return () => window.clearInterval(t);
+  }, []);
+  return <>{fmtDuration(Math.max(0, now - new Date(from).getTime()))} (running)</>;
 }
 
 export function RunDetailPage() {
@@ -108,7 +146,7 @@ export function RunDetailPage() {
       <dl className="meta">
         <div><dt>Started</dt><dd>{fmtDate(r.started_at)}</dd></div>
         <div><dt>Completed</dt><dd>{fmtDate(r.completed_at)}</dd></div>
-        <div><dt>Duration</dt><dd data-testid="run-duration">{fmtDuration(r.duration)}</dd></div>
+        <div><dt>Duration</dt><dd data-testid="run-duration">{!done && r.started_at ? <Elapsed from={r.started_at} /> : fmtDuration(r.duration)}</dd></div>
         <div><dt>Model</dt><dd>{r.model_label ?? "—"}</dd></div>
         <div><dt>Tokens</dt><dd>{usage.input_tokens !== undefined ? `${usage.input_tokens} in · ${usage.output_tokens ?? 0} out` : "—"}</dd></div>
         <div><dt>Cost</dt><dd>{r.cost !== null && r.cost !== undefined ? `$${r.cost.toFixed(4)}` : "—"}</dd></div>

@@ -16,13 +16,17 @@ export function RunsPage() {
   const status = params.get("status") ?? "";
   const from = params.get("from") ?? "";
   const to = params.get("to") ?? "";
+  const mine = params.get("user") === "me";
+  const kind = params.get("kind") ?? "";
   const offset = Number(params.get("offset") ?? 0) || 0;
   const runs = useQuery({
-    queryKey: ["runs", ...key, "list", { status, from, to, offset }],
+    queryKey: ["runs", ...key, "list", { status, from, to, offset, mine, kind }],
     queryFn: () =>
       api.get<RunList>("/api/runs", {
         query: {
           status,
+          kind,
+          user: mine ? "me" : undefined,
           start_date: from ? new Date(from).toISOString() : undefined,
           end_date: to ? new Date(`${to}T23:59:59`).toISOString() : undefined,
           limit: PAGE,
@@ -56,6 +60,17 @@ export function RunsPage() {
           </select>
         </label>
         <label>
+          Kind
+          <select value={kind} onChange={(e) => set("kind", e.target.value)}>
+            <option value="">All</option>
+            <option value="package">Agents</option>
+            <option value="inline">Inline</option>
+          </select>
+        </label>
+        <label className="check filter-check">
+          <input type="checkbox" checked={mine} onChange={(e) => set("user", e.target.checked ? "me" : "")} /> Only my runs
+        </label>
+        <label>
           From
           <input type="date" value={from} onChange={(e) => set("from", e.target.value)} />
         </label>
@@ -66,7 +81,9 @@ export function RunsPage() {
       </form>
       {runs.isLoading && <Loading />}
       <ErrorBox error={runs.error} />
-      {runs.data && runs.data.data.length === 0 && <Empty>No runs{status || from || to ? " match these filters" : " yet: start one from an agent"}.</Empty>}
+      {runs.data && runs.data.data.length === 0 && (
+        <Empty>No runs{status || from || to || mine || kind ? " match these filters" : " yet: start one from an agent"}.</Empty>
+      )}
       {runs.data && runs.data.data.length > 0 && <RunsTable runs={runs.data.data} />}
       {runs.data && (offset > 0 || runs.data.hasMore) && (
         <div className="pager">
