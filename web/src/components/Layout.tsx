@@ -1,5 +1,5 @@
-import { useState } from "react";
-import { Link, NavLink, Outlet, useNavigate } from "react-router-dom";
+import { useEffect, useRef, useState } from "react";
+import { Link, NavLink, Outlet, useLocation, useNavigate } from "react-router-dom";
 import { useQueryClient } from "@tanstack/react-query";
 import { api } from "../api/client";
 import { useWorkspace } from "../lib/workspace";
@@ -24,6 +24,15 @@ export function Layout() {
   const navigate = useNavigate();
   const [theme, setTheme] = useState<Theme>(getTheme);
   const [menuOpen, setMenuOpen] = useState(false);
+  const { pathname } = useLocation();
+  const mainRef = useRef<HTMLElement>(null);
+  const firstPath = useRef(pathname);
+  // After a client-side navigation, move focus to the new page (as a page load would).
+  useEffect(() => {
+    if (pathname === firstPath.current) return;
+    firstPath.current = "";
+    mainRef.current?.focus({ preventScroll: true });
+  }, [pathname]);
 
   const signOut = async () => {
     try {
@@ -112,7 +121,7 @@ export function Layout() {
             ))}
           </ul>
         </nav>
-        <main id="main" tabIndex={-1}>
+        <main id="main" tabIndex={-1} ref={mainRef}>
           <Outlet />
         </main>
       </div>

@@ -1,4 +1,4 @@
-import { useId, useState, type ReactNode } from "react";
+import { useEffect, useId, useState, type ReactNode } from "react";
 import { ApiError } from "../api/client";
 
 export function ErrorBox({ error, title }: { error: unknown; title?: string }) {
@@ -39,6 +39,9 @@ export function Empty({ children }: { children: ReactNode }) {
 }
 
 export function PageHeader({ title, actions, children }: { title: string; actions?: ReactNode; children?: ReactNode }) {
+  useEffect(() => {
+    document.title = `${title} · Corral`;
+  }, [title]);
   return (
     <header className="page-header">
       <div>

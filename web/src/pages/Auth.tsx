@@ -1,4 +1,4 @@
-import { useState, type FormEvent } from "react";
+import { useEffect, useState, type FormEvent } from "react";
 import { Link, Navigate, useNavigate, useSearchParams } from "react-router-dom";
 import { useQueryClient } from "@tanstack/react-query";
 import { api } from "../api/client";
@@ -17,6 +17,10 @@ export function AuthPage({ mode }: { mode: "sign-in" | "sign-up" }) {
   const [error, setError] = useState<unknown>(null);
   const [busy, setBusy] = useState(false);
   const next = params.get("next") || "/";
+  const title = mode === "sign-in" ? "Sign in to Corral" : "Create your Corral account";
+  useEffect(() => {
+    document.title = `${mode === "sign-in" ? "Sign in" : "Sign up"} · Corral`;
+  }, [mode]);
 
   if (session?.user) return <Navigate to={next} replace />;
 
@@ -42,7 +46,6 @@ export function AuthPage({ mode }: { mode: "sign-in" | "sign-up" }) {
     }
   };
 
-  const title = mode === "sign-in" ? "Sign in to Corral" : "Create your Corral account";
   return (
     <main id="main" className="auth">
       <form className="card auth-card" onSubmit={submit} aria-labelledby="auth-title">
