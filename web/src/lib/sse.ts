@@ -62,7 +62,8 @@ export function openSse(
             }
             m.data = data.join("\n");
             if (m.id) lastId = m.id;
-            if (m.event !== "ping") onMessage(m);
+            // A frame without data (a comment, a lone id) dispatches nothing.
+            if (data.length > 0 && m.event !== "ping") onMessage(m);
           }
         }
       } catch (e) {
