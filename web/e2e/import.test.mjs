@@ -92,3 +92,23 @@ test("the run form follows the schema: order, defaults, types, enums, booleans, 
   await page.locator(".page-header .badge-success, .page-header .badge-failed").first().waitFor({ timeout: 30_000 });
   assert.deepEqual(errors.filter((e) => !/status of 409|status of 403/.test(e)), []);
 });
+
+test("versions of an own agent: yank, restore as draft; delete the agent", async () => {
+  await page.goto(`${base}/agents/@${slug}/form-tester`);
+  await page.getByRole("heading", { name: "Form Tester", level: 1 }).waitFor();
+  await page.getByRole("tab", { name: /Versions/ }).click();
+  const row = page.locator("tr", { has: page.getByRole("cell", { name: "1.0.0", exact: true }) });
+  await row.getByRole("button", { name: "Yank" }).click();
+  await row.getByRole("button", { name: "Yank 1.0.0" }).click();
+  await page.getByRole("cell", { name: "1.0.0 (yanked)" }).waitFor();
+  const latest = page.locator("tr", { has: page.getByRole("cell", { name: "1.1.0", exact: true }) });
+  await latest.getByRole("button", { name: "Restore as draft" }).click();
+  await page.getByText("Restored 1.1.0 as the draft.").waitFor();
+
+  await page.getByRole("button", { name: "Delete agent" }).click();
+  await page.getByRole("button", { name: `Delete @${slug}/form-tester` }).click();
+  await page.getByRole("heading", { name: "Agents", level: 1 }).waitFor();
+  await page.getByRole("link", { name: "Hello World" }).waitFor();
+  assert.equal(await page.getByRole("link", { name: "Form Tester" }).count(), 0);
+  assert.deepEqual(errors.filter((e) => !/status of 409|status of 403/.test(e)), []);
+});

@@ -1,11 +1,11 @@
-import { Link, useParams } from "react-router-dom";
-import { fmtDate } from "../lib/format";
-import { useQuery } from "@tanstack/react-query";
+import { Link, useNavigate, useParams } from "react-router-dom";
+import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { agentPath, api } from "../api/client";
-import type { AgentDetail, Readiness, RunList, VersionList } from "../api/types";
-import { Empty, ErrorBox, Json, Loading, PageHeader } from "../components/ui";
+import type { AgentDetail, Readiness, RunList } from "../api/types";
+import { ConfirmButton, Empty, ErrorBox, Json, Loading, PageHeader } from "../components/ui";
 import { RunForm } from "../components/RunForm";
 import { AgentSettings } from "../components/AgentSettings";
+import { VersionsTable } from "../components/VersionsTable";
 import { Tabs } from "../components/Tabs";
 import { RunsTable } from "../components/RunsTable";
 import { useRunsRealtime } from "../lib/realtime";
@@ -23,15 +23,20 @@ export function AgentDetailPage() {
     queryKey: ["readiness", ...key, id],
     queryFn: () => api.get<Readiness>(`/api/agents/${agentPath(id)}/connection-readiness`),
   });
-  const versions = useQuery({
-    queryKey: ["versions", ...key, id],
-    queryFn: () => api.get<VersionList>(`/api/packages/agents/${agentPath(id)}/versions`),
-  });
   const runs = useQuery({
     queryKey: ["runs", ...key, "agent", id],
     queryFn: () => api.get<RunList>(`/api/agents/${agentPath(id)}/runs`, { query: { limit: 10 } }),
   });
   useRunsRealtime(id);
+  const qc = useQueryClient();
+  const navigate = useNavigate();
+  const remove = useMutation({
+    mutationFn: () => api.del(`/api/packages/agents/${agentPath(id)}`),
+    onSuccess: async () => {
+      await qc.invalidateQueries({ queryKey: ["agents"] });
+      navigate("/agents");
+    },
+  });
 
   if (agent.isLoading) return <Loading />;
   if (agent.error || !agent.data) return <ErrorBox error={agent.error ?? new Error("Agent not found")} />;
@@ -44,7 +49,19 @@ export function AgentDetailPage() {
       <nav aria-label="Breadcrumb" className="crumbs">
         <Link to="/agents">Agents</Link> / <span>{a.id}</span>
       </nav>
-      <PageHeader title={a.display_name || a.id}>{a.description}</PageHeader>
+      <PageHeader
+        title={a.display_name || a.id}
+        actions={
+          a.source !== "system" && (
+            <ConfirmButton onConfirm={() => remove.mutate()} confirmLabel={`Delete ${a.id}`}>
+              Delete agent
+            </ConfirmButton>
+          )
+        }
+      >
+        {a.description}
+      </PageHeader>
+      <ErrorBox error={remove.error} />
       <dl className="meta">
         <div><dt>Id</dt><dd className="mono">{a.id}</dd></div>
         <div><dt>Version</dt><dd>{a.version ?? "draft"}</dd></div>
@@ -109,25 +126,7 @@ export function AgentDetailPage() {
           {
             id: "versions",
             label: `Versions (${a.version_count})`,
-            content: versions.isLoading ? (
-              <Loading />
-            ) : versions.data?.versions.length ? (
-              <table>
-                <thead><tr><th scope="col">Version</th><th scope="col">Published</th><th scope="col">Size</th><th scope="col">Integrity</th></tr></thead>
-                <tbody>
-                  {versions.data.versions.map((v) => (
-                    <tr key={v.id}>
-                      <td>{v.version}{v.yanked ? " (yanked)" : ""}</td>
-                      <td>{fmtDate(v.createdAt)}</td>
-                      <td>{v.artifact_size} B</td>
-                      <td className="mono small truncate">{v.integrity}</td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
-            ) : (
-              <Empty>No published version.</Empty>
-            ),
+            content: <VersionsTable agent={a} />,
           },
           { id: "settings", label: "Settings", content: <AgentSettings agent={a} /> },
           {
