@@ -99,3 +99,37 @@ test("end-users: add, list, delete", async () => {
   await page.getByText("No end-users yet.").waitFor();
   assert.deepEqual(errors, []);
 });
+
+test("OAuth: add a client, then Connect sends the browser to the provider with PKCE", async () => {
+  await nav("Integrations");
+  const item = page.locator("li.card", { hasText: "@corral/github" });
+  await item.getByRole("button", { name: "Connections" }).click();
+  const connect = item.getByRole("button", { name: "Connect with OAuth" });
+  await connect.waitFor();
+  assert.equal(await connect.isDisabled(), true);
+  await item.getByText("OAuth clients").click();
+  assert.match(await item.locator(".oauth-clients code").first().textContent(), /\/api\/integrations\/callback$/);
+  await item.getByLabel("Client id").fill("my-client-id");
+  await item.getByLabel("Client secret").fill("my-client-secret");
+  await item.getByRole("button", { name: "Add client" }).click();
+  await item.getByText("my-client-id").waitFor();
+  assert.ok(!(await page.content()).includes("my-client-secret"), "the client secret is not shown back");
+  await item.getByRole("button", { name: "Connect with OAuth" }).and(page.locator(":enabled")).waitFor();
+
+  // No network: the provider's authorize page is answered here.
+  let authorizeUrl = null;
+  await page.context().route(/^https:\/\/github\.com\//, (route) => {
+    authorizeUrl = route.request().url();
+    return route.fulfill({ status: 200, contentType: "text/html", body: "<!doctype html><title>GitHub</title><main><h1>Authorize</h1></main>" });
+  });
+  await item.getByRole("button", { name: "Connect with OAuth" }).click();
+  await page.waitForURL(/github\.com/);
+  const u = new URL(authorizeUrl);
+  assert.equal(u.searchParams.get("client_id"), "my-client-id");
+  assert.equal(u.searchParams.get("code_challenge_method"), "S256");
+  assert.ok(u.searchParams.get("state"));
+  assert.match(u.searchParams.get("redirect_uri") ?? "", /\/api\/integrations\/callback$/);
+  await page.context().unrouteAll();
+  await page.goto(`${base}/integrations`);
+  assert.deepEqual(errors, []);
+});

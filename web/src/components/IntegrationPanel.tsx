@@ -8,6 +8,7 @@ import { ConfirmButton, ErrorBox, Loading } from "./ui";
 import { SchemaForm } from "./SchemaForm";
 import { initialValues, toInput, type JsonSchema } from "../lib/schema";
 import { useScopeKey } from "../lib/workspace";
+import { OAuthClients } from "./OAuthClients";
 
 type Detail = components["schemas"]["IntegrationDetail"];
 type Auth = components["schemas"]["AuthView"];
@@ -94,7 +95,10 @@ export function IntegrationPanel({ id }: { id: string }) {
             <FieldsConnect pkg={id} auth={a} onDone={refresh} />
           )}
           {a.type === "oauth2" && !a.has_oauth_client && !a.has_system_client && (
-            <p className="small muted">An admin must first configure an OAuth client for this integration.</p>
+            <p className="small muted">Add an OAuth client first (admins).</p>
+          )}
+          {a.type === "oauth2" && detail.data && (
+            <OAuthClients pkg={id} authKey={a.auth_key} redirectUri={detail.data.platform_redirect_uri} onChange={refresh} />
           )}
         </div>
       ))}
