@@ -53,3 +53,24 @@ test("run logs: a dropped stream reconnects with Last-Event-ID and gets the miss
   await page.unrouteAll();
   assert.deepEqual(errors, []);
 });
+
+test("a failed run shows its error live, and the error level filter keeps it", async () => {
+  const cred = await apiCall(page, "POST", "/api/model-provider-credentials", {
+    providerId: "openai-compatible",
+    apiKey: "sk-dead",
+    baseUrlOverride: "http://127.0.0.1:9/v1",
+    label: "Dead end",
+  });
+  await apiCall(page, "POST", "/api/models", { credentialId: cred.id, modelId: "dead-model", label: "Dead model" });
+  await page.goto(`${base}/agents/@corral/hello-world`);
+  const form = page.locator("form", { has: page.getByRole("heading", { name: "Run this agent" }) });
+  await form.getByLabel("name").fill("Ada");
+  await form.getByLabel("Model").selectOption({ label: "Dead model" });
+  await form.getByRole("button", { name: "Run" }).click();
+  await page.waitForURL(/\/runs\/run_/);
+  await page.locator(".page-header .badge-failed").waitFor({ timeout: 30_000 });
+  await page.getByRole("alert").getByText(/model request failed/).waitFor();
+  await page.getByLabel("Level").selectOption("error");
+  await page.getByRole("log", { name: "Run logs" }).getByText(/model request failed/).waitFor();
+  assert.deepEqual(errors, []);
+});

@@ -1,8 +1,9 @@
 import { useState, type FormEvent } from "react";
 import { useNavigate } from "react-router-dom";
-import { useQueryClient } from "@tanstack/react-query";
+import { useQuery, useQueryClient } from "@tanstack/react-query";
 import { agentPath, api } from "../api/client";
-import type { AgentDetail, Run } from "../api/types";
+import type { AgentDetail, ListOf, ModelView, Run } from "../api/types";
+import { useScopeKey } from "../lib/workspace";
 import { ErrorBox } from "./ui";
 import { SchemaForm } from "./SchemaForm";
 import { initialValues, specOf, toInput } from "../lib/schema";
@@ -19,6 +20,9 @@ export function RunForm({ agent, blocked, initial }: { agent: AgentDetail; block
   const [errors, setErrors] = useState<Record<string, string>>({});
   const [error, setError] = useState<unknown>(null);
   const [busy, setBusy] = useState(false);
+  const [modelId, setModelId] = useState("");
+  const key = useScopeKey();
+  const models = useQuery({ queryKey: ["models", ...key], queryFn: () => api.get<ListOf<ModelView>>("/api/models") });
 
   const submit = async (e: FormEvent) => {
     e.preventDefault();
@@ -28,7 +32,7 @@ export function RunForm({ agent, blocked, initial }: { agent: AgentDetail; block
     setBusy(true);
     setError(null);
     try {
-      const run = await api.post<Run>(`/api/agents/${agentPath(agent.id)}/run`, { input });
+      const run = await api.post<Run>(`/api/agents/${agentPath(agent.id)}/run`, { input, modelId: modelId || null });
       await qc.invalidateQueries({ queryKey: ["runs"] });
       navigate(`/runs/${run.id}`);
     } catch (err) {
@@ -51,6 +55,19 @@ export function RunForm({ agent, blocked, initial }: { agent: AgentDetail; block
         onChange={(k, v) => setValues((old) => ({ ...old, [k]: v }))}
         onFileError={(msg) => setError(new Error(msg))}
       />
+      {(models.data?.data.length ?? 0) > 1 && (
+        <div className="field">
+          <label htmlFor="run-model">Model</label>
+          <select id="run-model" value={modelId} onChange={(e) => setModelId(e.target.value)}>
+            <option value="">The agent&apos;s model (default)</option>
+            {models.data?.data.map((m) => (
+              <option key={m.id} value={m.id}>
+                {m.label}
+              </option>
+            ))}
+          </select>
+        </div>
+      )}
       <button type="submit" className="btn btn-primary" disabled={busy || blocked}>
         {busy ? "Starting…" : "Run"}
       </button>
