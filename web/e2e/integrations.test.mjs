@@ -120,7 +120,7 @@ test("OAuth: add a client, then Connect sends the browser to the provider with P
   let authorizeUrl = null;
   await page.context().route(/^https:\/\/github\.com\//, (route) => {
     authorizeUrl = route.request().url();
-    return route.fulfill({ status: 200, contentType: "text/html", body: "<!doctype html><title>GitHub</title><main><h1>Authorize</h1></main>" });
+    return route.fulfill({ status: 200, contentType: "text/html", body: "<!doctype html><link rel=\"icon\" href=\"data:,\"><title>GitHub</title><main><h1>Authorize</h1></main>" });
   });
   await item.getByRole("button", { name: "Connect with OAuth" }).click();
   await page.waitForURL(/github\.com/);

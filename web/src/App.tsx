@@ -3,7 +3,7 @@ import { Navigate, Route, Routes, useLocation, useNavigate } from "react-router-
 import { useQueryClient } from "@tanstack/react-query";
 import { setUnauthorizedHandler } from "./api/client";
 import { Layout } from "./components/Layout";
-import { Loading } from "./components/ui";
+import { ErrorBox, Loading } from "./components/ui";
 import { WorkspaceProvider, useWorkspace } from "./lib/workspace";
 import { AuthPage } from "./pages/Auth";
 import { Onboarding } from "./pages/Onboarding";
@@ -23,9 +23,21 @@ import { InvitePage } from "./pages/Invite";
 import { ProfilePage } from "./pages/Profile";
 
 function Guard({ children, needOrg = true }: { children: React.ReactNode; needOrg?: boolean }) {
-  const { session, sessionLoading, orgs, appId } = useWorkspace();
+  const { session, sessionLoading, orgs, appId, error } = useWorkspace();
   const loc = useLocation();
   if (sessionLoading) return <Loading />;
+  if (error)
+    return (
+      <main id="main" className="auth">
+        <div className="card auth-card">
+          <h1>Corral is not reachable</h1>
+          <ErrorBox error={error} />
+          <button type="button" className="btn btn-primary" onClick={() => window.location.reload()}>
+            Try again
+          </button>
+        </div>
+      </main>
+    );
   if (!session?.user) {
     const next = loc.pathname === "/" ? "" : `?next=${encodeURIComponent(loc.pathname + loc.search)}`;
     return <Navigate to={`/sign-in${next}`} replace />;

@@ -6,6 +6,8 @@ import type { Application, ListOf, Organization, Session } from "../api/types";
 type Workspace = {
   session: Session | null | undefined;
   sessionLoading: boolean;
+  /** The session, organizations or applications could not be loaded. */
+  error: unknown;
   orgs: Organization[] | undefined;
   apps: Application[] | undefined;
   orgId: string | null;
@@ -76,6 +78,7 @@ export function WorkspaceProvider({ children }: { children: ReactNode }) {
     () => ({
       session: sessionQ.data,
       sessionLoading: sessionQ.isLoading || (signedIn && orgsQ.isLoading) || (!!orgId && appsQ.isLoading),
+      error: sessionQ.error ?? orgsQ.error ?? appsQ.error,
       orgs,
       apps,
       orgId,
@@ -85,7 +88,7 @@ export function WorkspaceProvider({ children }: { children: ReactNode }) {
       setOrg,
       setApp,
     }),
-    [sessionQ.data, sessionQ.isLoading, signedIn, orgsQ.isLoading, appsQ.isLoading, orgs, apps, orgId, appId, org, app, setOrg, setApp],
+    [sessionQ.data, sessionQ.isLoading, sessionQ.error, orgsQ.error, appsQ.error, signedIn, orgsQ.isLoading, appsQ.isLoading, orgs, apps, orgId, appId, org, app, setOrg, setApp],
   );
   return <Ctx.Provider value={value}>{children}</Ctx.Provider>;
 }
