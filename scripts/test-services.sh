@@ -46,6 +46,16 @@ for db in $(su postgres -c "psql -qtAc \"select datname from pg_database where d
   su postgres -c "psql -qc 'drop database if exists \"$db\"'" >/dev/null 2>&1 || true
 done
 
+# --- Chromium (the dashboard's end-to-end tests) ---------------------------------
+if [ ! -x /usr/bin/chromium ]; then
+  log "installing chromium"
+  apt_install chromium
+fi
+if ! command -v npm >/dev/null 2>&1; then
+  log "installing nodejs and npm"
+  apt_install nodejs npm
+fi
+
 # --- Docker ---------------------------------------------------------------------
 # The container tests (runtime/container-it) need a running engine and debootstrap
 # for the offline base image (scripts/build-images.sh).

@@ -20,9 +20,15 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo build (the runtime binaries the process-sandbox tests start)"
 cargo build --workspace --bins
+echo "== web: lint, types, unit tests, API types match the contract"
+# `cargo build` above built web/dist (crates/corral-api/build.rs) and installed web/node_modules.
+(cd web && npm run --silent lint && npm run --silent typecheck && npm test --silent \
+  && ../target/debug/corral openapi | npm run --silent check:api -- -)
 echo "== sandbox images (debug binaries)"
 # The container tests would otherwise build them on first use, compiling for minutes
 # while other tests run against their timeouts; then they find them up to date.
 scripts/build-images.sh --profile debug --tag test >/dev/null
 echo "== cargo nextest"
 cargo nextest run --workspace --no-fail-fast "$@"
+echo "== dashboard end to end (headless Chromium against the binary's embedded dashboard)"
+scripts/web-e2e.sh target/debug/corral

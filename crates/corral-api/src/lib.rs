@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod context;
+mod dashboard;
 pub mod error;
 pub mod idempotency;
 pub mod json;

@@ -84,6 +84,14 @@ pub(crate) fn groups() -> Vec<(Group, OpenApiRouter<AppState>)> {
     ]
 }
 
+/// The main listener's fallback: a dashboard page, else the problem+json 404.
+async fn dashboard_or_not_found(req: axum::extract::Request) -> Response {
+    match crate::dashboard::answer(&req) {
+        Some(page) => page,
+        None => route_not_found(req).await,
+    }
+}
+
 pub(crate) async fn route_not_found(req: axum::extract::Request) -> Response {
     ApiError::new(
         ErrorCode::RouteNotFound,
@@ -157,7 +165,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/openapi.json", get(docs::openapi_json))
         .route("/api/docs", get(docs::docs_page))
         .route("/api/docs/docs.js", get(docs::docs_js))
-        .fallback(route_not_found)
+        .fallback(dashboard_or_not_found)
         .method_not_allowed_fallback(|req: axum::extract::Request| async move {
             ApiError::new(
                 ErrorCode::MethodNotAllowed,

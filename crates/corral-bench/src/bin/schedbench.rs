@@ -21,7 +21,10 @@ use corral_testkit::{Backend, TestApp};
 use serde_json::json;
 
 #[derive(Parser, Debug)]
-#[command(name = "corral-schedbench", about = "Scheduler overhead: claim latency and a 1,000-fire second")]
+#[command(
+    name = "corral-schedbench",
+    about = "Scheduler overhead: claim latency and a 1,000-fire second"
+)]
 struct Args {
     /// `sqlite`, `postgres` or `both`.
     #[arg(long, default_value = "both")]
@@ -90,7 +93,9 @@ async fn bench(b: Backend, args: &Args) -> Result<()> {
         ))
         .await;
     }
-    let n = app.scalar("SELECT COUNT(*) FROM schedules WHERE enabled = 1").await;
+    let n = app
+        .scalar("SELECT COUNT(*) FROM schedules WHERE enabled = 1")
+        .await;
     ensure!(n as usize == args.schedules, "{n} schedules written");
     println!(
         "\n== {b:?}: {n} enabled schedules written in {:?}",
@@ -133,7 +138,9 @@ async fn bench(b: Backend, args: &Args) -> Result<()> {
         ticks += 1;
     }
     let took = t.elapsed();
-    let runs = app.scalar("SELECT COUNT(*) FROM runs WHERE schedule_id IS NOT NULL").await;
+    let runs = app
+        .scalar("SELECT COUNT(*) FROM runs WHERE schedule_id IS NOT NULL")
+        .await;
     // Fire order is (fire time, id); the runs' creation must follow it.
     let order: Vec<(String, String)> = sqlx::query_as(
         "SELECT schedule_id, id FROM runs WHERE schedule_id IS NOT NULL ORDER BY created_at, id",
@@ -150,7 +157,10 @@ async fn bench(b: Backend, args: &Args) -> Result<()> {
         took.as_secs_f64() * 1e3,
         took.as_secs_f64() * 1e3 / fired.max(1) as f64,
     );
-    ensure!(fired == args.due && runs as usize == args.due, "every due schedule fires once");
+    ensure!(
+        fired == args.due && runs as usize == args.due,
+        "every due schedule fires once"
+    );
     app.begin_shutdown();
     Ok(())
 }

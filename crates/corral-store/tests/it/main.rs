@@ -10,6 +10,7 @@
 mod api_keys;
 mod end_users;
 mod idempotency;
+mod memory;
 mod migrations;
 mod orgs;
 mod runs;
