@@ -886,8 +886,58 @@ async fn a_token_refused_mid_run_is_refreshed(b: Backend) {
     assert_eq!(asv.refreshes(), 1, "refused calls refresh nothing");
 }
 
+/// A schedule whose agent has no usable connection: each fire is a failed run
+/// (`connection_missing`) of the schedule, the schedule shows the error, and a
+/// webhook receiver gets `run.connection_missing`.
+async fn scheduled_fire_without_connection_fails_visibly(b: Backend) {
+    let app = corral_testkit::TestApp::spawn(b).await;
+    let s = app.user_with_org("SchedConn").await;
+    let scope = slug(&s).await;
+    let integ = format!("@{scope}/echo-api");
+    publish_integration(&s, api_key_manifest(&integ, "https://echo.example.test/*")).await;
+    let agent = publish_agent(&s, &scope, "caller", &integ).await;
+    let rx = Receiver::start().await;
+    s.client
+        .post(
+            "/api/webhooks",
+            json!({"url": rx.url, "events": ["run.connection_missing"]}),
+            201,
+        )
+        .await;
+    let sched = s
+        .client
+        .post(
+            &format!("/api/agents/{agent}/schedules"),
+            json!({"name": "Nightly", "cron_expression": "* * * * * *"}),
+            201,
+        )
+        .await;
+    let id = sched["id"].as_str().unwrap().to_owned();
+    let got = rx.wait_for(1, Duration::from_secs(20)).await;
+    s.client
+        .put(
+            &format!("/api/schedules/{id}"),
+            json!({"enabled": false}),
+            200,
+        )
+        .await;
+    let event = got[0].json();
+    assert_eq!(event["type"], "run.connection_missing", "{event}");
+    let view = s.client.get(&format!("/api/schedules/{id}"), 200).await;
+    assert_eq!(view["last_error"]["code"], "connection_missing", "{view}");
+    let runs = s
+        .client
+        .get(&format!("/api/schedules/{id}/runs"), 200)
+        .await;
+    let run = &runs["data"][0];
+    assert_eq!(run["status"], "failed", "{runs}");
+    assert_eq!(run["metadata"]["error_code"], "connection_missing", "{run}");
+    assert_eq!(run["schedule_name"], "Nightly");
+}
+
 both!(
     fields_connections,
+    scheduled_fire_without_connection_fails_visibly,
     api_key_credential_reaches_a_local_service,
     oauth_flow_refresh_and_invalid_grant,
     runs_refresh_once_and_needs_reconnection,

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use corral_connect::Actor;
 use corral_core::time::now_ms;
-use corral_core::Problem;
+use corral_core::{ErrorCode, Problem, RunId};
 use corral_store::schedules::{self as store, FireOutcome, Schedule};
 use serde_json::{Map, Value};
 use tokio::sync::Notify;
@@ -135,6 +135,24 @@ pub async fn tick(engine: &Engine, now: i64) -> anyhow::Result<usize> {
 /// Triggers the run of one claimed fire and records what became of it.
 async fn fire(engine: &Engine, s: &Schedule, fire_at: i64) {
     let outcome = trigger_for(engine, s).await;
+    // A missing connection is what a user must act on: the fire leaves a failed run
+    // (`connection_missing`), so webhooks (`run.connection_missing`), realtime and
+    // the schedule's runs show it like any other run's failure.
+    if let Err(e) = &outcome {
+        if matches!(
+            e.code,
+            ErrorCode::ConnectionMissing | ErrorCode::NeedsReconnection
+        ) {
+            match failed_run(engine, s, e).await {
+                Ok(run_id) => {
+                    tracing::info!(schedule = %s.id, %run_id, "fire recorded as a failed run")
+                }
+                Err(err) => {
+                    tracing::warn!(schedule = %s.id, error = %err, "recording the refused fire's run failed")
+                }
+            }
+        }
+    }
     let now = now_ms();
     let recorded = async {
         let mut conn = engine.db.conn().await?;
@@ -177,6 +195,80 @@ async fn fire(engine: &Engine, s: &Schedule, fire_at: i64) {
                 "schedule fire refused by the run pipeline")
         }
     }
+}
+
+/// A run that failed before it started, for a fire the pipeline refused for a
+/// missing connection: inserted and failed in one transaction, then announced.
+async fn failed_run(engine: &Engine, s: &Schedule, e: &Problem) -> anyhow::Result<RunId> {
+    use corral_store::runs as runs_store;
+    let run_id = RunId::generate();
+    let now = now_ms();
+    let (scope, name) = s
+        .package_id
+        .split_once('/')
+        .unwrap_or((s.package_id.as_str(), ""));
+    let sink = engine.keyring.seal(
+        corral_protocol::SigningSecret::generate()
+            .to_whsec()
+            .as_bytes(),
+        &crate::runs::sink_aad(run_id.as_str()),
+    );
+    let token_hash =
+        crate::runs::executor::run_token_hash(&crate::runs::executor::run_token(engine, &run_id));
+    let details = serde_json::to_string(&e.errors)?;
+    let mut tx = engine.db.begin().await?;
+    runs_store::insert(
+        &mut tx,
+        &runs_store::NewRun {
+            id: &run_id,
+            org_id: &s.org_id,
+            application_id: &s.application_id,
+            package_id: Some(&s.package_id),
+            agent_scope: Some(scope),
+            agent_name: Some(name),
+            kind: "package",
+            input: s.input.as_deref(),
+            version_label: None,
+            version_ref: s.version_override.as_deref().unwrap_or("published"),
+            definition: "{}",
+            model_label: None,
+            model_source: None,
+            generation: None,
+            user_id: s.user_id.as_deref(),
+            end_user_id: s.end_user_id.as_deref(),
+            api_key_id: None,
+            schedule_id: Some(&s.id),
+            schedule_name: s.name.as_deref(),
+            timeout_secs: 0,
+            runner_kind: None,
+            runner_name: None,
+            server_id: Some(&engine.runs.instance_id),
+            sink_secret: &sink,
+            sink_expires_at: now,
+            run_token_hash: &token_hash,
+            now,
+        },
+    )
+    .await?;
+    runs_store::finish(
+        &mut tx,
+        &run_id,
+        &runs_store::Finish {
+            error: Some(&e.detail),
+            error_code: Some("connection_missing"),
+            error_details: Some(&details),
+            duration_ms: Some(0),
+            ..runs_store::Finish::new(runs_store::RunStatus::Failed, now)
+        },
+    )
+    .await?;
+    tx.commit().await.map_err(corral_store::StoreError::from)?;
+    engine
+        .runs
+        .bus
+        .publish(&run_id, runs_store::RunStatus::Failed)
+        .await;
+    Ok(run_id)
 }
 
 fn json_map(raw: Option<&str>) -> Map<String, Value> {
