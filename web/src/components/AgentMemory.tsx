@@ -20,7 +20,8 @@ export function AgentMemory({ agent }: { agent: AgentDetail }) {
   const qc = useQueryClient();
   const base = `/api/agents/${agentPath(agent.id)}/persistence`;
   const qk = ["persistence", ...key, agent.id];
-  const data = useQuery({ queryKey: qk, queryFn: () => api.get<Persistence>(base) });
+  // Runs change it behind our back: always refetch when the tab opens.
+  const data = useQuery({ queryKey: qk, queryFn: () => api.get<Persistence>(base), staleTime: 0 });
   const refresh = () => qc.invalidateQueries({ queryKey: qk });
   const delPinned = useMutation({ mutationFn: (id: number) => api.del(`${base}/pinned/${id}`), onSuccess: refresh });
   const delMemory = useMutation({ mutationFn: (id: number) => api.del(`${base}/memories/${id}`), onSuccess: refresh });

@@ -4,6 +4,7 @@ import { useQuery } from "@tanstack/react-query";
 import { agentPath, api } from "../api/client";
 import type { AgentDetail, ListOf, Schedule } from "../api/types";
 import { useScopeKey } from "../lib/workspace";
+import { useRefetchAfterFire } from "../lib/realtime";
 import { ScheduleForm } from "./ScheduleForm";
 import { SchedulesTable } from "./SchedulesTable";
 import { Empty, ErrorBox, Loading } from "./ui";
@@ -17,6 +18,7 @@ export function AgentSchedules({ agent }: { agent: AgentDetail }) {
     queryKey: ["schedules", ...key, "agent", agent.id],
     queryFn: () => api.get<ListOf<Schedule>>(`/api/agents/${agentPath(agent.id)}/schedules`),
   });
+  useRefetchAfterFire(schedules.data?.data, () => void schedules.refetch());
   return (
     <div className="agent-schedules">
       <div className="row-head">

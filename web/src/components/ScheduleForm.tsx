@@ -88,7 +88,7 @@ export function ScheduleForm({
       ) : null}
       <div className="row">
         <div className="field">
-          <label htmlFor={`${base}-name`}>Name</label>
+          <label htmlFor={`${base}-name`}>Schedule name</label>
           <input id={`${base}-name`} value={name} onChange={(e) => setName(e.target.value)} placeholder="Morning digest" {...invalid("name")} />
           {fieldError("name")}
         </div>

@@ -1,7 +1,8 @@
+import { useState } from "react";
 import { Link } from "react-router-dom";
 import { useMutation, useQueryClient } from "@tanstack/react-query";
 import { api } from "../api/client";
-import type { Schedule } from "../api/types";
+import type { ListOf, Schedule } from "../api/types";
 import { fmtDate, scheduleLabel } from "../lib/format";
 import { ErrorBox } from "./ui";
 
@@ -21,14 +22,20 @@ export function ScheduleErrorAlert({ schedule }: { schedule: Schedule }) {
 /** An enabled/disabled switch that saves at once. */
 export function EnabledSwitch({ schedule }: { schedule: Schedule }) {
   const qc = useQueryClient();
+  // Set in the change handler itself, so the controlled checkbox never flips back meanwhile.
+  const [pending, setPending] = useState<boolean | null>(null);
   const toggle = useMutation({
     mutationFn: (enabled: boolean) => api.put<Schedule>(`/api/schedules/${encodeURIComponent(schedule.id)}`, { enabled }),
     onSuccess: (s) => {
       qc.setQueryData(["schedule", s.orgId, s.applicationId, s.id], s);
+      qc.setQueriesData<ListOf<Schedule>>({ queryKey: ["schedules", s.orgId, s.applicationId] }, (old) =>
+        old ? { ...old, data: old.data.map((x) => (x.id === s.id ? s : x)) } : old,
+      );
       void qc.invalidateQueries({ queryKey: ["schedules"] });
     },
+    onSettled: () => setPending(null),
   });
-  const on = toggle.isPending ? !!toggle.variables : schedule.enabled;
+  const on = pending ?? schedule.enabled;
   return (
     <>
       <label className="check switch">
@@ -36,9 +43,12 @@ export function EnabledSwitch({ schedule }: { schedule: Schedule }) {
           type="checkbox"
           role="switch"
           checked={on}
-          disabled={toggle.isPending}
+          disabled={pending !== null}
           aria-label={`Enabled: ${scheduleLabel(schedule)}`}
-          onChange={(e) => toggle.mutate(e.target.checked)}
+          onChange={(e) => {
+            setPending(e.target.checked);
+            toggle.mutate(e.target.checked);
+          }}
         />
         <span aria-hidden="true">{on ? "On" : "Off"}</span>
       </label>

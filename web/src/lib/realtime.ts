@@ -132,3 +132,24 @@ export function useRunStream(runId: string): { live: RunLog[]; state: SseState }
   });
   return { live, state };
 }
+
+/**
+ * Refetches the schedules once the earliest of their next fires has passed: a fire the
+ * server refuses creates no run (so no frame), yet changes `last_error` and `next_run_at`.
+ */
+export function useRefetchAfterFire(schedules: { enabled: boolean; next_run_at?: string | null }[] | undefined, refetch: () => void) {
+  const next = (schedules ?? [])
+    .filter((s) => s.enabled && s.next_run_at)
+    .map((s) => new Date(s.next_run_at!).getTime())
+    .filter((t) => !Number.isNaN(t))
+    .sort((a, b) => a - b)[0];
+  const latest = useRef(refetch);
+  useEffect(() => {
+    latest.current = refetch;
+  });
+  useEffect(() => {
+    if (next === undefined) return;
+    const t = window.setTimeout(() => latest.current(), Math.min(Math.max(1000, next - Date.now() + 750), 2 ** 31 - 1));
+    return () => window.clearTimeout(t);
+  }, [next]);
+}

@@ -8,7 +8,7 @@ import { EnabledSwitch, ScheduleErrorAlert } from "../components/SchedulesTable"
 import { ScheduleForm } from "../components/ScheduleForm";
 import { RunsTable } from "../components/RunsTable";
 import { fmtDate, scheduleLabel } from "../lib/format";
-import { useRunsRealtime, useSchedulesRefresh } from "../lib/realtime";
+import { useRefetchAfterFire, useRunsRealtime, useSchedulesRefresh } from "../lib/realtime";
 import { useScopeKey } from "../lib/workspace";
 
 const PAGE = 10;
@@ -37,6 +37,7 @@ export function ScheduleDetailPage() {
     enabled: editing && !!packageId,
   });
   const live = useRunsRealtime(packageId, useSchedulesRefresh());
+  useRefetchAfterFire(schedule.data ? [schedule.data] : undefined, () => void schedule.refetch());
   const remove = useMutation({
     mutationFn: () => api.del(`/api/schedules/${encodeURIComponent(id)}`),
     onSuccess: async () => {

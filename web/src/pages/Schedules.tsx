@@ -4,7 +4,7 @@ import { api } from "../api/client";
 import type { ListOf, Schedule } from "../api/types";
 import { Empty, ErrorBox, Loading, PageHeader } from "../components/ui";
 import { SchedulesTable } from "../components/SchedulesTable";
-import { useRunsRealtime, useSchedulesRefresh } from "../lib/realtime";
+import { useRefetchAfterFire, useRunsRealtime, useSchedulesRefresh } from "../lib/realtime";
 import { useScopeKey } from "../lib/workspace";
 
 export function SchedulesPage() {
@@ -14,6 +14,7 @@ export function SchedulesPage() {
     queryFn: () => api.get<ListOf<Schedule>>("/api/schedules"),
   });
   useRunsRealtime(undefined, useSchedulesRefresh());
+  useRefetchAfterFire(schedules.data?.data, () => void schedules.refetch());
   const list = schedules.data?.data ?? [];
   const failing = list.filter((s) => s.last_error);
   return (
