@@ -1,12 +1,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import fs from "node:fs";
-import { createRequire } from "node:module";
-import { apiCall, baseUrl, configureMockModel, launch, signUpAndOnboard, stopPreview, watchConsole } from "./harness.mjs";
+import { apiCall, axe, baseUrl, configureMockModel, launch, signUpAndOnboard, stopPreview, watchConsole } from "./harness.mjs";
 import { startMockLlm } from "./mock-llm.mjs";
-
-const require = createRequire(import.meta.url);
-const axeSource = fs.readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
 
 let browser;
 let base;
@@ -14,6 +9,7 @@ let page;
 let errors;
 let mock;
 let runId;
+let scheduleId;
 before(async () => {
   base = await baseUrl();
   mock = await startMockLlm();
@@ -22,8 +18,18 @@ before(async () => {
   errors = watchConsole(page);
   await signUpAndOnboard(page, base, { name: "Axe Tester", org: "Accessible Co" });
   await configureMockModel(page, mock.url);
+  // The run also leaves a note and a pinned value, for the agent's Memory tab.
+  mock.state.script = [{ calls: [{ name: "note", args: { content: "Ada likes tea" } }, { name: "pin", args: { key: "k", value: { a: 1 } } }] }];
   const run = await apiCall(page, "POST", "/api/agents/@corral/hello-world/run", { input: { name: "Ada" } });
   runId = run.id;
+  const schedule = await apiCall(page, "POST", "/api/agents/@corral/hello-world/schedules", {
+    name: "Weekday greeting",
+    cron_expression: "0 9 * * 1-5",
+    timezone: "Europe/Paris",
+    input: { name: "Ada" },
+    enabled: false,
+  });
+  scheduleId = schedule.id;
 });
 after(async () => {
   await browser?.close();
@@ -31,20 +37,11 @@ after(async () => {
   stopPreview();
 });
 
-async function axe(page) {
-  if (!(await page.evaluate(() => "axe" in window))) await page.addScriptTag({ content: axeSource });
-  const r = await page.evaluate(() =>
-    window.axe.run(document, { runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"] } }),
-  );
-  return r.violations
-    .filter((v) => v.impact === "serious" || v.impact === "critical")
-    .map((v) => `${v.id} (${v.impact}): ${v.nodes.map((n) => n.target.join(" ")).slice(0, 3).join(", ")}`);
-}
-
 const PAGES = [
   ["/agents", "Agents"],
   ["/agents/@corral/hello-world", "Hello World"],
   ["/runs", "Runs"],
+  ["/schedules", "Schedules"],
   ["/webhooks", "Webhooks"],
   ["/api-keys", "API keys"],
   ["/models", "Models"],
@@ -60,7 +57,7 @@ for (const theme of ["light", "dark"]) {
   test(`axe: no serious or critical violations (${theme} theme)`, async () => {
     await page.emulateMedia({ colorScheme: theme });
     const found = [];
-    for (const [path, heading] of [...PAGES, [`/runs/${runId}`, "Run #"]]) {
+    for (const [path, heading] of [...PAGES, [`/runs/${runId}`, "Run #"], [`/schedules/${scheduleId}`, "Weekday greeting"]]) {
       await page.goto(`${base}${path}`);
       await page.getByRole("heading", { name: heading, level: 1 }).first().waitFor();
       await page.locator(".loading").first().waitFor({ state: "detached", timeout: 10_000 }).catch(() => {});
@@ -68,11 +65,19 @@ for (const theme of ["light", "dark"]) {
     }
     // Every tab of the agent page.
     await page.goto(`${base}/agents/@corral/hello-world`);
-    for (const tab of ["Manifest", "Versions", "Settings", "Skills & integrations"]) {
+    for (const tab of ["Manifest", "Versions", "Settings", "Schedules", "Memory", "Skills & integrations"]) {
       await page.getByRole("tab", { name: new RegExp(`^${tab}`) }).click();
       await page.getByRole("tabpanel").waitFor();
+      await page.locator(".loading").first().waitFor({ state: "detached", timeout: 10_000 }).catch(() => {});
+      if (tab === "Schedules") await page.getByRole("tabpanel").getByRole("button", { name: "New schedule" }).click();
+      if (tab === "Memory") await page.getByRole("tabpanel").getByText("Ada likes tea").waitFor();
       for (const v of await axe(page)) found.push(`agent tab ${tab}: ${v}`);
     }
+    // The schedule editor.
+    await page.goto(`${base}/schedules/${scheduleId}`);
+    await page.getByRole("button", { name: "Edit" }).click();
+    await page.getByRole("form", { name: "Edit schedule" }).waitFor();
+    for (const v of await axe(page)) found.push(`schedule editor: ${v}`);
     assert.deepEqual(found, []);
     assert.deepEqual(errors, []);
   });
@@ -101,7 +106,7 @@ test("axe: signed-out pages (sign-in, sign-up) in both themes", async () => {
 
 test("phone width: no horizontal scrolling, the menu opens and navigates", async () => {
   await page.setViewportSize({ width: 390, height: 844 });
-  for (const path of ["/agents", "/agents/@corral/hello-world", "/runs", `/runs/${runId}`, "/api-keys", "/webhooks"]) {
+  for (const path of ["/agents", "/agents/@corral/hello-world", "/runs", `/runs/${runId}`, "/schedules", `/schedules/${scheduleId}`, "/api-keys", "/webhooks"]) {
     await page.goto(`${base}${path}`);
     await page.getByRole("heading", { level: 1 }).first().waitFor();
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);

@@ -8,6 +8,7 @@
 //                     (default 127.0.0.1).
 import { spawn } from "node:child_process";
 import fs from "node:fs";
+import { createRequire } from "node:module";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -156,4 +157,17 @@ export async function configureMockModel(page, mockUrl) {
   const model = await apiCall(page, "POST", "/api/models", { credentialId: cred.id, modelId: "mock-model" });
   await apiCall(page, "PUT", "/api/models/default", { modelId: model.id });
   return model;
+}
+
+const axeSource = fs.readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
+
+/** axe-core (WCAG 2.1 A/AA + best practices) on the page: its serious and critical violations. */
+export async function axe(page) {
+  if (!(await page.evaluate(() => "axe" in window))) await page.addScriptTag({ content: axeSource });
+  const r = await page.evaluate(() =>
+    window.axe.run(document, { runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"] } }),
+  );
+  return r.violations
+    .filter((v) => v.impact === "serious" || v.impact === "critical")
+    .map((v) => `${v.id} (${v.impact}): ${v.nodes.map((n) => n.target.join(" ")).slice(0, 3).join(", ")}`);
 }

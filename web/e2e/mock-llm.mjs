@@ -3,6 +3,9 @@
 // first turn → a call to the `output` tool with a greeting built from the input;
 // once a tool result is in the conversation → a short final text.
 // An optional delay (ms) per reply keeps runs alive long enough to watch them live.
+// `state.script` (optional) scripts the first turns instead: turn i (i = the number of
+// assistant messages so far) answers `script[i]` ({text, calls: [{name, args}]}); past
+// its end, one `output` call then the final text. `state.tools` keeps the last tool names offered.
 import http from "node:http";
 
 export function startMockLlm({ port = 0, delayMs = 0 } = {}) {
@@ -28,11 +31,16 @@ export function startMockLlm({ port = 0, delayMs = 0 } = {}) {
       }
       if (state.delayMs) await new Promise((r) => setTimeout(r, state.delayMs).unref());
       const messages = Array.isArray(json.messages) ? json.messages : [];
+      if (Array.isArray(json.tools)) state.tools = json.tools.map((t) => t.function?.name ?? t.name);
+      const turnIndex = messages.filter((m) => m.role === "assistant").length;
+      const scripted = Array.isArray(state.script) ? state.script[turnIndex] : undefined;
       const hasTool = messages.some((m) => m.role === "tool");
       const text = JSON.stringify(messages);
       const name = /Ada|Grace|Linus/.exec(text)?.[0] ?? "friend";
       const greeting = `Hello, ${name}!`;
-      const turn = hasTool
+      const turn = scripted
+        ? { text: scripted.text ?? null, calls: scripted.calls ?? [] }
+        : (Array.isArray(state.script) ? turnIndex > state.script.length : hasTool)
         ? { text: "All done.", calls: [] }
         : { text: null, calls: [{ name: "output", args: { greeting, length: greeting.length } }] };
       const finish = turn.calls.length ? "tool_calls" : "stop";

@@ -21,6 +21,8 @@ import { ModelsPage } from "./pages/Models";
 import { IntegrationsPage } from "./pages/Integrations";
 import { InvitePage } from "./pages/Invite";
 import { ProfilePage } from "./pages/Profile";
+import { SchedulesPage } from "./pages/Schedules";
+import { ScheduleDetailPage } from "./pages/ScheduleDetail";
 
 function Guard({ children, needOrg = true }: { children: React.ReactNode; needOrg?: boolean }) {
   const { session, sessionLoading, orgs, appId, error } = useWorkspace();
@@ -87,6 +89,8 @@ export function App() {
           <Route path="/agents/:scope/:name" element={<AgentDetailPage />} />
           <Route path="/runs" element={<RunsPage />} />
           <Route path="/runs/:id" element={<RunDetailPage />} />
+          <Route path="/schedules" element={<SchedulesPage />} />
+          <Route path="/schedules/:id" element={<ScheduleDetailPage />} />
           <Route path="/api-keys" element={<ApiKeysPage />} />
           <Route path="/webhooks" element={<WebhooksPage />} />
           <Route path="/applications" element={<ApplicationsPage />} />

@@ -104,6 +104,56 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/agents/{scope}/{name}/persistence": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The agent's pinned slots and archive memories for one actor. */
+        get: operations["listAgentPersistence"];
+        put?: never;
+        post?: never;
+        /** Delete an actor's memories and/or pinned slots of the agent. */
+        delete: operations["deleteAgentPersistence"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/agents/{scope}/{name}/persistence/memories/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        delete: operations["deleteAgentPersistenceMemory"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/agents/{scope}/{name}/persistence/pinned/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        delete: operations["deleteAgentPersistencePinnedSlot"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/agents/{scope}/{name}/run": {
         parameters: {
             query?: never;
@@ -138,6 +188,24 @@ export interface paths {
         post?: never;
         /** Delete the application's finished runs of an agent (409 while some still run). */
         delete: operations["deleteAgentRuns"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/agents/{scope}/{name}/schedules": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The schedules of one agent. */
+        get: operations["listAgentSchedules"];
+        put?: never;
+        /** Schedule an agent. The input is validated against its input schema now. */
+        post: operations["createSchedule"];
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -1655,6 +1723,60 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/schedules": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The application's schedules, oldest first. */
+        get: operations["listSchedules"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/schedules/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["getSchedule"];
+        /**
+         * Change a schedule; `null` clears an override. A new timetable or re-enabling
+         *     computes the next fire from now.
+         */
+        put: operations["updateSchedule"];
+        post?: never;
+        delete: operations["deleteSchedule"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/schedules/{id}/runs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The runs a schedule fired, newest first. */
+        get: operations["listScheduleRuns"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/webhooks": {
         parameters: {
             query?: never;
@@ -1802,6 +1924,46 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/internal/memories": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Archive memories of this run's agent visible to its actor (theirs and the
+         *     application's shared ones), best match first.
+         */
+        get: operations["recallMemories"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/internal/run-history": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The finished runs of this run's agent by the same actor in the same application,
+         *     newest first: status, date, duration and, as asked, checkpoint and result.
+         */
+        get: operations["getRunHistory"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/invite/{token}/accept": {
         parameters: {
             query?: never;
@@ -1840,6 +2002,11 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** @description Who a schedule's runs run as: exactly one of a member or an end-user. */
+        ActorBody: {
+            end_user_id?: string | null;
+            user_id?: string | null;
+        };
         /** @description An agent package: its draft (manifest, prompt), input/output, dependencies. */
         AgentDetail: {
             dependencies: components["schemas"]["Dependencies"];
@@ -2139,6 +2306,23 @@ export interface components {
             } | null;
             /** @description The AFPS manifest. */
             manifest: Record<string, never>;
+        };
+        CreateScheduleBody: {
+            actor?: null | components["schemas"]["ActorBody"];
+            connection_overrides?: Record<string, never> | null;
+            /** @description 5 fields (`0 9 * * 1-5`), or 6 with seconds first. */
+            cron_expression: string;
+            dependency_overrides?: Record<string, never> | null;
+            enabled?: boolean | null;
+            generation_config_override?: Record<string, never> | null;
+            input?: Record<string, never> | null;
+            model_id_override?: string | null;
+            name?: string | null;
+            proxy_id_override?: string | null;
+            /** @description IANA timezone (default `UTC`). */
+            timezone?: string | null;
+            /** @description `draft`, `published` (default) or a version spec. */
+            version_override?: string | null;
         };
         CreateVersionBody: {
             /**
@@ -2800,6 +2984,135 @@ export interface components {
             total: number;
         };
         /** @description The list envelope: `{object: "list", data, total, hasMore}`. */
+        ListOf_RunView: {
+            data: {
+                agent_name?: string | null;
+                agent_scope?: string | null;
+                apiKeyId?: string | null;
+                api_key_name?: string | null;
+                applicationId: string;
+                artifacts?: Record<string, never> | null;
+                checkpoint?: Record<string, never> | null;
+                completed_at?: string | null;
+                connection_overrides?: Record<string, never> | null;
+                connections_used?: Record<string, never>[] | null;
+                contextSnapshot?: Record<string, never> | null;
+                /** Format: double */
+                cost?: number | null;
+                cost_pricing_status?: string | null;
+                dependency_overrides?: Record<string, never> | null;
+                document_counts: components["schemas"]["DocumentCounts"];
+                /**
+                 * Format: int64
+                 * @description Milliseconds.
+                 */
+                duration?: number | null;
+                endUserId?: string | null;
+                end_user_name?: string | null;
+                /** @description Error message of a failed run. */
+                error?: string | null;
+                generation?: Record<string, never> | null;
+                generation_override?: Record<string, never> | null;
+                id: string;
+                input?: Record<string, never> | null;
+                /** @description Machine code of the error (`output_schema_mismatch`, `stalled`, …) and details. */
+                metadata?: Record<string, never> | null;
+                modelCredentialId?: string | null;
+                model_label?: string | null;
+                model_source?: string | null;
+                orgId: string;
+                packageId?: string | null;
+                package_ephemeral: boolean;
+                primary_document_id?: string | null;
+                proxy_label?: string | null;
+                /** @description `{"output": …}` once an output was emitted. */
+                result?: Record<string, never> | null;
+                /** Format: int64 */
+                runNumber?: number | null;
+                runOrigin?: string | null;
+                /** @description `docker` | `process` once the run has a sandbox. */
+                runner_kind?: string | null;
+                runner_name?: string | null;
+                scheduleId?: string | null;
+                schedule_name?: string | null;
+                started_at?: string | null;
+                status: string;
+                token_usage?: Record<string, never> | null;
+                unread: boolean;
+                userId?: string | null;
+                user_name?: string | null;
+                version_label?: string | null;
+                version_ref: string;
+            }[];
+            hasMore: boolean;
+            /** @description Always `list`. */
+            object: string;
+            /**
+             * Format: int64
+             * @description Number of items matching the query (all pages).
+             */
+            total: number;
+        };
+        /** @description The list envelope: `{object: "list", data, total, hasMore}`. */
+        ListOf_ScheduleView: {
+            data: {
+                actor_name?: string | null;
+                /** @description `user` or `end_user`. */
+                actor_type?: string | null;
+                applicationId: string;
+                connection_overrides?: Record<string, never> | null;
+                /** Format: date-time */
+                createdAt: string;
+                cron_expression: string;
+                dependency_overrides?: Record<string, never> | null;
+                enabled: boolean;
+                endUserId?: string | null;
+                generation_config_override?: Record<string, never> | null;
+                id: string;
+                input?: Record<string, never> | null;
+                last_error?: null | components["schemas"]["ScheduleError"];
+                /** Format: date-time */
+                last_run_at?: string | null;
+                /** @description The run of the last successful fire. */
+                last_run_id?: string | null;
+                /**
+                 * Format: int64
+                 * @description Highest run number this schedule produced; 0 when it never fired.
+                 */
+                last_run_number: number;
+                model_id_override?: string | null;
+                name?: string | null;
+                /**
+                 * Format: date-time
+                 * @description The next fire (also shown while disabled: when it would fire).
+                 */
+                next_run_at?: string | null;
+                orgId: string;
+                packageId: string;
+                proxy_id_override?: string | null;
+                /**
+                 * Format: int64
+                 * @description Runs of this schedule pending or running.
+                 */
+                running_runs: number;
+                timezone?: string | null;
+                /** Format: int64 */
+                unread_count: number;
+                /** Format: date-time */
+                updatedAt: string;
+                userId?: string | null;
+                version_override?: string | null;
+            }[];
+            hasMore: boolean;
+            /** @description Always `list`. */
+            object: string;
+            /**
+             * Format: int64
+             * @description Number of items matching the query (all pages).
+             */
+            total: number;
+        };
+        /** @description The list envelope: `{object: "list", data, total, hasMore}`. */
         ListOf_WebhookView: {
             data: {
                 applicationId?: string | null;
@@ -2833,6 +3146,28 @@ export interface components {
              * @description Number of items matching the query (all pages).
              */
             total: number;
+        };
+        MemoriesPage: {
+            memories: components["schemas"]["Memory"][];
+        };
+        Memory: {
+            actor_id?: string | null;
+            actor_type: string;
+            content: unknown;
+            /** Format: date-time */
+            createdAt: string;
+            /** Format: int64 */
+            id: number;
+        };
+        MemoryView: {
+            actor_id?: string | null;
+            actor_type: string;
+            content: string;
+            /** Format: date-time */
+            createdAt?: string | null;
+            /** Format: int64 */
+            id: number;
+            runId?: string | null;
         };
         /** @description The reference's `TestResult`. */
         ModelTestResult: {
@@ -3083,6 +3418,37 @@ export interface components {
             yanked: boolean;
             yanked_reason?: string | null;
         };
+        PersistenceDeleted: {
+            /** @description Whether the `checkpoint` slot was deleted. */
+            checkpoint_deleted: boolean;
+            /**
+             * Format: int64
+             * @description Memory rows deleted.
+             */
+            memories_deleted: number;
+            /**
+             * Format: int64
+             * @description Pinned slots deleted (the checkpoint included).
+             */
+            pinned_deleted: number;
+        };
+        PersistenceView: {
+            memories: components["schemas"]["MemoryView"][];
+            pinned: components["schemas"]["PinnedView"][];
+        };
+        PinnedView: {
+            actor_id?: string | null;
+            actor_type: string;
+            content: Record<string, never>;
+            /** Format: date-time */
+            createdAt?: string | null;
+            /** Format: int64 */
+            id: number;
+            key: string;
+            runId?: string | null;
+            /** Format: date-time */
+            updatedAt?: string | null;
+        };
         PoolCheck: {
             /** Format: int64 */
             hits: number;
@@ -3194,6 +3560,13 @@ export interface components {
             /** @description Replay the input of this earlier run of the same agent. */
             rerun_from?: string | null;
         };
+        RunHistoryPage: {
+            /** @description `{id, status, date, duration, checkpoint?, result?}` per run, newest first. */
+            data: Record<string, never>[];
+            hasMore: boolean;
+            /** @description Always `list`. */
+            object: string;
+        };
         RunList: {
             data: components["schemas"]["RunView"][];
             hasMore: boolean;
@@ -3291,6 +3664,61 @@ export interface components {
             /** @description Runs this server supervises. */
             running_runs: number;
             status: string;
+        };
+        /** @description The last fire the run pipeline refused (cleared by the next successful fire). */
+        ScheduleError: {
+            /** Format: date-time */
+            at: string;
+            code: string;
+            message: string;
+        };
+        ScheduleView: {
+            actor_name?: string | null;
+            /** @description `user` or `end_user`. */
+            actor_type?: string | null;
+            applicationId: string;
+            connection_overrides?: Record<string, never> | null;
+            /** Format: date-time */
+            createdAt: string;
+            cron_expression: string;
+            dependency_overrides?: Record<string, never> | null;
+            enabled: boolean;
+            endUserId?: string | null;
+            generation_config_override?: Record<string, never> | null;
+            id: string;
+            input?: Record<string, never> | null;
+            last_error?: null | components["schemas"]["ScheduleError"];
+            /** Format: date-time */
+            last_run_at?: string | null;
+            /** @description The run of the last successful fire. */
+            last_run_id?: string | null;
+            /**
+             * Format: int64
+             * @description Highest run number this schedule produced; 0 when it never fired.
+             */
+            last_run_number: number;
+            model_id_override?: string | null;
+            name?: string | null;
+            /**
+             * Format: date-time
+             * @description The next fire (also shown while disabled: when it would fire).
+             */
+            next_run_at?: string | null;
+            orgId: string;
+            packageId: string;
+            proxy_id_override?: string | null;
+            /**
+             * Format: int64
+             * @description Runs of this schedule pending or running.
+             */
+            running_runs: number;
+            timezone?: string | null;
+            /** Format: int64 */
+            unread_count: number;
+            /** Format: date-time */
+            updatedAt: string;
+            userId?: string | null;
+            version_override?: string | null;
         };
         ScopeList: {
             data: string[];
@@ -3449,6 +3877,20 @@ export interface components {
         UpdateProfileBody: {
             displayName?: string | null;
             language?: string | null;
+        };
+        UpdateScheduleBody: {
+            actor?: null | components["schemas"]["ActorBody"];
+            connection_overrides?: Record<string, never> | null;
+            cron_expression?: string | null;
+            dependency_overrides?: Record<string, never> | null;
+            enabled?: boolean | null;
+            generation_config_override?: Record<string, never> | null;
+            input?: Record<string, never> | null;
+            model_id_override?: string | null;
+            name?: string | null;
+            proxy_id_override?: string | null;
+            timezone?: string | null;
+            version_override?: string | null;
         };
         UpdateWebhookBody: {
             description?: string | null;
@@ -4172,6 +4614,412 @@ export interface operations {
             };
         };
     };
+    listAgentPersistence: {
+        parameters: {
+            query?: {
+                /** @description `pinned` or `memory`; omitted → both. */
+                kind?: string;
+                /** @description Admin only: `user`, `end_user` or `shared` (default: the caller's actor). */
+                actor_type?: string;
+                /** @description Required with `actor_type` `user` or `end_user`. */
+                actor_id?: string;
+                /** @description Only rows written by this run. */
+                runId?: string;
+            };
+            header?: never;
+            path: {
+                /** @description Package scope */
+                scope: string;
+                /** @description Package name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Persistence rows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PersistenceView"];
+                };
+            };
+            /** @description Invalid request: a malformed header, an unsupported API version, an invalid parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Missing or invalid authentication */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Insufficient permissions or wrong organization/application context */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Not found, or not visible to this caller (also an unknown X-App-Id) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description The request URI is longer than 8 KiB */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description The request's header fields are larger than 32 KiB */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Unexpected server error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Starting, shutting down, or the database is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+        };
+    };
+    deleteAgentPersistence: {
+        parameters: {
+            query?: {
+                /** @description `pinned` or `memory`; omitted → both. */
+                kind?: string;
+                /** @description Admin only: `user`, `end_user` or `shared` (default: the caller's actor). */
+                actor_type?: string;
+                /** @description Required with `actor_type` `user` or `end_user`. */
+                actor_id?: string;
+                /** @description Only rows written by this run. */
+                runId?: string;
+            };
+            header?: never;
+            path: {
+                /** @description Package scope */
+                scope: string;
+                /** @description Package name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Counts of deleted rows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PersistenceDeleted"];
+                };
+            };
+            /** @description Invalid request: a malformed header, an unsupported API version, an invalid parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Missing or invalid authentication */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Insufficient permissions or wrong organization/application context */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Not found, or not visible to this caller (also an unknown X-App-Id) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description The request URI is longer than 8 KiB */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description The request's header fields are larger than 32 KiB */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Unexpected server error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Starting, shutting down, or the database is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+        };
+    };
+    deleteAgentPersistenceMemory: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Package scope */
+                scope: string;
+                /** @description Package name */
+                name: string;
+                /** @description Memory id */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Memory deleted */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Invalid request: a malformed header, an unsupported API version, an invalid parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Missing or invalid authentication */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Insufficient permissions or wrong organization/application context */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Not found, or not visible to this caller (also an unknown X-App-Id) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description The request URI is longer than 8 KiB */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description The request's header fields are larger than 32 KiB */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Unexpected server error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Starting, shutting down, or the database is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+        };
+    };
+    deleteAgentPersistencePinnedSlot: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Package scope */
+                scope: string;
+                /** @description Package name */
+                name: string;
+                /** @description Pinned slot id */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Pinned slot deleted */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Invalid request: a malformed header, an unsupported API version, an invalid parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Missing or invalid authentication */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Insufficient permissions or wrong organization/application context */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Not found, or not visible to this caller (also an unknown X-App-Id) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description The request URI is longer than 8 KiB */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description The request's header fields are larger than 32 KiB */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Unexpected server error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Starting, shutting down, or the database is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+        };
+    };
     runAgent: {
         parameters: {
             query?: {
@@ -4501,6 +5349,240 @@ export interface operations {
             };
             /** @description The request URI is longer than 8 KiB */
             414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description The request's header fields are larger than 32 KiB */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Unexpected server error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Starting, shutting down, or the database is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+        };
+    };
+    listAgentSchedules: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Package scope */
+                scope: string;
+                /** @description Package name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Schedules */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ListOf_ScheduleView"];
+                };
+            };
+            /** @description Invalid request: a malformed header, an unsupported API version, an invalid parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Missing or invalid authentication */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Insufficient permissions or wrong organization/application context */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Not found, or not visible to this caller (also an unknown X-App-Id) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description The request URI is longer than 8 KiB */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description The request's header fields are larger than 32 KiB */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Unexpected server error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Starting, shutting down, or the database is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+        };
+    };
+    createSchedule: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Package scope */
+                scope: string;
+                /** @description Package name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateScheduleBody"];
+            };
+        };
+        responses: {
+            /** @description Created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ScheduleView"];
+                };
+            };
+            /** @description Invalid request: a malformed header, an unsupported API version, an invalid parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Missing or invalid authentication */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Insufficient permissions or wrong organization/application context */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Not found, or not visible to this caller (also an unknown X-App-Id) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description The organization has the most schedules it may */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description The request body is larger than the limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description The request URI is longer than 8 KiB */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description The request body must be application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Rate limited */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -18224,6 +19306,502 @@ export interface operations {
             };
         };
     };
+    listSchedules: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Schedules */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ListOf_ScheduleView"];
+                };
+            };
+            /** @description Invalid request: a malformed header, an unsupported API version, an invalid parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Missing or invalid authentication */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Insufficient permissions or wrong organization/application context */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Not found, or not visible to this caller (also an unknown X-App-Id) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description The request URI is longer than 8 KiB */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description The request's header fields are larger than 32 KiB */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Unexpected server error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Starting, shutting down, or the database is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+        };
+    };
+    getSchedule: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Schedule id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The schedule */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ScheduleView"];
+                };
+            };
+            /** @description Invalid request: a malformed header, an unsupported API version, an invalid parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Missing or invalid authentication */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Insufficient permissions or wrong organization/application context */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Not found, or not visible to this caller (also an unknown X-App-Id) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description The request URI is longer than 8 KiB */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description The request's header fields are larger than 32 KiB */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Unexpected server error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Starting, shutting down, or the database is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+        };
+    };
+    updateSchedule: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Schedule id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UpdateScheduleBody"];
+            };
+        };
+        responses: {
+            /** @description Updated */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ScheduleView"];
+                };
+            };
+            /** @description Invalid request: a malformed header, an unsupported API version, an invalid parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Missing or invalid authentication */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Insufficient permissions or wrong organization/application context */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Not found, or not visible to this caller (also an unknown X-App-Id) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description The request body is larger than the limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description The request URI is longer than 8 KiB */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description The request body must be application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description The request's header fields are larger than 32 KiB */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Unexpected server error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Starting, shutting down, or the database is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+        };
+    };
+    deleteSchedule: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Schedule id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Invalid request: a malformed header, an unsupported API version, an invalid parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Missing or invalid authentication */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Insufficient permissions or wrong organization/application context */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Not found, or not visible to this caller (also an unknown X-App-Id) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description The request URI is longer than 8 KiB */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description The request's header fields are larger than 32 KiB */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Unexpected server error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Starting, shutting down, or the database is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+        };
+    };
+    listScheduleRuns: {
+        parameters: {
+            query?: {
+                /** @description 1–100 (default 20). */
+                limit?: number;
+                offset?: number;
+            };
+            header?: never;
+            path: {
+                /** @description Schedule id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Runs */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ListOf_RunView"];
+                };
+            };
+            /** @description Invalid request: a malformed header, an unsupported API version, an invalid parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Missing or invalid authentication */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Insufficient permissions or wrong organization/application context */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Not found, or not visible to this caller (also an unknown X-App-Id) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description The request URI is longer than 8 KiB */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description The request's header fields are larger than 32 KiB */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Unexpected server error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Starting, shutting down, or the database is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+        };
+    };
     listWebhooks: {
         parameters: {
             query?: never;
@@ -19473,6 +21051,203 @@ export interface operations {
             };
             /** @description The authorization server failed */
             502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Starting, shutting down, or the database is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+        };
+    };
+    recallMemories: {
+        parameters: {
+            query?: {
+                /**
+                 * @description Words to search for (full-text, ranked; then case-insensitive substring).
+                 *     Absent: the most recent memories.
+                 */
+                q?: string;
+                /** @description 1–50 (default 10). */
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Recalled memories */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MemoriesPage"];
+                };
+            };
+            /** @description Invalid request: a malformed header, an unsupported API version, an invalid parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Missing or invalid authentication */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Insufficient permissions or wrong organization/application context */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Not found, or not visible to this caller (also an unknown X-App-Id) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description The request URI is longer than 8 KiB */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description The request's header fields are larger than 32 KiB */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Unexpected server error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Starting, shutting down, or the database is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+        };
+    };
+    getRunHistory: {
+        parameters: {
+            query?: {
+                /** @description 1–50 (default 10). */
+                limit?: number;
+                /** @description Comma-separated: `checkpoint`, `result` (default `checkpoint`). */
+                fields?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Run history */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunHistoryPage"];
+                };
+            };
+            /** @description Invalid request: a malformed header, an unsupported API version, an invalid parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Missing or invalid authentication */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Insufficient permissions or wrong organization/application context */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Not found, or not visible to this caller (also an unknown X-App-Id) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description The request URI is longer than 8 KiB */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description The request's header fields are larger than 32 KiB */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Unexpected server error */
+            500: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -8,6 +8,7 @@ import { applyTheme, getTheme, type Theme } from "../lib/theme";
 const NAV: [string, string][] = [
   ["/agents", "Agents"],
   ["/runs", "Runs"],
+  ["/schedules", "Schedules"],
   ["/integrations", "Integrations"],
   ["/models", "Models"],
   ["/webhooks", "Webhooks"],

@@ -11,3 +11,7 @@ export function fmtDuration(ms?: number | null): string {
   if (s < 60) return `${s.toFixed(1)} s`;
   return `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
 }
+
+export function scheduleLabel(s: { name?: string | null; id: string }): string {
+  return s.name || s.id;
+}

@@ -54,7 +54,7 @@ export function patchRun(qc: QueryClient, orgId: string, appId: string, patch: R
  * one debounced refetch of the lists; a run reaching a terminal state refetches its
  * detail once (for the final duration and usage).
  */
-export function useRunsRealtime(packageId?: string): SseState {
+export function useRunsRealtime(packageId?: string, onFrame?: (p: RunPatch) => void): SseState {
   const qc = useQueryClient();
   const { orgId, appId } = useWorkspace();
   const timer = useRef<number | undefined>(undefined);
@@ -71,6 +71,7 @@ export function useRunsRealtime(packageId?: string): SseState {
     const p = parse<RunPatch>(m);
     if (!p?.id) return;
     const known = patchRun(qc, orgId, appId, p);
+    onFrame?.(p);
     if (!known) {
       window.clearTimeout(timer.current);
       timer.current = window.setTimeout(() => qc.invalidateQueries({ queryKey: ["runs", orgId, appId] }), 300);
@@ -79,6 +80,25 @@ export function useRunsRealtime(packageId?: string): SseState {
       void qc.invalidateQueries({ queryKey: ["run", orgId, appId, p.id], exact: true });
     }
   });
+}
+
+/**
+ * Schedules change when their runs do (last run, running runs, next fire): refetches the
+ * cached schedules (lists and details) at most once a second while run frames arrive.
+ */
+export function useSchedulesRefresh(): (p: RunPatch) => void {
+  const qc = useQueryClient();
+  const { orgId, appId } = useWorkspace();
+  const timer = useRef<number | undefined>(undefined);
+  useEffect(() => () => window.clearTimeout(timer.current), []);
+  return useCallback(() => {
+    if (timer.current !== undefined || !orgId || !appId) return;
+    timer.current = window.setTimeout(() => {
+      timer.current = undefined;
+      void qc.invalidateQueries({ queryKey: ["schedules", orgId, appId] });
+      void qc.invalidateQueries({ queryKey: ["schedule", orgId, appId] });
+    }, 1000);
+  }, [qc, orgId, appId]);
 }
 
 /** Live view of one run: its log entries (by id, in order) and run/metric patches. */
@@ -111,4 +131,25 @@ export function useRunStream(runId: string): { live: RunLog[]; state: SseState }
     }
   });
   return { live, state };
+}
+
+/**
+ * Refetches the schedules once the earliest of their next fires has passed: a fire the
+ * server refuses creates no run (so no frame), yet changes `last_error` and `next_run_at`.
+ */
+export function useRefetchAfterFire(schedules: { enabled: boolean; next_run_at?: string | null }[] | undefined, refetch: () => void) {
+  const next = (schedules ?? [])
+    .filter((s) => s.enabled && s.next_run_at)
+    .map((s) => new Date(s.next_run_at!).getTime())
+    .filter((t) => !Number.isNaN(t))
+    .sort((a, b) => a - b)[0];
+  const latest = useRef(refetch);
+  useEffect(() => {
+    latest.current = refetch;
+  });
+  useEffect(() => {
+    if (next === undefined) return;
+    const t = window.setTimeout(() => latest.current(), Math.min(Math.max(1000, next - Date.now() + 750), 2 ** 31 - 1));
+    return () => window.clearTimeout(t);
+  }, [next]);
 }

@@ -8,6 +8,8 @@ import { AgentSettings } from "../components/AgentSettings";
 import { VersionsTable } from "../components/VersionsTable";
 import { Tabs } from "../components/Tabs";
 import { RunsTable } from "../components/RunsTable";
+import { AgentSchedules } from "../components/AgentSchedules";
+import { AgentMemory } from "../components/AgentMemory";
 import { useRunsRealtime } from "../lib/realtime";
 import { useScopeKey } from "../lib/workspace";
 
@@ -129,6 +131,8 @@ export function AgentDetailPage() {
             content: <VersionsTable agent={a} />,
           },
           { id: "settings", label: "Settings", content: <AgentSettings agent={a} /> },
+          { id: "schedules", label: "Schedules", content: <AgentSchedules agent={a} /> },
+          { id: "memory", label: "Memory", content: <AgentMemory agent={a} /> },
           {
             id: "deps",
             label: "Skills & integrations",

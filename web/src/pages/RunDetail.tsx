@@ -7,6 +7,7 @@ import { agentPath, api } from "../api/client";
 import type { Run } from "../api/types";
 import { ErrorBox, Json, Loading, PageHeader, StatusBadge } from "../components/ui";
 import { RunLogs } from "../components/RunLogs";
+import { ScheduleLink } from "../components/RunsTable";
 import { TERMINAL, useRunStream } from "../lib/realtime";
 import { useScopeKey } from "../lib/workspace";
 
@@ -152,6 +153,7 @@ export function RunDetailPage() {
         <div><dt>Cost</dt><dd>{r.cost !== null && r.cost !== undefined ? `$${r.cost.toFixed(4)}` : "—"}</dd></div>
         <div><dt>Runner</dt><dd>{r.runner_kind ?? "—"}</dd></div>
         <div><dt>By</dt><dd>{r.user_name ?? r.api_key_name ?? r.end_user_name ?? "—"}</dd></div>
+        {r.scheduleId && <div><dt>Started by</dt><dd><ScheduleLink run={r} /></dd></div>}
       </dl>
       {r.error && (
         <div className="alert alert-error" role="alert">
