@@ -70,6 +70,9 @@ export async function launch() {
   const context = await chromium.launchPersistentContext(userDataDir, {
     executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
     headless: true,
+    // The server's CSP (script-src 'self') would block the inline axe-core script
+    // the accessibility checks inject; the app's own pages need no exception.
+    bypassCSP: true,
     args: [
       "--headless",
       "--no-sandbox",
