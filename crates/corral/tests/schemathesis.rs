@@ -56,6 +56,13 @@ async fn fuzz(database_url: Option<String>, phases: &'static str) {
     // own source inspection (CPython's `ast` is not thread-safe: "AST constructor
     // recursion depth mismatch"). That is the tool's crash, not a finding: run again
     // once; any other failure stands.
+    // The coverage phase is where it happens (negative values built through
+    // `filter` lambdas): it runs on one worker thread.
+    let workers = if phases.contains("coverage") {
+        "1"
+    } else {
+        "2"
+    };
     let mut attempt = 0;
     let out = loop {
         attempt += 1;
@@ -80,7 +87,7 @@ async fn fuzz(database_url: Option<String>, phases: &'static str) {
                         "5",
                         "--generation-deterministic",
                         "--workers",
-                        "2",
+                        workers,
                         "--request-timeout",
                         "10",
                         // Sandbox-facing routes take signed CloudEvents, not what a
