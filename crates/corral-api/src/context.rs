@@ -19,8 +19,8 @@ use corral_connect::Actor;
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
+use crate::idempotency;
 use crate::state::AppState;
-use crate::{idempotency, ratelimit};
 
 pub use corral_core::{CURRENT_API_VERSION, SUPPORTED_API_VERSIONS};
 
@@ -345,7 +345,7 @@ async fn run(state: AppState, scope: Scope, req: Request, next: Next) -> ApiResu
     let (mut resp, decision) = match idem {
         idempotency::Outcome::Answered(resp) => (resp, None),
         idempotency::Outcome::Proceed(req, claim) => {
-            let decision = match ratelimit::rule_for(&method, &route) {
+            let decision = match state.limits.for_route(&method, &route) {
                 Some(rule) => Some(state.rate_limiter.hit(rule, &limit_key).await),
                 None => None,
             };

@@ -22,4 +22,6 @@ mod run_events;
 mod runs;
 mod runs_docker;
 mod strict;
+mod tier2;
+mod tier3;
 mod webhooks;
