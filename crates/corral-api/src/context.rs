@@ -351,7 +351,7 @@ async fn run(state: AppState, scope: Scope, req: Request, next: Next) -> ApiResu
             };
             if let Some(d) = decision.filter(|d| !d.allowed) {
                 if let Some(claim) = claim {
-                    claim.abandon().await;
+                    (*claim).abandon().await;
                 }
                 let mut e = ApiError::new(
                     ErrorCode::RateLimited,
@@ -362,7 +362,7 @@ async fn run(state: AppState, scope: Scope, req: Request, next: Next) -> ApiResu
             } else {
                 let resp = next.run(req).await;
                 let resp = match claim {
-                    Some(claim) => claim.finish(resp).await,
+                    Some(claim) => (*claim).finish(resp).await,
                     None => resp,
                 };
                 (resp, decision)

@@ -36,7 +36,7 @@ pub enum Outcome {
     /// The guard answered (replay, conflict, in progress).
     Answered(Response),
     /// Go on to the handler; with a claim when a key is in use.
-    Proceed(Request, Option<Claim>),
+    Proceed(Request, Option<Box<Claim>>),
 }
 
 pub async fn guard(
@@ -134,7 +134,7 @@ pub async fn guard(
                 redis_token,
                 armed: true,
             };
-            Ok(Outcome::Proceed(Request::from_parts(parts, Body::from(bytes)), Some(claim)))
+            Ok(Outcome::Proceed(Request::from_parts(parts, Body::from(bytes)), Some(Box::new(claim))))
         }
         Begin::InFlight => Err(ApiError::new(
             ErrorCode::IdempotencyInProgress,
