@@ -2,6 +2,7 @@
 //! SQLite and PostgreSQL.
 
 mod auth_failures;
+mod compose;
 mod contract;
 mod csrf;
 mod idempotency;
