@@ -42,9 +42,10 @@ fn compose_files_validate_for_every_tier() {
     let dir = tempfile::tempdir().unwrap();
     let env = dir.path().join(".env");
     // Every variable .env.example marks as required, and nothing else.
+    let required = "POSTGRES_PASSWORD=p\nS3_SECRET_KEY=s\nCORRAL_SESSION_SECRET=x\nCORRAL_RUN_TOKEN_SECRET=y\nCORRAL_ENCRYPTION_KEY=z\n";
     std::fs::write(
         &env,
-        "POSTGRES_PASSWORD=p\nS3_SECRET_KEY=s\nCORRAL_SESSION_SECRET=x\nCORRAL_RUN_TOKEN_SECRET=y\nCORRAL_ENCRYPTION_KEY=z\n",
+        format!("{required}CORRAL_ENV_FILE={}\n", env.display()),
     )
     .unwrap();
     for tier in ["tier1.yml", "tier2.yml", "tier3.yml"] {
@@ -64,10 +65,30 @@ fn compose_files_validate_for_every_tier() {
         }
     }
     // A missing secret is refused with its name.
-    std::fs::write(&env, "POSTGRES_PASSWORD=p\nS3_SECRET_KEY=s\n").unwrap();
+    std::fs::write(
+        &env,
+        format!(
+            "POSTGRES_PASSWORD=p\nS3_SECRET_KEY=s\nCORRAL_ENV_FILE={}\n",
+            env.display()
+        ),
+    )
+    .unwrap();
     let out = compose("corral-validate", &env, "tier1.yml", &["config"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("CORRAL_SESSION_SECRET"));
+}
+
+/// `.env.example` documents every variable the server reads.
+#[test]
+fn env_example_lists_every_server_variable() {
+    let example =
+        std::fs::read_to_string(root().join("examples/self-hosting/.env.example")).unwrap();
+    for (var, _) in corral_api::config::ENV_VARS {
+        assert!(
+            example.contains(&format!("{var}=")),
+            "{var} is missing from examples/self-hosting/.env.example"
+        );
+    }
 }
 
 /// Takes the stack down (volumes included) however the test ends.
@@ -162,6 +183,7 @@ async fn the_tier1_compose_stack_runs_hello_world() {
         ("CORRAL_MODEL_ID", "mock-model".into()),
         ("CORRAL_MODEL_BASE_URL", mock.openai_base_url()),
         ("CORRAL_MODEL_API_KEY", "sk-test".into()),
+        ("CORRAL_ENV_FILE", env.display().to_string()),
     ];
     let text: String = settings.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
     std::fs::write(&env, text).unwrap();
