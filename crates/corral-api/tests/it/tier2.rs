@@ -198,3 +198,35 @@ async fn a_redis_outage_keeps_serving_and_heals_by_itself() {
     let r = post("after").await;
     assert_eq!(r.header("idempotent-replayed"), Some("true"));
 }
+
+/// The per-identity `?wait=` cap is one count across replicas (two clients of one
+/// Redis here), and a released slot is free again on every replica.
+#[tokio::test]
+async fn the_wait_cap_is_counted_across_replicas() {
+    use corral_api::tier2::{waits, Redis};
+    let prefix = unique_prefix();
+    let a = Redis::new(&redis_url(), &prefix).unwrap();
+    let b = Redis::new(&redis_url(), &prefix).unwrap();
+    assert_eq!(waits::take(&a, "user-1", 2, 60_000).await, Some(true));
+    assert_eq!(waits::take(&b, "user-1", 2, 60_000).await, Some(true));
+    assert_eq!(
+        waits::take(&a, "user-1", 2, 60_000).await,
+        Some(false),
+        "at the cap"
+    );
+    assert_eq!(
+        waits::take(&b, "user-2", 2, 60_000).await,
+        Some(true),
+        "per identity"
+    );
+    waits::release(&a, "user-1").await;
+    assert_eq!(waits::take(&b, "user-1", 2, 60_000).await, Some(true));
+
+    // A Redis that does not answer is `None`: the caller counts locally instead.
+    let dead = PrivateRedis::start();
+    let url = dead.url();
+    drop(dead);
+    let gone = Redis::new(&url, &prefix).unwrap();
+    assert_eq!(waits::take(&gone, "user-1", 2, 60_000).await, None);
+    assert_eq!(gone.errors(Op::Waits), 1);
+}
