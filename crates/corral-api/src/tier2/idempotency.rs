@@ -5,6 +5,8 @@
 
 use corral_store::idempotency::{Begin, Key};
 
+use std::sync::LazyLock;
+
 use super::{Op, Redis};
 
 /// KEYS[1]; ARGV hash, token, in-flight ttl ms.
@@ -20,6 +22,7 @@ if cur[2] == 'in_flight' then return {'in_flight'} end
 local r = redis.call('HMGET', KEYS[1], 'status', 'headers', 'body')
 return {'replay', r[1] or '200', r[2] or '[]', r[3] or ''}
 ";
+static BEGIN_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(BEGIN));
 
 /// KEYS[1]; ARGV token, status, headers, body, ttl ms. Only the claim's owner stores.
 const COMPLETE: &str = r"
@@ -28,6 +31,7 @@ redis.call('HSET', KEYS[1], 'state', 'done', 'status', ARGV[2], 'headers', ARGV[
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 return 1
 ";
+static COMPLETE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(COMPLETE));
 
 /// KEYS[1]; ARGV token. Releases an unfinished claim of this owner.
 const ABANDON: &str = r"
@@ -35,6 +39,7 @@ local cur = redis.call('HMGET', KEYS[1], 'token', 'state')
 if cur[1] == ARGV[1] and cur[2] == 'in_flight' then redis.call('DEL', KEYS[1]) end
 return 1
 ";
+static ABANDON_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(ABANDON));
 
 fn redis_key(redis: &Redis, k: &Key<'_>) -> String {
     redis.key(&format!(
@@ -54,7 +59,7 @@ pub async fn begin(
     stale_after_ms: i64,
 ) -> Option<Begin> {
     let key = redis_key(redis, k);
-    let script = redis::Script::new(BEGIN);
+    let script = &*BEGIN_SCRIPT;
     let reply: Vec<Vec<u8>> = redis
         .call(Op::Idempotency, |mut c| async move {
             script
@@ -102,7 +107,7 @@ pub async fn complete(
     ttl_ms: i64,
 ) -> bool {
     let key = redis_key(redis, k);
-    let script = redis::Script::new(COMPLETE);
+    let script = &*COMPLETE_SCRIPT;
     redis
         .call(Op::Idempotency, |mut c| async move {
             script
@@ -121,7 +126,7 @@ pub async fn complete(
 
 pub async fn abandon(redis: &Redis, k: &Key<'_>, token: &str) {
     let key = redis_key(redis, k);
-    let script = redis::Script::new(ABANDON);
+    let script = &*ABANDON_SCRIPT;
     let _ = redis
         .call(Op::Idempotency, |mut c| async move {
             script

@@ -2,6 +2,8 @@
 //! replica's counts cannot leak for long: every take renews the counter's expiry to a
 //! bit more than the longest wait, so a counter nobody touched since then is void.
 
+use std::sync::LazyLock;
+
 use super::{Op, Redis};
 
 /// KEYS[1]; ARGV max, ttl ms. 1 = taken, 0 = at the cap.
@@ -14,12 +16,14 @@ if n > tonumber(ARGV[1]) then
 end
 return 1
 ";
+static TAKE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(TAKE));
 
 const RELEASE: &str = r"
 local n = redis.call('DECR', KEYS[1])
 if n <= 0 then redis.call('DEL', KEYS[1]) end
 return n
 ";
+static RELEASE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(RELEASE));
 
 fn key(redis: &Redis, identity: &str) -> String {
     redis.key(&format!("waits:{identity}"))
@@ -28,7 +32,7 @@ fn key(redis: &Redis, identity: &str) -> String {
 /// `Some(true)` taken, `Some(false)` at the cap, `None` Redis did not answer.
 pub async fn take(redis: &Redis, identity: &str, max: usize, ttl_ms: u64) -> Option<bool> {
     let k = key(redis, identity);
-    let script = redis::Script::new(TAKE);
+    let script = &*TAKE_SCRIPT;
     redis
         .call(Op::Waits, |mut c| async move {
             script
@@ -44,7 +48,7 @@ pub async fn take(redis: &Redis, identity: &str, max: usize, ttl_ms: u64) -> Opt
 
 pub async fn release(redis: &Redis, identity: &str) {
     let k = key(redis, identity);
-    let script = redis::Script::new(RELEASE);
+    let script = &*RELEASE_SCRIPT;
     let _ = redis
         .call(Op::Waits, |mut c| async move {
             script.key(&k).invoke_async::<i64>(&mut c).await
