@@ -268,5 +268,25 @@ async fn the_tier1_compose_stack_runs_hello_world() {
     assert_eq!(done["status"], "success", "{done}");
     assert_eq!(done["runner_kind"], "docker");
     assert_eq!(done["result"]["output"]["greeting"], "Hello, Ada!");
+
+    // The image's HEALTHCHECK agrees, and the server does not run as root.
+    let container = format!("{}_corral_1", stack.project);
+    let inspect = |format: &str| {
+        let out = Command::new("docker")
+            .args(["inspect", "--format", format, &container])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while inspect("{{.State.Health.Status}}") != "healthy" {
+        assert!(
+            Instant::now() < deadline,
+            "HEALTHCHECK: {}",
+            inspect("{{json .State.Health}}")
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert_eq!(inspect("{{.Config.User}}"), "10002:10002");
     drop(stack);
 }
