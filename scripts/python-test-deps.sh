@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Provides a Python with, from PyPI, the `standardwebhooks` package (the independent
 # Standard Webhooks implementation the webhook signing is cross-checked against) and
-# `schemathesis` (the contract fuzzer run over the whole API on both backends).
+# `schemathesis` (the contract fuzzer run over the whole API on both backends) and
+# `moto[server]` (an S3-protocol server the tier-3 storage tests write to).
 # Idempotent: the venv is reused when it can already import the package.
 # Prints exactly one line on stdout, everything else goes to stderr:
 #   eval "$(scripts/python-test-deps.sh)"
@@ -15,7 +16,7 @@ PY="$VENV/bin/python"
 
 has_package() {
   [ -x "$PY" ] && "$PY" -c 'import standardwebhooks.webhooks' >/dev/null 2>&1 \
-    && [ -x "$VENV/bin/schemathesis" ]
+    && [ -x "$VENV/bin/schemathesis" ] && [ -x "$VENV/bin/moto_server" ]
 }
 
 if ! has_package; then
@@ -42,12 +43,12 @@ if ! has_package; then
       python3 -m venv "$VENV" >&2
     fi
   fi
-  log "installing standardwebhooks and schemathesis into $VENV"
-  "$PY" -m pip install --quiet --disable-pip-version-check standardwebhooks 'schemathesis>=4.3,<5' >&2
+  log "installing standardwebhooks, schemathesis and moto[server] into $VENV"
+  "$PY" -m pip install --quiet --disable-pip-version-check standardwebhooks 'schemathesis>=4.3,<5' 'moto[server]>=5,<6' >&2
   if ! has_package; then
-    log "standardwebhooks or schemathesis is still missing from $VENV"
+    log "standardwebhooks, schemathesis or moto is still missing from $VENV"
     exit 1
   fi
 fi
 
-printf 'export CORRAL_TEST_PYTHON=%q CORRAL_SCHEMATHESIS=%q\n' "$PY" "$VENV/bin/schemathesis"
+printf 'export CORRAL_TEST_PYTHON=%q CORRAL_SCHEMATHESIS=%q CORRAL_TEST_MOTO_SERVER=%q\n' "$PY" "$VENV/bin/schemathesis" "$VENV/bin/moto_server"

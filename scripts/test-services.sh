@@ -83,4 +83,29 @@ if ! docker info >/dev/null 2>&1; then
   fi
 fi
 
+# --- Redis (tier 2 tests) ----------------------------------------------------------
+# On its own loopback port, without persistence; tests give every server a unique
+# key prefix, and the outage drill starts a private redis-server of its own.
+REDIS_PORT=${CORRAL_TEST_REDIS_PORT:-6390}
+if ! command -v redis-server >/dev/null 2>&1; then
+  log "installing redis-server"
+  apt_install redis-server
+fi
+if ! redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping >/dev/null 2>&1; then
+  log "starting redis-server on 127.0.0.1:$REDIS_PORT"
+  redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no \
+    --daemonize yes --logfile /var/log/corral-test-redis.log >&2
+  for _ in $(seq 1 50); do
+    if redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping >/dev/null 2>&1; then break; fi
+    sleep 0.1
+  done
+fi
+
+# --- docker-compose (the self-hosting files are validated with it) ----------------
+if ! command -v docker-compose >/dev/null 2>&1; then
+  log "installing docker-compose"
+  apt_install docker-compose
+fi
+
 echo "export CORRAL_TEST_DATABASE_URL=postgres://corral:corral@127.0.0.1:5432/postgres"
+echo "export CORRAL_TEST_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/"

@@ -19,8 +19,8 @@ use corral_connect::Actor;
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
+use crate::idempotency;
 use crate::state::AppState;
-use crate::{idempotency, ratelimit};
 
 pub use corral_core::{CURRENT_API_VERSION, SUPPORTED_API_VERSIONS};
 
@@ -348,13 +348,13 @@ async fn run(state: AppState, scope: Scope, req: Request, next: Next) -> ApiResu
     let (mut resp, decision) = match idem {
         idempotency::Outcome::Answered(resp) => (resp, None),
         idempotency::Outcome::Proceed(req, claim) => {
-            let decision = match ratelimit::rule_for(&method, &route) {
+            let decision = match state.limits.for_route(&method, &route) {
                 Some(rule) => Some(state.rate_limiter.hit(rule, &limit_key).await),
                 None => None,
             };
             if let Some(d) = decision.filter(|d| !d.allowed) {
                 if let Some(claim) = claim {
-                    claim.abandon().await;
+                    (*claim).abandon().await;
                 }
                 let mut e = ApiError::new(
                     ErrorCode::RateLimited,
@@ -365,7 +365,7 @@ async fn run(state: AppState, scope: Scope, req: Request, next: Next) -> ApiResu
             } else {
                 let resp = next.run(req).await;
                 let resp = match claim {
-                    Some(claim) => claim.finish(resp).await,
+                    Some(claim) => (*claim).finish(resp).await,
                     None => resp,
                 };
                 (resp, decision)

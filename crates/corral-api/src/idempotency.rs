@@ -36,7 +36,7 @@ pub enum Outcome {
     /// The guard answered (replay, conflict, in progress).
     Answered(Response),
     /// Go on to the handler; with a claim when a key is in use.
-    Proceed(Request, Option<Claim>),
+    Proceed(Request, Option<Box<Claim>>),
 }
 
 pub async fn guard(
@@ -96,17 +96,34 @@ pub async fn guard(
         application_id: &app_id,
         key: &key,
     };
-    let mut conn = state.db.conn().await?;
-    let begun = store::begin(
-        &mut conn,
-        &k,
-        &request_hash,
-        now_ms(),
-        TTL_MS,
-        STALE_IN_FLIGHT_MS,
-    )
-    .await?;
-    drop(conn);
+    // Tier 2: claims live in Redis, shared by the replicas; when it does not answer,
+    // in the database (the same semantics, not shared with Redis's keys).
+    let mut redis_token = None;
+    let mut begun = None;
+    if let Some(redis) = &state.redis {
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        begun =
+            crate::tier2::idempotency::begin(redis, &k, &request_hash, &token, STALE_IN_FLIGHT_MS)
+                .await;
+        if begun.is_some() {
+            redis_token = Some(token);
+        }
+    }
+    let begun = match begun {
+        Some(b) => b,
+        None => {
+            let mut conn = state.db.conn().await?;
+            store::begin(
+                &mut conn,
+                &k,
+                &request_hash,
+                now_ms(),
+                TTL_MS,
+                STALE_IN_FLIGHT_MS,
+            )
+            .await?
+        }
+    };
     match begun {
         Begin::Started => {
             let claim = Claim {
@@ -114,9 +131,10 @@ pub async fn guard(
                 org_id,
                 app_id,
                 key,
+                redis_token,
                 armed: true,
             };
-            Ok(Outcome::Proceed(Request::from_parts(parts, Body::from(bytes)), Some(claim)))
+            Ok(Outcome::Proceed(Request::from_parts(parts, Body::from(bytes)), Some(Box::new(claim))))
         }
         Begin::InFlight => Err(ApiError::new(
             ErrorCode::IdempotencyInProgress,
@@ -148,6 +166,8 @@ pub struct Claim {
     org_id: OrgId,
     app_id: AppId,
     key: String,
+    /// Claimed in Redis (tier 2) with this token, else in the database.
+    redis_token: Option<String>,
     armed: bool,
 }
 
@@ -162,6 +182,10 @@ impl Claim {
 
     pub async fn abandon(mut self) {
         self.armed = false;
+        if let (Some(redis), Some(token)) = (&self.state.redis, &self.redis_token) {
+            crate::tier2::idempotency::abandon(redis, &self.key(), token).await;
+            return;
+        }
         if let Ok(mut conn) = self.state.db.conn().await {
             if let Err(e) = store::abandon(&mut conn, &self.key()).await {
                 tracing::warn!(error = %e, "could not release idempotency key");
@@ -195,11 +219,33 @@ impl Claim {
             })
             .collect();
         let headers = serde_json::to_string(&headers).unwrap_or_else(|_| "[]".into());
-        let stored = match self.state.db.conn().await {
-            Ok(mut conn) => {
-                store::complete(&mut conn, &self.key(), status.as_u16(), &headers, &bytes).await
+        let stored = match (&self.state.redis, &self.redis_token) {
+            (Some(redis), Some(token)) => {
+                let k = self.key();
+                let ok = crate::tier2::idempotency::complete(
+                    redis,
+                    &k,
+                    token,
+                    status.as_u16(),
+                    &headers,
+                    &bytes,
+                    TTL_MS,
+                )
+                .await;
+                if ok {
+                    Ok(())
+                } else {
+                    Err("Redis did not answer".to_owned())
+                }
             }
-            Err(e) => Err(e),
+            _ => match self.state.db.conn().await {
+                Ok(mut conn) => {
+                    store::complete(&mut conn, &self.key(), status.as_u16(), &headers, &bytes)
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+                Err(e) => Err(e.to_string()),
+            },
         };
         match stored {
             Ok(()) => self.armed = false,
@@ -216,13 +262,16 @@ impl Drop for Claim {
         }
         let state = self.state.clone();
         let (org_id, app_id, key) = (self.org_id.clone(), self.app_id.clone(), self.key.clone());
+        let token = self.redis_token.take();
         tokio::spawn(async move {
-            if let Ok(mut conn) = state.db.conn().await {
-                let k = store::Key {
-                    org_id: &org_id,
-                    application_id: &app_id,
-                    key: &key,
-                };
+            let k = store::Key {
+                org_id: &org_id,
+                application_id: &app_id,
+                key: &key,
+            };
+            if let (Some(redis), Some(token)) = (&state.redis, &token) {
+                crate::tier2::idempotency::abandon(redis, &k, token).await;
+            } else if let Ok(mut conn) = state.db.conn().await {
                 let _ = store::abandon(&mut conn, &k).await;
             }
         });

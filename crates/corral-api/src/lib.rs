@@ -17,6 +17,7 @@ mod router;
 pub mod routes;
 mod server;
 pub mod state;
+pub mod tier2;
 
 pub use corral_config as config;
 pub use openapi::{openapi, UNDOCUMENTED_ROUTES};

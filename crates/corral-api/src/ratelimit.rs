@@ -5,6 +5,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::http::{HeaderMap, HeaderValue, Method};
+use corral_config::{LimitOverride, RateLimits};
 use dashmap::DashMap;
 use futures::future::BoxFuture;
 
@@ -24,45 +25,151 @@ const fn per_minute(name: &'static str, limit: u32) -> Rule {
     }
 }
 
-pub const LOGIN: Rule = per_minute("login", 10);
-pub const SIGN_UP: Rule = per_minute("sign-up", 10);
+/// Every rule with its default (SPEC §3; the names are what `CORRAL_RATE_LIMITS`
+/// overrides). `login` and `sign-up` are per client IP and apply in production only.
+pub const DEFAULTS: &[Rule] = &[
+    per_minute("login", 10),
+    per_minute("sign-up", 10),
+    per_minute("run", 20),
+    per_minute("logs", 120),
+    per_minute("end-users-read", 300),
+    per_minute("end-users-write", 60),
+    per_minute("schedule-create", 10),
+    per_minute("package-import", 10),
+    per_minute("webhook-write", 10),
+    // Each test is a real (billed) request to the provider.
+    per_minute("model-test", 5),
+    per_minute("model-discovery", 6),
+];
 
-/// The rule of an operation, by method and route template (SPEC §3 defaults).
-pub fn rule_for(method: &Method, route: &str) -> Option<Rule> {
+/// The rule name of an operation, by method and route template.
+pub fn rule_name_for(method: &Method, route: &str) -> Option<&'static str> {
     let write = !method.is_safe();
     Some(match route {
-        "/api/end-users" | "/api/end-users/{id}" if write => per_minute("end-users-write", 60),
-        "/api/end-users" | "/api/end-users/{id}" => per_minute("end-users-read", 300),
-        "/api/agents/{scope}/{name}/run" if write => per_minute("run", 20),
-        "/api/runs/{id}/logs" => per_minute("logs", 120),
+        "/api/auth/sign-in/email" if write => "login",
+        "/api/auth/sign-up/email" if write => "sign-up",
+        "/api/end-users" | "/api/end-users/{id}" if write => "end-users-write",
+        "/api/end-users" | "/api/end-users/{id}" => "end-users-read",
+        "/api/agents/{scope}/{name}/run" if write => "run",
+        "/api/runs/{id}/logs" => "logs",
         "/api/schedules" | "/api/agents/{scope}/{name}/schedules" if *method == Method::POST => {
-            per_minute("schedule-create", 10)
+            "schedule-create"
         }
-        "/api/packages/import" | "/api/packages/import-bundle" if write => {
-            per_minute("package-import", 10)
-        }
+        "/api/packages/import" | "/api/packages/import-bundle" if write => "package-import",
         "/api/webhooks"
         | "/api/webhooks/{id}"
         | "/api/webhooks/{id}/rotate"
         | "/api/webhooks/{id}/test"
             if write =>
         {
-            per_minute("webhook-write", 10)
+            "webhook-write"
         }
-        // Each test is a real (billed) request to the provider.
         "/api/models/test"
         | "/api/models/{id}/test"
         | "/api/model-provider-credentials/test"
         | "/api/model-provider-credentials/{id}/test"
             if write =>
         {
-            per_minute("model-test", 5)
+            "model-test"
         }
-        "/api/model-provider-credentials/{id}/refresh-models" if write => {
-            per_minute("model-discovery", 6)
-        }
+        "/api/model-provider-credentials/{id}/refresh-models" if write => "model-discovery",
         _ => return None,
     })
+}
+
+/// The default rule of an operation (what the contract documents).
+pub fn rule_for(method: &Method, route: &str) -> Option<Rule> {
+    let name = rule_name_for(method, route)?;
+    DEFAULTS.iter().find(|r| r.name == name).copied()
+}
+
+/// `sign-up`, `signup` and `sign_up` name the same rule.
+fn same_name(a: &str, b: &str) -> bool {
+    let norm = |s: &str| {
+        s.chars()
+            .filter(|c| *c != '-' && *c != '_')
+            .map(|c| c.to_ascii_lowercase())
+            .collect::<String>()
+    };
+    norm(a) == norm(b)
+}
+
+/// The rules in effect: the defaults with the configured overrides applied.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    /// `None`: that limit is off.
+    rules: Vec<(&'static str, Option<Rule>)>,
+    all_off: bool,
+}
+
+impl Default for Rules {
+    fn default() -> Rules {
+        Rules {
+            rules: DEFAULTS.iter().map(|r| (r.name, Some(*r))).collect(),
+            all_off: false,
+        }
+    }
+}
+
+impl Rules {
+    /// Applies `CORRAL_RATE_LIMITS`; an unknown name is an error that lists the known
+    /// ones.
+    pub fn from_config(limits: &RateLimits) -> Result<Rules, String> {
+        let mut rules = Rules {
+            all_off: limits.all_off,
+            ..Rules::default()
+        };
+        if limits.all_off {
+            rules.rules.iter_mut().for_each(|(_, r)| *r = None);
+        }
+        for (name, o) in &limits.overrides {
+            let Some(slot) = rules.rules.iter_mut().find(|(n, _)| same_name(n, name)) else {
+                let known: Vec<&str> = DEFAULTS.iter().map(|r| r.name).collect();
+                return Err(format!(
+                    "CORRAL_RATE_LIMITS: unknown limit {name:?}; known limits: {}",
+                    known.join(", ")
+                ));
+            };
+            slot.1 = match *o {
+                LimitOverride::Off => None,
+                LimitOverride::Limit { limit, window_secs } => Some(Rule {
+                    name: slot.0,
+                    limit,
+                    window_secs,
+                }),
+            };
+        }
+        Ok(rules)
+    }
+
+    pub fn all_off(&self) -> bool {
+        self.all_off
+    }
+
+    /// The rule named `name`, unless it is off.
+    pub fn get(&self, name: &str) -> Option<Rule> {
+        self.rules
+            .iter()
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, r)| *r)
+    }
+
+    pub fn for_route(&self, method: &Method, route: &str) -> Option<Rule> {
+        self.get(rule_name_for(method, route)?)
+    }
+
+    /// The rules that differ from the defaults, for the boot log.
+    pub fn changed(&self) -> Vec<String> {
+        self.rules
+            .iter()
+            .zip(DEFAULTS)
+            .filter(|((_, r), d)| *r != Some(**d))
+            .map(|((n, r), _)| match r {
+                Some(r) => format!("{n}={}/{}s", r.limit, r.window_secs),
+                None => format!("{n}=off"),
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -179,5 +286,38 @@ mod tests {
             Some(20)
         );
         assert_eq!(rule_for(&Method::GET, "/api/applications"), None);
+    }
+
+    #[test]
+    fn overrides_apply_by_name_and_unknown_names_are_refused() {
+        let limits =
+            corral_config::RateLimitsSetting::Text("signup=100/60s,run=50/2m,logs=off".into())
+                .parse()
+                .unwrap();
+        let rules = Rules::from_config(&limits).unwrap();
+        assert_eq!(rules.get("sign-up").map(|r| r.limit), Some(100));
+        let run = rules
+            .for_route(&Method::POST, "/api/agents/{scope}/{name}/run")
+            .unwrap();
+        assert_eq!((run.limit, run.window_secs), (50, 120));
+        assert_eq!(rules.for_route(&Method::GET, "/api/runs/{id}/logs"), None);
+        assert_eq!(rules.get("login").map(|r| r.limit), Some(10));
+        assert_eq!(rules.changed().len(), 3);
+
+        let bad = corral_config::RateLimitsSetting::Text("runs=1/1s".into())
+            .parse()
+            .unwrap();
+        let e = Rules::from_config(&bad).unwrap_err();
+        assert!(
+            e.contains("\"runs\"") && e.contains("end-users-write"),
+            "{e}"
+        );
+
+        let off = corral_config::RateLimitsSetting::Text("off".into())
+            .parse()
+            .unwrap();
+        let rules = Rules::from_config(&off).unwrap();
+        assert!(rules.all_off());
+        assert!(DEFAULTS.iter().all(|d| rules.get(d.name).is_none()));
     }
 }

@@ -210,10 +210,11 @@ pub(crate) fn metrics_router(state: AppState) -> Router {
     async fn metrics(
         axum::extract::State(state): axum::extract::State<AppState>,
     ) -> impl IntoResponse {
-        (
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-            corral_engine::metrics::render(&state).await,
-        )
+        let mut text = corral_engine::metrics::render(&state).await;
+        if let Some(redis) = &state.redis {
+            redis.render_metrics(&mut text);
+        }
+        ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
     }
     Router::new()
         .route("/metrics", get(metrics))

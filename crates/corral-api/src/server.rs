@@ -37,12 +37,27 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
             .to_json()
             .context("serializing the OpenAPI document")?,
     );
+    let limits =
+        ratelimit::Rules::from_config(&config.rate_limits()?).map_err(anyhow::Error::msg)?;
+    let redis = match &config.redis_url {
+        Some(url) => Some(Arc::new(crate::tier2::Redis::new(
+            url.expose(),
+            &config.redis_prefix,
+        )?)),
+        None => None,
+    };
+    let rate_limiter: Arc<dyn ratelimit::RateLimiter> = match &redis {
+        Some(r) => Arc::new(crate::tier2::limiter::RedisLimiter::new(r.clone())),
+        None => Arc::new(ratelimit::InProcessLimiter::default()),
+    };
     let engine = corral_engine::Engine::new(config, secrets, db, routes::runs::run_object)?;
     Ok(AppState {
         inner: Arc::new(Inner {
             engine,
             auth: auth::Authenticator::new(Vec::new()),
-            rate_limiter: Arc::new(ratelimit::InProcessLimiter::default()),
+            rate_limiter,
+            limits,
+            redis,
             gates: Gates::default(),
             started: Instant::now(),
             openapi_json,
@@ -102,24 +117,45 @@ pub async fn serve_with_state(
     .with_graceful_shutdown(async move { stop.cancelled().await });
     let mut server_task = tokio::spawn(async move { server.await });
 
+    let s3 = state.blobs.kind() == "s3";
     let tier = match state.db.backend() {
         corral_store::Backend::Sqlite => "tier 0 (embedded)",
-        corral_store::Backend::Postgres if state.config.redis_url.is_some() => {
-            "tier 2 (PostgreSQL + Redis)"
+        corral_store::Backend::Postgres if state.redis.is_some() && s3 => {
+            "tier 3 (PostgreSQL + Redis + S3)"
         }
+        corral_store::Backend::Postgres if state.redis.is_some() => "tier 2 (PostgreSQL + Redis)",
         corral_store::Backend::Postgres => "tier 1 (PostgreSQL)",
     };
+    let shared = state.redis.is_some();
     tracing::info!(
         %addr,
         tier,
         database = state.db.backend().name(),
-        rate_limits = "in-process",
-        idempotency = "database",
+        storage = state.blobs.describe(),
+        rate_limits = if shared { "redis" } else { "in-process" },
+        idempotency = if shared { "redis" } else { "database" },
         env = ?state.config.env,
         "listening; applying migrations behind the boot gate"
     );
-    if state.config.redis_url.is_some() {
-        tracing::warn!("REDIS_URL is set but shared rate limits over Redis are not built yet; limits stay in-process");
+    if state.limits.all_off() {
+        tracing::warn!(
+            production = state.config.is_production(),
+            "RATE LIMITS ARE OFF (CORRAL_RATE_LIMITS=off): no route is limited by Corral"
+        );
+    } else if !state.limits.changed().is_empty() {
+        tracing::info!(changed = ?state.limits.changed(), "rate limits differ from the defaults (CORRAL_RATE_LIMITS)");
+    }
+    if let Some(redis) = &state.redis {
+        if redis.ping().await {
+            tracing::info!("Redis answers (REDIS_URL)");
+        } else {
+            tracing::warn!("Redis does not answer (REDIS_URL): serving with per-server fallbacks until it does");
+        }
+    }
+    if state.redis.is_some() && state.db.backend() == corral_store::Backend::Sqlite {
+        tracing::warn!(
+            "REDIS_URL with SQLite: limits are shared, but SQLite cannot be shared by replicas"
+        );
     }
     if let Err(e) = state.db.migrate().await {
         http_stop.cancel();

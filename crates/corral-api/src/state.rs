@@ -18,6 +18,10 @@ pub struct Inner {
     pub engine: corral_engine::Engine,
     pub auth: Authenticator,
     pub rate_limiter: Arc<dyn RateLimiter>,
+    /// The rate-limit rules in effect (defaults + `CORRAL_RATE_LIMITS`).
+    pub limits: crate::ratelimit::Rules,
+    /// Tier 2: the shared Redis, when `REDIS_URL` is set.
+    pub redis: Option<Arc<crate::tier2::Redis>>,
     pub gates: Gates,
     pub started: Instant,
     /// `/api/openapi.json`, serialized once at startup.

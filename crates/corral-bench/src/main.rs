@@ -206,6 +206,12 @@ impl Server {
             .env("CORRAL_MODEL_BASE_URL", "http://127.0.0.1:9/v1")
             .env("CORRAL_MODEL_API_KEY", "sk-bench")
             .env("CORRAL_SANDBOX", "process")
+            // The load must measure the limiter, not be refused by it.
+            .env(
+                "CORRAL_RATE_LIMITS",
+                std::env::var("CORRAL_RATE_LIMITS")
+                    .unwrap_or_else(|_| "end-users-read=100000000/60s".into()),
+            )
             .env_remove("CORRAL_CONFIG")
             .current_dir(home.dir())
             .stdin(Stdio::null())
@@ -294,6 +300,9 @@ struct Report {
     load: Load,
     /// `GET /api/runs?limit=20` over a full page of runs.
     runs: Load,
+    /// `GET /api/end-users?limit=20`: a rate-limited route (`end-users-read`), so
+    /// with `REDIS_URL` set each request also goes through the shared window.
+    limited: Load,
     loaded_rss_kib: u64,
     shutdown: Duration,
     concurrency: usize,
@@ -348,6 +357,14 @@ async fn bench_backend(args: &Args, backend: Backend) -> Result<Report> {
         args.duration,
     )
     .await?;
+    let limited = run_load(
+        &server.base,
+        &key,
+        "/api/end-users?limit=20",
+        args.concurrency,
+        args.duration,
+    )
+    .await?;
     let loaded_rss_kib = server.rss_kib()?;
     let shutdown = server.stop().await?;
     if let Err(e) = home.remove().await {
@@ -360,6 +377,7 @@ async fn bench_backend(args: &Args, backend: Backend) -> Result<Report> {
         idle_rss_kib,
         load,
         runs,
+        limited,
         loaded_rss_kib,
         shutdown,
         concurrency: args.concurrency,

@@ -151,8 +151,34 @@ impl Report {
             "0",
             verdict(r.errors == 0),
         );
+        let e = &self.limited;
+        row(
+            "GET /api/end-users (limited)",
+            format!("{:.0} req/s", e.requests as f64 / e.elapsed.as_secs_f64()),
+            "",
+            "",
+        );
+        row(
+            "  p50 / p99",
+            format!(
+                "{:.2}/{:.2} ms",
+                ms(percentile(&e.latencies, 50.0).unwrap_or_default()),
+                ms(percentile(&e.latencies, 99.0).unwrap_or_default())
+            ),
+            "",
+            "",
+        );
+        row(
+            "  errors",
+            e.errors.to_string(),
+            "0",
+            verdict(e.errors == 0),
+        );
         println!("+---------------------------+------------------+-----------+------+");
-        for e in [&l.first_error, &r.first_error].into_iter().flatten() {
+        for e in [&l.first_error, &r.first_error, &e.first_error]
+            .into_iter()
+            .flatten()
+        {
             println!("first error: {e}");
         }
         println!();

@@ -2,7 +2,9 @@
 //! `CORRAL_*` / well-known environment variables) and validated once at boot. Secrets
 //! are wrapped in [`Secret`] so they never reach a log line through `Debug`.
 
+mod limits;
 mod secrets;
+mod storage;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -12,7 +14,9 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 pub mod crypto;
+pub use limits::{LimitOverride, RateLimits, RateLimitsSetting};
 pub use secrets::{Secret, Secrets};
+pub use storage::{S3Target, StorageTarget};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -33,7 +37,22 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub database_url: Option<String>,
     pub database_max_connections: u32,
-    pub redis_url: Option<String>,
+    #[serde(skip_serializing)]
+    pub redis_url: Option<Secret>,
+    /// Prefix of every Redis key, so deployments (or test runs) can share a server.
+    pub redis_prefix: String,
+    /// Per-route rate-limit overrides, or `off` (see [`limits`]).
+    pub rate_limits: Option<RateLimitsSetting>,
+    /// Allows `rate_limits = off` in production.
+    pub rate_limits_force_off: bool,
+    /// `fs` or `s3://bucket[/prefix]`.
+    pub storage: String,
+    pub s3_endpoint: Option<String>,
+    pub s3_region: Option<String>,
+    pub s3_access_key_id: Option<String>,
+    #[serde(skip_serializing)]
+    pub s3_secret_access_key: Option<Secret>,
+    pub s3_allow_http: bool,
     pub trusted_origins: Vec<String>,
     pub trust_proxy: bool,
     pub body_limit_bytes: usize,
@@ -116,6 +135,15 @@ impl Default for Config {
             database_url: None,
             database_max_connections: 16,
             redis_url: None,
+            redis_prefix: "corral:".into(),
+            rate_limits: None,
+            rate_limits_force_off: false,
+            storage: "fs".into(),
+            s3_endpoint: None,
+            s3_region: None,
+            s3_access_key_id: None,
+            s3_secret_access_key: None,
+            s3_allow_http: false,
             trusted_origins: Vec::new(),
             trust_proxy: false,
             body_limit_bytes: 10 * 1024 * 1024,
@@ -213,6 +241,17 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "database_max_connections",
     ),
     ("REDIS_URL", "redis_url"),
+    ("CORRAL_REDIS_PREFIX", "redis_prefix"),
+    ("CORRAL_RATE_LIMITS", "rate_limits"),
+    ("CORRAL_RATE_LIMITS_FORCE_OFF", "rate_limits_force_off"),
+    ("CORRAL_STORAGE", "storage"),
+    ("AWS_ENDPOINT_URL", "s3_endpoint"),
+    // After AWS_ENDPOINT_URL: the Corral-specific name wins when both are set.
+    ("CORRAL_S3_ENDPOINT", "s3_endpoint"),
+    ("AWS_REGION", "s3_region"),
+    ("AWS_ACCESS_KEY_ID", "s3_access_key_id"),
+    ("AWS_SECRET_ACCESS_KEY", "s3_secret_access_key"),
+    ("CORRAL_S3_ALLOW_HTTP", "s3_allow_http"),
     ("CORRAL_TRUSTED_ORIGINS", "trusted_origins"),
     ("CORRAL_TRUST_PROXY", "trust_proxy"),
     ("CORRAL_BODY_LIMIT_BYTES", "body_limit_bytes"),
@@ -438,6 +477,26 @@ impl Config {
                 })
             }
         }
+        if let Some(url) = &self.redis_url {
+            let u = url.expose();
+            if !(u.starts_with("redis://")
+                || u.starts_with("rediss://")
+                || u.starts_with("unix://"))
+            {
+                return Err(ConfigError::Var {
+                    var: "REDIS_URL",
+                    message: "must be a redis://, rediss:// or unix:// URL".into(),
+                });
+            }
+        }
+        let limits = self.rate_limits()?;
+        if limits.all_off && self.is_production() && !self.rate_limits_force_off {
+            return Err(ConfigError::Var {
+                var: "CORRAL_RATE_LIMITS",
+                message: "off is refused in production (CORRAL_ENV=production): raise the limits you need instead (e.g. sign-up=1000/60s), or set CORRAL_RATE_LIMITS_FORCE_OFF=1 if something in front of Corral limits requests".into(),
+            });
+        }
+        self.storage_target()?;
         if self.max_concurrent_runs == 0 || self.org_max_concurrent_runs == 0 {
             return Err(ConfigError::Var {
                 var: "CORRAL_MAX_CONCURRENT_RUNS",
@@ -465,6 +524,14 @@ impl Config {
             base_url,
             api_key: self.model_api_key.clone(),
         })
+    }
+
+    /// The rate-limit overrides in effect (none when unset).
+    pub fn rate_limits(&self) -> Result<RateLimits, ConfigError> {
+        match &self.rate_limits {
+            Some(setting) => setting.parse(),
+            None => Ok(RateLimits::default()),
+        }
     }
 
     pub fn is_production(&self) -> bool {
@@ -536,106 +603,4 @@ fn parse_env_value(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn vars(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    #[test]
-    fn defaults_are_tier_zero() {
-        let c = Config::load_from(None, &[]).unwrap();
-        assert_eq!(c.listen.port(), 3000);
-        assert_eq!(c.data_dir, PathBuf::from("./data"));
-        assert!(c
-            .effective_database_url()
-            .starts_with("sqlite://./data/corral.db"));
-        assert!(!c.is_production());
-    }
-
-    #[test]
-    fn env_overrides_file_overrides_defaults() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("corral.toml");
-        std::fs::write(
-            &file,
-            "listen = \"127.0.0.1:4000\"\nbody_limit_bytes = 2048\n",
-        )
-        .unwrap();
-        let c = Config::load_from(
-            Some(&file),
-            &vars(&[
-                ("CORRAL_LISTEN", "127.0.0.1:5000"),
-                (
-                    "CORRAL_TRUSTED_ORIGINS",
-                    "https://a.example, https://b.example",
-                ),
-                ("CORRAL_TRUST_PROXY", "true"),
-            ]),
-        )
-        .unwrap();
-        assert_eq!(c.listen.port(), 5000);
-        assert_eq!(c.body_limit_bytes, 2048);
-        assert_eq!(
-            c.trusted_origins,
-            vec!["https://a.example", "https://b.example"]
-        );
-        assert!(c.trust_proxy);
-    }
-
-    #[test]
-    fn errors_name_the_variable() {
-        let e = Config::load_from(None, &vars(&[("CORRAL_BODY_LIMIT_BYTES", "lots")])).unwrap_err();
-        assert!(e.to_string().contains("CORRAL_BODY_LIMIT_BYTES"), "{e}");
-        let e = Config::load_from(None, &vars(&[("CORRAL_LISTEN", "nowhere")])).unwrap_err();
-        assert!(e.to_string().contains("CORRAL_LISTEN"), "{e}");
-        let e = Config::load_from(None, &vars(&[("DATABASE_URL", "mysql://x")])).unwrap_err();
-        assert!(e.to_string().contains("DATABASE_URL"), "{e}");
-        for (var, bad) in [
-            ("CORRAL_SANDBOX", "vm"),
-            ("CORRAL_SANDBOX_SUBNETS", "10.0.0.0/30"),
-            ("CORRAL_SANDBOX_SUBNETS", "not-a-cidr"),
-            ("CORRAL_MODEL_API", "gemini"),
-            ("CORRAL_MODEL_BASE_URL", "api.openai.com"),
-            ("CORRAL_AGENT_ENV", "NOEQUALS"),
-            ("CORRAL_WARM_POOL_SIZE", "-1"),
-        ] {
-            let e = Config::load_from(None, &vars(&[(var, bad)])).unwrap_err();
-            assert!(e.to_string().contains(var), "{var}={bad}: {e}");
-        }
-    }
-
-    #[test]
-    fn system_model_needs_api_and_id_and_defaults_the_base_url() {
-        assert!(Config::load_from(None, &[])
-            .unwrap()
-            .system_model()
-            .is_none());
-        let c = Config::load_from(
-            None,
-            &vars(&[
-                ("CORRAL_MODEL_API", "anthropic"),
-                ("CORRAL_MODEL_ID", "claude-x"),
-            ]),
-        )
-        .unwrap();
-        let m = c.system_model().unwrap();
-        assert_eq!(m.base_url, "https://api.anthropic.com");
-        assert!(m.api_key.is_none());
-    }
-
-    #[test]
-    fn secrets_are_redacted_in_debug() {
-        let c = Config::load_from(
-            None,
-            &vars(&[("CORRAL_SESSION_SECRET", "hunter2-hunter2-hunter2-hunter2")]),
-        )
-        .unwrap();
-        let dbg = format!("{c:?}");
-        assert!(!dbg.contains("hunter2"), "{dbg}");
-        assert!(dbg.contains("redacted"));
-    }
-}
+mod tests;

@@ -25,11 +25,11 @@ pub mod packages;
 pub mod runs;
 pub mod schedules;
 pub mod secrets;
+pub mod storage;
 pub mod webhooks;
 
 use std::sync::Arc;
 
-use anyhow::Context as _;
 use corral_config::crypto::Keyring;
 use corral_config::{Config, Secrets};
 use corral_connect::Connect;
@@ -82,8 +82,7 @@ impl Engine {
         run_object: RunObject,
     ) -> anyhow::Result<Engine> {
         let keyring = Keyring::from_secrets(&secrets);
-        let blobs = corral_storage::Blobs::local(&config.data_dir.join("objects"))
-            .context("opening object storage under the data dir")?;
+        let blobs = storage::open_blobs(&config)?;
         let runs = runs::Runs::new(db.clone());
         let realtime = Hub::new(
             db.clone(),

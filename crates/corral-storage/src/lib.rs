@@ -1,14 +1,19 @@
 //! Object storage for archive bytes. Keys are content addressed
 //! (`<prefix>/<sha256 hex>`), so writing the same archive twice stores it once and a
 //! retried write can never leave two different objects under one key. Backed by the
-//! `object_store` crate: the local filesystem at tiers 0–2, S3 at tier 3.
+//! `object_store` crate: the local filesystem at tiers 0–2, S3 at tier 3. Reads are not
+//! trusted: callers verify the bytes against the integrity recorded in the database.
+
+pub mod migrate;
 
 use std::path::Path;
 use std::sync::Arc;
 
+use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path as ObjectPath;
+use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use sha2::{Digest, Sha256};
 
@@ -24,6 +29,24 @@ pub enum StorageError {
 pub struct Blobs {
     store: Arc<dyn ObjectStore>,
     kind: &'static str,
+    /// Where, for the boot log (`fs:/data/objects`, `s3://bucket/prefix`).
+    location: String,
+}
+
+/// An S3 bucket (or an S3-compatible server).
+#[derive(Debug, Clone)]
+pub struct S3Options {
+    pub bucket: String,
+    /// Key prefix inside the bucket, possibly empty.
+    pub prefix: String,
+    pub region: String,
+    /// An S3-compatible server; requests then use path-style URLs.
+    pub endpoint: Option<String>,
+    /// Static credentials; without them the usual AWS sources (`AWS_*` variables,
+    /// web identity, instance metadata) are used.
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub allow_http: bool,
 }
 
 impl std::fmt::Debug for Blobs {
@@ -40,7 +63,64 @@ impl Blobs {
         Ok(Blobs {
             store: Arc::new(LocalFileSystem::new_with_prefix(dir)?),
             kind: "fs",
+            location: format!("fs:{}", dir.display()),
         })
+    }
+
+    /// An S3 bucket. Nothing is contacted here: a wrong bucket or credentials show on
+    /// the first read or write (and in `corral storage check`).
+    pub fn s3(o: &S3Options) -> Result<Blobs, StorageError> {
+        // object_store's client is reqwest with rustls and no built-in provider: use
+        // ring, as the rest of the workspace does (a no-op when already installed).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut b = AmazonS3Builder::from_env()
+            .with_bucket_name(&o.bucket)
+            .with_region(&o.region)
+            .with_allow_http(o.allow_http);
+        if let Some(endpoint) = &o.endpoint {
+            b = b
+                .with_endpoint(endpoint)
+                .with_virtual_hosted_style_request(false);
+        }
+        if let (Some(id), Some(secret)) = (&o.access_key_id, &o.secret_access_key) {
+            b = b.with_access_key_id(id).with_secret_access_key(secret);
+        }
+        let s3: Arc<dyn ObjectStore> = Arc::new(b.build()?);
+        let store: Arc<dyn ObjectStore> = if o.prefix.is_empty() {
+            s3
+        } else {
+            Arc::new(PrefixStore::new(s3, o.prefix.as_str()))
+        };
+        let location = match o.prefix.as_str() {
+            "" => format!("s3://{}", o.bucket),
+            p => format!("s3://{}/{p}", o.bucket),
+        };
+        Ok(Blobs {
+            store,
+            kind: "s3",
+            location,
+        })
+    }
+
+    pub fn describe(&self) -> &str {
+        &self.location
+    }
+
+    /// Every key under `prefix` (a migration walks them).
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        use futures::TryStreamExt;
+        let p = ObjectPath::from(prefix);
+        let metas: Vec<_> = self.store.list(Some(&p)).try_collect().await?;
+        Ok(metas.into_iter().map(|m| m.location.to_string()).collect())
+    }
+
+    /// Whether `key` exists (a HEAD, no body).
+    pub async fn exists(&self, key: &str) -> Result<bool, StorageError> {
+        match self.store.head(&ObjectPath::from(key)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// In memory (tests of code that needs storage but not its persistence).
@@ -48,6 +128,7 @@ impl Blobs {
         Blobs {
             store: Arc::new(InMemory::new()),
             kind: "memory",
+            location: "memory".into(),
         }
     }
 

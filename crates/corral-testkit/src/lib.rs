@@ -8,6 +8,7 @@ pub mod contract;
 pub mod oauth;
 pub mod receiver;
 pub mod recorder;
+pub mod services;
 pub mod sse;
 
 use std::path::PathBuf;

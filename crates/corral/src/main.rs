@@ -39,6 +39,9 @@ enum Command {
     /// Manage stored secrets.
     #[command(subcommand)]
     Secrets(SecretsCommand),
+    /// Manage blob storage (package archives).
+    #[command(subcommand)]
+    Storage(StorageCommand),
     #[command(flatten)]
     Client(corral_cli::Command),
 }
@@ -49,6 +52,22 @@ enum SecretsCommand {
     /// _ID), reading old ones with the retired keys (CORRAL_ENCRYPTION_KEYS).
     /// Resumable: run it again after an interruption.
     Rotate,
+}
+
+#[derive(Subcommand, Debug)]
+enum StorageCommand {
+    /// Copy every blob from the local data dir (tiers 0–2) to the storage configured
+    /// by CORRAL_STORAGE=s3://… (tier 3). Idempotent: run it again to resume; blobs
+    /// already there are skipped, blobs whose bytes do not match their hash are
+    /// reported and not copied.
+    #[command(
+        after_help = "Examples:\n  CORRAL_STORAGE=s3://corral-blobs AWS_REGION=eu-west-3 corral storage migrate\n  CORRAL_STORAGE=s3://corral CORRAL_S3_ENDPOINT=http://127.0.0.1:9000 corral storage migrate --from ./data/objects"
+    )]
+    Migrate {
+        /// Directory of the blobs (default: <CORRAL_DATA_DIR>/objects).
+        #[arg(long)]
+        from: Option<std::path::PathBuf>,
+    },
 }
 
 fn init_tracing(json: bool) {
@@ -114,6 +133,9 @@ fn main() -> ExitCode {
             Command::Migrate => migrate(config).await,
             Command::Openapi { .. } | Command::Client(_) => Ok(()),
             Command::Secrets(SecretsCommand::Rotate) => rotate(config).await,
+            Command::Storage(StorageCommand::Migrate { from }) => {
+                migrate_storage(config, from).await
+            }
         }
     });
     match result {
@@ -160,6 +182,28 @@ async fn rotate(config: corral_config::Config) -> anyhow::Result<()> {
         anyhow::bail!(
             "{} secrets could not be opened with the configured keys (see the log); keep their key in CORRAL_ENCRYPTION_KEYS and run again",
             report.failed
+        );
+    }
+    Ok(())
+}
+
+async fn migrate_storage(
+    config: corral_config::Config,
+    from: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    let report = corral_engine::storage::migrate_to_configured(&config, from.as_deref()).await?;
+    println!(
+        "{}",
+        serde_json::json!({
+            "copied": report.copied,
+            "skipped": report.skipped,
+            "corrupt": report.corrupt,
+        })
+    );
+    if !report.corrupt.is_empty() {
+        anyhow::bail!(
+            "{} blobs do not match their content hash and were not copied",
+            report.corrupt.len()
         );
     }
     Ok(())

@@ -14,7 +14,6 @@ use crate::auth::{password, session};
 use crate::error::{ApiError, ApiResult, FieldError, ProblemDetail};
 use crate::json::{check, Json, Validate};
 use crate::pipeline::client_ip::ClientIp;
-use crate::ratelimit;
 use crate::routes::rfc3339;
 use crate::state::AppState;
 
@@ -34,10 +33,8 @@ pub async fn ip_limit(State(state): State<AppState>, req: Request, next: Next) -
     if !state.config.is_production() {
         return next.run(req).await;
     }
-    let rule = match req.uri().path() {
-        "/api/auth/sign-in/email" => ratelimit::LOGIN,
-        "/api/auth/sign-up/email" => ratelimit::SIGN_UP,
-        _ => return next.run(req).await,
+    let Some(rule) = state.limits.for_route(req.method(), req.uri().path()) else {
+        return next.run(req).await;
     };
     let ip = req
         .extensions()

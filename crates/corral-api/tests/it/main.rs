@@ -2,6 +2,7 @@
 //! SQLite and PostgreSQL.
 
 mod auth_failures;
+mod compose;
 mod contract;
 mod csrf;
 mod idempotency;
@@ -24,4 +25,6 @@ mod runs;
 mod runs_docker;
 mod schedules;
 mod strict;
+mod tier2;
+mod tier3;
 mod webhooks;

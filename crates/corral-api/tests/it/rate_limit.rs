@@ -106,3 +106,69 @@ both!(
     login_is_limited_per_ip_in_production,
     auth_is_not_limited_in_development
 );
+
+/// Issue 19's suite: 100 users signed up from one address within a minute, against a
+/// production server, by configuration alone (`CORRAL_RATE_LIMITS=sign-up=100/60s`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_raised_sign_up_limit_admits_a_suite_in_production() {
+    let vars: Vec<(String, String)> = [
+        ("CORRAL_ENV", "production"),
+        ("CORRAL_RATE_LIMITS", "sign-up=100/60s"),
+        ("CORRAL_SESSION_SECRET", &"s".repeat(48)),
+        ("CORRAL_RUN_TOKEN_SECRET", &"r".repeat(48)),
+        (
+            "CORRAL_ENCRYPTION_KEY",
+            "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=",
+        ),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let loaded = corral_api::config::Config::load_from(None, &vars).unwrap();
+    let app = TestApp::spawn_with(Backend::Sqlite, move |c| {
+        c.env = loaded.env;
+        c.rate_limits = loaded.rate_limits.clone();
+        c.session_secret = loaded.session_secret.clone();
+        c.run_token_secret = loaded.run_token_secret.clone();
+        c.encryption_key = loaded.encryption_key.clone();
+    })
+    .await;
+    let anon = app.client();
+    let body = |i: usize| json!({"email": format!("u{i}-{}@example.com", uuid::Uuid::new_v4().simple()), "password": "correct horse battery", "name": "U"});
+    for i in 0..100 {
+        let r = anon
+            .send(Method::POST, "/api/auth/sign-up/email", Some(body(i)), &[])
+            .await;
+        assert_eq!(r.status, 200, "sign-up {i}: {}", r.text);
+        assert_eq!(r.header("ratelimit-policy"), Some("100;w=60"));
+    }
+    let r = anon
+        .send(
+            Method::POST,
+            "/api/auth/sign-up/email",
+            Some(body(100)),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 429, "the raised limit still holds");
+}
+
+/// A limit name the server does not know stops the boot, naming the known ones.
+#[tokio::test]
+async fn an_unknown_limit_name_refuses_to_boot() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = corral_api::config::Config::load_from(None, &[]).unwrap();
+    config.data_dir = dir.path().to_path_buf();
+    config.rate_limits = Some(corral_api::config::RateLimitsSetting::Text(
+        "runs=50/60s".into(),
+    ));
+    let e = match corral_api::build_state(config).await {
+        Ok(_) => panic!("booted with an unknown limit"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        e.contains("CORRAL_RATE_LIMITS") && e.contains("\"runs\""),
+        "{e}"
+    );
+    assert!(e.contains("run, logs"), "lists the known limits: {e}");
+}

@@ -16,7 +16,7 @@ use crate::runs::{app_with_model, sandbox_of, wait_terminal};
 
 const HELLO: &str = "/api/agents/@corral/hello-world/run";
 
-fn images() -> &'static (String, String) {
+pub fn images() -> &'static (String, String) {
     static IMAGES: OnceLock<(String, String)> = OnceLock::new();
     IMAGES.get_or_init(|| {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -33,7 +33,7 @@ fn images() -> &'static (String, String) {
 
 /// The address `host.docker.internal` resolves to inside containers, derived as the
 /// server derives it (an engine on its first start reports no IPAM gateway).
-async fn gateway() -> IpAddr {
+pub async fn gateway() -> IpAddr {
     corral_sandbox::bridge::local_engine_bridge_address()
         .await
         .expect("the default bridge's host address")

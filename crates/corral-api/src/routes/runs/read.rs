@@ -131,14 +131,30 @@ pub(super) fn wait_seconds(raw: Option<&str>) -> ApiResult<u64> {
     Ok(wait)
 }
 
-/// A long poll in flight, counted against its identity in the server's state.
+/// A long poll in flight, counted against its identity: in Redis when the replicas
+/// share one (tier 2), else (or while it does not answer) in this server's state.
 pub(super) struct WaitSlot {
     state: AppState,
     identity: String,
+    in_redis: bool,
 }
 
 impl WaitSlot {
-    fn take(state: &AppState, identity: &str) -> Option<WaitSlot> {
+    async fn take(state: &AppState, identity: &str) -> Option<WaitSlot> {
+        if let Some(redis) = &state.redis {
+            let ttl_ms = (MAX_WAIT_SECS + 10) * 1000;
+            match crate::tier2::waits::take(redis, identity, MAX_WAITS_PER_IDENTITY, ttl_ms).await {
+                Some(true) => {
+                    return Some(WaitSlot {
+                        state: state.clone(),
+                        identity: identity.to_owned(),
+                        in_redis: true,
+                    })
+                }
+                Some(false) => return None,
+                None => {}
+            }
+        }
         let mut n = state.long_polls.entry(identity.to_owned()).or_insert(0);
         if *n >= MAX_WAITS_PER_IDENTITY {
             return None;
@@ -147,12 +163,22 @@ impl WaitSlot {
         Some(WaitSlot {
             state: state.clone(),
             identity: identity.to_owned(),
+            in_redis: false,
         })
     }
 }
 
 impl Drop for WaitSlot {
     fn drop(&mut self) {
+        if self.in_redis {
+            let (state, identity) = (self.state.clone(), std::mem::take(&mut self.identity));
+            tokio::spawn(async move {
+                if let Some(redis) = &state.redis {
+                    crate::tier2::waits::release(redis, &identity).await;
+                }
+            });
+            return;
+        }
         let polls = &self.state.long_polls;
         if let Some(mut n) = polls.get_mut(&self.identity) {
             *n = n.saturating_sub(1);
@@ -186,7 +212,7 @@ pub async fn get_run(
     if wait == 0 || run.status.is_terminal() {
         return Ok(Json(RunView::from(&run)));
     }
-    let Some(_slot) = WaitSlot::take(&state, &identity(&ctx)) else {
+    let Some(_slot) = WaitSlot::take(&state, &identity(&ctx)).await else {
         return Ok(Json(RunView::from(&run)));
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
