@@ -191,6 +191,22 @@ async fn agent_id(state: &AppState, ctx: &Ctx, scope: &str, name: &str) -> ApiRe
     .id)
 }
 
+/// The rows of the caller's application and agent, narrowed to an actor and a run.
+fn filter<'a>(
+    ctx: &'a Ctx,
+    package_id: &'a str,
+    actor: Option<&'a Actor>,
+    run_id: Option<&'a str>,
+) -> ApiResult<Filter<'a>> {
+    Ok(Filter {
+        org_id: ctx.org_id()?,
+        app_id: ctx.app_id()?,
+        package_id,
+        actor,
+        run_id,
+    })
+}
+
 fn kinds(q: &PersistenceQuery) -> ApiResult<(bool, bool)> {
     match q.kind.as_deref() {
         None => Ok((true, true)),
@@ -217,13 +233,7 @@ pub async fn list_agent_persistence(
     let (pinned, memories) = kinds(&q)?;
     let actor = actor_of(&ctx, &q)?;
     let package_id = agent_id(&state, &ctx, &scope, &name).await?;
-    let f = Filter {
-        org_id: ctx.org_id()?,
-        app_id: ctx.app_id()?,
-        package_id: &package_id,
-        actor: Some(&actor),
-        run_id: q.run_id.as_deref(),
-    };
+    let f = filter(&ctx, &package_id, Some(&actor), q.run_id.as_deref())?;
     let mut conn = state.db.conn().await?;
     let mut view = PersistenceView {
         pinned: Vec::new(),
@@ -260,13 +270,7 @@ pub async fn delete_agent_persistence(
     let (pinned, memories) = kinds(&q)?;
     let actor = actor_of(&ctx, &q)?;
     let package_id = agent_id(&state, &ctx, &scope, &name).await?;
-    let f = Filter {
-        org_id: ctx.org_id()?,
-        app_id: ctx.app_id()?,
-        package_id: &package_id,
-        actor: Some(&actor),
-        run_id: q.run_id.as_deref(),
-    };
+    let f = filter(&ctx, &package_id, Some(&actor), q.run_id.as_deref())?;
     let mut tx = state.db.begin().await?;
     let mut out = PersistenceDeleted {
         memories_deleted: 0,
@@ -301,13 +305,7 @@ async fn delete_one(
     let own = own_actor(ctx);
     // An admin may delete any actor's row; others only their own.
     let actor = (!is_admin(ctx)).then_some(&own);
-    let f = Filter {
-        org_id: ctx.org_id()?,
-        app_id: ctx.app_id()?,
-        package_id: &package_id,
-        actor,
-        run_id: None,
-    };
+    let f = filter(ctx, &package_id, actor, None)?;
     let mut conn = state.db.conn().await?;
     if store::delete(&mut conn, &f, pinned, Some(id), None).await? == 0 {
         return Err(ApiError::not_found(if pinned {

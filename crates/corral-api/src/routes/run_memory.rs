@@ -58,7 +58,7 @@ pub async fn get_run_history(
     State(state): State<AppState>,
     headers: HeaderMap,
     Query(q): Query<HistoryQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RunHistoryPage>> {
     let run = run_of(&state, &headers).await?;
     let limit = limit(q.limit)?;
     let fields = q.fields.as_deref().unwrap_or("checkpoint");
@@ -77,14 +77,11 @@ pub async fn get_run_history(
         }
     }
     let Some(package_id) = run.package_id.as_deref().filter(|_| run.kind == "package") else {
-        return Ok(Json(
-            serde_json::to_value(RunHistoryPage {
-                object: "list".into(),
-                data: Vec::new(),
-                has_more: false,
-            })
-            .map_err(ApiError::internal)?,
-        ));
+        return Ok(Json(RunHistoryPage {
+            object: "list".into(),
+            data: Vec::new(),
+            has_more: false,
+        }));
     };
     let actor = match (&run.end_user_id, &run.user_id, &run.api_key_id) {
         (Some(eu), _, _) => Actor::EndUser(eu),
@@ -133,14 +130,11 @@ pub async fn get_run_history(
             item
         })
         .collect();
-    Ok(Json(
-        serde_json::to_value(RunHistoryPage {
-            object: "list".into(),
-            data,
-            has_more,
-        })
-        .map_err(ApiError::internal)?,
-    ))
+    Ok(Json(RunHistoryPage {
+        object: "list".into(),
+        data,
+        has_more,
+    }))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -371,9 +371,7 @@ async fn load(state: &AppState, ctx: &Ctx, id: &str) -> ApiResult<Schedule> {
 }
 
 fn list_of(items: &[Schedule]) -> ListOf<ScheduleView> {
-    let mut l = ListOf::all(items.iter().map(ScheduleView::from).collect());
-    l.has_more = false;
-    l
+    ListOf::all(items.iter().map(ScheduleView::from).collect())
 }
 
 /// The application's schedules, oldest first.

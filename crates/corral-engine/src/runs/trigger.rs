@@ -288,16 +288,25 @@ pub async fn validate_input(
     agent: &Agent,
     input: Map<String, Value>,
 ) -> ProblemResult<Value> {
-    let settings: Option<InputSettings> = match &agent.package_id {
-        Some(id) => {
-            let mut conn = state.db.conn().await?;
-            corral_store::app_packages::get(&mut conn, &caller.org_id, &caller.app_id, id)
-                .await?
-                .and_then(|i| serde_json::from_str(&i.input_settings).ok())
-        }
-        None => None,
-    };
+    let settings = input_settings(state, caller, agent.package_id.as_deref()).await?;
     prepare_input(&agent.pkg.manifest, input, settings.as_ref())
+}
+
+/// The application's input settings for a package agent, if it has any.
+async fn input_settings(
+    state: &Engine,
+    caller: &Caller,
+    package_id: Option<&str>,
+) -> ProblemResult<Option<InputSettings>> {
+    let Some(id) = package_id else {
+        return Ok(None);
+    };
+    let mut conn = state.db.conn().await?;
+    Ok(
+        corral_store::app_packages::get(&mut conn, &caller.org_id, &caller.app_id, id)
+            .await?
+            .and_then(|i| serde_json::from_str(&i.input_settings).ok()),
+    )
 }
 
 /// Integrations need a usable connection (SPEC §7 step 4): the connection each
@@ -420,23 +429,15 @@ pub async fn check(
     let (org_id, app_id) = (&caller.org_id, &caller.app_id);
     let pkg = &req.agent.pkg;
     let deps = resolve_dependencies(state, org_id, &pkg.manifest, req.dependency_overrides).await?;
-    let settings = match &req.agent.package_id {
-        Some(id) if req.kind == "package" => {
-            let mut conn = state.db.conn().await?;
-            corral_store::app_packages::get(&mut conn, org_id, app_id, id)
-                .await?
-                .and_then(|i| serde_json::from_str(&i.input_settings).ok())
-        }
-        _ => None,
-    };
-    let input = prepare_input(&pkg.manifest, input, settings.as_ref())?;
-    let integrations =
-        check_readiness(state, caller, &deps.integrations, req.connection_overrides).await?;
     let package_id = req
         .agent
         .package_id
         .as_deref()
         .filter(|_| req.kind == "package");
+    let settings = input_settings(state, caller, package_id).await?;
+    let input = prepare_input(&pkg.manifest, input, settings.as_ref())?;
+    let integrations =
+        check_readiness(state, caller, &deps.integrations, req.connection_overrides).await?;
     let model = corral_connect::models::resolve_for_run(
         &state.connect,
         org_id,
