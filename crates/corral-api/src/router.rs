@@ -49,6 +49,7 @@ pub(crate) fn groups() -> Vec<(Group, OpenApiRouter<AppState>)> {
             Group::Scoped(Scope::User),
             orgs::user_router()
                 .merge(me::user_router())
+                .merge(routes::admin::user_router())
                 .merge(integration_routes::user_router()),
         ),
         (Group::Scoped(Scope::OrgPath), orgs::org_path_router()),
@@ -219,6 +220,15 @@ pub(crate) fn metrics_router(state: AppState) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .with_state(state)
+}
+
+/// A worker's main listener: no user API, only `/health`, `/metrics` and the routes
+/// its sandboxes call (process sandboxes post their events there).
+pub(crate) fn worker_router(state: AppState) -> Router {
+    let (health, _) = routes::health::router().split_for_parts();
+    sandbox_router(state.clone())
+        .merge(health.with_state(state.clone()))
+        .merge(metrics_router(state))
 }
 
 /// The routes sandboxes call (run events, the internal API), alone on the

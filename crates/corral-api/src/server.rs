@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::openapi::openapi;
-use crate::router::{metrics_router, router, sandbox_router};
+use crate::router::{metrics_router, router, sandbox_router, worker_router};
 use crate::{auth, ratelimit, routes};
 
 use crate::state::{AppState, Gates, Inner};
@@ -99,7 +99,12 @@ pub async fn serve_with_state(
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let http_stop = CancellationToken::new();
-    let app = router(state.clone());
+    let role = state.config.role;
+    let app = if role.serves_api() {
+        router(state.clone())
+    } else {
+        worker_router(state.clone())
+    };
     let stop = http_stop.clone();
     let write_timeout = Duration::from_secs(state.config.write_timeout_seconds.max(1));
     // A peer that stops reading (an SSE client gone silent, a stalled download)
@@ -130,6 +135,7 @@ pub async fn serve_with_state(
     tracing::info!(
         %addr,
         tier,
+        role = role.as_str(),
         database = state.db.backend().name(),
         storage = state.blobs.describe(),
         rate_limits = if shared { "redis" } else { "in-process" },
@@ -173,10 +179,12 @@ pub async fn serve_with_state(
         "ready"
     );
     let mut jobs = corral_engine::Jobs::start(&state);
-    jobs.spawn(
-        "sandbox-backend",
-        sandbox_backend(state.clone(), addr, jobs.stop_token()),
-    );
+    if role.executes() {
+        jobs.spawn(
+            "sandbox-backend",
+            sandbox_backend(state.clone(), addr, jobs.stop_token()),
+        );
+    }
     if let Some(metrics_addr) = state.config.metrics_listen {
         match TcpListener::bind(metrics_addr).await {
             Ok(l) => {

@@ -2,6 +2,7 @@
 //! `CORRAL_*` / well-known environment variables) and validated once at boot. Secrets
 //! are wrapped in [`Secret`] so they never reach a log line through `Debug`.
 
+mod cluster;
 mod limits;
 mod secrets;
 mod storage;
@@ -14,6 +15,7 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 pub mod crypto;
+pub use cluster::Role;
 pub use limits::{LimitOverride, RateLimits, RateLimitsSetting};
 pub use secrets::{Secret, Secrets};
 pub use storage::{S3Target, StorageTarget};
@@ -123,6 +125,16 @@ pub struct Config {
     /// Fire due schedules from this server (SPEC §13). Every replica may; each fire
     /// still happens once. Off: this server only serves and runs.
     pub scheduler: bool,
+    /// What this instance does in a cluster: `all`, `api` or `worker`.
+    pub role: cluster::Role,
+    /// Runs this instance executes at once as a worker (default: from CPUs and memory,
+    /// at most `max_concurrent_runs`).
+    pub worker_capacity: Option<usize>,
+    /// The name runs record as their runner (default: the host name).
+    pub worker_name: Option<String>,
+    /// Emails of the platform's operators: signed in, they see the operators' views
+    /// (`/api/admin/…`), whatever their organizations.
+    pub platform_admin_emails: Vec<String>,
 }
 
 impl Default for Config {
@@ -182,6 +194,10 @@ impl Default for Config {
             webhook_secret_overlap_hours: 168,
             webhook_concurrency: 16,
             scheduler: true,
+            role: cluster::Role::All,
+            worker_capacity: None,
+            worker_name: None,
+            platform_admin_emails: Vec::new(),
         }
     }
 }
@@ -302,9 +318,17 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ),
     ("CORRAL_WEBHOOK_CONCURRENCY", "webhook_concurrency"),
     ("CORRAL_SCHEDULER", "scheduler"),
+    ("CORRAL_ROLE", "role"),
+    ("CORRAL_WORKER_CAPACITY", "worker_capacity"),
+    ("CORRAL_WORKER_NAME", "worker_name"),
+    // Appstrate's name first: the Corral-specific one wins when both are set.
+    ("AUTH_PLATFORM_ADMIN_EMAILS", "platform_admin_emails"),
+    ("CORRAL_PLATFORM_ADMIN_EMAILS", "platform_admin_emails"),
 ];
 
-const LIST_KEYS: &[&str] = &["trusted_origins", "agent_env"];
+const LIST_KEYS: &[&str] = &["trusted_origins", "agent_env", "platform_admin_emails"];
+/// Keys whose value is a number but whose default is unset.
+const OPTIONAL_NUMBER_KEYS: &[&str] = &["worker_capacity"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -497,6 +521,7 @@ impl Config {
             });
         }
         self.storage_target()?;
+        self.validate_cluster()?;
         if self.max_concurrent_runs == 0 || self.org_max_concurrent_runs == 0 {
             return Err(ConfigError::Var {
                 var: "CORRAL_MAX_CONCURRENT_RUNS",
@@ -580,7 +605,14 @@ fn parse_env_value(
     }
     let defaults =
         serde_json::to_value(Config::default()).map_err(|e| ConfigError::Invalid(e.to_string()))?;
-    let parsed = match defaults.get(key) {
+    // Optional numbers have no number default to infer the type from.
+    let number = Value::Number(0.into());
+    let kind = if OPTIONAL_NUMBER_KEYS.contains(&key) {
+        Some(&number)
+    } else {
+        defaults.get(key)
+    };
+    let parsed = match kind {
         Some(Value::Bool(_)) => match value.to_ascii_lowercase().as_str() {
             "1" | "true" | "yes" | "on" => Value::Bool(true),
             "0" | "false" | "no" | "off" => Value::Bool(false),

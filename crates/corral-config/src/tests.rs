@@ -168,3 +168,47 @@ fn redis_url_is_checked_and_redacted() {
     let c = Config::load_from(None, &vars(&[("REDIS_URL", "redis://:pw-123@h:6379/0")])).unwrap();
     assert!(!format!("{c:?}").contains("pw-123"));
 }
+
+#[test]
+fn cluster_settings_from_the_environment() {
+    let pg = ("DATABASE_URL", "postgres://u:p@127.0.0.1/corral");
+    let c = Config::load_from(
+        None,
+        &vars(&[
+            pg,
+            ("CORRAL_ROLE", "worker"),
+            ("CORRAL_WORKER_CAPACITY", "3"),
+            ("CORRAL_WORKER_NAME", "w-1"),
+            ("AUTH_PLATFORM_ADMIN_EMAILS", "a@example.com"),
+            (
+                "CORRAL_PLATFORM_ADMIN_EMAILS",
+                "ops@example.com, b@example.com",
+            ),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(c.role, Role::Worker);
+    assert_eq!(c.worker_capacity(), 3);
+    assert_eq!(c.worker_name(), "w-1");
+    assert_eq!(
+        c.platform_admin_emails,
+        ["ops@example.com", "b@example.com"]
+    );
+
+    // Roles other than `all` need PostgreSQL; a capacity of 0 is refused.
+    let e = Config::load_from(None, &vars(&[("CORRAL_ROLE", "api")]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("CORRAL_ROLE") && e.contains("PostgreSQL"), "{e}");
+    let e = Config::load_from(None, &vars(&[pg, ("CORRAL_WORKER_CAPACITY", "0")]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("CORRAL_WORKER_CAPACITY"), "{e}");
+    let e = Config::load_from(None, &vars(&[pg, ("CORRAL_ROLE", "boss")]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("CORRAL_ROLE"), "{e}");
+    // Unset: from CPUs and memory, at most max_concurrent_runs.
+    let c = Config::load_from(None, &vars(&[("CORRAL_MAX_CONCURRENT_RUNS", "2")])).unwrap();
+    assert!((1..=2).contains(&c.worker_capacity()));
+}

@@ -32,17 +32,21 @@ impl Jobs {
             tasks: Vec::new(),
         };
         let stop = jobs.stop.clone();
-        jobs.spawn(
-            "run-dispatcher",
-            crate::runs::executor::dispatch(engine.clone(), stop.clone()),
-        );
+        // An api replica queues runs and leaves them to the workers (and their
+        // reconcilers, which can see the sandboxes).
+        if engine.runs.role.executes() {
+            jobs.spawn(
+                "run-dispatcher",
+                crate::runs::executor::dispatch(engine.clone(), stop.clone()),
+            );
+            jobs.spawn(
+                "reconciler",
+                crate::runs::reconcile::run(engine.clone(), stop.clone()),
+            );
+        }
         jobs.spawn(
             "instance-heartbeat",
             crate::runs::reconcile::heartbeat(engine.clone(), stop.clone()),
-        );
-        jobs.spawn(
-            "reconciler",
-            crate::runs::reconcile::run(engine.clone(), stop.clone()),
         );
         jobs.spawn("realtime-hub", engine.realtime.clone().run(stop.clone()));
         jobs.spawn(
@@ -88,6 +92,7 @@ impl Jobs {
         {
             tracing::warn!("run supervisors did not stop in time");
         }
+        crate::runs::cluster::hand_back(engine).await;
         if let Some(sbx) = engine.runs.sandboxes_now() {
             sbx.backend.shutdown().await;
         }

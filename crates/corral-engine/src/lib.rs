@@ -83,7 +83,7 @@ impl Engine {
     ) -> anyhow::Result<Engine> {
         let keyring = Keyring::from_secrets(&secrets);
         let blobs = storage::open_blobs(&config)?;
-        let runs = runs::Runs::new(db.clone());
+        let runs = runs::Runs::new(db.clone(), &config);
         let realtime = Hub::new(
             db.clone(),
             runs.bus.events.clone(),

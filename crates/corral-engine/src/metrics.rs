@@ -59,6 +59,8 @@ impl Histogram {
 pub struct Metrics {
     /// Trigger → first event from the sandbox.
     pub run_start: Histogram,
+    /// Trigger → claimed by a worker (cluster queue).
+    pub run_claim: Histogram,
     /// Webhook attempts by outcome: success, gone, retry, permanent.
     webhook_attempts: [AtomicU64; 4],
     /// Schedule fires that created a run.
@@ -172,6 +174,7 @@ pub async fn render(state: &Engine) -> String {
     ] {
         gauge(&mut out, name, help, "counter", c.get());
     }
+    render_cluster(state, &mut out).await;
     state.metrics.run_start.render(
         "corral_run_start_seconds",
         "Time from the trigger to the first event from the run's sandbox.",
@@ -238,4 +241,74 @@ pub async fn render(state: &Engine) -> String {
         idle,
     );
     out
+}
+
+/// The cluster's view: live instances by role, this worker's capacity and load, the
+/// queue depth by org and the claim latency (PostgreSQL's run queue).
+async fn render_cluster(state: &Engine, out: &mut String) {
+    let runs = &state.runs;
+    if runs.role.executes() {
+        gauge(
+            out,
+            "corral_worker_capacity",
+            "Runs this worker executes at once.",
+            "gauge",
+            state.config.worker_capacity(),
+        );
+        gauge(
+            out,
+            "corral_worker_in_use",
+            "Runs this worker holds (claimed or running).",
+            "gauge",
+            runs.executor.stats().running,
+        );
+    }
+    if !runs.executor.is_cluster() {
+        return;
+    }
+    let Ok(mut conn) = state.db.conn().await else {
+        return;
+    };
+    let since = corral_core::time::now_ms() - 10_000;
+    if let Ok(instances) = corral_store::queue::instances(&mut conn, since).await {
+        let _ = writeln!(
+            out,
+            "# HELP corral_cluster_instances Live server instances by role.\n# TYPE corral_cluster_instances gauge"
+        );
+        for role in ["all", "api", "worker"] {
+            let n = instances.iter().filter(|i| i.role == role).count();
+            let _ = writeln!(out, "corral_cluster_instances{{role=\"{role}\"}} {n}");
+        }
+        let capacity: i64 = instances.iter().map(|i| i.capacity).sum();
+        let in_use: i64 = instances.iter().map(|i| i.in_use).sum();
+        gauge(
+            out,
+            "corral_cluster_capacity",
+            "Runs the live workers execute at once.",
+            "gauge",
+            capacity,
+        );
+        gauge(
+            out,
+            "corral_cluster_in_use",
+            "Runs the live workers hold.",
+            "gauge",
+            in_use,
+        );
+    }
+    if let Ok(depth) = corral_store::queue::depth_by_org(&mut conn).await {
+        let _ = writeln!(
+            out,
+            "# HELP corral_queue_depth Queued (unclaimed) runs by organization.\n# TYPE corral_queue_depth gauge"
+        );
+        for (org, n) in depth {
+            let _ = writeln!(out, "corral_queue_depth{{org=\"{org}\"}} {n}");
+        }
+    }
+    drop(conn);
+    state.metrics.run_claim.render(
+        "corral_run_claim_seconds",
+        "Time from the trigger to a worker's claim.",
+        out,
+    );
 }

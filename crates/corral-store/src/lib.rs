@@ -18,6 +18,7 @@ pub mod memory;
 pub mod models;
 pub mod orgs;
 pub mod packages;
+pub mod queue;
 pub mod realtime;
 pub mod run_history;
 pub mod run_logs;

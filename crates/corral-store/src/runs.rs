@@ -379,26 +379,33 @@ fn bind_all<'q>(
     q
 }
 
+/// Who starts a run, on what, and when.
+#[derive(Debug, Clone, Copy)]
+pub struct Start<'a> {
+    /// The instance supervising the run.
+    pub server_id: &'a str,
+    /// The worker's name (`runnerName` in the run's shape).
+    pub runner_name: &'a str,
+    pub sandbox_id: &'a str,
+    pub runner_kind: &'a str,
+    pub now: i64,
+}
+
 /// `pending` → `running` once the sandbox is leased. False when the run is no
-/// longer pending (cancelled meanwhile).
-pub async fn mark_running(
-    conn: &mut AnyConnection,
-    id: &RunId,
-    server_id: &str,
-    sandbox_id: &str,
-    runner_kind: &str,
-    now: i64,
-) -> Result<bool> {
+/// longer pending (cancelled meanwhile) or was claimed by another instance (a run
+/// in the cluster's queue is started only by the worker that claimed it).
+pub async fn mark_running(conn: &mut AnyConnection, id: &RunId, s: &Start<'_>) -> Result<bool> {
     let r = sqlx::query(
         "UPDATE runs SET status = 'running', server_id = $2, sandbox_id = $3, runner_kind = $4, \
-           started_at = $5, last_heartbeat_at = $5 \
-         WHERE id = $1 AND status = 'pending'",
+           runner_name = $6, started_at = $5, last_heartbeat_at = $5 \
+         WHERE id = $1 AND status = 'pending' AND COALESCE(server_id, $2) = $2",
     )
     .bind(id)
-    .bind(server_id)
-    .bind(sandbox_id)
-    .bind(runner_kind)
-    .bind(now)
+    .bind(s.server_id)
+    .bind(s.sandbox_id)
+    .bind(s.runner_kind)
+    .bind(s.now)
+    .bind(s.runner_name)
     .execute(conn)
     .await
     .db()?;

@@ -24,7 +24,13 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Start the server (configuration from corral.toml and CORRAL_* variables).
-    Serve,
+    Serve {
+        /// What this instance does: `all` (default), `api` (serve the API, queue
+        /// runs) or `worker` (execute queued runs). Overrides CORRAL_ROLE; roles
+        /// other than `all` need PostgreSQL.
+        #[arg(long, value_parser = ["all", "api", "worker"])]
+        role: Option<String>,
+    },
     /// Apply pending database migrations, then exit.
     Migrate,
     /// Print the OpenAPI contract (JSON) generated from the code; `list`/`show`
@@ -116,6 +122,18 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let config = match &cli.command {
+        Command::Serve { role: Some(role) } => {
+            match config.with_role(role.parse().unwrap_or_default()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        _ => config,
+    };
     init_tracing(config.is_production() || config.log_format.as_deref() == Some("json"));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -129,7 +147,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve => serve(config).await,
+            Command::Serve { .. } => serve(config).await,
             Command::Migrate => migrate(config).await,
             Command::Openapi { .. } | Command::Client(_) => Ok(()),
             Command::Secrets(SecretsCommand::Rotate) => rotate(config).await,

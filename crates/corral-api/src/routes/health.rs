@@ -34,7 +34,8 @@ pub struct CheckStatus {
 /// The sandbox backend and its warm pool.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SandboxCheck {
-    #[schema(value_type = String, pattern = "^(starting|ready|unavailable)$")]
+    /// `none` on an api replica: it executes no runs.
+    #[schema(value_type = String, pattern = "^(starting|ready|unavailable|none)$")]
     pub status: &'static str,
     /// `docker` | `process` once chosen.
     pub backend: Option<String>,
@@ -69,6 +70,9 @@ pub struct Health {
     pub status: &'static str,
     pub version: Version,
     pub uptime_ms: f64,
+    /// What this instance does in the cluster: `all`, `api` or `worker`.
+    #[schema(value_type = String, pattern = "^(all|api|worker)$")]
+    pub role: &'static str,
     pub checks: Checks,
 }
 
@@ -115,6 +119,7 @@ pub async fn health(State(state): State<AppState>) -> Response {
             commit: option_env!("CORRAL_GIT_COMMIT").map(str::to_owned),
         },
         uptime_ms: state.started.elapsed().as_secs_f64() * 1000.0,
+        role: state.config.role.as_str(),
         checks: Checks {
             database: CheckStatus {
                 status: if db_ok { "healthy" } else { "unhealthy" },

@@ -1,6 +1,7 @@
 //! HTTP handlers, one module per domain. Each module exposes its routes grouped by the
 //! context they need; [`crate::router`] puts the groups behind their layers.
 
+pub mod admin;
 pub mod agents;
 pub mod api_keys;
 pub mod applications;

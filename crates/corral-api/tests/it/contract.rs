@@ -19,8 +19,8 @@ fn reference() -> Value {
 const METHODS: &[&str] = &["get", "post", "put", "patch", "delete"];
 
 /// Corral's own routes, absent from the reference contract: webhooks (SPEC §11 defines
-/// them; the reference documents none).
-const CORRAL_ONLY: &[&str] = &["/api/webhooks"];
+/// them; the reference documents none) and the cluster's workers (scale-out).
+const CORRAL_ONLY: &[&str] = &["/api/webhooks", "/api/admin/workers"];
 
 fn operations(spec: &Value) -> Vec<(String, String, Value)> {
     let mut out = Vec::new();

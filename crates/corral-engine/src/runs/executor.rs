@@ -14,13 +14,14 @@ use std::time::Duration;
 use corral_core::time::now_ms;
 use corral_core::{OrgId, RunId};
 use corral_protocol::{Secret, SidecarConfig, Sink, Task};
-use corral_sandbox::{Resources, SandboxError, SandboxState};
+use corral_sandbox::{Resources, SandboxError};
 use corral_store::runs::{self as store, RunStatus};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::watchdog::{watch, Watch};
 use super::{codes, fail, Definition, Sandboxes};
 use crate::Engine;
 
@@ -36,6 +37,9 @@ struct Sched {
 
 #[derive(Default)]
 pub struct Executor {
+    /// PostgreSQL: the runs table is the cluster's queue ([`super::cluster`]); the
+    /// in-memory queues stay empty and only this server's load is counted here.
+    cluster: bool,
     sched: Mutex<Sched>,
     wake: Notify,
     /// Sandboxes leased by this server whose run is not finished (the reaper keeps them).
@@ -53,8 +57,27 @@ pub struct ExecutorStats {
 }
 
 impl Executor {
+    /// An executor whose queue is the database's (`cluster`) or its own.
+    pub fn new(cluster: bool) -> Executor {
+        Executor {
+            cluster,
+            ..Executor::default()
+        }
+    }
+
+    /// Whether runs are queued in the database for any worker of the cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.cluster
+    }
+
     /// Queues a pending run of `org_id` (a run already queued is not queued twice).
+    /// In cluster mode the run is already queued by its row: this only wakes the
+    /// local dispatcher (the other workers wake on the run bus).
     pub fn enqueue(&self, org_id: &OrgId, run_id: &RunId) {
+        if self.cluster {
+            self.wake.notify_one();
+            return;
+        }
         let mut s = self.sched.lock();
         if !s.queued.insert(run_id.to_owned()) {
             return;
@@ -94,6 +117,22 @@ impl Executor {
         self.tasks.len()
     }
 
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Counts a run claimed from the cluster's queue (released by `done`).
+    pub(crate) fn begin(&self, org: &OrgId) {
+        let mut s = self.sched.lock();
+        *s.running.entry(org.clone()).or_default() += 1;
+        s.total += 1;
+    }
+
+    /// Waits until a local event may have made a run startable.
+    pub(crate) async fn woken(&self) {
+        self.wake.notified().await;
+    }
+
     /// The next run to start, respecting both caps, orgs in rotation.
     fn pick(&self, max_total: usize, max_per_org: usize) -> Option<(OrgId, RunId)> {
         if self.draining.load(std::sync::atomic::Ordering::SeqCst) {
@@ -127,7 +166,7 @@ impl Executor {
         None
     }
 
-    fn done(&self, org: &OrgId) {
+    pub(crate) fn done(&self, org: &OrgId) {
         let mut s = self.sched.lock();
         if let Some(n) = s.running.get_mut(org) {
             *n = n.saturating_sub(1);
@@ -166,31 +205,40 @@ impl Executor {
 
 /// Starts queued runs as slots free up, until `stop`.
 pub async fn dispatch(state: Engine, stop: CancellationToken) {
+    if state.runs.executor.cluster {
+        return super::cluster::dispatch(state, stop).await;
+    }
     let max = state.config.max_concurrent_runs;
     let per_org = state.config.org_max_concurrent_runs;
     loop {
         while let Some((org, run_id)) = state.runs.executor.pick(max, per_org) {
-            let st = state.clone();
-            let stop = stop.clone();
-            state.runs.executor.tasks.spawn(async move {
-                if let Err(e) = supervise(&st, &run_id, &stop).await {
-                    tracing::error!(%run_id, error = %format!("{e:#}"), "run supervision failed");
-                    let _ = fail(
-                        &st,
-                        &run_id,
-                        "internal_error",
-                        "the platform failed while running this run",
-                    )
-                    .await;
-                }
-                st.runs.executor.done(&org);
-            });
+            start(&state, org, run_id, &stop);
         }
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = state.runs.executor.wake.notified() => {}
         }
     }
+}
+
+/// Supervises a run this server took (from its queue or the cluster's) until it is
+/// terminal or handed back, then frees its slot.
+pub(crate) fn start(state: &Engine, org: OrgId, run_id: RunId, stop: &CancellationToken) {
+    let st = state.clone();
+    let stop = stop.clone();
+    state.runs.executor.tasks.spawn(async move {
+        if let Err(e) = supervise(&st, &run_id, &stop).await {
+            tracing::error!(%run_id, error = %format!("{e:#}"), "run supervision failed");
+            let _ = fail(
+                &st,
+                &run_id,
+                "internal_error",
+                "the platform failed while running this run",
+            )
+            .await;
+        }
+        st.runs.executor.done(&org);
+    });
 }
 
 /// The run token handed to the sidecar: derived from the server's run-token secret, so
@@ -226,6 +274,12 @@ async fn supervise(state: &Engine, run_id: &RunId, stop: &CancellationToken) -> 
     };
     drop(conn);
     if run.status != RunStatus::Pending {
+        return Ok(());
+    }
+    // Claimed from the cluster's queue, then handed to another worker meanwhile
+    // (this one looked dead): the other one runs it.
+    if state.runs.executor.cluster && run.server_id.as_deref() != Some(&state.runs.instance_id) {
+        tracing::info!(%run_id, owner = ?run.server_id, "claim lost before the start");
         return Ok(());
     }
     let def: Definition = serde_json::from_str(&run.definition)?;
@@ -315,15 +369,19 @@ async fn run_in(
     let started = store::mark_running(
         &mut conn,
         run_id,
-        &state.runs.instance_id,
-        &lease.id,
-        lease.kind.as_str(),
-        now_ms(),
+        &store::Start {
+            server_id: &state.runs.instance_id,
+            runner_name: &state.runs.worker_name,
+            sandbox_id: &lease.id,
+            runner_kind: lease.kind.as_str(),
+            now: now_ms(),
+        },
     )
     .await?;
     drop(conn);
     if !started {
-        // Cancelled while the sandbox was being leased.
+        // Cancelled while the sandbox was being leased (or, in a cluster, handed to
+        // another worker because this one looked dead).
         return Ok(Watch::Ended);
     }
     state.runs.bus.publish(run_id, RunStatus::Running).await;
@@ -470,129 +528,4 @@ async fn configure(
         );
     }
     Ok(())
-}
-
-/// How long after the agent's exit its finalize may still arrive.
-const EXIT_GRACE: Duration = Duration::from_secs(3);
-/// The agent's own wall clock fires first and reports partial results; the platform
-/// enforces the timeout this much later for an agent that cannot.
-const TIMEOUT_GRACE_MS: i64 = 10_000;
-
-/// How a supervisor's watch ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Watch {
-    /// The run is terminal (or gone): its sandbox goes.
-    Ended,
-    /// The server stopped while the run was still going: the run stays `running`
-    /// and its sandbox alive, for the next boot (or another replica) to re-attach,
-    /// exactly as after a crash but without waiting for this instance to look dead.
-    Detached,
-}
-
-/// Watches a running run until it is terminal, enforcing the boot deadline, the
-/// heartbeat stall limit and the wall clock, and noticing a crashed agent.
-pub(crate) async fn watch(
-    state: &Engine,
-    run: &store::Run,
-    sbx: &Sandboxes,
-    sandbox_id: &str,
-    stop: &CancellationToken,
-) -> anyhow::Result<Watch> {
-    let run_id = &run.id;
-    let mut signals = state.runs.bus.subscribe();
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let boot_ms = state.config.run_boot_deadline_seconds as i64 * 1000;
-    let stall_ms = state.config.run_stall_seconds as i64 * 1000;
-    let mut exited_at: Option<tokio::time::Instant> = None;
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => {
-                tracing::info!(%run_id, sandbox_id, "server stopping: leaving the run to be re-attached");
-                return Ok(Watch::Detached);
-            }
-            sig = signals.recv() => {
-                match sig {
-                    Ok(s) if s.run_id == *run_id && s.status.is_terminal() => return Ok(Watch::Ended),
-                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(_) => {}
-                }
-            }
-            _ = tick.tick() => {}
-        }
-        let mut conn = state.db.conn().await?;
-        let Some(row) = store::liveness(&mut conn, run_id).await? else {
-            return Ok(Watch::Ended);
-        };
-        drop(conn);
-        if row.status.is_terminal() {
-            return Ok(Watch::Ended);
-        }
-        let now = now_ms();
-        let started = row.started_at.unwrap_or(row.created_at);
-        if now > started + row.timeout_secs * 1000 + TIMEOUT_GRACE_MS {
-            super::finish(
-                state,
-                run_id,
-                &store::Finish {
-                    error: Some(&format!(
-                        "the run exceeded its {} s timeout",
-                        row.timeout_secs
-                    )),
-                    error_code: Some(codes::TIMEOUT),
-                    ..store::Finish::new(RunStatus::Timeout, now)
-                },
-            )
-            .await?;
-            return Ok(Watch::Ended);
-        }
-        if row.first_event_at.is_none() && now > started + boot_ms {
-            fail(
-                state,
-                run_id,
-                codes::BOOT_TIMEOUT,
-                &format!(
-                    "the sandbox sent no event within {} s of starting",
-                    boot_ms / 1000
-                ),
-            )
-            .await?;
-            return Ok(Watch::Ended);
-        }
-        if row.first_event_at.is_some() && row.last_heartbeat_at.is_some_and(|h| now > h + stall_ms)
-        {
-            fail(
-                state,
-                run_id,
-                codes::STALLED,
-                &format!("no heartbeat for {} s", stall_ms / 1000),
-            )
-            .await?;
-            return Ok(Watch::Ended);
-        }
-        match sbx.backend.state(sandbox_id).await {
-            Ok(SandboxState::Running) => exited_at = None,
-            Ok(SandboxState::AgentExited { .. }) | Ok(SandboxState::Gone) => {
-                let since = *exited_at.get_or_insert_with(tokio::time::Instant::now);
-                if since.elapsed() >= EXIT_GRACE {
-                    let logs = sbx.backend.agent_logs(sandbox_id, 4096).await;
-                    let details = serde_json::json!({ "agent_output_tail": logs }).to_string();
-                    super::finish(
-                        state,
-                        run_id,
-                        &store::Finish {
-                            error: Some("the agent exited without reporting a result"),
-                            error_code: Some(codes::AGENT_CRASHED),
-                            error_details: Some(&details),
-                            ..store::Finish::new(RunStatus::Failed, now_ms())
-                        },
-                    )
-                    .await?;
-                    return Ok(Watch::Ended);
-                }
-            }
-            // The engine may be briefly unreachable; deadlines still apply.
-            Err(e) => tracing::debug!(%run_id, error = %e, "sandbox state unknown"),
-        }
-    }
 }

@@ -4,10 +4,12 @@
 //! state bus ([`bus`]) and the reconciliation of runs and sandboxes left behind by a
 //! dead server ([`reconcile`]).
 
+pub mod cluster;
 pub mod executor;
 pub mod ingest;
 pub mod reconcile;
 pub mod trigger;
+pub mod watchdog;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -56,6 +58,12 @@ pub struct Sandboxes {
 pub struct Runs {
     /// This server instance (`corral.owner` of its sandboxes, `runs.server_id`).
     pub instance_id: String,
+    /// What runs record as their runner (`runs.runner_name`).
+    pub worker_name: String,
+    /// What this instance does in the cluster.
+    pub role: corral_config::Role,
+    /// When this instance started (ms), for its liveness row.
+    pub started_at: i64,
     pub bus: corral_realtime::RunBus,
     pub executor: executor::Executor,
     /// Calls to sidecars (`/configure`).
@@ -64,17 +72,27 @@ pub struct Runs {
 }
 
 impl Runs {
-    pub fn new(db: corral_store::Db) -> Runs {
+    pub fn new(db: corral_store::Db, config: &corral_config::Config) -> Runs {
+        let cluster = db.backend() == corral_store::Backend::Postgres;
         Runs {
             instance_id: format!("srv_{}", uuid::Uuid::now_v7().simple()),
+            worker_name: config.worker_name(),
+            role: config.role,
+            started_at: corral_core::time::now_ms(),
             bus: corral_realtime::RunBus::new(db),
-            executor: executor::Executor::default(),
+            executor: executor::Executor::new(cluster),
             sidecar_http: reqwest::Client::builder()
                 .no_proxy()
                 .build()
                 .unwrap_or_default(),
             sandboxes: watch::channel(None).0,
         }
+    }
+
+    /// Where a new run waits: `None` in the cluster's queue (any worker claims it),
+    /// else this server's id (its own executor starts it).
+    pub fn queue_owner(&self) -> Option<&str> {
+        (!self.executor.is_cluster()).then_some(self.instance_id.as_str())
     }
 
     /// Records the outcome of the backend selection (at boot).
@@ -94,8 +112,12 @@ impl Runs {
     }
 
     /// `(status, backend, error)` for `/health`: `starting` while the backend is
-    /// being chosen, `ready`, or `unavailable` with the reason.
+    /// being chosen, `ready`, or `unavailable` with the reason; `none` on an api
+    /// replica (it executes no runs).
     pub fn sandbox_status(&self) -> (&'static str, Option<Sandboxes>, Option<String>) {
+        if !self.role.executes() {
+            return ("none", None, None);
+        }
         match &*self.sandboxes.borrow() {
             None => ("starting", None, None),
             Some(Ok(s)) => ("ready", Some(s.clone()), None),

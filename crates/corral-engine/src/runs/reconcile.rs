@@ -18,7 +18,8 @@ use corral_store::runs::{self as store, RunStatus};
 use corral_store::Backend;
 use tokio_util::sync::CancellationToken;
 
-use super::executor::{teardown, watch, Watch};
+use super::executor::teardown;
+use super::watchdog::{watch, Watch};
 use super::{codes, fail, Sandboxes};
 use crate::Engine;
 
@@ -31,7 +32,8 @@ const LEASE_NAME: &str = "reconciler";
 /// Own sandboxes younger than this are never reaped (a lease in flight).
 const REAP_MIN_AGE_SECS: i64 = 60;
 
-/// Heartbeats this instance until `stop`, then removes its row.
+/// Heartbeats this instance (with its role, capacity and load) until `stop`, then
+/// hands back the runs it claimed and did not start, and removes its row.
 pub async fn heartbeat(state: Engine, stop: CancellationToken) {
     let id = state.runs.instance_id.clone();
     let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
@@ -41,11 +43,13 @@ pub async fn heartbeat(state: Engine, stop: CancellationToken) {
             _ = tick.tick() => {}
         }
         if let Ok(mut conn) = state.db.conn().await {
-            if let Err(e) = cluster::instance_heartbeat(&mut conn, &id, now_ms()).await {
+            let info = super::cluster::instance_info(&state);
+            if let Err(e) = corral_store::queue::heartbeat(&mut conn, &info).await {
                 tracing::warn!(error = %e, "instance heartbeat failed");
             }
         }
     }
+    super::cluster::hand_back(&state).await;
     if let Ok(mut conn) = state.db.conn().await {
         let _ = cluster::remove_instance(&mut conn, &id).await;
         let _ = cluster::release_lease(&mut conn, LEASE_NAME, &id).await;
@@ -106,12 +110,24 @@ pub async fn pass(state: &Engine, stop: &CancellationToken) -> anyhow::Result<()
     let sbx = state.runs.sandboxes_now();
 
     if leader {
+        let cluster = state.runs.executor.is_cluster();
         for run in &active {
             let owner = run.server_id.as_deref();
             if owner.is_some_and(|o| live.contains(o)) {
                 continue;
             }
             let mut conn = state.db.conn().await?;
+            if cluster && run.status == RunStatus::Pending {
+                // Unclaimed: queued, any worker takes it. Claimed by a dead worker
+                // that never started it: back in the queue.
+                let Some(owner) = owner else { continue };
+                if corral_store::queue::requeue(&mut conn, &run.id, owner).await? {
+                    drop(conn);
+                    tracing::info!(run_id = %run.id, previous = owner, "re-queueing a run a dead worker claimed");
+                    state.runs.bus.publish(&run.id, RunStatus::Pending).await;
+                }
+                continue;
+            }
             if !store::claim(&mut conn, &run.id, owner, &me).await? {
                 continue;
             }

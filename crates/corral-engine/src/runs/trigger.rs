@@ -530,7 +530,7 @@ pub async fn queue(
             timeout_secs: timeout as i64,
             runner_kind: None,
             runner_name: None,
-            server_id: Some(&state.runs.instance_id),
+            server_id: state.runs.queue_owner(),
             sink_secret: &sink,
             sink_expires_at: now + timeout as i64 * 1000 + SINK_GRACE_MS,
             run_token_hash: &token_hash,

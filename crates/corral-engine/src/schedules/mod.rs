@@ -242,7 +242,7 @@ async fn failed_run(engine: &Engine, s: &Schedule, e: &Problem) -> anyhow::Resul
             timeout_secs: 0,
             runner_kind: None,
             runner_name: None,
-            server_id: Some(&engine.runs.instance_id),
+            server_id: engine.runs.queue_owner(),
             sink_secret: &sink,
             sink_expires_at: now,
             run_token_hash: &token_hash,
