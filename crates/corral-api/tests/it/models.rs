@@ -1022,7 +1022,9 @@ async fn queue_run_with_credential(app: &TestApp, s: &Session, credential_id: &s
     .bind(app.state.keyring.seal(b"whsec_x", &corral_engine::runs::sink_aad(&id)))
     .bind(now + 600_000)
     .bind(now)
-    .bind(&app.state.runs.instance_id)
+    // Queued where the trigger would queue it: this server's own queue on SQLite,
+    // the cluster's (no owner) on PostgreSQL.
+    .bind(app.state.runs.queue_owner())
     .execute(app.state.db.pool())
     .await
     .unwrap();
@@ -1155,6 +1157,15 @@ async fn rotation_reseals_model_keys_and_runs_still_work(b: Backend) {
         c2.get("/api/models", 200).await["data"][0]["needs_reconnection"],
         false
     );
+    // The old server leaves (on PostgreSQL any replica may take the run, and every
+    // replica of a cluster must hold the keys: docs/scale-out.md).
+    // (Its data dir is the new one's: stop it without dropping it.)
+    a.begin_shutdown();
+    let stopping = Instant::now();
+    while !a.is_finished() {
+        assert!(stopping.elapsed() < Duration::from_secs(40), "the old server never stopped");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     mock.push(Turn::tool_call(
         "output",
         json!({"greeting": "Hi", "length": 2}),

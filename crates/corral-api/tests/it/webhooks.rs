@@ -322,14 +322,20 @@ async fn a_real_run_is_delivered_and_verifies(b: Backend) {
         assert!(!results[n], "standardwebhooks rejects a tampered body");
     }
 
-    // Every attempt is recorded.
-    let d = s
-        .client
-        .get(
-            &format!("/api/webhooks/{}/deliveries", w["id"].as_str().unwrap()),
-            200,
-        )
-        .await;
+    // Every attempt is recorded (the row is written once the receiver's answer is
+    // read: a moment after the receiver saw the request).
+    let path = format!("/api/webhooks/{}/deliveries", w["id"].as_str().unwrap());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let d = loop {
+        let d = s.client.get(&path, 200).await;
+        let settled = d["data"]
+            .as_array()
+            .is_some_and(|rows| rows.iter().all(|r| r["status"] != "pending"));
+        if settled || std::time::Instant::now() > deadline {
+            break d;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     let rows = d["data"].as_array().unwrap();
     assert_eq!(rows.len(), got.len());
     for r in rows {
