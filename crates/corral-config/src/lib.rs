@@ -123,6 +123,10 @@ pub struct Config {
     /// Fire due schedules from this server (SPEC §13). Every replica may; each fire
     /// still happens once. Off: this server only serves and runs.
     pub scheduler: bool,
+    /// A one-shot token that claims a fresh instance (`POST /api/auth/bootstrap/redeem`):
+    /// usable while no organization exists.
+    #[serde(skip_serializing)]
+    pub bootstrap_token: Option<Secret>,
 }
 
 impl Default for Config {
@@ -182,6 +186,7 @@ impl Default for Config {
             webhook_secret_overlap_hours: 168,
             webhook_concurrency: 16,
             scheduler: true,
+            bootstrap_token: None,
         }
     }
 }
@@ -302,6 +307,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ),
     ("CORRAL_WEBHOOK_CONCURRENCY", "webhook_concurrency"),
     ("CORRAL_SCHEDULER", "scheduler"),
+    ("CORRAL_BOOTSTRAP_TOKEN", "bootstrap_token"),
 ];
 
 const LIST_KEYS: &[&str] = &["trusted_origins", "agent_env"];
