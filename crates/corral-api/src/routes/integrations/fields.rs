@@ -136,9 +136,9 @@ pub(super) async fn store_fields(
             id
         }
     };
-    Ok(store::connection(&mut conn, &id)
+    store::connection(&mut conn, &id)
         .await?
-        .ok_or_else(|| ApiError::not_found("connection"))?)
+        .ok_or_else(|| ApiError::not_found("connection"))
 }
 
 /// A display hint that identifies the account without revealing the secret: the

@@ -34,8 +34,8 @@ impl Validate for ForkBody {
 #[serde(untagged)]
 #[allow(dead_code)]
 pub enum ForkedPackage {
-    Agent(AgentDetail),
-    Other(PackageDetail),
+    Agent(Box<AgentDetail>),
+    Other(Box<PackageDetail>),
 }
 
 #[utoipa::path(post, path = "/api/packages/{scope}/{name}/fork", tag = "Packages", operation_id = "forkPackage",
