@@ -94,11 +94,15 @@ pub(crate) const PUBLIC_OPERATIONS: &[&str] = &[
     "/api/auth/sign-in/email",
     "/api/auth/get-session",
     "/api/auth/sign-out",
+    "/api/auth/bootstrap/redeem",
     "/invite/{token}/info",
     "/api/runs/{runId}/events",
     "/api/runs/{runId}/events/heartbeat",
     "/api/runs/{runId}/events/finalize",
     "/api/integrations/callback",
+    "/api/integrations/connect/start",
+    "/api/integrations/connect/context",
+    "/api/integrations/connect/submit",
 ];
 
 /// Documents the problem responses the pipeline itself can give on every operation

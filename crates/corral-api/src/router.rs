@@ -44,12 +44,16 @@ pub(crate) fn groups() -> Vec<(Group, OpenApiRouter<AppState>)> {
                 .merge(routes::internal::router())
                 .merge(integration_routes::public_router()),
         ),
-        (Group::Auth, auth_routes::router()),
+        (
+            Group::Auth,
+            auth_routes::router().merge(routes::bootstrap::router()),
+        ),
         (
             Group::Scoped(Scope::User),
             orgs::user_router()
                 .merge(me::user_router())
                 .merge(routes::admin::user_router())
+                .merge(routes::me_context::user_router())
                 .merge(integration_routes::user_router()),
         ),
         (Group::Scoped(Scope::OrgPath), orgs::org_path_router()),
@@ -69,10 +73,15 @@ pub(crate) fn groups() -> Vec<(Group, OpenApiRouter<AppState>)> {
                 .merge(package_routes::skills::router())
                 .merge(package_routes::integrations::router())
                 .merge(package_routes::mcp_servers::router())
+                .merge(package_routes::version_info_router())
+                .merge(package_routes::fork_router())
                 .merge(package_archives::app_router())
                 .merge(agents::app_router()),
         ),
-        (Group::Scoped(Scope::App), run_routes::app_router()),
+        (
+            Group::Scoped(Scope::App),
+            run_routes::app_router().merge(routes::me_context::app_router()),
+        ),
         (
             Group::Scoped(Scope::App),
             routes::schedules::app_router().merge(routes::persistence::app_router()),
@@ -81,7 +90,12 @@ pub(crate) fn groups() -> Vec<(Group, OpenApiRouter<AppState>)> {
         (Group::Scoped(Scope::App), webhook_routes::app_router()),
         (Group::Scoped(Scope::App), integration_routes::app_router()),
         (Group::Scoped(Scope::Org), model_routes::org_router()),
-        (Group::Scoped(Scope::App), model_routes::app_router()),
+        (
+            Group::Scoped(Scope::App),
+            model_routes::app_router()
+                .merge(routes::llm_proxy::app_router())
+                .merge(routes::credential_proxy::app_router()),
+        ),
     ]
 }
 

@@ -135,6 +135,10 @@ pub struct Config {
     /// Emails of the platform's operators: signed in, they see the operators' views
     /// (`/api/admin/…`), whatever their organizations.
     pub platform_admin_emails: Vec<String>,
+    /// A one-shot token that claims a fresh instance (`POST /api/auth/bootstrap/redeem`):
+    /// usable while no organization exists.
+    #[serde(skip_serializing)]
+    pub bootstrap_token: Option<Secret>,
 }
 
 impl Default for Config {
@@ -198,6 +202,7 @@ impl Default for Config {
             worker_capacity: None,
             worker_name: None,
             platform_admin_emails: Vec::new(),
+            bootstrap_token: None,
         }
     }
 }
@@ -324,6 +329,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     // Appstrate's name first: the Corral-specific one wins when both are set.
     ("AUTH_PLATFORM_ADMIN_EMAILS", "platform_admin_emails"),
     ("CORRAL_PLATFORM_ADMIN_EMAILS", "platform_admin_emails"),
+    ("CORRAL_BOOTSTRAP_TOKEN", "bootstrap_token"),
 ];
 
 const LIST_KEYS: &[&str] = &["trusted_origins", "agent_env", "platform_admin_emails"];

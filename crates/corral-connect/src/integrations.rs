@@ -257,17 +257,49 @@ pub struct Verdict {
     /// The connection a run would use, or the field error of the 412
     /// (`field: integrations.<id>`, as the contract's readiness shares with runs).
     pub outcome: Result<RunIntegration, FieldError>,
+    /// Which layer of the cascade chose the connection.
+    pub layer: Layer,
+    /// The admin pin of (agent, integration), if any.
+    pub admin_pin: Option<String>,
+    /// The actor's own pin of (agent, integration), if any.
+    pub member_pin: Option<String>,
+    /// The application's default connection for the integration, and whether it is
+    /// enforced.
+    pub org_default: Option<(String, bool)>,
 }
 
-/// The connection each dependency would use: the override if given, else the
-/// first usable candidate.
+/// The layers of the connection cascade, strongest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layer {
+    /// An admin pin of (agent, integration): every member's runs use it.
+    AdminPin,
+    /// The application's default connection with `enforce: true`.
+    EnforcedDefault,
+    /// The trigger's (or schedule's) `connection_overrides`.
+    Override,
+    /// The actor's own pin of (agent, integration).
+    MemberPin,
+    /// The application's default connection (not enforced).
+    OrgDefault,
+    /// The newest usable connection of the actor (own or org-shared).
+    Fallback,
+}
+
+/// The connection each dependency would use, by the cascade: admin pin >
+/// enforced org default > the request's override > the actor's member pin > org
+/// default > the newest usable candidate. A pin or default applies when its
+/// connection is one the actor may use for the dependency (same auth when the agent
+/// names one); otherwise that layer is skipped. `agent_id` is the agent package
+/// (inline runs have none, and so no pins).
 pub async fn resolve(
     state: &Connect,
     app_id: &AppId,
     actor: &Actor,
+    agent_id: Option<&str>,
     deps: &[Dependency],
     overrides: Option<&BTreeMap<String, String>>,
 ) -> ProblemResult<Vec<Verdict>> {
+    use corral_store::integration_governance as gov;
     let mut verdicts = Vec::with_capacity(deps.len());
     let mut conn = state.db.conn().await?;
     for dep in deps {
@@ -283,28 +315,94 @@ pub async fn resolve(
         .into_iter()
         .filter(|c| dep.auth_key.as_deref().is_none_or(|k| k == c.auth_key))
         .collect();
-        let outcome = choose(
-            dep,
-            &candidates,
-            overrides.and_then(|o| o.get(&dep.package_id)),
-        );
+        let org_default = gov::org_default(&mut conn, app_id, &dep.package_id)
+            .await?
+            .map(|d| (d.connection_id, d.enforce));
+        let (mut admin_pin, mut member_pin) = (None, None);
+        if let Some(agent) = agent_id {
+            admin_pin = gov::pin(
+                &mut conn,
+                &gov::PinKey {
+                    app: app_id,
+                    agent_id: agent,
+                    package_id: &dep.package_id,
+                    owner_type: gov::ADMIN,
+                    owner_id: "",
+                },
+            )
+            .await?
+            .map(|p| p.connection_id);
+            member_pin = gov::pin(
+                &mut conn,
+                &gov::PinKey {
+                    app: app_id,
+                    agent_id: agent,
+                    package_id: &dep.package_id,
+                    owner_type: actor.owner_type,
+                    owner_id: &actor.owner_id,
+                },
+            )
+            .await?
+            .map(|p| p.connection_id);
+        }
+        let usable = |id: &Option<String>| {
+            id.as_ref()
+                .and_then(|id| candidates.iter().find(|c| &c.id == id))
+        };
+        let enforced = org_default
+            .as_ref()
+            .filter(|(_, enforce)| *enforce)
+            .map(|(id, _)| id.clone());
+        let loose = org_default
+            .as_ref()
+            .filter(|(_, enforce)| !*enforce)
+            .map(|(id, _)| id.clone());
+        let requested = overrides.and_then(|o| o.get(&dep.package_id));
+        let (layer, pick) = if let Some(c) = usable(&admin_pin) {
+            (Layer::AdminPin, Pick::Chosen(c))
+        } else if let Some(c) = usable(&enforced) {
+            (Layer::EnforcedDefault, Pick::Chosen(c))
+        } else if let Some(id) = requested {
+            (Layer::Override, Pick::Requested(id))
+        } else if let Some(c) = usable(&member_pin) {
+            (Layer::MemberPin, Pick::Chosen(c))
+        } else if let Some(c) = usable(&loose) {
+            (Layer::OrgDefault, Pick::Chosen(c))
+        } else {
+            (Layer::Fallback, Pick::Any)
+        };
+        let outcome = choose(dep, &candidates, pick);
         verdicts.push(Verdict {
             package_id: dep.package_id.clone(),
             candidates,
             outcome,
+            layer,
+            admin_pin,
+            member_pin,
+            org_default,
         });
     }
     Ok(verdicts)
 }
 
+enum Pick<'a> {
+    /// A pin or default already found among the candidates.
+    Chosen(&'a store::Connection),
+    /// The request's override (must be a candidate).
+    Requested(&'a String),
+    /// The newest usable candidate.
+    Any,
+}
+
 fn choose(
     dep: &Dependency,
     candidates: &[store::Connection],
-    requested: Option<&String>,
+    pick: Pick<'_>,
 ) -> Result<RunIntegration, FieldError> {
     let field = format!("integrations.{}", dep.package_id);
-    let c = match requested {
-        Some(id) => candidates.iter().find(|c| &c.id == id).ok_or_else(|| {
+    let c = match pick {
+        Pick::Chosen(c) => c,
+        Pick::Requested(id) => candidates.iter().find(|c| &c.id == id).ok_or_else(|| {
             FieldError::new(
                 &field,
                 "connection_not_found",
@@ -312,7 +410,7 @@ fn choose(
             )
             .with_connection(id.clone())
         })?,
-        None => candidates
+        Pick::Any => candidates
             .iter()
             .find(|c| !c.needs_reconnection)
             .or(candidates.first())

@@ -98,6 +98,8 @@ permissions! {
     ConnectionsWrite = "connections:write" => Member,
     ModelsRead = "models:read" => Viewer,
     ModelsWrite = "models:write" => Admin,
+    LlmProxyCall = "llm-proxy:call" => Member,
+    CredentialProxyCall = "credential-proxy:call" => Member,
 }
 
 /// A set of permissions as a bit set: cheap to copy and intersect on every request.
@@ -148,6 +150,15 @@ impl PermSet {
 
 /// Permissions an API key may never carry, whatever its creator's role: keys do not
 /// manage organizations, members or other keys.
+/// Scopes a new API key gets only when asked for by name (an API key created
+/// without a scope list does not hold them).
+pub fn opt_in_scope(p: Permission) -> bool {
+    matches!(
+        p,
+        Permission::LlmProxyCall | Permission::CredentialProxyCall
+    )
+}
+
 pub fn grantable_to_api_key(p: Permission) -> bool {
     !matches!(
         p,

@@ -50,8 +50,13 @@ codes! {
     PackageInUse = "package_in_use", 409, "Package In Use";
     LockConflict = "lock_conflict", 409, "Edited Concurrently";
     ArchiveInvalid = "archive_invalid", 400, "Invalid Package Archive";
+    NameCollision = "name_collision", 400, "Name Collision";
+    PackageArchiveUnreadable = "package_archive_unreadable", 422, "Package Archive Unreadable";
+    InvalidUrl = "INVALID_URL", 400, "Invalid URL";
+    GithubError = "GITHUB_ERROR", 400, "GitHub Import Failed";
     PasswordAlreadySet = "password_already_set", 409, "Password Already Set";
     RunNotCancellable = "run_not_cancellable", 409, "Run Not Cancellable";
+    RunDefinitionGone = "run_definition_gone", 409, "Run Definition Gone";
     RunsActive = "runs_active", 409, "Runs Still Active";
     WebhookLimitReached = "webhook_limit_reached", 409, "Webhook Limit Reached";
     CredentialInUse = "credential_in_use", 409, "Credential In Use";
@@ -71,6 +76,7 @@ codes! {
     CredentialRevoked = "credential_revoked", 410, "Credential Revoked";
     ConcurrencyLimit = "concurrency_limit", 429, "Too Many Active Runs";
     InvitationExpired = "invitation_expired", 410, "Invitation Expired";
+    BootstrapUnavailable = "bootstrap_unavailable", 410, "Bootstrap Unavailable";
     InvitationAccepted = "invitation_accepted", 410, "Invitation Already Accepted";
     PayloadTooLarge = "payload_too_large", 413, "Payload Too Large";
     UriTooLong = "uri_too_long", 414, "URI Too Long";
@@ -259,10 +265,13 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for c in ErrorCode::ALL {
             assert!(seen.insert(c.code()), "duplicate {}", c.code());
-            assert!(c
-                .code()
-                .chars()
-                .all(|ch| ch.is_ascii_lowercase() || ch == '_'));
+            // The reference's GitHub-import codes are upper case; clients match them.
+            let upper = [ErrorCode::InvalidUrl, ErrorCode::GithubError].contains(c);
+            assert!(c.code().chars().all(|ch| if upper {
+                ch.is_ascii_uppercase() || ch == '_'
+            } else {
+                ch.is_ascii_lowercase() || ch == '_'
+            }));
             assert!((400..600).contains(&c.status()));
         }
         assert_eq!(

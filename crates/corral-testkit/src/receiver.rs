@@ -118,7 +118,7 @@ impl Receiver {
         let port = listener.local_addr().expect("addr").port();
         let inner = Arc::new(Inner::default());
         let app = axum::Router::new()
-            .route("/hook", axum::routing::post(hook))
+            .route("/hook", axum::routing::any(hook))
             .with_state(inner.clone());
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;

@@ -31,20 +31,49 @@ pub async fn layer(mut req: Request, next: Next) -> Response {
 fn folded(path: &str) -> Option<String> {
     PREFIXES.iter().find_map(|prefix| {
         let rest = path.strip_prefix(prefix)?;
-        let mut segs = rest.splitn(3, '/');
-        let scope = segs.next()?;
-        let name = segs.next().filter(|n| !n.is_empty())?;
-        let lower = scope.to_ascii_lowercase();
-        let scoped = scope.starts_with('@') || lower.starts_with("%40");
-        // Already one segment (`%40acme%2Fcrm`): nothing to fold.
-        if !scoped || scope.len() < 2 || lower.contains("%2f") {
+        let (first, tail) = match rest.split_once('/') {
+            Some((f, t)) => (f, Some(t)),
+            None => (rest, None),
+        };
+        let lower = first.to_ascii_lowercase();
+        let scoped = first.starts_with('@') || lower.starts_with("%40");
+        if !scoped || first.len() < 2 {
             return None;
         }
-        Some(match segs.next() {
-            Some(tail) => format!("{prefix}{scope}%2F{name}/{tail}"),
-            None => format!("{prefix}{scope}%2F{name}"),
-        })
+        let out = if lower.contains("%2f") {
+            // Already one segment (`%40acme%2Fcrm`): only a pin target may need folding.
+            let tail = tail?;
+            let t = fold_pin_target(tail);
+            (t != tail).then(|| format!("{prefix}{first}/{t}"))?
+        } else {
+            let mut segs = tail?.splitn(2, '/');
+            let name = segs.next().filter(|n| !n.is_empty())?;
+            match segs.next() {
+                Some(tail) => format!("{prefix}{first}%2F{name}/{}", fold_pin_target(tail)),
+                None => format!("{prefix}{first}%2F{name}"),
+            }
+        };
+        Some(out)
     })
+}
+
+/// `pins/@scope/name` (the agent of a pin, a second package id) → `pins/@scope%2Fname`.
+fn fold_pin_target(tail: &str) -> String {
+    let Some(rest) = tail.strip_prefix("pins/") else {
+        return tail.to_owned();
+    };
+    let mut segs = rest.splitn(2, '/');
+    match (segs.next(), segs.next()) {
+        (Some(scope), Some(name))
+            if (scope.starts_with('@') || scope.to_ascii_lowercase().starts_with("%40"))
+                && !scope.to_ascii_lowercase().contains("%2f")
+                && !name.is_empty()
+                && !name.contains('/') =>
+        {
+            format!("pins/{scope}%2F{name}")
+        }
+        _ => tail.to_owned(),
+    }
 }
 
 #[cfg(test)]
@@ -66,6 +95,14 @@ mod tests {
             Some("/api/realtime/agents/@acme%2Fbot/runs")
         );
         assert_eq!(folded("/api/integrations/%40acme%2Fcrm/connections"), None);
+        assert_eq!(
+            folded("/api/integrations/%40acme%2Fcrm/pins/@acme/bot").as_deref(),
+            Some("/api/integrations/%40acme%2Fcrm/pins/@acme%2Fbot")
+        );
+        assert_eq!(
+            folded("/api/integrations/@acme/crm/pins/@acme/bot").as_deref(),
+            Some("/api/integrations/@acme%2Fcrm/pins/@acme%2Fbot")
+        );
         assert_eq!(folded("/api/integrations/callback"), None);
         assert_eq!(folded("/api/integrations/@acme"), None);
         assert_eq!(folded("/api/runs/@acme/x"), None);

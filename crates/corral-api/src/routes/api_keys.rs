@@ -192,7 +192,7 @@ pub async fn create_key(
     let user = ctx.user()?;
     let allowed = grantable(&ctx);
     let scopes: PermSet = match &body.scopes {
-        None => allowed,
+        None => allowed.retain(|p| !corral_core::perm::opt_in_scope(p)),
         Some(list) => {
             let errors: Vec<FieldError> = list
                 .iter()

@@ -109,7 +109,7 @@ pub struct AuthResponse {
     pub redirect: Option<bool>,
 }
 
-async fn start_session(
+pub(crate) async fn start_session(
     state: &AppState,
     user_id: &str,
     parts_headers: &HeaderMap,
@@ -139,7 +139,7 @@ async fn start_session(
     Ok((token, cookie))
 }
 
-fn normalize_email(e: &str) -> String {
+pub(crate) fn normalize_email(e: &str) -> String {
     e.trim().to_lowercase()
 }
 

@@ -24,6 +24,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(get_integration_credentials))
         .routes(routes!(refresh_integration_credentials))
+        .routes(routes!(super::internal_bundle::get_mcp_server_bundle))
         .merge(super::run_memory::router())
 }
 

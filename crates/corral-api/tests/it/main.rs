@@ -2,13 +2,19 @@
 //! SQLite and PostgreSQL.
 
 mod auth_failures;
+mod compat_ops;
 mod compose;
 mod contract;
+mod credential_proxy;
 mod csrf;
+mod governance;
+mod hosted_connect;
 mod idempotency;
 mod integrations;
 mod isolation;
 mod journey;
+mod llm_proxy;
+mod mcp_bundle;
 mod members;
 mod memory;
 mod models;

@@ -314,6 +314,7 @@ async fn input_settings(
 async fn check_readiness(
     state: &Engine,
     caller: &Caller,
+    agent_id: Option<&str>,
     deps: &[Dependency],
     overrides: Option<&BTreeMap<String, String>>,
 ) -> ProblemResult<Vec<RunIntegration>> {
@@ -324,6 +325,7 @@ async fn check_readiness(
         &state.connect,
         &caller.app_id,
         &caller.actor,
+        agent_id,
         deps,
         overrides,
     )
@@ -436,8 +438,14 @@ pub async fn check(
         .filter(|_| req.kind == "package");
     let settings = input_settings(state, caller, package_id).await?;
     let input = prepare_input(&pkg.manifest, input, settings.as_ref())?;
-    let integrations =
-        check_readiness(state, caller, &deps.integrations, req.connection_overrides).await?;
+    let integrations = check_readiness(
+        state,
+        caller,
+        package_id,
+        &deps.integrations,
+        req.connection_overrides,
+    )
+    .await?;
     let model = corral_connect::models::resolve_for_run(
         &state.connect,
         org_id,

@@ -26,6 +26,7 @@ pub async fn import_connection(
     Json(body): Json<ImportBody>,
 ) -> ApiResult<Json<ConnectionView>> {
     let (_, auths) = load(&state, &ctx, &package_id).await?;
+    check_user_connections_allowed(&state, &ctx, &package_id).await?;
     let spec = auth_of(&auths, &auth_key)?;
     if spec.kind == "oauth2" {
         return Err(bad(
@@ -36,18 +37,63 @@ pub async fn import_connection(
     }
     integ::validate_fields(spec, &body.credentials).map_err(ApiError::validation)?;
     let actor = ctx.actor();
-    let app = ctx.app_id()?;
+    let c = store_fields(
+        &state,
+        &FieldsTarget {
+            org: ctx.org_id()?,
+            app: ctx.app_id()?,
+            actor: &actor,
+            package_id: &package_id,
+            auth_key: &auth_key,
+            auth_type: &spec.kind,
+        },
+        &body.credentials,
+        body.connection_id.as_deref(),
+        body.label.as_deref(),
+        body.shared_with_org.unwrap_or(false),
+    )
+    .await?;
+    Ok(Json(ConnectionView::of(&c, &actor)))
+}
+
+/// Where a fields connection goes.
+pub(super) struct FieldsTarget<'a> {
+    pub org: &'a corral_core::OrgId,
+    pub app: &'a AppId,
+    pub actor: &'a Actor,
+    pub package_id: &'a str,
+    pub auth_key: &'a str,
+    pub auth_type: &'a str,
+}
+
+/// Stores validated credential fields: a new connection, or the actor's
+/// `connection_id` renewed in place.
+pub(super) async fn store_fields(
+    state: &AppState,
+    t: &FieldsTarget<'_>,
+    credentials: &Map<String, Value>,
+    connection_id: Option<&str>,
+    label: Option<&str>,
+    shared_with_org: bool,
+) -> ApiResult<store::Connection> {
     let now = now_ms();
-    let account_id = account_hint(&body.credentials);
+    let account_id = account_hint(credentials);
     let mut conn = state.db.conn().await?;
-    let id = match &body.connection_id {
+    let id = match connection_id {
         Some(existing) => {
-            let c =
-                own_connection(&mut conn, existing, app, &package_id, &auth_key, &actor).await?;
-            let sealed = integ::seal(&state.connect, &c.id, &body.credentials);
+            let c = own_connection(
+                &mut conn,
+                existing,
+                t.app,
+                t.package_id,
+                t.auth_key,
+                t.actor,
+            )
+            .await?;
+            let sealed = integ::seal(&state.connect, &c.id, credentials);
             store::renew_connection(
                 &mut conn,
-                app,
+                t.app,
                 &c.id,
                 &store::Renewal {
                     credentials: &sealed,
@@ -63,20 +109,20 @@ pub async fn import_connection(
         }
         None => {
             let id = uuid::Uuid::now_v7().to_string();
-            let sealed = integ::seal(&state.connect, &id, &body.credentials);
+            let sealed = integ::seal(&state.connect, &id, credentials);
             store::insert_connection(
                 &mut conn,
                 &store::NewConnection {
                     id: &id,
-                    org_id: ctx.org_id()?,
-                    application_id: app,
-                    package_id: &package_id,
-                    auth_key: &auth_key,
-                    auth_type: &spec.kind,
-                    owner_type: actor.owner_type,
-                    owner_id: &actor.owner_id,
-                    label: body.label.as_deref(),
-                    shared_with_org: body.shared_with_org.unwrap_or(false),
+                    org_id: t.org,
+                    application_id: t.app,
+                    package_id: t.package_id,
+                    auth_key: t.auth_key,
+                    auth_type: t.auth_type,
+                    owner_type: t.actor.owner_type,
+                    owner_id: &t.actor.owner_id,
+                    label,
+                    shared_with_org,
                     account_id: &account_id,
                     identity_claims: None,
                     scopes_granted: &[],
@@ -90,10 +136,9 @@ pub async fn import_connection(
             id
         }
     };
-    let c = store::connection(&mut conn, &id)
+    store::connection(&mut conn, &id)
         .await?
-        .ok_or_else(|| ApiError::not_found("connection"))?;
-    Ok(Json(ConnectionView::of(&c, &actor)))
+        .ok_or_else(|| ApiError::not_found("connection"))
 }
 
 /// A display hint that identifies the account without revealing the secret: the

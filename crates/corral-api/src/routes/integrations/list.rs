@@ -33,8 +33,26 @@ pub async fn list_integrations(
     )
     .await?
     .into_iter()
+    .filter(|i| i.enabled)
     .map(|i| i.package_id)
     .collect();
+    let blocked: std::collections::HashSet<String> = if want_blocked(q.fields.as_deref()) {
+        let mut set = std::collections::HashSet::new();
+        for p in &rows {
+            if corral_store::integration_governance::block_user_connections(
+                &mut conn,
+                ctx.app_id()?,
+                &p.id,
+            )
+            .await?
+            {
+                set.insert(p.id.clone());
+            }
+        }
+        set
+    } else {
+        Default::default()
+    };
     let total = rows.len() as i64;
     let has_more = page.has_more(total);
     let fields: Option<Vec<String>> = q.fields.as_deref().map(|f| {
@@ -59,7 +77,7 @@ pub async fn list_integrations(
                 .to_owned()
             }),
             org_id: want("orgId").then(|| p.org_id.clone().map(Into::into)),
-            block_user_connections: want("block_user_connections").then_some(false),
+            block_user_connections: want("block_user_connections").then(|| blocked.contains(&p.id)),
             id: p.id,
         })
         .collect();
@@ -91,7 +109,10 @@ pub(super) async fn detail(
     .await?;
     let installed = corral_store::app_packages::get(&mut conn, ctx.org_id()?, app, package_id)
         .await?
-        .is_some();
+        .is_some_and(|i| i.enabled);
+    let blocked =
+        corral_store::integration_governance::block_user_connections(&mut conn, app, package_id)
+            .await?;
     let mut views = Vec::new();
     for a in &auths {
         let clients = store::clients(&mut conn, app, package_id, &a.key).await?;
@@ -124,7 +145,7 @@ pub(super) async fn detail(
         manifest,
         auths: views,
         active: installed,
-        block_user_connections: false,
+        block_user_connections: blocked,
         platform_redirect_uri: oauth::default_redirect_uri(&state.connect),
     })
 }
@@ -140,4 +161,8 @@ pub async fn get_integration(
     Path(package_id): Path<String>,
 ) -> ApiResult<Json<IntegrationDetail>> {
     Ok(Json(detail(&state, &ctx, &package_id).await?))
+}
+
+fn want_blocked(fields: Option<&str>) -> bool {
+    fields.is_none_or(|f| f.split(',').any(|x| x.trim() == "block_user_connections"))
 }

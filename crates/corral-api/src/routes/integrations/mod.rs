@@ -5,19 +5,26 @@
 //! clients an application registers; connection readiness per agent. Credentials
 //! are sealed at rest and never returned.
 //!
-//! `{packageId}` is `@scope/name`, URL-encoded (`%40scope%2Fname`).
+//! `{packageId}` is `@scope/name`, URL-encoded (`%40scope%2Fname`) or with a literal
+//! slash (folded before routing by `pipeline::package_paths`).
 
 mod clients;
 mod connections;
 mod fields;
+mod governance;
+mod hosted;
 mod list;
+mod my_pins;
 mod oauth_flow;
 mod readiness;
 
 pub use clients::*;
 pub use connections::*;
 pub use fields::*;
+pub use governance::*;
+pub use hosted::*;
 pub use list::*;
+pub use my_pins::*;
 pub use oauth_flow::*;
 pub use readiness::*;
 
@@ -58,12 +65,29 @@ pub fn app_router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_clients))
         .routes(routes!(set_default_client))
         .routes(routes!(connection_readiness))
+        .routes(routes!(activate_integration))
+        .routes(routes!(deactivate_integration))
+        .routes(routes!(update_integration_settings))
+        .routes(routes!(
+            get_integration_default,
+            put_integration_default,
+            delete_integration_default
+        ))
+        .routes(routes!(list_integration_pins))
+        .routes(routes!(put_integration_pin, delete_integration_pin))
+        .routes(routes!(consuming_agents))
+        .routes(routes!(list_my_pins, put_my_pin, delete_my_pin))
+        .routes(routes!(initiate_connect_session))
 }
 
 /// The browser lands here from the authorization server: no session is needed
 /// (the single-use state identifies the authorization).
 pub fn public_router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(oauth_callback))
+    OpenApiRouter::new()
+        .routes(routes!(oauth_callback))
+        .routes(routes!(start_connect))
+        .routes(routes!(connect_context))
+        .routes(routes!(connect_submit))
 }
 
 pub fn user_router() -> OpenApiRouter<AppState> {

@@ -39,6 +39,7 @@ pub async fn initiate_oauth(
     Json(body): Json<OauthStartBody>,
 ) -> ApiResult<Json<OauthStart>> {
     let (_, auths) = load(&state, &ctx, &package_id).await?;
+    check_user_connections_allowed(&state, &ctx, &package_id).await?;
     let spec = auth_of(&auths, &auth_key)?;
     if spec.kind != "oauth2" {
         return Err(bad(
@@ -48,12 +49,45 @@ pub async fn initiate_oauth(
         ));
     }
     let actor = ctx.actor();
-    let app = ctx.app_id()?;
+    let start = begin_oauth(
+        &state,
+        &OauthTarget {
+            org: ctx.org_id()?,
+            app: ctx.app_id()?,
+            actor: &actor,
+            package_id: &package_id,
+            auth_key: &auth_key,
+        },
+        spec,
+        &body,
+    )
+    .await?;
+    Ok(Json(start))
+}
+
+/// Whose OAuth authorization this is.
+pub(super) struct OauthTarget<'a> {
+    pub org: &'a corral_core::OrgId,
+    pub app: &'a AppId,
+    pub actor: &'a Actor,
+    pub package_id: &'a str,
+    pub auth_key: &'a str,
+}
+
+/// Builds the authorize URL (the auth's default client, PKCE S256) and stores the
+/// single-use state the callback finishes.
+pub(super) async fn begin_oauth(
+    state: &AppState,
+    t: &OauthTarget<'_>,
+    spec: &AuthSpec,
+    body: &OauthStartBody,
+) -> ApiResult<OauthStart> {
+    let (package_id, auth_key, actor, app) = (t.package_id, t.auth_key, t.actor, t.app);
     let mut conn = state.db.conn().await?;
     if let Some(existing) = &body.connection_id {
-        own_connection(&mut conn, existing, app, &package_id, &auth_key, &actor).await?;
+        own_connection(&mut conn, existing, app, package_id, auth_key, actor).await?;
     }
-    let clients = store::clients(&mut conn, app, &package_id, &auth_key).await?;
+    let clients = store::clients(&mut conn, app, package_id, auth_key).await?;
     let row = clients
         .iter()
         .find(|c| c.is_default)
@@ -98,10 +132,10 @@ pub async fn initiate_oauth(
         &store::NewOauthState {
             state_hash: &hash,
             state: &store::OauthState {
-                org_id: ctx.org_id()?.to_owned(),
+                org_id: t.org.to_owned(),
                 application_id: app.to_owned(),
-                package_id: package_id.clone(),
-                auth_key: auth_key.clone(),
+                package_id: package_id.to_owned(),
+                auth_key: auth_key.to_owned(),
                 owner_type: actor.owner_type.to_owned(),
                 owner_id: actor.owner_id.clone(),
                 shared_with_org: body.shared_with_org.unwrap_or(false),
@@ -118,10 +152,10 @@ pub async fn initiate_oauth(
         },
     )
     .await?;
-    Ok(Json(OauthStart {
+    Ok(OauthStart {
         auth_url: auth.url,
         state: auth.state,
-    }))
+    })
 }
 
 pub(super) fn oauth_api_error(e: oauth::OauthError) -> ApiError {

@@ -20,7 +20,9 @@ pub struct Candidate {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Resolution {
-    /// `auto` (a connection will be used), `none` or `needs_reconnection`.
+    /// `admin_locked` (an admin pin or an enforced default), `pinned` (the caller's
+    /// pin), `auto` (the default or the newest usable connection), `none`, `stale`
+    /// or `needs_reconnection`.
     pub status: String,
     pub resolved_connection_id: Option<String>,
     pub resolved_missing_scopes: Vec<String>,
@@ -76,7 +78,15 @@ pub async fn connection_readiness(
     )
     .await?;
     let actor = ctx.actor();
-    let verdicts = integ::resolve(&state.connect, ctx.app_id()?, &actor, &deps, None).await?;
+    let verdicts = integ::resolve(
+        &state.connect,
+        ctx.app_id()?,
+        &actor,
+        Some(&id),
+        &deps,
+        None,
+    )
+    .await?;
     let own =
         |c: &store::Connection| c.owner_type == actor.owner_type && c.owner_id == actor.owner_id;
     let mut errors = Vec::new();
@@ -84,7 +94,11 @@ pub async fn connection_readiness(
     for v in verdicts {
         let (status, resolved) = match &v.outcome {
             Ok(i) => (
-                "auto",
+                match v.layer {
+                    integ::Layer::AdminPin | integ::Layer::EnforcedDefault => "admin_locked",
+                    integ::Layer::MemberPin | integ::Layer::Override => "pinned",
+                    integ::Layer::OrgDefault | integ::Layer::Fallback => "auto",
+                },
                 v.candidates.iter().find(|c| c.id == i.connection_id),
             ),
             Err(e) => (
@@ -104,10 +118,10 @@ pub async fn connection_readiness(
                 resolved_connection_id: resolved.map(|c| c.id.clone()),
                 resolved_missing_scopes: Vec::new(),
                 resolved_owned_by_actor: resolved.is_some_and(own),
-                admin_pinned_connection_id: None,
-                member_pinned_connection_id: None,
-                org_default_connection_id: None,
-                org_default_enforced: false,
+                admin_pinned_connection_id: v.admin_pin.clone(),
+                member_pinned_connection_id: v.member_pin.clone(),
+                org_default_connection_id: v.org_default.as_ref().map(|d| d.0.clone()),
+                org_default_enforced: v.org_default.as_ref().is_some_and(|d| d.1),
                 can_add_connection: true,
                 candidates: v
                     .candidates
@@ -145,3 +159,7 @@ impl Validate for OauthStartBody {}
 impl Validate for ConnectionMetadataBody {}
 impl Validate for OauthClientBody {}
 impl Validate for DefaultClientBody {}
+impl Validate for IntegrationSettingsBody {}
+impl Validate for OrgDefaultBody {}
+impl Validate for PinBody {}
+impl Validate for MyPinBody {}

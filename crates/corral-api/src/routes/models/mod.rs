@@ -12,12 +12,14 @@ mod credentials;
 mod model_tests;
 mod org_models;
 mod registry;
+mod seed;
 
 pub use agent_model::*;
 pub use credentials::*;
 pub use model_tests::*;
 pub use org_models::*;
 pub use registry::*;
+pub use seed::*;
 
 use crate::query::Query;
 use axum::extract::{Path, State};
@@ -48,6 +50,8 @@ pub fn org_router() -> OpenApiRouter<AppState> {
         .routes(routes!(test_credential))
         .routes(routes!(refresh_credential_models))
         .routes(routes!(list_models, create_model))
+        .routes(routes!(seed_models))
+        .routes(routes!(search_openrouter))
         .routes(routes!(set_default_model))
         .routes(routes!(test_model_inline))
         .routes(routes!(update_model, delete_model))

@@ -107,7 +107,7 @@ fn reserved_slug(s: &str) -> bool {
     s == corral_engine::packages::system::SYSTEM_SCOPE
 }
 
-fn slugify(name: &str) -> String {
+pub(crate) fn slugify(name: &str) -> String {
     let mut out = String::new();
     for c in name.to_lowercase().chars() {
         if c.is_ascii_alphanumeric() {

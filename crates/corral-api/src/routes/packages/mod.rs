@@ -4,14 +4,18 @@
 //! yank), import of `.afps` archives and `.afps-bundle` bundles, file listing and
 //! content, and download with integrity verification.
 
+mod fork;
 mod handlers;
 mod shapes;
 mod support;
+mod version_info;
 
+pub use fork::*;
 pub use handlers::*;
 pub use shapes::*;
 pub(crate) use support::detail;
 use support::*;
+pub use version_info::*;
 
 use std::collections::BTreeMap;
 
