@@ -2,9 +2,11 @@
 //! SQLite and PostgreSQL.
 
 mod auth_failures;
+mod compat_ops;
 mod compose;
 mod contract;
 mod csrf;
+mod documents;
 mod idempotency;
 mod integrations;
 mod isolation;
@@ -12,6 +14,7 @@ mod journey;
 mod members;
 mod memory;
 mod models;
+mod notifications;
 mod nul;
 mod packages;
 mod pipeline;
