@@ -81,7 +81,10 @@ pub(crate) fn groups() -> Vec<(Group, OpenApiRouter<AppState>)> {
         ),
         (Group::Scoped(Scope::App), routes::realtime::router()),
         (Group::Scoped(Scope::App), webhook_routes::app_router()),
-        (Group::Scoped(Scope::App), routes::notifications::app_router()),
+        (
+            Group::Scoped(Scope::App),
+            routes::notifications::app_router(),
+        ),
         (
             Group::Scoped(Scope::App),
             routes::uploads::app_router().merge(routes::documents::app_router()),

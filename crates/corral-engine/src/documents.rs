@@ -57,7 +57,13 @@ pub fn verify_upload_token(engine: &Engine, token: &str, now: i64) -> ProblemRes
 
 /// Whether `mime` matches `pattern` (`image/png`, `image/*`, `*/*`), parameters ignored.
 pub fn mime_matches(pattern: &str, mime: &str) -> bool {
-    let norm = |s: &str| s.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let norm = |s: &str| {
+        s.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    };
     let (p, m) = (norm(pattern), norm(mime));
     if p == "*/*" || p == m {
         return true;
@@ -119,7 +125,11 @@ pub enum FileSource {
 }
 
 fn input_error(field: &str, code: &str, message: impl Into<String>) -> Problem {
-    Problem::validation(vec![FieldError::new(format!("input.{field}"), code, message)])
+    Problem::validation(vec![FieldError::new(
+        format!("input.{field}"),
+        code,
+        message,
+    )])
 }
 
 /// Finds and checks every `upload://` and `document://` reference among the input's
@@ -153,7 +163,11 @@ pub async fn check_file_inputs(
                 })
                 .ok_or_else(|| input_error(field, "upload_not_found", format!("no upload {id}")))?;
             if u.expires_at <= now {
-                return Err(input_error(field, "upload_expired", format!("upload {id} has expired")));
+                return Err(input_error(
+                    field,
+                    "upload_expired",
+                    format!("upload {id} has expired"),
+                ));
             }
             if u.written_at.is_none() {
                 return Err(input_error(
@@ -168,33 +182,66 @@ pub async fn check_file_inputs(
                 .get(&u.storage_key)
                 .await
                 .map_err(Problem::internal)?
-                .ok_or_else(|| input_error(field, "upload_not_found", format!("upload {id} has no stored bytes")))?;
+                .ok_or_else(|| {
+                    input_error(
+                        field,
+                        "upload_not_found",
+                        format!("upload {id} has no stored bytes"),
+                    )
+                })?;
             if bytes.len() as i64 != u.size {
-                return Err(input_error(field, "size_mismatch", format!(
-                    "upload {id} holds {} bytes, {} were declared", bytes.len(), u.size
-                )));
+                return Err(input_error(
+                    field,
+                    "size_mismatch",
+                    format!(
+                        "upload {id} holds {} bytes, {} were declared",
+                        bytes.len(),
+                        u.size
+                    ),
+                ));
             }
             if let Some(want) = &u.sha256 {
                 if hex::encode(sha2::Sha256::digest(&bytes)) != want.to_ascii_lowercase() {
-                    return Err(input_error(field, "checksum_mismatch", format!("upload {id} does not match its sha256")));
+                    return Err(input_error(
+                        field,
+                        "checksum_mismatch",
+                        format!("upload {id} does not match its sha256"),
+                    ));
                 }
             }
             check_content(expected, &u.mime, &bytes)
                 .map_err(|m| input_error(field, "content_type_mismatch", m))?;
-            out.push(FileInput { field: field.clone(), source: FileSource::Upload(u) });
+            out.push(FileInput {
+                field: field.clone(),
+                source: FileSource::Upload(u),
+            });
         } else if let Some(id) = s.strip_prefix("document://") {
             let d = store::document(&mut conn, &caller.org_id, &caller.app_id, id)
                 .await?
-                .filter(|d| readable_by(d, &caller.actor.owner_type, &caller.actor.owner_id, caller.end_user_id.is_some()))
-                .ok_or_else(|| input_error(field, "document_not_found", format!("no document {id}")))?;
+                .filter(|d| {
+                    readable_by(
+                        d,
+                        &caller.actor.owner_type,
+                        &caller.actor.owner_id,
+                        caller.end_user_id.is_some(),
+                    )
+                })
+                .ok_or_else(|| {
+                    input_error(field, "document_not_found", format!("no document {id}"))
+                })?;
             if let Some(e) = expected {
                 if !mime_matches(e, &d.mime) {
-                    return Err(input_error(field, "content_type_mismatch", format!(
-                        "document {id} is {}, the input takes {e}", d.mime
-                    )));
+                    return Err(input_error(
+                        field,
+                        "content_type_mismatch",
+                        format!("document {id} is {}, the input takes {e}", d.mime),
+                    ));
                 }
             }
-            out.push(FileInput { field: field.clone(), source: FileSource::Document(d) });
+            out.push(FileInput {
+                field: field.clone(),
+                source: FileSource::Document(d),
+            });
         }
     }
     Ok(out)
@@ -203,7 +250,8 @@ pub async fn check_file_inputs(
 /// Whether an owner can see a document: their own, and (members, not end-users) the
 /// agents' outputs.
 pub fn readable_by(d: &Document, owner_type: &str, owner_id: &str, end_user: bool) -> bool {
-    let own = d.owner_type.as_deref() == Some(owner_type) && d.owner_id.as_deref() == Some(owner_id);
+    let own =
+        d.owner_type.as_deref() == Some(owner_type) && d.owner_id.as_deref() == Some(owner_id);
     own || (!end_user && d.purpose == "agent_output")
 }
 

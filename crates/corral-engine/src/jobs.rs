@@ -127,7 +127,11 @@ async fn maintenance(engine: Engine, stop: CancellationToken) {
         }
         match crate::documents::sweep(&engine, now).await {
             Ok((0, 0)) => {}
-            Ok((u, d)) => tracing::debug!(uploads = u, documents = d, "deleted expired uploads and documents"),
+            Ok((u, d)) => tracing::debug!(
+                uploads = u,
+                documents = d,
+                "deleted expired uploads and documents"
+            ),
             Err(e) => tracing::warn!(error = %e, "deleting expired uploads failed"),
         }
         let before = now - (engine.config.realtime_retention_hours as i64) * 3_600_000;

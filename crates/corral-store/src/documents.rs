@@ -260,15 +260,13 @@ pub async fn document(
     app_id: &AppId,
     id: &str,
 ) -> Result<Option<Document>> {
-    sqlx::query_as(
-        "SELECT * FROM documents WHERE org_id = $1 AND application_id = $2 AND id = $3",
-    )
-    .bind(org_id)
-    .bind(app_id)
-    .bind(id)
-    .fetch_optional(conn)
-    .await
-    .db()
+    sqlx::query_as("SELECT * FROM documents WHERE org_id = $1 AND application_id = $2 AND id = $3")
+        .bind(org_id)
+        .bind(app_id)
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+        .db()
 }
 
 /// What a document list filters on.
@@ -366,10 +364,7 @@ pub async fn delete_document(conn: &mut AnyConnection, id: &str) -> Result<()> {
 }
 
 /// Documents whose retention ended and that no run carries: returned and deleted.
-pub async fn delete_expired_documents(
-    conn: &mut AnyConnection,
-    now: i64,
-) -> Result<Vec<Document>> {
+pub async fn delete_expired_documents(conn: &mut AnyConnection, now: i64) -> Result<Vec<Document>> {
     let docs: Vec<Document> = sqlx::query_as(
         "SELECT * FROM documents d WHERE d.expires_at IS NOT NULL AND d.expires_at <= $1 \
          AND NOT EXISTS (SELECT 1 FROM run_documents r WHERE r.document_id = d.id)",

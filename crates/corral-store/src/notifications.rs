@@ -68,10 +68,10 @@ pub async fn run_finished(
            COALESCE(r.end_user_id, r.user_id, k.created_by) \
          FROM runs r LEFT JOIN api_keys k ON k.id = r.api_key_id WHERE r.id = $1",
     )
-        .bind(run_id)
-        .fetch_optional(&mut *conn)
-        .await
-        .db()?;
+    .bind(run_id)
+    .fetch_optional(&mut *conn)
+    .await
+    .db()?;
     let Some((org_id, app_id, package_id, kind, Some(recipient))) = row else {
         return Ok(());
     };

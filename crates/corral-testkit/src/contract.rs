@@ -160,13 +160,12 @@ pub fn check_reference_response(
     }
     let reference = reference();
     let op = &reference["paths"][template][&method];
-    let Some(schema) = op["responses"][status.to_string()]["content"]["application/json"]
-        .get("schema")
+    let Some(schema) =
+        op["responses"][status.to_string()]["content"]["application/json"].get("schema")
     else {
         return Ok(());
     };
-    static CACHE: std::sync::OnceLock<parking_lot::Mutex<Validators>> =
-        std::sync::OnceLock::new();
+    static CACHE: std::sync::OnceLock<parking_lot::Mutex<Validators>> = std::sync::OnceLock::new();
     let key = format!("{method} {template} {status}");
     let cached = CACHE
         .get_or_init(Default::default)

@@ -2909,6 +2909,8 @@ export interface components {
             message: string;
         };
         FileEntry: {
+            /** @description `text` | `binary`, by the file's extension (the content is not inlined). */
+            media_kind: string;
             path: string;
             /** @description `sha256=<base64url>` as in the version's RECORD. */
             sha256: string;

@@ -19,9 +19,9 @@ use crate::context::{perms, Perm};
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::json::{Json, Validate};
 use crate::routes::packages::{Dependencies, DependencyRef};
-use std::collections::BTreeMap;
 use crate::state::AppState;
 use corral_engine::packages as svc;
+use std::collections::BTreeMap;
 
 pub fn app_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

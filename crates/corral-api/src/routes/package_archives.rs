@@ -275,6 +275,24 @@ pub struct FileEntry {
     pub size: i64,
     /// `sha256=<base64url>` as in the version's RECORD.
     pub sha256: String,
+    /// `text` | `binary`, by the file's extension (the content is not inlined).
+    #[schema(value_type = String, pattern = "^(text|binary)$")]
+    pub media_kind: &'static str,
+}
+
+/// `text` for the extensions of text files, else `binary`.
+fn media_kind(path: &str) -> &'static str {
+    const TEXT: &[&str] = &[
+        "md", "markdown", "txt", "json", "jsonc", "yaml", "yml", "toml", "js", "mjs", "cjs", "ts",
+        "py", "sh", "html", "htm", "css", "csv", "tsv", "xml", "svg", "ini", "cfg", "env", "sql",
+        "rs", "go", "rb",
+    ];
+    let name = path.rsplit('/').next().unwrap_or(path);
+    match name.rsplit_once('.') {
+        Some((_, ext)) if TEXT.contains(&ext.to_ascii_lowercase().as_str()) => "text",
+        None if name == "RECORD" || name == "LICENSE" => "text",
+        _ => "binary",
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -304,6 +322,7 @@ pub async fn list_files(
             let sha = it.next()?.to_owned();
             let path = it.next()?.to_owned();
             Some(FileEntry {
+                media_kind: media_kind(&path),
                 path,
                 size,
                 sha256: sha,

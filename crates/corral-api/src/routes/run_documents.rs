@@ -65,9 +65,10 @@ pub async fn fetch_run_workspace(
     let package_id = run.package_id.clone().ok_or_else(no_workspace)?;
     let mut conn = state.db.conn().await?;
     let bytes = if run.version_ref == "draft" {
-        let row = corral_store::packages::get_visible(&mut conn, &run.org_id, &package_id, Some("agent"))
-            .await?
-            .ok_or_else(no_workspace)?;
+        let row =
+            corral_store::packages::get_visible(&mut conn, &run.org_id, &package_id, Some("agent"))
+                .await?
+                .ok_or_else(no_workspace)?;
         corral_engine::packages::draft_package(&row)?.to_archive()
     } else {
         let v = corral_store::packages::version(&mut conn, &package_id, &run.version_ref)
@@ -77,7 +78,10 @@ pub async fn fetch_run_workspace(
         corral_engine::packages::load_verified(&state, &v).await?
     };
     Ok((
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/zip"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/zip"),
+        )],
         bytes,
     )
         .into_response())
@@ -263,7 +267,9 @@ pub async fn publish_run_document(
         })?;
     let sha256 = hex::encode(sha2::Sha256::digest(&bytes));
     let mut conn = state.db.conn().await?;
-    if let Some(existing) = store::output_by_hash(&mut conn, run.id.as_str(), &sha256, &name).await? {
+    if let Some(existing) =
+        store::output_by_hash(&mut conn, run.id.as_str(), &sha256, &name).await?
+    {
         if primary {
             store::make_primary(&mut conn, run.id.as_str(), &existing.id).await?;
         }

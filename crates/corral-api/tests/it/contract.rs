@@ -264,15 +264,20 @@ async fn reference_shapes_are_enforced() {
             "scope": "@a", "keywords": [], "version": null, "dependencies": deps
         }]})
     };
-    let arrays = item(serde_json::json!({"skills": [{"id": "@a/s", "version": "^1"}], "mcp_servers": [], "integrations": []}));
-    let maps = item(serde_json::json!({"skills": {"@a/s": "^1"}, "mcp_servers": {}, "integrations": {}}));
+    let arrays = item(
+        serde_json::json!({"skills": [{"id": "@a/s", "version": "^1"}], "mcp_servers": [], "integrations": []}),
+    );
+    let maps =
+        item(serde_json::json!({"skills": {"@a/s": "^1"}, "mcp_servers": {}, "integrations": {}}));
     assert!(check_reference_response(app.spec(), "GET", "/api/agents", 200, &arrays).is_err());
     check_reference_response(app.spec(), "GET", "/api/agents", 200, &maps).unwrap();
     let reference = reference();
     for (method, path, why) in REFERENCE_SHAPE_EXEMPT {
         assert!(!why.is_empty());
         assert!(
-            reference["paths"][path].get(method.to_lowercase()).is_some(),
+            reference["paths"][path]
+                .get(method.to_lowercase())
+                .is_some(),
             "exempt {method} {path} is not a reference operation"
         );
     }

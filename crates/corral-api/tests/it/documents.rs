@@ -90,7 +90,9 @@ async fn an_upload_is_consumed_by_a_run(b: Backend) {
         json!({"name": "a.pdf", "size": 10, "mime": "pdf"}),
         json!({"name": "a.pdf", "size": 10, "mime": "application/pdf", "sha256": "xyz"}),
     ] {
-        let r = c.send(Method::POST, "/api/uploads", Some(bad.clone()), &[]).await;
+        let r = c
+            .send(Method::POST, "/api/uploads", Some(bad.clone()), &[])
+            .await;
         assert_eq!(r.status, 400, "{bad}: {}", r.text);
         assert_eq!(r.code(), "validation_failed");
     }
@@ -123,16 +125,31 @@ async fn an_upload_is_consumed_by_a_run(b: Backend) {
     assert_eq!(put_content(&app, &d, &[PDF, b"extra"].concat()).await, 413);
     let bad_token = app
         .client()
-        .send_raw(Method::PUT, "/api/uploads/_content?token=abc.def", "application/pdf", PDF.to_vec())
+        .send_raw(
+            Method::PUT,
+            "/api/uploads/_content?token=abc.def",
+            "application/pdf",
+            PDF.to_vec(),
+        )
         .await;
     assert_eq!(bad_token.status, 401);
     assert_eq!(put_content(&app, &d, PDF).await, 204);
     assert_eq!(put_content(&app, &d, PDF).await, 409);
 
     // Magic bytes must match the declared type and the field's contentMediaType.
-    let fake = stage(&app, c, "fake.pdf", "application/pdf", b"just some text, not a pdf").await;
+    let fake = stage(
+        &app,
+        c,
+        "fake.pdf",
+        "application/pdf",
+        b"just some text, not a pdf",
+    )
+    .await;
     let png = stage(&app, c, "pic.png", "image/png", PNG).await;
-    for (u, code) in [(&fake, "content_type_mismatch"), (&png, "content_type_mismatch")] {
+    for (u, code) in [
+        (&fake, "content_type_mismatch"),
+        (&png, "content_type_mismatch"),
+    ] {
         let r = c
             .send(
                 Method::POST,
@@ -156,7 +173,11 @@ async fn an_upload_is_consumed_by_a_run(b: Backend) {
             &[],
         )
         .await;
-    assert_eq!(r.body["errors"][0]["code"], "upload_not_found", "{}", r.text);
+    assert_eq!(
+        r.body["errors"][0]["code"], "upload_not_found",
+        "{}",
+        r.text
+    );
     assert_eq!(app.scalar("SELECT COUNT(*) FROM runs").await, 0);
 
     // The run consumes it: its input now names a durable document.
@@ -169,7 +190,10 @@ async fn an_upload_is_consumed_by_a_run(b: Backend) {
         .await;
     let run_id = run["id"].as_str().unwrap().to_owned();
     let doc_uri = run["input"]["report"].as_str().unwrap().to_owned();
-    let doc_id = doc_uri.strip_prefix("document://").expect("document uri").to_owned();
+    let doc_id = doc_uri
+        .strip_prefix("document://")
+        .expect("document uri")
+        .to_owned();
     wait_terminal(&s, &run_id, Duration::from_secs(60)).await;
 
     let list = c.get("/api/documents", 200).await;
@@ -187,11 +211,18 @@ async fn an_upload_is_consumed_by_a_run(b: Backend) {
     assert!(doc["expiresAt"].is_string());
     let filtered = c.get("/api/documents?purpose=agent_output", 200).await;
     assert_eq!(filtered["data"].as_array().unwrap().len(), 0);
-    let r = c.send(Method::GET, "/api/documents?purpose=nope", None, &[]).await;
+    let r = c
+        .send(Method::GET, "/api/documents?purpose=nope", None, &[])
+        .await;
     assert_eq!(r.status, 400);
 
     let r = c
-        .send(Method::GET, &format!("/api/documents/{doc_id}/content"), None, &[])
+        .send(
+            Method::GET,
+            &format!("/api/documents/{doc_id}/content"),
+            None,
+            &[],
+        )
         .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.header("content-type"), Some("application/pdf"));
@@ -216,7 +247,10 @@ async fn an_upload_is_consumed_by_a_run(b: Backend) {
     let r = signed_get(&app, &format!("/api/runs/{run_id}/documents"), &secret).await;
     assert_eq!(r.status(), 200);
     let manifest_body: Value = r.json().await.unwrap();
-    let ws = manifest_body["documents"][0]["workspace_name"].as_str().unwrap().to_owned();
+    let ws = manifest_body["documents"][0]["workspace_name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(manifest_body["documents"][0]["size"], PDF.len());
     let r = signed_get(&app, &format!("/api/runs/{run_id}/documents/{ws}"), &secret).await;
     assert_eq!(r.status(), 200);
@@ -242,7 +276,12 @@ async fn an_upload_is_consumed_by_a_run(b: Backend) {
 
     // Carried by runs: not deletable; keep pins it.
     let r = c
-        .send(Method::DELETE, &format!("/api/documents/{doc_id}"), None, &[])
+        .send(
+            Method::DELETE,
+            &format!("/api/documents/{doc_id}"),
+            None,
+            &[],
+        )
         .await;
     assert_eq!(r.status, 409, "{}", r.text);
     let kept = c
@@ -252,13 +291,20 @@ async fn an_upload_is_consumed_by_a_run(b: Backend) {
 
     // Retention: unconsumed uploads and their bytes go; the consumed one's document stays.
     let later = corral_core::time::now_ms() + 25 * 3_600_000;
-    let (uploads, _) = corral_engine::documents::sweep(&app.state, later).await.unwrap();
+    let (uploads, _) = corral_engine::documents::sweep(&app.state, later)
+        .await
+        .unwrap();
     assert_eq!(uploads, 3, "the three never consumed lose their bytes");
     assert_eq!(app.scalar("SELECT COUNT(*) FROM uploads").await, 0);
     let fake_key = format!("uploads/{}/{}", s.org_id, fake["id"].as_str().unwrap());
     assert!(app.state.blobs.get(&fake_key).await.unwrap().is_none());
     let r = c
-        .send(Method::GET, &format!("/api/documents/{doc_id}/content"), None, &[])
+        .send(
+            Method::GET,
+            &format!("/api/documents/{doc_id}/content"),
+            None,
+            &[],
+        )
         .await;
     assert_eq!(r.status, 200);
     let r = c
@@ -333,14 +379,20 @@ async fn agents_publish_outputs(b: Backend) {
     let data = list["data"].as_array().unwrap();
     assert_eq!(data.len(), 2);
     let first_now = data.iter().find(|d| d["id"] == first["id"]).unwrap();
-    assert!(first_now["presentation"].is_null(), "primary moved to the last one");
+    assert!(
+        first_now["presentation"].is_null(),
+        "primary moved to the last one"
+    );
     // Pages of one, newest first.
     let p1 = c.get("/api/documents?limit=1", 200).await;
     assert_eq!(p1["hasMore"], true);
     assert_eq!(p1["data"][0]["id"], second["id"]);
     let p2 = c
         .get(
-            &format!("/api/documents?limit=1&startingAfter={}", second["id"].as_str().unwrap()),
+            &format!(
+                "/api/documents?limit=1&startingAfter={}",
+                second["id"].as_str().unwrap()
+            ),
             200,
         )
         .await;
@@ -354,14 +406,21 @@ async fn agents_publish_outputs(b: Backend) {
         .await
         .unwrap();
     assert!(app.state.blobs.get(&key).await.unwrap().is_some());
-    let r = c.send(Method::DELETE, &format!("/api/documents/{id}"), None, &[]).await;
+    let r = c
+        .send(Method::DELETE, &format!("/api/documents/{id}"), None, &[])
+        .await;
     assert_eq!(r.status, 204, "{}", r.text);
     assert!(app.state.blobs.get(&key).await.unwrap().is_none());
-    let r = c.send(Method::GET, &format!("/api/documents/{id}"), None, &[]).await;
+    let r = c
+        .send(Method::GET, &format!("/api/documents/{id}"), None, &[])
+        .await;
     assert_eq!(r.status, 404);
 
     // A finished run publishes nothing.
-    app.sql(&format!("UPDATE runs SET status = 'success' WHERE id = '{run}'")).await;
+    app.sql(&format!(
+        "UPDATE runs SET status = 'success' WHERE id = '{run}'"
+    ))
+    .await;
     let (st, e) = publish("m5", "late.txt", b"late", false).await;
     assert_eq!(st, 409);
     assert_eq!(e["code"], "run_not_running");

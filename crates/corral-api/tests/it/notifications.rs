@@ -32,7 +32,10 @@ async fn finished_runs_notify_their_caller(b: Backend) {
     // Nothing yet; bad parameters are refused.
     let empty = c.get("/api/notifications", 200).await;
     assert_eq!(empty, json!({"data": [], "has_more": false}));
-    assert_eq!(c.get("/api/notifications/unread-count", 200).await["count"], 0);
+    assert_eq!(
+        c.get("/api/notifications/unread-count", 200).await["count"],
+        0
+    );
     for q in ["limit=0", "limit=101", "startingAfter=nope"] {
         let r = c
             .send(Method::GET, &format!("/api/notifications?{q}"), None, &[])
@@ -61,9 +64,13 @@ async fn finished_runs_notify_their_caller(b: Backend) {
     assert_eq!(data[1]["payload"]["status"], done["status"]);
     assert!(data[1]["read_at"].is_null());
     // The API key reads the same recipient's notifications (its creator's).
-    assert_eq!(kc.get("/api/notifications/unread-count", 200).await["count"], 2);
     assert_eq!(
-        c.get("/api/notifications/unread-counts-by-agent", 200).await,
+        kc.get("/api/notifications/unread-count", 200).await["count"],
+        2
+    );
+    assert_eq!(
+        c.get("/api/notifications/unread-counts-by-agent", 200)
+            .await,
         json!({"counts": {"@corral/hello-world": 2}})
     );
 
@@ -76,52 +83,93 @@ async fn finished_runs_notify_their_caller(b: Backend) {
     let first = r.body["data"][0]["id"].as_str().unwrap().to_owned();
     assert!(link.contains(&format!("startingAfter={first}")), "{link}");
     let page2 = c
-        .get(&format!("/api/notifications?limit=1&startingAfter={first}"), 200)
+        .get(
+            &format!("/api/notifications?limit=1&startingAfter={first}"),
+            200,
+        )
         .await;
     assert_eq!(page2["has_more"], false);
     assert_eq!(page2["data"][0]["run_id"], run1.as_str());
 
     // Bob (another org) sees none of them and cannot mark them.
-    assert_eq!(bob.client.get("/api/notifications/unread-count", 200).await["count"], 0);
+    assert_eq!(
+        bob.client.get("/api/notifications/unread-count", 200).await["count"],
+        0
+    );
     let r = bob
         .client
-        .send(Method::PUT, &format!("/api/notifications/{first}/read"), None, &[])
+        .send(
+            Method::PUT,
+            &format!("/api/notifications/{first}/read"),
+            None,
+            &[],
+        )
         .await;
     assert_eq!(r.status, 404, "{}", r.text);
     // Marking by run is idempotent, also for a run that is not his.
     let r = bob
         .client
-        .send(Method::PUT, &format!("/api/notifications/read/{run1}"), None, &[])
+        .send(
+            Method::PUT,
+            &format!("/api/notifications/read/{run1}"),
+            None,
+            &[],
+        )
         .await;
     assert_eq!(r.status, 204);
-    assert_eq!(c.get("/api/notifications/unread-count", 200).await["count"], 2);
+    assert_eq!(
+        c.get("/api/notifications/unread-count", 200).await["count"],
+        2
+    );
 
     // Alice marks by run, then by id (twice: idempotent).
     for _ in 0..2 {
         let r = c
-            .send(Method::PUT, &format!("/api/notifications/read/{run1}"), None, &[])
+            .send(
+                Method::PUT,
+                &format!("/api/notifications/read/{run1}"),
+                None,
+                &[],
+            )
             .await;
         assert_eq!(r.status, 204);
     }
-    assert_eq!(c.get("/api/notifications/unread-count", 200).await["count"], 1);
+    assert_eq!(
+        c.get("/api/notifications/unread-count", 200).await["count"],
+        1
+    );
     let unread = c.get("/api/notifications?unread=true", 200).await;
     assert_eq!(unread["data"].as_array().unwrap().len(), 1);
     assert_eq!(unread["data"][0]["run_id"], run2.as_str());
     for _ in 0..2 {
         let r = c
-            .send(Method::PUT, &format!("/api/notifications/{first}/read"), None, &[])
+            .send(
+                Method::PUT,
+                &format!("/api/notifications/{first}/read"),
+                None,
+                &[],
+            )
             .await;
         assert_eq!(r.status, 204, "{}", r.text);
     }
-    assert_eq!(c.get("/api/notifications/unread-count", 200).await["count"], 0);
+    assert_eq!(
+        c.get("/api/notifications/unread-count", 200).await["count"],
+        0
+    );
     let all = c.get("/api/notifications", 200).await;
     assert!(all["data"][0]["read_at"].is_string());
 
     // A third run, then read-all counts what it changed.
     let run3 = c.post(HELLO, json!({"input": {"name": "Cy"}}), 201).await;
-    wait_terminal(&alice, run3["id"].as_str().unwrap(), Duration::from_secs(60)).await;
+    wait_terminal(
+        &alice,
+        run3["id"].as_str().unwrap(),
+        Duration::from_secs(60),
+    )
+    .await;
     assert_eq!(
-        c.get("/api/notifications/unread-counts-by-agent", 200).await,
+        c.get("/api/notifications/unread-counts-by-agent", 200)
+            .await,
         json!({"counts": {"@corral/hello-world": 1}})
     );
     let r = c
@@ -134,7 +182,8 @@ async fn finished_runs_notify_their_caller(b: Backend) {
         .await;
     assert_eq!(r.body, json!({"updated_count": 0}));
     assert_eq!(
-        c.get("/api/notifications/unread-counts-by-agent", 200).await,
+        c.get("/api/notifications/unread-counts-by-agent", 200)
+            .await,
         json!({"counts": {}})
     );
     // Written once per terminal transition.
@@ -144,7 +193,9 @@ async fn finished_runs_notify_their_caller(b: Backend) {
 /// A run cancelled while pending notifies too, with its status.
 async fn a_cancelled_run_notifies(b: Backend) {
     // A model that never answers in time keeps the run going until cancelled.
-    let mock = MockLlm::start(vec![Turn::text("never used")]).await.unwrap();
+    let mock = MockLlm::start(vec![Turn::text("never used")])
+        .await
+        .unwrap();
     let app = app_with_model(b, &mock, |_| {}).await;
     let s = app.user_with_org("Carol").await;
     let run = s
