@@ -40,7 +40,10 @@ pub(crate) fn groups() -> Vec<(Group, OpenApiRouter<AppState>)> {
             Group::Public,
             health::router()
                 .merge(orgs::public_router())
+                .merge(docs::router())
                 .merge(routes::run_events::router())
+                .merge(routes::run_documents::router())
+                .merge(routes::uploads::public_router())
                 .merge(routes::internal::router())
                 .merge(integration_routes::public_router()),
         ),
@@ -88,6 +91,14 @@ pub(crate) fn groups() -> Vec<(Group, OpenApiRouter<AppState>)> {
         ),
         (Group::Scoped(Scope::App), routes::realtime::router()),
         (Group::Scoped(Scope::App), webhook_routes::app_router()),
+        (
+            Group::Scoped(Scope::App),
+            routes::notifications::app_router(),
+        ),
+        (
+            Group::Scoped(Scope::App),
+            routes::uploads::app_router().merge(routes::documents::app_router()),
+        ),
         (Group::Scoped(Scope::App), integration_routes::app_router()),
         (Group::Scoped(Scope::Org), model_routes::org_router()),
         (
@@ -177,8 +188,6 @@ pub fn router(state: AppState) -> Router {
         app = app.merge(r);
     }
     let app = app
-        .route("/api/openapi.json", get(docs::openapi_json))
-        .route("/api/docs", get(docs::docs_page))
         .route("/api/docs/docs.js", get(docs::docs_js))
         .fallback(dashboard_or_not_found)
         .method_not_allowed_fallback(|req: axum::extract::Request| async move {
@@ -249,6 +258,7 @@ pub(crate) fn worker_router(state: AppState) -> Router {
 /// sandbox-facing listener.
 pub(crate) fn sandbox_router(state: AppState) -> Router {
     let (r, _) = routes::run_events::router()
+        .merge(routes::run_documents::router())
         .merge(routes::internal::router())
         .split_for_parts();
     r.fallback(route_not_found)

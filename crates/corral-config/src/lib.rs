@@ -113,6 +113,9 @@ pub struct Config {
     pub write_timeout_seconds: u64,
     /// Realtime events are kept this long for `Last-Event-ID` replay.
     pub realtime_retention_hours: u64,
+    /// Staged uploads (`POST /api/uploads`) stay writable, and once consumed by a run
+    /// re-consumable, this long; then they and their unconsumed bytes are deleted.
+    pub upload_retention_hours: u64,
     /// One webhook delivery attempt's timeout.
     pub webhook_timeout_seconds: u64,
     /// Delays before each delivery attempt, in seconds, comma separated (default: SPEC
@@ -193,6 +196,7 @@ impl Default for Config {
             realtime_queue_size: 2000,
             write_timeout_seconds: 60,
             realtime_retention_hours: 24,
+            upload_retention_hours: 24,
             webhook_timeout_seconds: 15,
             webhook_retry_schedule: None,
             webhook_secret_overlap_hours: 168,
@@ -315,6 +319,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "CORRAL_REALTIME_RETENTION_HOURS",
         "realtime_retention_hours",
     ),
+    ("CORRAL_UPLOAD_RETENTION_HOURS", "upload_retention_hours"),
     ("CORRAL_WEBHOOK_TIMEOUT_SECONDS", "webhook_timeout_seconds"),
     ("CORRAL_WEBHOOK_RETRY_SCHEDULE", "webhook_retry_schedule"),
     (

@@ -31,6 +31,7 @@ codes! {
     ValidationError = "validation_failed", 400, "Validation Failed";
     InvalidRequest = "invalid_request", 400, "Invalid Request";
     MalformedJson = "malformed_json", 400, "Malformed JSON";
+    ChecksumMismatch = "checksum_mismatch", 400, "Checksum Mismatch";
     HeaderNotAllowed = "header_not_allowed", 400, "Header Not Allowed";
     UnsupportedApiVersion = "unsupported_api_version", 400, "Unsupported API Version";
     IdempotencyNotSupported = "idempotency_not_supported", 400, "Idempotency Not Supported";
@@ -57,6 +58,8 @@ codes! {
     PasswordAlreadySet = "password_already_set", 409, "Password Already Set";
     RunNotCancellable = "run_not_cancellable", 409, "Run Not Cancellable";
     RunDefinitionGone = "run_definition_gone", 409, "Run Definition Gone";
+    RunNotRunning = "run_not_running", 409, "Run Not Running";
+    MessageReplayed = "message_replayed", 409, "Message Replayed";
     RunsActive = "runs_active", 409, "Runs Still Active";
     WebhookLimitReached = "webhook_limit_reached", 409, "Webhook Limit Reached";
     CredentialInUse = "credential_in_use", 409, "Credential In Use";

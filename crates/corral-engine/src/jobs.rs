@@ -106,7 +106,8 @@ impl Jobs {
 }
 
 /// Periodic clean-up: expired sessions, idempotency keys and OAuth authorizations,
-/// and realtime events past the replay window (in bounded batches).
+/// uploads and documents past their retention, and realtime events past the replay
+/// window (in bounded batches).
 async fn maintenance(engine: Engine, stop: CancellationToken) {
     let mut tick = tokio::time::interval(MAINTENANCE_EVERY);
     loop {
@@ -128,6 +129,15 @@ async fn maintenance(engine: Engine, stop: CancellationToken) {
         }
         if let Err(e) = corral_store::integrations::prune_states(&mut conn, now).await {
             tracing::warn!(error = %e, "purging expired OAuth authorizations failed");
+        }
+        match crate::documents::sweep(&engine, now).await {
+            Ok((0, 0)) => {}
+            Ok((u, d)) => tracing::debug!(
+                uploads = u,
+                documents = d,
+                "deleted expired uploads and documents"
+            ),
+            Err(e) => tracing::warn!(error = %e, "deleting expired uploads failed"),
         }
         let before = now - (engine.config.realtime_retention_hours as i64) * 3_600_000;
         loop {

@@ -18,6 +18,7 @@
 //! keyring, blob store, the realtime hub and bus, the connection services) and is
 //! what every service here takes; it knows nothing of HTTP.
 
+pub mod documents;
 pub mod jobs;
 pub mod memory;
 pub mod metrics;

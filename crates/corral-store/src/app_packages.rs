@@ -65,6 +65,21 @@ pub async fn list(
     .db()
 }
 
+/// Every (package id, application id) installation in the organization's applications.
+pub async fn installations(
+    conn: &mut AnyConnection,
+    org_id: &OrgId,
+) -> Result<Vec<(String, AppId)>> {
+    sqlx::query_as(
+        "SELECT package_id, application_id FROM application_packages WHERE org_id = $1 \
+         ORDER BY package_id, application_id",
+    )
+    .bind(org_id)
+    .fetch_all(conn)
+    .await
+    .db()
+}
+
 pub async fn get(
     conn: &mut AnyConnection,
     org_id: &OrgId,

@@ -442,10 +442,12 @@ impl Finish<'_> {
     }
 }
 
-/// Writes the terminal state if the run is still active; returns whether this call
-/// made the transition. `duration_ms` defaults to the time since the sandbox started.
+/// Writes the terminal state if the run is still active, with the notification of
+/// its recipient in the same transaction; returns whether this call made the
+/// transition. `duration_ms` defaults to the time since the sandbox started.
 pub async fn finish(conn: &mut AnyConnection, id: &RunId, f: &Finish<'_>) -> Result<bool> {
     debug_assert!(f.status.is_terminal());
+    let mut tx = sqlx::Connection::begin(conn).await.db()?;
     let r = sqlx::query(
         "UPDATE runs SET status = $2, result = COALESCE($3, result), error = $4, error_code = $5, \
            error_details = $6, token_usage = COALESCE($7, token_usage), \
@@ -462,10 +464,15 @@ pub async fn finish(conn: &mut AnyConnection, id: &RunId, f: &Finish<'_>) -> Res
     .bind(f.token_usage)
     .bind(f.duration_ms)
     .bind(f.now)
-    .execute(conn)
+    .execute(&mut *tx)
     .await
     .db()?;
-    Ok(r.rows_affected() > 0)
+    let won = r.rows_affected() > 0;
+    if won {
+        crate::notifications::run_finished(&mut tx, id, f.status.as_str(), f.now).await?;
+    }
+    tx.commit().await.db()?;
+    Ok(won)
 }
 
 /// Proof of life: bumps `last_heartbeat_at` (and `first_event_at` the first time).
@@ -716,4 +723,29 @@ pub async fn count_by_status(conn: &mut AnyConnection) -> Result<Vec<(String, i6
     rows.iter()
         .map(|r| Ok((r.try_get(0).db()?, r.try_get(1).db()?)))
         .collect()
+}
+
+/// Moves an open sink's expiry to `until` (a run still active whose sink has not
+/// expired at `now`); false otherwise.
+pub async fn extend_sink(
+    conn: &mut AnyConnection,
+    org_id: &OrgId,
+    app_id: &AppId,
+    id: &RunId,
+    now: i64,
+    until: i64,
+) -> Result<bool> {
+    let r = sqlx::query(
+        "UPDATE runs SET sink_expires_at = $5 WHERE id = $3 AND org_id = $1 \
+         AND application_id = $2 AND status IN ('pending', 'running') AND sink_expires_at > $4",
+    )
+    .bind(org_id)
+    .bind(app_id)
+    .bind(id)
+    .bind(now)
+    .bind(until)
+    .execute(conn)
+    .await
+    .db()?;
+    Ok(r.rows_affected() > 0)
 }

@@ -197,6 +197,15 @@ impl Client {
                 ) {
                     panic!("{e}\nbody: {text}");
                 }
+                if let Err(e) = crate::contract::check_reference_response(
+                    &self.spec,
+                    method.as_str(),
+                    api_path,
+                    status,
+                    &body,
+                ) {
+                    panic!("{e}\nbody: {text}");
+                }
             }
             if ct_is_problem(&headers) {
                 check_problem(&body, status);

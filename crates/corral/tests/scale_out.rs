@@ -469,7 +469,11 @@ async fn viewers_cancel_drain_and_node_loss_across_replicas() {
             .await;
         assert_eq!(ok, 1, "run {id} finished on the draining worker");
     }
-    let burst_ids = burst.iter().map(|i| format!("'{i}'")).collect::<Vec<_>>().join(",");
+    let burst_ids = burst
+        .iter()
+        .map(|i| format!("'{i}'"))
+        .collect::<Vec<_>>()
+        .join(",");
     let on_b = cluster
         .scalar(&format!(
             "SELECT COUNT(*) FROM runs WHERE runner_name = 'worker-b' AND id IN ({burst_ids})"

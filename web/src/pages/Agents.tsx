@@ -41,9 +41,9 @@ export function AgentsPage() {
             </div>
             {a.description && <p>{a.description}</p>}
             <div className="tags">
-              {a.dependencies.integrations.map((d) => (
-                <span key={d.id} className="tag" title="Integration needed">
-                  {d.id}
+              {Object.keys(a.dependencies.integrations).map((id) => (
+                <span key={id} className="tag" title="Integration needed">
+                  {id}
                 </span>
               ))}
               {a.running_runs > 0 && <span className="badge badge-running">{a.running_runs} running</span>}

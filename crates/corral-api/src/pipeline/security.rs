@@ -43,19 +43,33 @@ pub async fn headers(State(state): State<AppState>, req: Request, next: Next) ->
     resp
 }
 
+/// The body limit of a request: the configured one, or for the routes that take a
+/// file's raw bytes (upload content, a run's published document) the file limit
+/// (those handlers read the body themselves, up to it).
+pub fn body_limit_for(state: &AppState, path: &str) -> usize {
+    let file_route = path == "/api/uploads/_content"
+        || (path.starts_with("/api/runs/") && path.ends_with("/documents"));
+    if file_route {
+        state
+            .config
+            .body_limit_bytes
+            .max(corral_engine::documents::UPLOAD_MAX_BYTES as usize)
+    } else {
+        state.config.body_limit_bytes
+    }
+}
+
 pub async fn body_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > state.config.body_limit_bytes as u64) {
+    let limit = body_limit_for(&state, req.uri().path());
+    if declared.is_some_and(|n| n > limit as u64) {
         return ApiError::new(
             ErrorCode::PayloadTooLarge,
-            format!(
-                "the request body is larger than the limit of {} bytes",
-                state.config.body_limit_bytes
-            ),
+            format!("the request body is larger than the limit of {limit} bytes"),
         )
         .into_response();
     }

@@ -21,6 +21,7 @@ use crate::json::{Json, Validate};
 use crate::routes::packages::{Dependencies, DependencyRef};
 use crate::state::AppState;
 use corral_engine::packages as svc;
+use std::collections::BTreeMap;
 
 pub fn app_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -35,7 +36,9 @@ pub struct AgentListItem {
     pub id: String,
     #[serde(rename = "type")]
     pub ptype: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[schema(value_type = String, pattern = "^(system|local)$")]
     pub source: &'static str,
@@ -43,7 +46,27 @@ pub struct AgentListItem {
     pub keywords: Vec<String>,
     pub version: Option<String>,
     pub running_runs: i64,
-    pub dependencies: Dependencies,
+    pub dependencies: DependencyRanges,
+}
+
+/// An agent's dependencies as the manifest declares them: package id → version range,
+/// per type (the list's shape; the agent detail lists them as `{id, version}` entries).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DependencyRanges {
+    pub skills: BTreeMap<String, String>,
+    pub mcp_servers: BTreeMap<String, String>,
+    pub integrations: BTreeMap<String, String>,
+}
+
+impl From<Dependencies> for DependencyRanges {
+    fn from(d: Dependencies) -> Self {
+        let map = |v: Vec<DependencyRef>| v.into_iter().map(|r| (r.id, r.version)).collect();
+        DependencyRanges {
+            skills: map(d.skills),
+            mcp_servers: map(d.mcp_servers),
+            integrations: map(d.integrations),
+        }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -108,7 +131,7 @@ pub async fn list_agents(
                     .get("keywords")
                     .and_then(|k| serde_json::from_value(k.clone()).ok())
                     .unwrap_or_default(),
-                dependencies: dependencies_of(&manifest),
+                dependencies: dependencies_of(&manifest).into(),
                 running_runs: running.get(&r.id).copied().unwrap_or(0),
                 id: r.id,
                 display_name: r.display_name,

@@ -23,6 +23,7 @@ pub fn org_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_installed, install))
         .routes(routes!(get_installed, update_installed, uninstall))
+        .routes(routes!(get_run_config))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -345,4 +346,61 @@ pub async fn uninstall(
         return Err(ApiError::not_found("installed package"));
     }
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunConfig {
+    /// Generation settings (`temperature`, `reasoningLevel`), or null.
+    #[schema(value_type = Option<Object>)]
+    pub generation: Option<Value>,
+    #[serde(rename = "modelId")]
+    pub model_id: Option<String>,
+    #[serde(rename = "proxyId")]
+    pub proxy_id: Option<String>,
+    /// The pinned version, or null (the latest published version runs).
+    pub version_pin: Option<String>,
+    /// The stored input layer: values and locked fields.
+    pub input: crate::routes::agents::AgentInputSettings,
+}
+
+/// What the application applies when it runs the package: model, generation
+/// settings, proxy, version pin and stored input. A package not installed in the
+/// application runs with none of them (all null, empty input).
+#[utoipa::path(get, path = "/api/applications/{applicationId}/packages/{scope}/{name}/run-config", tag = "Applications", operation_id = "getApplicationPackageRunConfig",
+    params(("applicationId" = String, Path, description = "Application id"), ("scope" = String, Path, description = "Package scope"), ("name" = String, Path, description = "Package name")),
+    responses((status = 200, description = "The run configuration", body = RunConfig)))]
+pub async fn get_run_config(
+    State(state): State<AppState>,
+    ctx: Perm<perms::PackagesRead>,
+    Path((app_id, scope, name)): Path<(AppId, String, String)>,
+) -> ApiResult<Json<RunConfig>> {
+    app_in_org(&state, &ctx, &app_id).await?;
+    let id = package_id(&scope, &name);
+    let mut conn = state.db.conn().await?;
+    corral_store::packages::get_visible(&mut conn, ctx.org_id()?, &id, None)
+        .await?
+        .ok_or_else(|| ApiError::not_found("package"))?;
+    let Some(row) = store::get(&mut conn, ctx.org_id()?, &app_id, &id).await? else {
+        return Ok(Json(RunConfig {
+            generation: None,
+            model_id: None,
+            proxy_id: None,
+            version_pin: None,
+            input: Default::default(),
+        }));
+    };
+    let version_pin = match row.version_id {
+        Some(v) => store::version_by_id(&mut conn, &id, v).await?,
+        None => None,
+    };
+    Ok(Json(RunConfig {
+        generation: row
+            .generation_config
+            .and_then(|g| serde_json::from_str(&g).ok())
+            .filter(|g: &Value| g.is_object()),
+        model_id: row.model_id,
+        proxy_id: row.proxy_id,
+        version_pin,
+        input: serde_json::from_str(&row.input_settings).unwrap_or_default(),
+    }))
 }

@@ -275,6 +275,24 @@ pub struct FileEntry {
     pub size: i64,
     /// `sha256=<base64url>` as in the version's RECORD.
     pub sha256: String,
+    /// `text` | `binary`, by the file's extension (the content is not inlined).
+    #[schema(value_type = String, pattern = "^(text|binary)$")]
+    pub media_kind: &'static str,
+}
+
+/// `text` for the extensions of text files, else `binary`.
+fn media_kind(path: &str) -> &'static str {
+    const TEXT: &[&str] = &[
+        "md", "markdown", "txt", "json", "jsonc", "yaml", "yml", "toml", "js", "mjs", "cjs", "ts",
+        "py", "sh", "html", "htm", "css", "csv", "tsv", "xml", "svg", "ini", "cfg", "env", "sql",
+        "rs", "go", "rb",
+    ];
+    let name = path.rsplit('/').next().unwrap_or(path);
+    match name.rsplit_once('.') {
+        Some((_, ext)) if TEXT.contains(&ext.to_ascii_lowercase().as_str()) => "text",
+        None if name == "RECORD" || name == "LICENSE" => "text",
+        _ => "binary",
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -304,6 +322,7 @@ pub async fn list_files(
             let sha = it.next()?.to_owned();
             let path = it.next()?.to_owned();
             Some(FileEntry {
+                media_kind: media_kind(&path),
                 path,
                 size,
                 sha256: sha,
@@ -391,30 +410,48 @@ pub async fn download(
 pub struct LibraryPackage {
     pub id: String,
     #[serde(rename = "type")]
+    #[schema(value_type = String, pattern = "^(agent|skill|mcp-server|integration)$")]
     pub ptype: String,
-    pub display_name: Option<String>,
-    pub description: Option<String>,
     #[schema(value_type = String, pattern = "^(system|local)$")]
     pub source: &'static str,
+    /// The draft manifest's display name, else the package id.
+    pub name: String,
+    /// The draft manifest's description, else empty.
+    pub description: String,
     pub version: Option<String>,
+    /// The organization's applications the package is installed in.
+    pub installed_in: Vec<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct LibraryApplication {
     pub id: String,
     pub name: String,
     pub is_default: bool,
 }
 
+/// The packages grouped by type; every group is present (possibly empty).
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct LibraryPackages {
+    pub agent: Vec<LibraryPackage>,
+    pub skill: Vec<LibraryPackage>,
+    #[serde(rename = "mcp-server")]
+    pub mcp_server: Vec<LibraryPackage>,
+    pub integration: Vec<LibraryPackage>,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Library {
     #[schema(value_type = String, pattern = "^library$")]
     pub object: &'static str,
+    /// The organization's applications, the default one first.
     pub applications: Vec<LibraryApplication>,
-    pub packages: Vec<LibraryPackage>,
+    pub packages: LibraryPackages,
 }
 
-/// Every package the organization can use (its own and the system ones).
+/// Every package the organization can use (its own and the system ones), grouped by
+/// type, with the applications each is installed in.
 #[utoipa::path(get, path = "/api/library", tag = "Packages", operation_id = "getLibrary",
     responses((status = 200, description = "The library", body = Library)))]
 pub async fn library(
@@ -424,7 +461,35 @@ pub async fn library(
     let org_id = ctx.org_id()?;
     let mut conn = state.db.conn().await?;
     let rows = store::list_visible(&mut conn, org_id, None).await?;
-    let apps = corral_store::applications::list(&mut conn, org_id).await?;
+    let mut apps = corral_store::applications::list(&mut conn, org_id).await?;
+    apps.sort_by_key(|a| !a.is_default);
+    let mut installed: std::collections::HashMap<String, Vec<String>> = Default::default();
+    for (pkg, app) in corral_store::app_packages::installations(&mut conn, org_id).await? {
+        installed.entry(pkg).or_default().push(app.into());
+    }
+    let mut packages = LibraryPackages::default();
+    for r in rows {
+        let group = match r.ptype.as_str() {
+            "agent" => &mut packages.agent,
+            "skill" => &mut packages.skill,
+            "mcp-server" => &mut packages.mcp_server,
+            "integration" => &mut packages.integration,
+            _ => continue,
+        };
+        group.push(LibraryPackage {
+            source: if r.org_id.is_none() {
+                "system"
+            } else {
+                "local"
+            },
+            installed_in: installed.remove(&r.id).unwrap_or_default(),
+            name: r.display_name.unwrap_or_else(|| r.id.clone()),
+            description: r.description.unwrap_or_default(),
+            id: r.id,
+            ptype: r.ptype,
+            version: r.latest_version,
+        });
+    }
     Ok(Json(Library {
         object: "library",
         applications: apps
@@ -435,20 +500,6 @@ pub async fn library(
                 is_default: a.is_default,
             })
             .collect(),
-        packages: rows
-            .into_iter()
-            .map(|r| LibraryPackage {
-                source: if r.org_id.is_none() {
-                    "system"
-                } else {
-                    "local"
-                },
-                id: r.id,
-                ptype: r.ptype,
-                display_name: r.display_name,
-                description: r.description,
-                version: r.latest_version,
-            })
-            .collect(),
+        packages,
     }))
 }

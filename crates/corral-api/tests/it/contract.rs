@@ -8,12 +8,7 @@ use corral_testkit::{Backend, TestApp};
 use serde_json::Value;
 
 fn reference() -> Value {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/reference/appstrate-openapi.json"
-    );
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    serde_json::from_str(&text).expect("reference JSON")
+    corral_testkit::contract::reference().clone()
 }
 
 const METHODS: &[&str] = &["get", "post", "put", "patch", "delete"];
@@ -217,4 +212,73 @@ async fn docs_page_works_offline() {
         .unwrap();
     assert_eq!(js.status(), 200);
     assert!(js.text().await.unwrap().contains("/api/openapi.json"));
+}
+
+/// The contract and its docs page are operations of the contract too (the reference
+/// lists them); the contract revalidates with its strong ETag.
+#[tokio::test]
+async fn the_contract_is_listed_and_revalidates() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    for (path, id) in [
+        ("/api/openapi.json", "getOpenApiSpec"),
+        ("/api/docs", "getSwaggerUI"),
+    ] {
+        assert_eq!(app.spec()["paths"][path]["get"]["operationId"], id);
+    }
+    let http = reqwest::Client::new();
+    let r = http
+        .get(format!("{}/api/openapi.json", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let etag = r.headers()["etag"].to_str().unwrap().to_owned();
+    assert!(etag.starts_with('"') && etag.len() == 66, "{etag}");
+    let r = http
+        .get(format!("{}/api/openapi.json", app.base))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 304);
+    assert!(r.bytes().await.unwrap().is_empty());
+    let r = http
+        .get(format!("{}/api/openapi.json", app.base))
+        .header("if-none-match", "\"stale\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+/// The reference validation of the testkit is real: a body of the old `/api/agents`
+/// shape (dependencies as arrays) fails it, the reference's shape passes, and every
+/// exemption names an operation of the reference.
+#[tokio::test]
+async fn reference_shapes_are_enforced() {
+    use corral_testkit::contract::{check_reference_response, REFERENCE_SHAPE_EXEMPT};
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let item = |deps: Value| {
+        serde_json::json!({"object": "list", "hasMore": false, "data": [{
+            "id": "@a/b", "source": "local", "type": "agent", "running_runs": 0,
+            "scope": "@a", "keywords": [], "version": null, "dependencies": deps
+        }]})
+    };
+    let arrays = item(
+        serde_json::json!({"skills": [{"id": "@a/s", "version": "^1"}], "mcp_servers": [], "integrations": []}),
+    );
+    let maps =
+        item(serde_json::json!({"skills": {"@a/s": "^1"}, "mcp_servers": {}, "integrations": {}}));
+    assert!(check_reference_response(app.spec(), "GET", "/api/agents", 200, &arrays).is_err());
+    check_reference_response(app.spec(), "GET", "/api/agents", 200, &maps).unwrap();
+    let reference = reference();
+    for (method, path, why) in REFERENCE_SHAPE_EXEMPT {
+        assert!(!why.is_empty());
+        assert!(
+            reference["paths"][path]
+                .get(method.to_lowercase())
+                .is_some(),
+            "exempt {method} {path} is not a reference operation"
+        );
+    }
 }

@@ -1163,7 +1163,10 @@ async fn rotation_reseals_model_keys_and_runs_still_work(b: Backend) {
     a.begin_shutdown();
     let stopping = Instant::now();
     while !a.is_finished() {
-        assert!(stopping.elapsed() < Duration::from_secs(40), "the old server never stopped");
+        assert!(
+            stopping.elapsed() < Duration::from_secs(40),
+            "the old server never stopped"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     mock.push(Turn::tool_call(

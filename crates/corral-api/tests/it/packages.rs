@@ -472,12 +472,21 @@ async fn isolation_and_system_packages(b: Backend) {
     // System packages: in every library, read-only.
     for s in [&alice, &bob] {
         let lib = s.client.get("/api/library", 200).await;
-        let ids: Vec<&str> = lib["packages"]
+        // Grouped by type, every group present; the default application first.
+        assert_eq!(lib["applications"][0]["isDefault"], true);
+        let ids: Vec<&str> = ["agent", "skill", "mcp-server", "integration"]
+            .iter()
+            .flat_map(|t| lib["packages"][t].as_array().unwrap())
+            .map(|p| p["id"].as_str().unwrap())
+            .collect();
+        let hw = lib["packages"]["agent"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|p| p["id"].as_str().unwrap())
-            .collect();
+            .find(|p| p["id"] == "@corral/hello-world")
+            .expect("hello-world in the agent group");
+        assert_eq!(hw["type"], "agent");
+        assert!(hw["installed_in"].is_array());
         for id in [
             "@corral/hello-world",
             "@corral/http-fetcher",
@@ -638,7 +647,8 @@ async fn bundle_import(b: Backend) {
         .client
         .get(&format!("/api/packages/skills/@{scope}/tone"), 200)
         .await;
-    assert_eq!(skill_detail["agents"], json!([format!("@{scope}/kind")]));
+    assert_eq!(skill_detail["agents"][0]["id"], format!("@{scope}/kind"));
+    assert!(skill_detail["agents"][0]["display_name"].is_string());
     let r = alice
         .client
         .send(
@@ -771,7 +781,9 @@ async fn installs_input_settings_agents_and_bundle_export(b: Backend) {
         .iter()
         .find(|a| a["id"] == "@corral/hello-world")
         .unwrap();
-    assert_eq!(hw["dependencies"]["skills"][0]["id"], "@corral/summarize");
+    // The list maps each dependency to its version range (the reference's shape).
+    assert!(hw["dependencies"]["skills"]["@corral/summarize"].is_string());
+    assert!(hw["dependencies"]["integrations"].is_object());
 
     // Bundle export: the agent and its resolved dependencies, deterministic.
     let (status, bytes, _) = raw(

@@ -413,6 +413,8 @@ pub struct Request<'a> {
 /// A trigger that passed every check (SPEC §7 steps 2–7), ready to be queued.
 pub struct Checked {
     input: Value,
+    /// The `upload://` / `document://` inputs, attached to the run when it is queued.
+    files: Vec<crate::documents::FileInput>,
     deps: Deps,
     integrations: Vec<RunIntegration>,
     model: corral_connect::models::RunModel,
@@ -438,6 +440,7 @@ pub async fn check(
         .filter(|_| req.kind == "package");
     let settings = input_settings(state, caller, package_id).await?;
     let input = prepare_input(&pkg.manifest, input, settings.as_ref())?;
+    let files = crate::documents::check_file_inputs(state, caller, &pkg.manifest, &input).await?;
     let integrations = check_readiness(
         state,
         caller,
@@ -457,6 +460,7 @@ pub async fn check(
     preflight(state, org_id).await?;
     Ok(Checked {
         input,
+        files,
         deps,
         integrations,
         model,
@@ -471,7 +475,8 @@ pub async fn queue(
     checked: Checked,
 ) -> ProblemResult<store::Run> {
     let Checked {
-        input,
+        mut input,
+        files,
         deps,
         integrations,
         model,
@@ -506,13 +511,15 @@ pub async fn queue(
     let token_hash = run_token_hash(&run_token(state, &run_id));
     let now = now_ms();
     let definition_json = serde_json::to_string(&definition).map_err(Problem::internal)?;
-    let input_json = input.to_string();
     let generation = req
         .generation
         .filter(|g| !g.is_null())
         .or(model.agent_generation.as_ref())
         .map(Value::to_string);
-    let mut conn = state.db.conn().await?;
+    let attachments =
+        crate::documents::plan_attachments(state, run_id.as_str(), files, &mut input).await?;
+    let input_json = input.to_string();
+    let mut conn = state.db.begin().await?;
     store::insert(
         &mut conn,
         &store::NewRun {
@@ -546,10 +553,13 @@ pub async fn queue(
         },
     )
     .await?;
+    crate::documents::write_attachments(state, &mut conn, run_id.as_str(), attachments).await?;
     let run = store::get_internal(&mut conn, &run_id)
         .await?
         .ok_or_else(|| Problem::internal(anyhow::anyhow!("run vanished after insert")))?;
-    drop(conn);
+    conn.commit()
+        .await
+        .map_err(corral_store::StoreError::from)?;
     state
         .runs
         .bus

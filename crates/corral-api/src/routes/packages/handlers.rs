@@ -136,7 +136,15 @@ pub(super) async fn delete_impl(
     if !users.is_empty() {
         return Err(ApiError::new(
             ErrorCode::PackageInUse,
-            format!("{} is used by {}", row.id, users.join(", ")),
+            format!(
+                "{} is used by {}",
+                row.id,
+                users
+                    .iter()
+                    .map(|a| a.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         ));
     }
     store::delete(&mut conn, ctx.org_id()?, &row.id).await?;

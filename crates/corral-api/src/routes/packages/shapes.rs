@@ -76,11 +76,19 @@ pub struct PackageDetail {
     #[serde(rename = "forked_from")]
     pub forked_from: Option<String>,
     /// Agents of the org that depend on this package.
-    pub agents: Vec<String>,
+    pub agents: Vec<DependentAgent>,
     #[schema(format = DateTime)]
     pub created_at: String,
     #[schema(format = DateTime)]
     pub updated_at: String,
+}
+
+/// An agent depending on a package.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DependentAgent {
+    pub id: String,
+    /// The agent's display name, else its id.
+    pub display_name: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -117,7 +125,9 @@ pub struct Dependencies {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AgentDetail {
     pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[schema(value_type = String, pattern = "^(system|local)$")]
     pub source: &'static str,
@@ -125,6 +135,7 @@ pub struct AgentDetail {
     pub version: Option<String>,
     #[schema(value_type = Object)]
     pub manifest: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub prompt: Option<String>,
     #[serde(rename = "updatedAt")]
     #[schema(format = DateTime)]

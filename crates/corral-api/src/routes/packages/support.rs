@@ -151,7 +151,7 @@ pub(super) async fn dependents(
     conn: &mut corral_store::Conn,
     org_id: &OrgId,
     id: &str,
-) -> ApiResult<Vec<String>> {
+) -> ApiResult<Vec<super::DependentAgent>> {
     let agents = store::list_visible(conn, org_id, Some("agent")).await?;
     Ok(agents
         .into_iter()
@@ -164,7 +164,10 @@ pub(super) async fn dependents(
                 })
                 .unwrap_or(false)
         })
-        .map(|a| a.id)
+        .map(|a| super::DependentAgent {
+            display_name: a.display_name.unwrap_or_else(|| a.id.clone()),
+            id: a.id,
+        })
         .collect())
 }
 

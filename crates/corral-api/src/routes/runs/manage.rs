@@ -118,3 +118,61 @@ pub async fn delete_agent_runs(
     let deleted_count = store::delete_finished_for_package(&mut conn, org_id, app_id, &id).await?;
     Ok(Json(Deleted { deleted_count }))
 }
+
+/// The longest a sink may be extended to, from now (seconds).
+pub const SINK_MAX_TTL_SECONDS: i64 = 86_400;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExtendSinkBody {
+    /// 1–86400: the sink stays open this long from now.
+    pub ttl_seconds: i64,
+}
+
+impl Validate for ExtendSinkBody {
+    fn validate(&self) -> Vec<FieldError> {
+        if (1..=SINK_MAX_TTL_SECONDS).contains(&self.ttl_seconds) {
+            Vec::new()
+        } else {
+            vec![FieldError::new(
+                "ttl_seconds",
+                "out_of_range",
+                format!("ttl_seconds must be between 1 and {SINK_MAX_TTL_SECONDS}"),
+            )]
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SinkExpiry {
+    pub id: String,
+    #[schema(format = DateTime)]
+    pub expires_at: String,
+}
+
+/// Keep a run's event sink open longer: its expiry becomes now + `ttl_seconds`. Only
+/// an open sink (run active, not expired) of the caller's application; else 404.
+#[utoipa::path(patch, path = "/api/runs/{runId}/sink/extend", tag = "Runs", operation_id = "extendRunSink",
+    params(("runId" = String, Path, description = "Run id")),
+    request_body = ExtendSinkBody,
+    responses((status = 200, description = "The new expiry", body = SinkExpiry)))]
+pub async fn extend_run_sink(
+    State(state): State<AppState>,
+    ctx: Perm<perms::RunsWrite>,
+    Path(id): Path<RunId>,
+    Json(body): Json<ExtendSinkBody>,
+) -> ApiResult<Json<SinkExpiry>> {
+    let now = now_ms();
+    let until = now + body.ttl_seconds * 1000;
+    let mut conn = state.db.conn().await?;
+    let extended =
+        store::extend_sink(&mut conn, ctx.org_id()?, ctx.app_id()?, &id, now, until).await?;
+    if !extended {
+        return Err(ApiError::not_found("open run sink"));
+    }
+    Ok(Json(SinkExpiry {
+        id: id.into_string(),
+        expires_at: to_rfc3339(until),
+    }))
+}

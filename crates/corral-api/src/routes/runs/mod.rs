@@ -43,6 +43,7 @@ pub fn app_router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_run))
         .routes(routes!(get_run_logs))
         .routes(routes!(cancel_run))
+        .routes(routes!(extend_run_sink))
         .routes(routes!(list_agent_runs, delete_agent_runs))
 }
 
