@@ -18,9 +18,11 @@ mod pipeline;
 
 mod rate_limit;
 mod realtime;
+mod realtime_h2;
 mod resources;
 mod revoke;
 mod run_events;
+mod run_list;
 mod runs;
 mod runs_docker;
 mod schedules;
