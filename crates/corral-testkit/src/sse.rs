@@ -167,13 +167,12 @@ impl H2 {
         use http_body_util::BodyExt as _;
         let resp = self.send(path_and_query, headers).await;
         let (status, version) = (resp.status().as_u16(), resp.version());
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        (status, version, String::from_utf8_lossy(&bytes).into_owned())
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        (
+            status,
+            version,
+            String::from_utf8_lossy(&bytes).into_owned(),
+        )
     }
 
     async fn send(
@@ -203,7 +202,11 @@ impl H2 {
         let (status, version) = (resp.status().as_u16(), resp.version());
         let mut body = resp.into_body();
         if status != 200 {
-            let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let bytes = body
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
             return (
                 status,
                 version,

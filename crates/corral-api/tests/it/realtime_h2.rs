@@ -54,7 +54,14 @@ async fn sse_streams_share_one_http2_connection(b: Backend) {
 
     // Closing one stream (RST_STREAM) leaves the connection and the other streams.
     drop(streams.pop());
-    let (st, _) = post_signed(&app, &events, &log_event(&run, 2, "still here"), SINK, "h2-2").await;
+    let (st, _) = post_signed(
+        &app,
+        &events,
+        &log_event(&run, 2, "still here"),
+        SINK,
+        "h2-2",
+    )
+    .await;
     assert_eq!(st, 200);
     for s in &mut streams {
         let f = s.next(WAIT).await.expect("the next run_log");

@@ -63,14 +63,28 @@ async fn pages_totals_filters_and_json_columns(b: Backend) {
     let mut all = Vec::new();
     for n in 1..=7 {
         let (status, code, details) = match n % 3 {
-            0 => ("failed", Some("llm_error"), Some(r#"{"attempts":2,"status":502}"#)),
+            0 => (
+                "failed",
+                Some("llm_error"),
+                Some(r#"{"attempts":2,"status":502}"#),
+            ),
             1 => ("success", None, None),
             // Unreadable stored JSON reads as null, as it always did.
             _ => ("failed", Some("stalled"), Some("not json")),
         };
         let input = format!(r#"{{"n":{n},"nested":{{"a":[1,2,{{"b":null}}]}}}}"#);
         all.push(
-            insert_run(&app, &s, n, status, Some(&key_id), Some(&input), code, details).await,
+            insert_run(
+                &app,
+                &s,
+                n,
+                status,
+                Some(&key_id),
+                Some(&input),
+                code,
+                details,
+            )
+            .await,
         );
     }
     all.reverse(); // newest first
@@ -78,14 +92,23 @@ async fn pages_totals_filters_and_json_columns(b: Backend) {
     // Pages: the total is the number matching, whatever the page.
     let first = keyed.get("/api/runs?limit=3", 200).await;
     assert_eq!(ids(&first), all[..3].to_vec());
-    assert_eq!((first["total"].as_i64(), first["hasMore"].as_bool()), (Some(7), Some(true)));
+    assert_eq!(
+        (first["total"].as_i64(), first["hasMore"].as_bool()),
+        (Some(7), Some(true))
+    );
     let last = keyed.get("/api/runs?limit=3&offset=6", 200).await;
     assert_eq!(ids(&last), all[6..].to_vec());
-    assert_eq!((last["total"].as_i64(), last["hasMore"].as_bool()), (Some(7), Some(false)));
+    assert_eq!(
+        (last["total"].as_i64(), last["hasMore"].as_bool()),
+        (Some(7), Some(false))
+    );
     // Past the end no row carries the total: it is still right.
     let past = keyed.get("/api/runs?limit=3&offset=50", 200).await;
     assert!(ids(&past).is_empty());
-    assert_eq!((past["total"].as_i64(), past["hasMore"].as_bool()), (Some(7), Some(false)));
+    assert_eq!(
+        (past["total"].as_i64(), past["hasMore"].as_bool()),
+        (Some(7), Some(false))
+    );
 
     // Filters apply to the page and to the total alike.
     let failed = keyed.get("/api/runs?status=failed&limit=2", 200).await;
@@ -113,9 +136,15 @@ async fn pages_totals_filters_and_json_columns(b: Backend) {
             .clone()
     };
     let ok = by_n(7);
-    assert_eq!(ok["input"], json!({"n": 7, "nested": {"a": [1, 2, {"b": null}]}}));
+    assert_eq!(
+        ok["input"],
+        json!({"n": 7, "nested": {"a": [1, 2, {"b": null}]}})
+    );
     assert_eq!(ok["result"], json!({"output": {"n": 1}}));
-    assert_eq!(ok["token_usage"], json!({"input_tokens": 3, "output_tokens": 4}));
+    assert_eq!(
+        ok["token_usage"],
+        json!({"input_tokens": 3, "output_tokens": 4})
+    );
     assert_eq!(ok["metadata"], Value::Null);
     assert_eq!(ok["apiKeyId"], key_id.as_str());
     assert_eq!(ok["api_key_name"], "test key");
@@ -133,7 +162,10 @@ async fn pages_totals_filters_and_json_columns(b: Backend) {
     );
     // No secret of the run is part of its object.
     let text = page.to_string();
-    assert!(!text.contains("sealed") && !text.contains("\"hash\""), "{text}");
+    assert!(
+        !text.contains("sealed") && !text.contains("\"hash\""),
+        "{text}"
+    );
 
     // The single run reads the same object.
     let one = keyed.get(&format!("/api/runs/{}", all[1]), 200).await;

@@ -708,7 +708,11 @@ async fn sse_measure(
 
     let mut clients = Clients::new();
     let t = Instant::now();
-    let connections = if h2 { n.div_ceil(H2_STREAMS_PER_CONNECTION) } else { n };
+    let connections = if h2 {
+        n.div_ceil(H2_STREAMS_PER_CONNECTION)
+    } else {
+        n
+    };
     let opened = if h2 {
         let mut conns = Vec::with_capacity(connections);
         for _ in 0..connections {
