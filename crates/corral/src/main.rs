@@ -4,11 +4,6 @@
 
 use std::process::ExitCode;
 
-/// mimalloc: an idle SSE subscriber or keep-alive connection costs a fraction of what
-/// it costs with the system allocator (see the README's benchmark figures).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
