@@ -2,7 +2,9 @@
 //! attempts go out (each endpoint read and its secrets opened once, every missing
 //! body frozen in one transaction), and the recorder that writes the attempts' records
 //! a burst per transaction. On SQLite, where every write takes the one write lock,
-//! this is what lets deliveries go out faster than one transaction pair each.
+//! this is what lets deliveries go out faster than one transaction pair each; on
+//! PostgreSQL, which commits concurrent transactions in parallel, the bodies and the
+//! records of a burst are written concurrently instead, one transaction each.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -68,15 +70,37 @@ pub(super) async fn prepare(
         };
         hooks.insert(c.webhook_id.clone(), entry);
     }
-    let mut bodies = Vec::new();
-    for c in &claimed {
-        if let (Some(Ok(Some((hook, _)))), None) = (hooks.get(&c.webhook_id), &c.payload) {
-            let mode = PayloadMode::parse(&hook.payload_mode).unwrap_or(PayloadMode::Full);
+    let first_attempts =
+        claimed
+            .iter()
+            .filter_map(|c| match (hooks.get(&c.webhook_id), &c.payload) {
+                (Some(Ok(Some((hook, _)))), None) => Some((
+                    c,
+                    PayloadMode::parse(&hook.payload_mode).unwrap_or(PayloadMode::Full),
+                )),
+                _ => None,
+            });
+    let mut frozen = if state.db.backend() == corral_store::Backend::Postgres {
+        // PostgreSQL serves many connections at once: each body on its own.
+        drop(conn);
+        let frozen = futures::future::join_all(first_attempts.map(|(c, mode)| async move {
+            let mut conn = state.db.conn().await?;
+            let body = super::build_body(state, &mut conn, c, mode).await?;
+            let stored = store::freeze_payload(&mut conn, c.id, &body).await?;
+            anyhow::Ok((c.id, stored))
+        }))
+        .await;
+        frozen
+            .into_iter()
+            .collect::<anyhow::Result<HashMap<_, _>>>()?
+    } else {
+        // SQLite has one writer: all the bodies in one transaction.
+        let mut bodies = Vec::new();
+        for (c, mode) in first_attempts {
             bodies.push((c.id, super::build_body(state, &mut conn, c, mode).await?));
         }
-    }
-    let mut frozen = store::freeze_payloads(&mut conn, &bodies).await?;
-    drop(conn);
+        store::freeze_payloads(&mut conn, &bodies).await?
+    };
     let mut jobs = Vec::with_capacity(claimed.len());
     for mut c in claimed {
         let ready = match hooks.get(&c.webhook_id) {
@@ -216,6 +240,26 @@ async fn write_loop(state: Engine, mut rx: mpsc::UnboundedReceiver<Record>) {
 
 async fn write(state: &Engine, batch: &[Record]) {
     let records: Vec<store::AttemptRecord<'_>> = batch.iter().map(Record::as_store).collect();
+    if state.db.backend() == corral_store::Backend::Postgres {
+        // PostgreSQL commits concurrent transactions in parallel: one each, at once.
+        let kept = futures::future::join_all(records.iter().map(|r| async move {
+            let one = async {
+                let mut conn = state.db.conn().await?;
+                store::record_attempt(&mut conn, r).await
+            }
+            .await;
+            match one {
+                Ok(k) => Some(k),
+                Err(e) => {
+                    tracing::warn!(delivery = r.delivery_id, error = %e, "webhook attempt could not be recorded");
+                    None
+                }
+            }
+        }))
+        .await;
+        report_lapsed(&records, kept);
+        return;
+    }
     let written = async {
         let mut conn = state.db.conn().await?;
         store::record_attempts(&mut conn, &records).await
@@ -248,6 +292,10 @@ async fn write(state: &Engine, batch: &[Record]) {
             return;
         }
     };
+    report_lapsed(&records, kept);
+}
+
+fn report_lapsed(records: &[store::AttemptRecord<'_>], kept: Vec<Option<bool>>) {
     for (r, kept) in records.iter().zip(kept) {
         if kept == Some(false) {
             tracing::warn!(
