@@ -206,9 +206,24 @@ fn join_path(path: &str, name: &str) -> String {
     }
 }
 
+/// Initial capacity of a response body: most answers fit without growing (a page of
+/// runs is tens of kilobytes and grows a few times instead of from 128 bytes).
+const RESPONSE_BUFFER: usize = 4096;
+
 impl<T: Serialize> IntoResponse for Json<T> {
     fn into_response(self) -> Response {
-        axum::Json(self.0).into_response()
+        let mut buf = Vec::with_capacity(RESPONSE_BUFFER);
+        match serde_json::to_writer(&mut buf, &self.0) {
+            Ok(()) => (
+                [(
+                    CONTENT_TYPE,
+                    axum::http::HeaderValue::from_static("application/json"),
+                )],
+                buf,
+            )
+                .into_response(),
+            Err(e) => ApiError::internal(e).into_response(),
+        }
     }
 }
 

@@ -78,7 +78,9 @@ impl Live {
                 return None;
             }
             if let Some(after) = self.replay_after {
-                if let Err(e) = self.replay_page(after).await {
+                // Boxed: the replay's database futures are large and rare, and would
+                // otherwise size every idle subscriber's stream state.
+                if let Err(e) = Box::pin(self.replay_page(after)).await {
                     tracing::warn!(error = %e, "realtime replay failed; closing the stream");
                     return None;
                 }

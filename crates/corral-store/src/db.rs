@@ -28,6 +28,9 @@ pub struct Db {
     backend: Backend,
 }
 
+/// A pooled connection idle for this long is pinged before it is handed out.
+const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
+
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 
@@ -44,7 +47,20 @@ impl Db {
         let mut opts = AnyPoolOptions::new()
             .max_connections(max_connections)
             .min_connections(1)
-            .acquire_timeout(Duration::from_secs(5));
+            .acquire_timeout(Duration::from_secs(5))
+            // sqlx pings every connection it hands out by default: one more round trip
+            // (to PostgreSQL, or to SQLite's worker thread) per request. A connection
+            // used within the last second is known to work; only one idle longer is
+            // pinged (and replaced when the ping fails, as before).
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_IDLE_AFTER {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            });
         if backend == Backend::Sqlite {
             opts = opts.after_connect(|conn, _meta| {
                 Box::pin(async move {

@@ -130,18 +130,20 @@ const SELECT: &str = "SELECT r.*, u.name AS user_name, \
      LEFT JOIN end_users e ON e.id = r.end_user_id \
      LEFT JOIN api_keys k ON k.id = r.api_key_id";
 
-/// [`SELECT`] for lists: every column but the frozen `definition` (the agent's
-/// prompt, schemas and tools, kilobytes per run that no list shows), read as `''`.
-const SELECT_LISTED: &str = "SELECT r.id, r.org_id, r.application_id, r.package_id, \
+/// [`SELECT`] for lists, in two halves so that a list can add a column: every column
+/// but the frozen `definition` (the agent's prompt, schemas and tools, kilobytes per
+/// run that no list shows) and the run's secrets (sink secret, run-token hash), read
+/// as `''`.
+const SELECT_LISTED_HEAD: &str = "SELECT r.id, r.org_id, r.application_id, r.package_id, \
      r.agent_scope, r.agent_name, r.kind, r.run_number, r.status, r.input, r.result, r.error, \
      r.error_code, r.error_details, r.version_label, r.version_ref, '' AS definition, \
      r.model_label, r.model_source, r.generation, r.user_id, r.end_user_id, r.api_key_id, \
      r.schedule_id, r.schedule_name, r.timeout_secs, r.runner_kind, r.runner_name, r.server_id, r.sandbox_id, \
-     r.sink_secret, r.sink_expires_at, r.run_token_hash, r.last_sequence, r.token_usage, \
+     '' AS sink_secret, r.sink_expires_at, '' AS run_token_hash, r.last_sequence, r.token_usage, \
      r.duration_ms, r.unread, r.created_at, r.started_at, r.first_event_at, \
      r.last_heartbeat_at, r.completed_at, u.name AS user_name, \
-     COALESCE(e.name, e.external_id) AS end_user_name, k.name AS api_key_name \
-     FROM runs r \
+     COALESCE(e.name, e.external_id) AS end_user_name, k.name AS api_key_name";
+const SELECT_LISTED_FROM: &str = "FROM runs r \
      LEFT JOIN users u ON u.id = r.user_id \
      LEFT JOIN end_users e ON e.id = r.end_user_id \
      LEFT JOIN api_keys k ON k.id = r.api_key_id";
@@ -279,46 +281,42 @@ pub struct ListFilter<'a> {
 
 /// A page of the application's runs, newest first, and the total matching. The rows
 /// carry no `definition` (empty): read one run for it.
+///
+/// One round trip: the total rides on every row as an uncorrelated scalar subquery
+/// (evaluated once per statement on both backends). Only a page that starts past the
+/// end, with no row to carry it, costs a second query for the total.
 pub async fn list(
     conn: &mut AnyConnection,
     org_id: &OrgId,
     app_id: &AppId,
     f: &ListFilter<'_>,
 ) -> Result<(Vec<Run>, i64)> {
-    let mut conds = vec![
-        "r.org_id = $1".to_owned(),
-        "r.application_id = $2".to_owned(),
-    ];
-    let mut n = 2;
-    let mut next = |col: &str, op: &str| {
-        n += 1;
-        format!("{col} {op} ${n}")
+    let filter = |alias: &str| {
+        let mut conds = vec![
+            format!("{alias}.org_id = $1"),
+            format!("{alias}.application_id = $2"),
+        ];
+        let mut n = 2;
+        let mut next = |col: &str, op: &str| {
+            n += 1;
+            format!("{alias}.{col} {op} ${n}")
+        };
+        for (set, col, op) in [
+            (f.package_id.is_some(), "package_id", "="),
+            (f.user_id.is_some(), "user_id", "="),
+            (f.end_user_id.is_some(), "end_user_id", "="),
+            (f.schedule_id.is_some(), "schedule_id", "="),
+            (f.kind.is_some(), "kind", "="),
+            (f.status.is_some(), "status", "="),
+            (f.created_from.is_some(), "created_at", ">="),
+            (f.created_to.is_some(), "created_at", "<="),
+        ] {
+            if set {
+                conds.push(next(col, op));
+            }
+        }
+        conds.join(" AND ")
     };
-    if f.package_id.is_some() {
-        conds.push(next("r.package_id", "="));
-    }
-    if f.user_id.is_some() {
-        conds.push(next("r.user_id", "="));
-    }
-    if f.end_user_id.is_some() {
-        conds.push(next("r.end_user_id", "="));
-    }
-    if f.schedule_id.is_some() {
-        conds.push(next("r.schedule_id", "="));
-    }
-    if f.kind.is_some() {
-        conds.push(next("r.kind", "="));
-    }
-    if f.status.is_some() {
-        conds.push(next("r.status", "="));
-    }
-    if f.created_from.is_some() {
-        conds.push(next("r.created_at", ">="));
-    }
-    if f.created_to.is_some() {
-        conds.push(next("r.created_at", "<="));
-    }
-    let filter = conds.join(" AND ");
     let mut binds: Vec<Bind> = vec![Bind::S(org_id.to_string()), Bind::S(app_id.to_string())];
     for v in [
         f.package_id,
@@ -336,22 +334,30 @@ pub async fn list(
     for v in [f.created_from, f.created_to].into_iter().flatten() {
         binds.push(Bind::I(v));
     }
-    let count_sql = format!("SELECT COUNT(*) FROM runs r WHERE {filter}");
+    let count_sql = format!("SELECT COUNT(*) FROM runs c WHERE {}", filter("c"));
     let page_sql = format!(
-        "{SELECT_LISTED} WHERE {filter} ORDER BY r.created_at DESC, r.id DESC LIMIT {} OFFSET {}",
+        "{SELECT_LISTED_HEAD}, ({count_sql}) AS total_matching {SELECT_LISTED_FROM} \
+         WHERE {} ORDER BY r.created_at DESC, r.id DESC LIMIT {} OFFSET {}",
+        filter("r"),
         f.limit.max(0),
         f.offset.max(0)
     );
-    let total: i64 = bind_all(&count_sql, &binds)
-        .fetch_one(&mut *conn)
-        .await
-        .db()?
-        .try_get(0)
-        .db()?;
     let rows = bind_all(&page_sql, &binds)
         .fetch_all(&mut *conn)
         .await
         .db()?;
+    let total: i64 = match rows.first() {
+        Some(row) => row.try_get("total_matching").db()?,
+        // No row with a first page of at least one: nothing matches.
+        None if f.offset <= 0 && f.limit > 0 => 0,
+        // No row to carry it (the page starts past the end, or is empty): ask.
+        None => bind_all(&count_sql, &binds)
+            .fetch_one(&mut *conn)
+            .await
+            .db()?
+            .try_get(0)
+            .db()?,
+    };
     let runs = rows
         .iter()
         .map(Run::from_row)

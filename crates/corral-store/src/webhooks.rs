@@ -414,6 +414,47 @@ pub async fn freeze_payload(conn: &mut AnyConnection, id: i64, payload: &str) ->
     row.try_get(0).db()
 }
 
+/// [`freeze_payload`] for a batch, in one transaction: stores each body where none is
+/// stored yet and returns the stored body of every id (another worker's where it got
+/// there first).
+pub async fn freeze_payloads(
+    conn: &mut AnyConnection,
+    bodies: &[(i64, String)],
+) -> Result<std::collections::HashMap<i64, String>> {
+    use sqlx::Connection as _;
+    let mut out = std::collections::HashMap::with_capacity(bodies.len());
+    if bodies.is_empty() {
+        return Ok(out);
+    }
+    let mut tx = conn.begin().await.db()?;
+    for (id, body) in bodies {
+        sqlx::query("UPDATE webhook_deliveries SET payload = $2 WHERE id = $1 AND payload IS NULL")
+            .bind(*id)
+            .bind(body.as_str())
+            .execute(&mut *tx)
+            .await
+            .db()?;
+    }
+    let list = (1..=bodies.len())
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!("SELECT id, payload FROM webhook_deliveries WHERE id IN ({list})");
+    let mut q = sqlx::query(&sql);
+    for (id, _) in bodies {
+        q = q.bind(*id);
+    }
+    for row in q.fetch_all(&mut *tx).await.db()? {
+        let id: i64 = row.try_get(0).db()?;
+        let payload: Option<String> = row.try_get(1).db()?;
+        if let Some(p) = payload {
+            out.insert(id, p);
+        }
+    }
+    tx.commit().await.db()?;
+    Ok(out)
+}
+
 pub struct AttemptRecord<'a> {
     pub delivery_id: i64,
     pub attempt: i64,
@@ -434,6 +475,36 @@ pub struct AttemptRecord<'a> {
 pub async fn record_attempt(conn: &mut AnyConnection, a: &AttemptRecord<'_>) -> Result<bool> {
     use sqlx::Connection as _;
     let mut tx = conn.begin().await.db()?;
+    if !update_delivery(&mut tx, a).await? {
+        return Ok(false);
+    }
+    insert_attempt(&mut tx, a.delivery_id, a).await?;
+    tx.commit().await.db()?;
+    Ok(true)
+}
+
+/// [`record_attempt`] for a batch, in one transaction (one commit for all: the
+/// delivery worker's attempts finish in bursts). Per record, whether it was kept
+/// (false: that claim had lapsed and the record was skipped).
+pub async fn record_attempts(
+    conn: &mut AnyConnection,
+    records: &[AttemptRecord<'_>],
+) -> Result<Vec<bool>> {
+    use sqlx::Connection as _;
+    let mut tx = conn.begin().await.db()?;
+    let mut kept = Vec::with_capacity(records.len());
+    for a in records {
+        let ok = update_delivery(&mut tx, a).await?;
+        if ok {
+            insert_attempt(&mut tx, a.delivery_id, a).await?;
+        }
+        kept.push(ok);
+    }
+    tx.commit().await.db()?;
+    Ok(kept)
+}
+
+async fn update_delivery(conn: &mut AnyConnection, a: &AttemptRecord<'_>) -> Result<bool> {
     let r = sqlx::query(
         "UPDATE webhook_deliveries SET status = $3, attempts = $4, next_attempt_at = $5, \
            last_status_code = $6, last_error = $7, claimed_until = NULL, updated_at = $8 \
@@ -447,15 +518,10 @@ pub async fn record_attempt(conn: &mut AnyConnection, a: &AttemptRecord<'_>) -> 
     .bind(a.status_code)
     .bind(a.error)
     .bind(a.now)
-    .execute(&mut *tx)
+    .execute(conn)
     .await
     .db()?;
-    if r.rows_affected() != 1 {
-        return Ok(false);
-    }
-    insert_attempt(&mut tx, a.delivery_id, a).await?;
-    tx.commit().await.db()?;
-    Ok(true)
+    Ok(r.rows_affected() == 1)
 }
 
 async fn insert_attempt(

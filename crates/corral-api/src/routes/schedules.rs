@@ -667,7 +667,7 @@ pub async fn list_schedule_runs(
     Ok(Json(ListOf {
         object: "list",
         has_more: page.has_more(total),
-        data: runs.iter().map(RunView::from).collect(),
+        data: runs.into_iter().map(RunView::from).collect(),
         total,
     }))
 }

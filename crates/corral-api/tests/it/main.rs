@@ -27,9 +27,11 @@ mod run_compat;
 
 mod rate_limit;
 mod realtime;
+mod realtime_h2;
 mod resources;
 mod revoke;
 mod run_events;
+mod run_list;
 mod runs;
 mod runs_docker;
 mod schedules;

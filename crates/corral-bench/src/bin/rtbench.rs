@@ -69,6 +69,9 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 const WARMUP_SUBSCRIBERS: usize = 50;
 
 const PG_ENV: &str = "CORRAL_BENCH_DATABASE_URL";
+/// Subscribers per HTTP/2 connection in the `-h2` scenarios (below the server's
+/// limit of concurrent streams per connection).
+const H2_STREAMS_PER_CONNECTION: usize = 100;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -124,6 +127,8 @@ impl Backend {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Scenario {
     Sse(usize, Backend),
+    /// N subscribers as streams of shared HTTP/2 connections (SQLite).
+    SseH2(usize),
     Webhook(Backend),
 }
 
@@ -132,6 +137,7 @@ impl Scenario {
         match self {
             Scenario::Sse(n, Backend::Sqlite) => format!("sse-fanout-{n}"),
             Scenario::Sse(n, Backend::Postgres) => format!("sse-fanout-{n}-postgres"),
+            Scenario::SseH2(n) => format!("sse-fanout-{n}-h2"),
             Scenario::Webhook(b) => format!("webhook-throughput ({})", b.name()),
         }
     }
@@ -216,7 +222,11 @@ struct Ctx {
 
 fn parse_scenarios(args: &Args, pg: bool) -> Result<Vec<Scenario>> {
     let names: Vec<String> = if args.scenarios.is_empty() {
-        vec!["sse-fanout".into(), "webhook-throughput".into()]
+        vec![
+            "sse-fanout".into(),
+            "sse-fanout-h2".into(),
+            "webhook-throughput".into(),
+        ]
     } else {
         args.scenarios.clone()
     };
@@ -243,10 +253,21 @@ fn parse_scenarios(args: &Args, pg: bool) -> Result<Vec<Scenario>> {
                         .map(|n| Scenario::Sse(*n, Backend::Postgres)),
                 );
             }
+            "sse-fanout-h2" => out.extend(args.subscribers.iter().map(|n| Scenario::SseH2(*n))),
             "webhook-throughput" => {
                 out.push(Scenario::Webhook(Backend::Sqlite));
                 if pg {
                     out.push(Scenario::Webhook(Backend::Postgres));
+                }
+            }
+            other if other.starts_with("sse-fanout-") && other.ends_with("-h2") => {
+                match other
+                    .strip_prefix("sse-fanout-")
+                    .and_then(|r| r.strip_suffix("-h2"))
+                    .and_then(|n| n.parse::<usize>().ok())
+                {
+                    Some(n) if n > 0 => out.push(Scenario::SseH2(n)),
+                    _ => bail!("unknown scenario {other:?}"),
                 }
             }
             other => {
@@ -266,7 +287,8 @@ fn parse_scenarios(args: &Args, pg: bool) -> Result<Vec<Scenario>> {
                     }
                     _ => bail!(
                         "unknown scenario {other:?} (known: sse-fanout, sse-fanout-<N>, \
-                         sse-fanout-postgres, sse-fanout-<N>-postgres, webhook-throughput)"
+                         sse-fanout-postgres, sse-fanout-<N>-postgres, sse-fanout-h2, \
+                         sse-fanout-<N>-h2, webhook-throughput)"
                     ),
                 }
             }
@@ -382,7 +404,10 @@ async fn drop_leftover_databases(ctx: &Ctx) {
 
 async fn run_scenario(ctx: &Ctx, sc: &Scenario) -> Result<Outcome> {
     match sc {
-        Scenario::Sse(n, b) => sse_fanout(ctx, *n, *b).await.map(Outcome::Sse),
+        Scenario::Sse(n, b) => sse_fanout(ctx, *n, *b, false).await.map(Outcome::Sse),
+        Scenario::SseH2(n) => sse_fanout(ctx, *n, Backend::Sqlite, true)
+            .await
+            .map(Outcome::Sse),
         Scenario::Webhook(b) => webhook(ctx, *b).await.map(Outcome::Hook),
     }
 }
@@ -583,9 +608,18 @@ async fn scenario_database(ctx: &Ctx) -> Result<String> {
     Ok(url)
 }
 
-async fn sse_fanout(ctx: &Ctx, n: usize, backend: Backend) -> Result<SseResult> {
-    let name = Scenario::Sse(n, backend).name();
-    let floor = idle_http_floor(ctx, n).await?;
+async fn sse_fanout(ctx: &Ctx, n: usize, backend: Backend, h2: bool) -> Result<SseResult> {
+    let name = if h2 {
+        Scenario::SseH2(n).name()
+    } else {
+        Scenario::Sse(n, backend).name()
+    };
+    // The floor is per HTTP/1.1 connection; HTTP/2 streams share theirs.
+    let floor = if h2 {
+        f64::NAN
+    } else {
+        idle_http_floor(ctx, n).await?
+    };
     let metrics = format!("127.0.0.1:{}", free_port()?);
     let mut vars = vec![
         ("CORRAL_SANDBOX", "process".to_owned()),
@@ -601,7 +635,7 @@ async fn sse_fanout(ctx: &Ctx, n: usize, backend: Backend) -> Result<SseResult> 
     }
     let server = Server::start(&ctx.args.server, &env(&vars)).await?;
     let db_url = db_url.unwrap_or_else(|| sqlite_url(&server));
-    let result = sse_measure(ctx, &server, n, &db_url, &metrics).await;
+    let result = sse_measure(ctx, &server, n, &db_url, &metrics, h2).await;
     finish(ctx, server, &name).await;
     result.map(|r| SseResult {
         name,
@@ -616,6 +650,7 @@ async fn sse_measure(
     n: usize,
     db_url: &str,
     metrics: &str,
+    h2: bool,
 ) -> Result<SseResult> {
     let a = &ctx.args;
     let k = a.events;
@@ -631,10 +666,10 @@ async fn sse_measure(
         .await?
         .pop()
         .context("no run")?;
-    let target = Arc::new(sse::Target::new(
-        socket_addr(server)?,
-        &format!("/api/realtime/runs/{run}?token={key}&channels=run_log"),
+    let path = Arc::new(format!(
+        "/api/realtime/runs/{run}?token={key}&channels=run_log"
     ));
+    let target = Arc::new(sse::Target::new(socket_addr(server)?, &path));
     let http = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(10))
@@ -642,10 +677,18 @@ async fn sse_measure(
 
     // Warm-up: a few subscribers through the whole path, then gone.
     let mut warm = Clients::new();
-    warm.open(WARMUP_SUBSCRIBERS.min(n), a.batch, |sh, stop| {
-        sse::client(target.clone(), sh, stop, 0)
-    })
-    .await?;
+    if h2 {
+        let conn = sse::h2_connect(target.addr).await.map_err(|e| anyhow!(e))?;
+        warm.open(WARMUP_SUBSCRIBERS.min(n), a.batch, |sh, stop| {
+            sse::h2_client(conn.clone(), target.clone(), path.clone(), sh, stop, 0)
+        })
+        .await?;
+    } else {
+        warm.open(WARMUP_SUBSCRIBERS.min(n), a.batch, |sh, stop| {
+            sse::client(target.clone(), sh, stop, 0)
+        })
+        .await?;
+    }
     for i in 0..3 {
         db.insert_log(&run, &format!("rtb-warmup {i}")).await?;
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -665,11 +708,31 @@ async fn sse_measure(
 
     let mut clients = Clients::new();
     let t = Instant::now();
-    let opened = clients
-        .open(n, a.batch, |sh, stop| {
-            sse::client(target.clone(), sh, stop, k)
-        })
-        .await;
+    let connections = if h2 {
+        n.div_ceil(H2_STREAMS_PER_CONNECTION)
+    } else {
+        n
+    };
+    let opened = if h2 {
+        let mut conns = Vec::with_capacity(connections);
+        for _ in 0..connections {
+            conns.push(sse::h2_connect(target.addr).await.map_err(|e| anyhow!(e))?);
+        }
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        clients
+            .open(n, a.batch, |sh, stop| {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let conn = conns[(i / H2_STREAMS_PER_CONNECTION) % conns.len()].clone();
+                sse::h2_client(conn, target.clone(), path.clone(), sh, stop, k)
+            })
+            .await
+    } else {
+        clients
+            .open(n, a.batch, |sh, stop| {
+                sse::client(target.clone(), sh, stop, k)
+            })
+            .await
+    };
     let connect_s = t.elapsed().as_secs_f64();
     let subscribed = match opened {
         Ok(s) => s,
@@ -679,7 +742,10 @@ async fn sse_measure(
         }
     };
     let failed = clients.shared.failed.load(Ordering::Relaxed);
-    println!("{subscribed}/{n} subscribed in {connect_s:.1} s ({failed} failed)");
+    println!(
+        "{subscribed}/{n} subscribed in {connect_s:.1} s ({failed} failed) over {connections} {} connection(s)",
+        if h2 { "HTTP/2" } else { "HTTP/1.1" }
+    );
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let rss_idle = sys::rss_median(server.pid, 5, Duration::from_millis(200)).await;
     let fds_idle = fd_count(server.pid);

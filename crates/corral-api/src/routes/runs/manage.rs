@@ -77,7 +77,7 @@ pub async fn list_agent_runs(
     rows.truncate(limit as usize);
     Ok(Json(RunList {
         object: "list",
-        data: rows.iter().map(RunView::from).collect(),
+        data: rows.into_iter().map(RunView::from).collect(),
         total,
         has_more,
     }))

@@ -23,7 +23,7 @@ use corral_core::time::{now_ms, to_rfc3339};
 use corral_core::{ErrorCode, RunId};
 use corral_store::runs as store;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 

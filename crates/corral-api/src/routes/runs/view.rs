@@ -1,4 +1,5 @@
 use super::*;
+use serde_json::value::RawValue;
 
 // ---- the run object ---------------------------------------------------------------
 
@@ -29,10 +30,10 @@ pub struct RunView {
     #[schema(value_type = String, pattern = "^(pending|running|success|failed|timeout|cancelled)$")]
     pub status: String,
     #[schema(value_type = Option<Object>)]
-    pub input: Option<Value>,
+    pub input: Option<Box<RawValue>>,
     /// `{"output": …}` once an output was emitted.
     #[schema(value_type = Option<Object>)]
-    pub result: Option<Value>,
+    pub result: Option<Box<RawValue>>,
     #[schema(value_type = Option<Object>)]
     pub artifacts: Option<Value>,
     #[schema(value_type = Option<Object>)]
@@ -41,9 +42,9 @@ pub struct RunView {
     pub error: Option<String>,
     /// Machine code of the error (`output_schema_mismatch`, `stalled`, …) and details.
     #[schema(value_type = Option<Object>)]
-    pub metadata: Option<Value>,
+    pub metadata: Option<ErrorMetadata>,
     #[schema(value_type = Option<Object>)]
-    pub generation: Option<Value>,
+    pub generation: Option<Box<RawValue>>,
     #[schema(value_type = Option<Object>)]
     pub generation_override: Option<Value>,
     pub started_at: Option<String>,
@@ -55,7 +56,7 @@ pub struct RunView {
     #[serde(rename = "runNumber")]
     pub run_number: Option<i64>,
     #[schema(value_type = Option<Object>)]
-    pub token_usage: Option<Value>,
+    pub token_usage: Option<Box<RawValue>>,
     pub version_label: Option<String>,
     pub version_ref: String,
     pub proxy_label: Option<String>,
@@ -93,31 +94,49 @@ pub(super) fn parse_json(s: &Option<String>) -> Option<Value> {
     s.as_deref().and_then(|t| serde_json::from_str(t).ok())
 }
 
+/// A stored JSON column as it is, validated but not parsed into a tree (`None` when
+/// absent or not JSON, as [`parse_json`] reads it). Stored JSON is written compact
+/// with sorted keys, so the bytes are the ones a parsed `Value` would print.
+fn raw_json(s: Option<String>) -> Option<Box<RawValue>> {
+    s.and_then(|t| RawValue::from_string(t).ok())
+}
+
+/// `metadata` of a run that failed with a machine code.
+#[derive(Debug, Serialize)]
+pub struct ErrorMetadata {
+    pub error_code: String,
+    pub error_details: Option<Box<RawValue>>,
+}
+
 impl From<&store::Run> for RunView {
     fn from(r: &store::Run) -> RunView {
-        let metadata = r.error_code.as_ref().map(|code| {
-            json!({
-                "error_code": code,
-                "error_details": parse_json(&r.error_details),
-            })
+        RunView::from(r.clone())
+    }
+}
+
+impl From<store::Run> for RunView {
+    fn from(r: store::Run) -> RunView {
+        let metadata = r.error_code.map(|code| ErrorMetadata {
+            error_code: code,
+            error_details: raw_json(r.error_details),
         });
         RunView {
-            id: r.id.clone().into(),
-            package_id: r.package_id.clone(),
-            user_id: r.user_id.clone(),
-            end_user_id: r.end_user_id.clone(),
-            api_key_id: r.api_key_id.clone(),
-            org_id: r.org_id.clone().into(),
-            application_id: r.application_id.clone().into(),
-            schedule_id: r.schedule_id.clone(),
+            id: r.id.into(),
+            package_id: r.package_id,
+            user_id: r.user_id,
+            end_user_id: r.end_user_id,
+            api_key_id: r.api_key_id,
+            org_id: r.org_id.into(),
+            application_id: r.application_id.into(),
+            schedule_id: r.schedule_id,
             status: r.status.to_string(),
-            input: parse_json(&r.input),
-            result: parse_json(&r.result),
+            input: raw_json(r.input),
+            result: raw_json(r.result),
             artifacts: None,
             checkpoint: None,
-            error: r.error.clone(),
+            error: r.error,
             metadata,
-            generation: parse_json(&r.generation),
+            generation: raw_json(r.generation),
             generation_override: None,
             started_at: Some(to_rfc3339(r.created_at)),
             completed_at: r.completed_at.map(to_rfc3339),
@@ -125,25 +144,25 @@ impl From<&store::Run> for RunView {
             cost: None,
             cost_pricing_status: None,
             run_number: Some(r.run_number),
-            token_usage: parse_json(&r.token_usage),
-            version_label: r.version_label.clone(),
-            version_ref: r.version_ref.clone(),
+            token_usage: raw_json(r.token_usage),
+            version_label: r.version_label,
+            version_ref: r.version_ref,
             proxy_label: None,
-            model_label: r.model_label.clone(),
-            model_source: r.model_source.clone(),
-            runner_name: r.runner_name.clone(),
-            runner_kind: r.runner_kind.clone(),
-            agent_scope: r.agent_scope.clone(),
-            agent_name: r.agent_name.clone(),
+            model_label: r.model_label,
+            model_source: r.model_source,
+            runner_name: r.runner_name,
+            runner_kind: r.runner_kind,
+            agent_scope: r.agent_scope,
+            agent_name: r.agent_name,
             run_origin: Some("platform".into()),
             context_snapshot: None,
             model_credential_id: None,
             connection_overrides: None,
             dependency_overrides: None,
-            user_name: r.user_name.clone(),
-            end_user_name: r.end_user_name.clone(),
-            api_key_name: r.api_key_name.clone(),
-            schedule_name: r.schedule_name.clone(),
+            user_name: r.user_name,
+            end_user_name: r.end_user_name,
+            api_key_name: r.api_key_name,
+            schedule_name: r.schedule_name,
             connections_used: None,
             package_ephemeral: r.kind == "inline",
             unread: r.unread,

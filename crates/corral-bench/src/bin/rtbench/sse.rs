@@ -137,6 +137,99 @@ pub async fn client(
     out
 }
 
+/// One cleartext HTTP/2 connection (prior knowledge) that subscribers share, one
+/// stream each.
+pub type H2Sender = hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>;
+
+/// Opens an HTTP/2 connection to `addr` and drives it in the background.
+pub async fn h2_connect(addr: SocketAddr) -> Result<H2Sender, String> {
+    let tcp = tokio::time::timeout(SUBSCRIBE_DEADLINE, TcpStream::connect(addr))
+        .await
+        .map_err(|_| "connect timed out".to_owned())?
+        .map_err(|e| format!("connect: {e}"))?;
+    let _ = tcp.set_nodelay(true);
+    let (sender, conn) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .handshake(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .map_err(|e| format!("HTTP/2 handshake: {e}"))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+/// [`client`] as one stream of a shared HTTP/2 connection.
+pub async fn h2_client(
+    sender: H2Sender,
+    target: Arc<Target>,
+    path_and_query: Arc<String>,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+    events: usize,
+) -> Outcome {
+    use http_body_util::BodyExt as _;
+    let mut out = Outcome::default();
+    let mut state = Parser::body_only(events);
+    let run = async {
+        let mut sender = sender;
+        let req = http::Request::get(format!("http://{}{}", target.addr, path_and_query))
+            .header("accept", "text/event-stream")
+            .body(http_body_util::Empty::new())
+            .map_err(|e| format!("request: {e}"))?;
+        let subscribe_by = tokio::time::Instant::now() + SUBSCRIBE_DEADLINE;
+        let resp = tokio::time::timeout_at(subscribe_by, async {
+            sender.ready().await?;
+            sender.send_request(req).await
+        })
+        .await
+        .map_err(|_| "no answer in time".to_owned())?
+        .map_err(|e| format!("stream: {e}"))?;
+        if resp.status() != 200 {
+            return Err(format!("answered {}", resp.status()));
+        }
+        let mut body = resp.into_body();
+        loop {
+            let frame = if out.subscribed {
+                body.frame().await
+            } else {
+                tokio::time::timeout_at(subscribe_by, body.frame())
+                    .await
+                    .map_err(|_| "no snapshot frame in time".to_owned())?
+            };
+            let data = match frame {
+                None => return Err("stream ended (EOF)".to_owned()),
+                Some(Err(e)) => return Err(format!("read: {e}")),
+                Some(Ok(f)) => match f.into_data() {
+                    Ok(d) => d,
+                    Err(_) => continue,
+                },
+            };
+            let now = unix_us_now();
+            state.feed(&data, now, &mut out)?;
+            if out.subscribed && !state.announced {
+                state.announced = true;
+                shared.bump(&shared.subscribed);
+            }
+            for _ in 0..std::mem::take(&mut state.new_receipts) {
+                shared.receipts.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    };
+    let res: Result<(), String> = tokio::select! {
+        r = run => r,
+        _ = stop.wait_for(|s| *s) => Ok(()),
+    };
+    if let Err(e) = res {
+        out.error = Some(e);
+        if !out.subscribed {
+            shared.bump(&shared.failed);
+        }
+    }
+    shared.changed.notify_waiters();
+    out
+}
+
 /// A plain keep-alive HTTP/1.1 connection: one `GET {path}`, its whole answer read,
 /// then held idle until `stop` (the per-connection floor the SSE figure sits on).
 pub async fn idle_client(
@@ -234,6 +327,14 @@ impl Parser {
             announced: false,
             new_receipts: 0,
             seen: vec![false; events],
+        }
+    }
+
+    /// A parser of the body alone (HTTP/2 carries the head and the framing).
+    fn body_only(events: usize) -> Parser {
+        Parser {
+            headers_done: true,
+            ..Parser::new(events)
         }
     }
 

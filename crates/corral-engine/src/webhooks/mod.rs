@@ -7,6 +7,13 @@
 //! another worker (or the same server after a restart) takes again when the lease
 //! lapses, so a crash never loses a delivery; a 2xx is recorded before the claim is
 //! released, so an answered event is never sent again.
+//!
+//! The database work is batched ([`batch`]): a claim reads each endpoint once and
+//! freezes every body it needs in one transaction, and the attempts' records are
+//! written by one recorder task, a burst of them per transaction; an attempt keeps its
+//! slot until its record is committed.
+
+mod batch;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use corral_core::{Problem, ProblemResult};
 
 use crate::Engine;
+use batch::{Job, Recorder};
 
 /// How often the worker looks for due deliveries without being woken.
 const POLL: Duration = Duration::from_millis(500);
@@ -67,8 +75,10 @@ pub async fn run(state: Engine, stop: CancellationToken) {
         .webhook_schedule()
         .unwrap_or_else(|_| corral_webhooks::schedule::default_schedule());
     let schedule = Arc::new(schedule);
-    let slots = Arc::new(Semaphore::new(state.config.webhook_concurrency));
+    let concurrency = state.config.webhook_concurrency;
+    let slots = Arc::new(Semaphore::new(concurrency));
     let done = Arc::new(Notify::new());
+    let recorder = Recorder::start(state.clone());
     let mut signals = state.runs.bus.subscribe();
     let postgres = state.db.backend() == corral_store::Backend::Postgres;
     // A claim outlives the longest attempt by a margin.
@@ -89,27 +99,40 @@ pub async fn run(state: Engine, stop: CancellationToken) {
             }
         }
         let full = !claimed.is_empty() && claimed.len() == free;
-        for c in claimed {
+        let jobs = match batch::prepare(&state, claimed).await {
+            Ok(jobs) => jobs,
+            Err(e) => {
+                // The claims lapse and the deliveries are tried again later.
+                tracing::warn!(error = %e, "preparing webhook deliveries failed");
+                Vec::new()
+            }
+        };
+        for job in jobs {
             let Ok(permit) = slots.clone().acquire_owned().await else {
                 return;
             };
-            let (state, deliverer, schedule, done) = (
+            let (state, deliverer, schedule, done, recorder) = (
                 state.clone(),
                 deliverer.clone(),
                 schedule.clone(),
                 done.clone(),
+                recorder.clone(),
             );
             tokio::spawn(async move {
-                attempt(&state, &deliverer, &schedule, c).await;
+                attempt(&state, &deliverer, &schedule, &recorder, job).await;
                 drop(permit);
                 done.notify_one();
             });
         }
         if full {
-            // More may be due: look again as soon as a slot frees.
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = done.notified() => {}
+            // More may be due: claim again once half the slots are free (fewer, larger
+            // claims), or at once when nothing is left in flight.
+            let want = (concurrency / 2).max(1);
+            while slots.available_permits() < want {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = done.notified() => {}
+                }
             }
             continue;
         }
@@ -125,12 +148,12 @@ pub async fn run(state: Engine, stop: CancellationToken) {
 /// The body of a run event: the envelope around the run as the REST API shows it.
 async fn build_body(
     state: &Engine,
+    conn: &mut corral_store::Conn,
     c: &store::Claimed,
     mode: PayloadMode,
 ) -> anyhow::Result<String> {
-    let mut conn = state.db.conn().await?;
     let run = match &c.run_id {
-        Some(id) => corral_store::runs::get_internal(&mut conn, id).await?,
+        Some(id) => corral_store::runs::get_internal(conn, id).await?,
         None => None,
     };
     let object = match run {
@@ -148,49 +171,37 @@ async fn build_body(
     Ok(String::from_utf8(body)?)
 }
 
-async fn attempt(state: &Engine, deliverer: &Deliverer, schedule: &[Duration], c: store::Claimed) {
-    if let Err(e) = try_attempt(state, deliverer, schedule, &c).await {
-        // The claim lapses and the delivery is tried again later.
-        tracing::warn!(delivery = c.id, error = %e, "webhook attempt could not be made");
-    }
-}
-
-async fn try_attempt(
+async fn attempt(
     state: &Engine,
     deliverer: &Deliverer,
     schedule: &[Duration],
-    c: &store::Claimed,
-) -> anyhow::Result<()> {
-    let hook = {
-        let mut conn = state.db.conn().await?;
-        store::by_id(&mut conn, &c.webhook_id).await?
-    };
+    recorder: &Recorder,
+    job: Job,
+) {
+    let c = &job.claimed;
     let number = c.attempts + 1;
-    let Some(hook) = hook.filter(|h| h.enabled) else {
-        record(
-            state,
-            c,
-            number,
-            None,
-            0,
-            Some("the endpoint is disabled"),
-            None,
-            "failed",
-            0,
-        )
-        .await?;
-        return Ok(());
-    };
-    let body = match &c.payload {
-        Some(b) => b.clone(),
-        None => {
-            let mode = PayloadMode::parse(&hook.payload_mode).unwrap_or(PayloadMode::Full);
-            let built = build_body(state, c, mode).await?;
-            let mut conn = state.db.conn().await?;
-            store::freeze_payload(&mut conn, c.id, &built).await?
+    let (hook, secrets, body) = match job.ready {
+        batch::Ready::Disabled => {
+            recorder
+                .record(
+                    c,
+                    number,
+                    None,
+                    0,
+                    Some("the endpoint is disabled"),
+                    None,
+                    "failed",
+                    0,
+                )
+                .await;
+            return;
         }
+        batch::Ready::Send {
+            hook,
+            secrets,
+            body,
+        } => (hook, secrets, body),
     };
-    let secrets = signing_secrets(state, &hook)?;
     let sent = deliverer
         .send(
             &hook.url,
@@ -208,59 +219,61 @@ async fn try_attempt(
         Outcome::Retry => "retry",
         Outcome::Permanent => "permanent",
     });
+    let excerpt = sent.response_excerpt.as_deref();
     match sent.outcome {
         Outcome::Success => {
-            record(
-                state,
-                c,
-                number,
-                status,
-                latency,
-                None,
-                sent.response_excerpt.as_deref(),
-                "success",
-                0,
-            )
-            .await?;
+            recorder
+                .record(c, number, status, latency, None, excerpt, "success", 0)
+                .await;
         }
         Outcome::Gone => {
-            record(
-                state,
-                c,
-                number,
-                status,
-                latency,
-                Some("the receiver answered 410 Gone; the endpoint is disabled"),
-                sent.response_excerpt.as_deref(),
-                "failed",
-                0,
-            )
-            .await?;
-            let mut conn = state.db.conn().await?;
-            store::disable(
-                &mut conn,
-                &hook.id,
-                "the receiver answered 410 Gone",
-                now_ms(),
-            )
-            .await?;
-            tracing::warn!(webhook = %hook.id, "receiver answered 410: endpoint disabled");
+            recorder
+                .record(
+                    c,
+                    number,
+                    status,
+                    latency,
+                    Some("the receiver answered 410 Gone; the endpoint is disabled"),
+                    excerpt,
+                    "failed",
+                    0,
+                )
+                .await;
+            let disabled = async {
+                let mut conn = state.db.conn().await?;
+                store::disable(
+                    &mut conn,
+                    &hook.id,
+                    "the receiver answered 410 Gone",
+                    now_ms(),
+                )
+                .await
+            }
+            .await;
+            match disabled {
+                Ok(()) => {
+                    tracing::warn!(webhook = %hook.id, "receiver answered 410: endpoint disabled")
+                }
+                Err(e) => {
+                    tracing::warn!(webhook = %hook.id, error = %e, "could not disable the endpoint after a 410")
+                }
+            }
         }
         Outcome::Permanent => {
-            record(
-                state,
-                c,
-                number,
-                status,
-                latency,
-                sent.error
-                    .as_deref()
-                    .or(Some("the receiver refused the event")),
-                sent.response_excerpt.as_deref(),
-                "failed",
-                0,
-            )
-            .await?;
+            recorder
+                .record(
+                    c,
+                    number,
+                    status,
+                    latency,
+                    sent.error
+                        .as_deref()
+                        .or(Some("the receiver refused the event")),
+                    excerpt,
+                    "failed",
+                    0,
+                )
+                .await;
         }
         Outcome::Retry => {
             let jitter: f64 = rand::thread_rng().gen();
@@ -278,59 +291,11 @@ async fn try_attempt(
                 .error
                 .clone()
                 .unwrap_or_else(|| format!("the receiver answered {}", sent.status.unwrap_or(0)));
-            record(
-                state,
-                c,
-                number,
-                status,
-                latency,
-                Some(&err),
-                sent.response_excerpt.as_deref(),
-                outcome,
-                at,
-            )
-            .await?;
+            recorder
+                .record(c, number, status, latency, Some(&err), excerpt, outcome, at)
+                .await;
         }
     }
-    Ok(())
-}
-
-#[expect(clippy::too_many_arguments, reason = "one row's columns")]
-async fn record(
-    state: &Engine,
-    c: &store::Claimed,
-    number: i64,
-    status: Option<i64>,
-    latency_ms: i64,
-    error: Option<&str>,
-    response: Option<&str>,
-    outcome: &str,
-    next_attempt_at: i64,
-) -> anyhow::Result<()> {
-    let mut conn = state.db.conn().await?;
-    let kept = store::record_attempt(
-        &mut conn,
-        &store::AttemptRecord {
-            delivery_id: c.id,
-            attempt: number,
-            status_code: status,
-            latency_ms,
-            error,
-            response,
-            now: now_ms(),
-            outcome,
-            next_attempt_at,
-            claimed_until: c.claimed_until,
-        },
-    )
-    .await?;
-    if !kept {
-        tracing::warn!(
-            delivery = c.id,
-            "webhook claim lapsed before the attempt was recorded"
-        );
-    }
-    Ok(())
 }
 
 /// One signed `webhook.test` event, sent now (one attempt, recorded, never retried).
