@@ -271,8 +271,12 @@ async fn cancel_on_another_replica_stops_the_sandbox() {
     .unwrap();
     let a = app_with_model(Backend::Postgres, &mock, |_| {}).await;
     let url = a.state.config.database_url.clone().unwrap();
+    // B serves the API only (an api replica of the cluster): the run executes on A,
+    // which holds the keys it was sealed with (replicas of one cluster share their
+    // secrets; these test servers each generated their own).
     let b = app_with_model(Backend::Postgres, &mock, move |c| {
         c.database_url = Some(url);
+        c.role = corral_api::config::Role::Api;
     })
     .await;
     let s = a.user_with_org("Replicas").await;
