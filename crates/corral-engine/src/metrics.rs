@@ -269,7 +269,7 @@ async fn render_cluster(state: &Engine, out: &mut String) {
     let Ok(mut conn) = state.db.conn().await else {
         return;
     };
-    let since = corral_core::time::now_ms() - 10_000;
+    let since = corral_core::time::now_ms() - crate::runs::reconcile::INSTANCE_TTL_MS;
     if let Ok(instances) = corral_store::queue::instances(&mut conn, since).await {
         let _ = writeln!(
             out,

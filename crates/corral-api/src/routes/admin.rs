@@ -16,9 +16,6 @@ use crate::error::{ApiError, ApiResult};
 use crate::json::Json;
 use crate::state::AppState;
 
-/// An instance silent for this long is not listed (the reconciler's threshold).
-const LIVE_MS: i64 = 10_000;
-
 pub fn user_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list_workers))
 }
@@ -86,7 +83,11 @@ pub async fn list_workers(State(state): State<AppState>, ctx: Ctx) -> ApiResult<
         ));
     }
     let mut conn = state.db.conn().await?;
-    let mut instances = corral_store::queue::instances(&mut conn, now_ms() - LIVE_MS).await?;
+    let mut instances = corral_store::queue::instances(
+        &mut conn,
+        now_ms() - corral_engine::runs::reconcile::INSTANCE_TTL_MS,
+    )
+    .await?;
     // On SQLite the one server is the cluster; its row may be a heartbeat old.
     if !state.runs.executor.is_cluster() {
         instances.retain(|i| i.id == state.runs.instance_id);

@@ -24,8 +24,8 @@ use super::{codes, fail, Sandboxes};
 use crate::Engine;
 
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
-/// An instance silent for this long is dead.
-const INSTANCE_TTL_MS: i64 = 10_000;
+/// An instance silent for this long is dead (and not listed as live anywhere).
+pub const INSTANCE_TTL_MS: i64 = 10_000;
 const RECONCILE_EVERY: Duration = Duration::from_secs(5);
 const LEADER_TTL_MS: i64 = 15_000;
 const LEASE_NAME: &str = "reconciler";
