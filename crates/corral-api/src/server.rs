@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use axum::serve::ListenerExt as _;
 use corral_config::Config;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -110,7 +111,10 @@ pub async fn serve_with_state(
     // A peer that stops reading (an SSE client gone silent, a stalled download)
     // would hold its connection and queue forever: data unacknowledged for the
     // write timeout (zero-window probes included) aborts the connection.
-    let listener = axum::serve::ListenerExt::tap_io(listener, move |tcp| {
+    let listener = listener.tap_io(move |tcp| {
+        // Small writes (a streamed frame, a response after its headers) leave at
+        // once: with Nagle a second write waits for the peer's delayed ACK (40 ms).
+        let _ = tcp.set_nodelay(true);
         if let Err(e) = socket2::SockRef::from(&*tcp).set_tcp_user_timeout(Some(write_timeout)) {
             tracing::debug!(error = %e, "cannot set TCP_USER_TIMEOUT");
         }
@@ -192,9 +196,14 @@ pub async fn serve_with_state(
                 let app = metrics_router(state.clone());
                 let stop = jobs.stop_token();
                 jobs.spawn("metrics-listener", async move {
-                    let _ = axum::serve(l, app)
-                        .with_graceful_shutdown(async move { stop.cancelled().await })
-                        .await;
+                    let _ = axum::serve(
+                        l.tap_io(|tcp| {
+                            let _ = tcp.set_nodelay(true);
+                        }),
+                        app,
+                    )
+                    .with_graceful_shutdown(async move { stop.cancelled().await })
+                    .await;
                 });
             }
             Err(e) => {
@@ -261,6 +270,11 @@ async fn sandbox_backend(state: AppState, addr: SocketAddr, stop: CancellationTo
             state.runs.set_sandboxes(Ok(sandboxes));
             if let Some(listener) = listener {
                 let app = sandbox_router(state.clone());
+                // The sidecars' events: each waits for its answer, so Nagle's 40 ms
+                // would be paid per event.
+                let listener = listener.tap_io(|tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
                 let served = axum::serve(listener, app)
                     .with_graceful_shutdown(async move { stop.cancelled().await })
                     .await;

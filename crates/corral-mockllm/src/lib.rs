@@ -108,6 +108,10 @@ impl MockLlm {
         let server = tokio::spawn(async move {
             // The server only ends when the task is aborted on drop; an accept error
             // would end the test's mock, which the test then notices as a failed request.
+            // Streamed frames leave at once (no Nagle wait for a delayed ACK).
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             let _ = axum::serve(listener, app).await;
         });
         Ok(MockLlm {

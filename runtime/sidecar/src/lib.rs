@@ -99,6 +99,11 @@ pub async fn serve(
     );
     let proxy_task = tokio::spawn(proxy::serve(proxy, state.clone(), shutdown.clone()));
     let api_shutdown = shutdown.clone();
+    // The agent waits on every answer (events, streamed LLM frames): Nagle would
+    // hold each small write for the peer's delayed ACK (40 ms).
+    let api = axum::serve::ListenerExt::tap_io(api, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(api, router)
         .with_graceful_shutdown(async move { api_shutdown.cancelled().await })
         .await

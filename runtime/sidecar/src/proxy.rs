@@ -47,6 +47,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: Cancel
                 }
             },
         };
+        let _ = stream.set_nodelay(true);
         let state = state.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| handle(state.clone(), req));

@@ -423,6 +423,10 @@ fn server_env(ctx: &Ctx, backend: Backend, pool: usize) -> Result<Vec<(String, S
     .iter()
     .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
     .collect();
+    // More detail for one investigation (the sandboxes inherit it), e.g. `debug`.
+    if let Ok(filter) = std::env::var("RUNBENCH_RUST_LOG") {
+        env.push(("RUST_LOG".into(), filter));
+    }
     if backend == Backend::Docker {
         let (agent, sidecar) = ctx.images.as_ref().context("no images")?;
         env.push(("CORRAL_AGENT_IMAGE".into(), agent.clone()));
