@@ -37,6 +37,14 @@ pub struct RecordedRequest {
     pub headers: BTreeMap<String, String>,
     /// The JSON body (`Value::Null` if it was not JSON).
     pub body: Value,
+    /// When the request arrived (Unix milliseconds), for latency figures.
+    pub received_unix_ms: f64,
+}
+
+fn unix_ms() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
 }
 
 impl RecordedRequest {
@@ -260,6 +268,7 @@ async fn list_models(
         path: uri.path().to_owned(),
         headers: recorded.clone(),
         body: Value::Null,
+        received_unix_ms: unix_ms(),
     });
     if let Some(resp) = reject_key(format, &inner, &recorded) {
         return resp;
@@ -316,6 +325,7 @@ fn respond(
             path: path.to_owned(),
             headers: recorded_headers,
             body: json,
+            received_unix_ms: unix_ms(),
         });
         if let Some(resp) = rejected {
             return resp;

@@ -20,8 +20,29 @@ fn status_of(row: &AnyRow) -> sqlx::Result<RunStatus> {
         .map_err(|e: corral_core::run::UnknownStatus| sqlx::Error::Decode(e.into()))
 }
 
-/// A run row, with the display names of who caused it.
-#[derive(Debug, Clone)]
+/// A stored 0/1 (SQLite, and PostgreSQL's BIGINT) or a boolean.
+fn flag<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<bool, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Flag {
+        B(bool),
+        N(i64),
+    }
+    Ok(match serde::Deserialize::deserialize(d)? {
+        Flag::B(b) => b,
+        Flag::N(n) => n != 0,
+    })
+}
+
+/// A status name, parsed like [`status_of`] does.
+fn status_text<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<RunStatus, D::Error> {
+    let s: std::borrow::Cow<'de, str> = serde::Deserialize::deserialize(d)?;
+    s.parse().map_err(serde::de::Error::custom)
+}
+
+/// A run row, with the display names of who caused it. (Deserialize: a listed row
+/// arrives as one JSON object built by the database, see [`list`].)
+#[derive(Debug, Clone, serde::Deserialize)]
 pub struct Run {
     pub id: RunId,
     pub org_id: OrgId,
@@ -31,6 +52,7 @@ pub struct Run {
     pub agent_name: Option<String>,
     pub kind: String,
     pub run_number: i64,
+    #[serde(deserialize_with = "status_text")]
     pub status: RunStatus,
     pub input: Option<String>,
     pub result: Option<String>,
@@ -60,6 +82,7 @@ pub struct Run {
     pub last_sequence: i64,
     pub token_usage: Option<String>,
     pub duration_ms: Option<i64>,
+    #[serde(deserialize_with = "flag")]
     pub unread: bool,
     pub created_at: i64,
     pub started_at: Option<i64>,
@@ -134,15 +157,75 @@ const SELECT: &str = "SELECT r.*, u.name AS user_name, \
 /// but the frozen `definition` (the agent's prompt, schemas and tools, kilobytes per
 /// run that no list shows) and the run's secrets (sink secret, run-token hash), read
 /// as `''`.
-const SELECT_LISTED_HEAD: &str = "SELECT r.id, r.org_id, r.application_id, r.package_id, \
-     r.agent_scope, r.agent_name, r.kind, r.run_number, r.status, r.input, r.result, r.error, \
-     r.error_code, r.error_details, r.version_label, r.version_ref, '' AS definition, \
-     r.model_label, r.model_source, r.generation, r.user_id, r.end_user_id, r.api_key_id, \
-     r.schedule_id, r.schedule_name, r.timeout_secs, r.runner_kind, r.runner_name, r.server_id, r.sandbox_id, \
-     '' AS sink_secret, r.sink_expires_at, '' AS run_token_hash, r.last_sequence, r.token_usage, \
-     r.duration_ms, r.unread, r.created_at, r.started_at, r.first_event_at, \
-     r.last_heartbeat_at, r.completed_at, u.name AS user_name, \
-     COALESCE(e.name, e.external_id) AS end_user_name, k.name AS api_key_name";
+/// The listed columns, as (field of [`Run`], SQL expression). A list reads each row
+/// as one JSON object built by the database (`json_object` on SQLite,
+/// `json_build_object` on PostgreSQL) and deserializes it: one value per row through
+/// the `Any` driver instead of 48, whose per-value conversions and allocations were
+/// most of the cost of `GET /api/runs`.
+const LISTED: &[(&str, &str)] = &[
+    ("id", "r.id"),
+    ("org_id", "r.org_id"),
+    ("application_id", "r.application_id"),
+    ("package_id", "r.package_id"),
+    ("agent_scope", "r.agent_scope"),
+    ("agent_name", "r.agent_name"),
+    ("kind", "r.kind"),
+    ("run_number", "r.run_number"),
+    ("status", "r.status"),
+    ("input", "r.input"),
+    ("result", "r.result"),
+    ("error", "r.error"),
+    ("error_code", "r.error_code"),
+    ("error_details", "r.error_details"),
+    ("version_label", "r.version_label"),
+    ("version_ref", "r.version_ref"),
+    ("definition", "CAST('' AS TEXT)"),
+    ("model_label", "r.model_label"),
+    ("model_source", "r.model_source"),
+    ("generation", "r.generation"),
+    ("user_id", "r.user_id"),
+    ("end_user_id", "r.end_user_id"),
+    ("api_key_id", "r.api_key_id"),
+    ("schedule_id", "r.schedule_id"),
+    ("schedule_name", "r.schedule_name"),
+    ("timeout_secs", "r.timeout_secs"),
+    ("runner_kind", "r.runner_kind"),
+    ("runner_name", "r.runner_name"),
+    ("server_id", "r.server_id"),
+    ("sandbox_id", "r.sandbox_id"),
+    ("sink_secret", "CAST('' AS TEXT)"),
+    ("sink_expires_at", "r.sink_expires_at"),
+    ("run_token_hash", "CAST('' AS TEXT)"),
+    ("last_sequence", "r.last_sequence"),
+    ("token_usage", "r.token_usage"),
+    ("duration_ms", "r.duration_ms"),
+    ("unread", "r.unread"),
+    ("created_at", "r.created_at"),
+    ("started_at", "r.started_at"),
+    ("first_event_at", "r.first_event_at"),
+    ("last_heartbeat_at", "r.last_heartbeat_at"),
+    ("completed_at", "r.completed_at"),
+    ("user_name", "u.name"),
+    ("end_user_name", "COALESCE(e.name, e.external_id)"),
+    ("api_key_name", "k.name"),
+];
+
+/// `SELECT <one JSON object per row> AS j` over [`LISTED`] for the connection's backend.
+fn listed_head(postgres: bool) -> String {
+    let args = LISTED
+        .iter()
+        .map(|(k, e)| format!("'{k}', {e}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    // PostgreSQL: `json_build_object` takes at most 100 arguments (50 pairs).
+    // PostgreSQL's is of type `json`, which the `Any` driver does not decode: as text.
+    if postgres {
+        format!("SELECT CAST(json_build_object({args}) AS TEXT) AS j")
+    } else {
+        format!("SELECT json_object({args}) AS j")
+    }
+}
+
 const SELECT_LISTED_FROM: &str = "FROM runs r \
      LEFT JOIN users u ON u.id = r.user_id \
      LEFT JOIN end_users e ON e.id = r.end_user_id \
@@ -335,9 +418,11 @@ pub async fn list(
         binds.push(Bind::I(v));
     }
     let count_sql = format!("SELECT COUNT(*) FROM runs c WHERE {}", filter("c"));
+    let postgres = conn.backend_name() == "PostgreSQL";
     let page_sql = format!(
-        "{SELECT_LISTED_HEAD}, ({count_sql}) AS total_matching {SELECT_LISTED_FROM} \
+        "{}, ({count_sql}) AS total_matching {SELECT_LISTED_FROM} \
          WHERE {} ORDER BY r.created_at DESC, r.id DESC LIMIT {} OFFSET {}",
+        listed_head(postgres),
         filter("r"),
         f.limit.max(0),
         f.offset.max(0)
@@ -360,7 +445,10 @@ pub async fn list(
     };
     let runs = rows
         .iter()
-        .map(Run::from_row)
+        .map(|row| {
+            let j: &str = row.try_get("j")?;
+            serde_json::from_str::<Run>(j).map_err(|e| sqlx::Error::Decode(e.into()))
+        })
         .collect::<sqlx::Result<Vec<_>>>()
         .db()?;
     Ok((runs, total))

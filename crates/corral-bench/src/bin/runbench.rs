@@ -137,6 +137,8 @@ struct RunRecord {
     completed_at: Option<i64>,
     warm: Option<bool>,
     sandbox: Option<String>,
+    /// When the mock LLM received the run's first request (Unix ms, same host).
+    first_llm_unix_ms: Option<f64>,
 }
 
 impl RunRecord {
@@ -146,6 +148,10 @@ impl RunRecord {
     /// The metric: trigger sent → first event received.
     fn start_ms(&self) -> Option<f64> {
         self.rel(self.first_event_at)
+    }
+    /// Trigger sent → the model's first request reached the mock LLM.
+    fn first_llm_ms(&self) -> Option<f64> {
+        self.first_llm_unix_ms.map(|t| t - self.sent_unix_ms)
     }
     fn terminal_db_ms(&self) -> Option<f64> {
         self.rel(self.completed_at)
@@ -491,12 +497,22 @@ async fn boot(
 async fn sequential(ctx: &Ctx, name: &str, backend: Backend, pool: usize) -> Result<SeqResult> {
     let total = ctx.args.warmup + ctx.args.runs;
     let (server, api, keys) = boot(ctx, name, backend, pool, total.div_ceil(RUNS_PER_KEY)).await?;
+    let mock = match backend {
+        Backend::Docker => ctx.mock_docker.as_ref(),
+        Backend::Process => ctx.mock_local.as_ref(),
+    };
     let result = async {
         let mut triggered = Vec::with_capacity(total);
         let mut settle_extra = Vec::new();
+        let mut first_llm = HashMap::new();
         for i in 0..total {
+            // One run at a time: the first request after the trigger is this run's.
+            let seen_before = mock.map_or(0, |m| m.requests().len());
             let t = api.trigger(&keys[i / RUNS_PER_KEY]).await?;
             let (status, seen) = api.wait_terminal(&t, RUN_DEADLINE).await?;
+            if let Some(r) = mock.and_then(|m| m.requests().get(seen_before).cloned()) {
+                first_llm.insert(t.id.clone(), r.received_unix_ms);
+            }
             if status != "success" {
                 println!("{name}: run {} ended {status}", t.id);
             }
@@ -508,6 +524,9 @@ async fn sequential(ctx: &Ctx, name: &str, backend: Backend, pool: usize) -> Res
             }
         }
         let mut records = collect(&server, &triggered).await?;
+        for r in &mut records {
+            r.first_llm_unix_ms = first_llm.get(&r.id).copied();
+        }
         let warmups: Vec<RunRecord> = records
             .drain(..ctx.args.warmup.min(records.len()))
             .collect();
@@ -660,6 +679,7 @@ async fn collect(
             completed_at: row.5,
             warm: started.map(|s| s.0),
             sandbox: started.map(|s| s.1.clone()),
+            first_llm_unix_ms: None,
         });
     }
     Ok(out)
@@ -840,6 +860,16 @@ fn report(ctx: &Ctx, outcomes: &[(String, Result<Outcome>)]) {
          settle+ = p50 extra wait after the {} ms pause until the pool was full/idle again",
         ctx.args.settle_ms
     );
+    println!(
+        "\ntrigger → the model's first request at the mock LLM (p50 / p95, goal p50 < 30 ms warm):"
+    );
+    for s in &seqs {
+        println!(
+            "{:<14} | {}",
+            s.name,
+            pp(series(&s.runs, RunRecord::first_llm_ms))
+        );
+    }
     for s in &seqs {
         if s.backend != Backend::Docker || s.builds.is_empty() {
             continue;
