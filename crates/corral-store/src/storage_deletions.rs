@@ -288,6 +288,24 @@ pub async fn keys_of_application(
     .await
 }
 
+/// The same for the documents of an agent's finished runs in an application (what
+/// deleting those runs cascades to).
+pub async fn keys_of_finished_runs(
+    conn: &mut AnyConnection,
+    org_id: &str,
+    app_id: &str,
+    package_id: &str,
+) -> Result<Vec<(String, String)>> {
+    keys(
+        conn,
+        "SELECT d.storage_key, d.org_id FROM documents d JOIN runs r ON r.id = d.run_id \
+         WHERE r.org_id = $1 AND r.application_id = $2 AND r.package_id = $3 \
+           AND r.status NOT IN ('pending', 'running')",
+        &[org_id, app_id, package_id],
+    )
+    .await
+}
+
 async fn keys(conn: &mut AnyConnection, sql: &str, binds: &[&str]) -> Result<Vec<(String, String)>> {
     let mut q = sqlx::query(sql);
     for b in binds {
