@@ -59,9 +59,9 @@ pub async fn pass(engine: &Engine) -> anyhow::Result<Pass> {
     let mut done = Pass::default();
     loop {
         let now = corral_core::time::now_ms();
-        let mut tx = engine.db.begin().await?;
-        let jobs = store::claim_due(&mut tx, engine.db.backend(), now, LEASE_MS, BATCH).await?;
-        tx.commit().await?;
+        let mut conn = engine.db.conn().await?;
+        let jobs = store::claim_due(&mut conn, engine.db.backend(), now, LEASE_MS, BATCH).await?;
+        drop(conn);
         let n = jobs.len() as i64;
         for job in jobs {
             let result = engine.blobs.delete(&job.object_key()).await;

@@ -116,9 +116,10 @@ pub async fn enqueue_all(
     Ok(keys.len())
 }
 
-/// Claims up to `limit` due jobs for `lease_ms`: they are not due for anyone else
-/// until the lease lapses (a worker that dies mid-way leaves them to the next).
-/// Returns them with `claimed_until` set, which [`finish`] presents as the claim.
+/// Claims up to `limit` due jobs for `lease_ms` in one statement: they are not due
+/// for anyone else until the lease lapses (a worker that dies mid-way leaves them to
+/// the next). Returns them with `claimed_until` set, which [`finish`] presents as
+/// the claim.
 pub async fn claim_due(
     conn: &mut AnyConnection,
     backend: Backend,
@@ -127,30 +128,22 @@ pub async fn claim_due(
     limit: i64,
 ) -> Result<Vec<Job>> {
     let lock = match backend {
-        Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        Backend::Postgres => "FOR UPDATE SKIP LOCKED",
         Backend::Sqlite => "",
     };
-    let mut jobs: Vec<Job> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM storage_deletion_jobs WHERE completed_at IS NULL \
-           AND next_attempt_at <= $1 AND (claimed_until IS NULL OR claimed_until <= $1) \
-         ORDER BY next_attempt_at, id LIMIT $2{lock}"
+    sqlx::query_as(&format!(
+        "UPDATE storage_deletion_jobs SET claimed_until = $2 WHERE id IN ( \
+           SELECT j.id FROM storage_deletion_jobs j WHERE j.completed_at IS NULL \
+             AND j.next_attempt_at <= $1 AND (j.claimed_until IS NULL OR j.claimed_until <= $1) \
+           ORDER BY j.next_attempt_at, j.id LIMIT $3 {lock}) \
+         RETURNING {COLUMNS}"
     ))
     .bind(now)
+    .bind(now + lease_ms)
     .bind(limit)
-    .fetch_all(&mut *conn)
+    .fetch_all(conn)
     .await
-    .db()?;
-    let until = now + lease_ms;
-    for j in &mut jobs {
-        sqlx::query("UPDATE storage_deletion_jobs SET claimed_until = $2 WHERE id = $1")
-            .bind(&j.id)
-            .bind(until)
-            .execute(&mut *conn)
-            .await
-            .db()?;
-        j.claimed_until = Some(until);
-    }
-    Ok(jobs)
+    .db()
 }
 
 /// The outcome of one attempt: `Ok` completes the job, `Err` records the error and

@@ -1,0 +1,157 @@
+//! A run's outbound traffic through the organization's proxy, end to end with the
+//! process sandbox and the scripted mock LLM: the agent's `curl` goes to the
+//! sidecar's forward proxy, which chains plain HTTP (absolute form) and CONNECT
+//! tunnels through a loopback upstream proxy with its credentials; the upstream
+//! records what passed. The egress guard still refuses a forbidden destination
+//! (cloud metadata) before anything reaches the upstream. A run with `proxyId:
+//! "none"` goes out directly; unknown or disabled proxies refuse the trigger.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use corral_mockllm::{MockLlm, Turn};
+use corral_testkit::forward_proxy::ForwardProxy;
+use corral_testkit::receiver::Receiver;
+use corral_testkit::{both, Backend};
+use serde_json::json;
+
+use crate::proxies::create;
+use crate::runs::{app_with_model, wait_terminal};
+
+const HELLO: &str = "/api/agents/@corral/hello-world/run";
+const SECRET: &str = "s3cretPw";
+
+/// Two fetches of the target through the sidecar's forward proxy (plain, then
+/// tunnelled with CONNECT) and one of the cloud metadata address; prints the three
+/// status codes. `--noproxy ''` overrides the sandbox's NO_PROXY for loopback.
+fn script(port: u16) -> String {
+    let fetch = |extra: &str, url: &str| {
+        format!("curl -sS --noproxy '' {extra} -o /dev/null -w '%{{http_code}}' {url}")
+    };
+    format!(
+        "{}; echo -n ' '; {}; echo -n ' '; {}",
+        fetch("", &format!("http://127.0.0.1:{port}/hook?via=plain")),
+        fetch(
+            "--proxytunnel",
+            &format!("http://127.0.0.1:{port}/hook?via=tunnel")
+        ),
+        fetch("--max-time 5", "http://169.254.169.254/latest/meta-data/"),
+    )
+}
+
+fn turns(port: u16) -> Vec<Turn> {
+    vec![
+        Turn::tool_call("bash", json!({ "command": script(port) })),
+        Turn::tool_call("output", json!({"greeting": "Hello, Ada!", "length": 11})),
+        Turn::text("Done."),
+    ]
+}
+
+async fn runs_go_through_the_proxy(b: Backend) {
+    let target = Receiver::start().await;
+    let upstream = ForwardProxy::start(Some(("agent", SECRET))).await;
+    let mock = MockLlm::start(turns(target.port)).await.unwrap();
+    let app = app_with_model(b, &mock, |c| {
+        // The target is on loopback; the metadata address stays forbidden.
+        c.egress_allowed_ranges = vec!["127.0.0.0/8".into()];
+    })
+    .await;
+    let s = app.user_with_org("Proxied").await;
+    let c = &s.client;
+    let p = create(&s, "Upstream", &upstream.url()).await;
+    let pid = p["id"].as_str().unwrap().to_owned();
+    c.put("/api/proxies/default", json!({ "proxyId": pid }), 200)
+        .await;
+
+    let run = c.post(HELLO, json!({"input": {"name": "Ada"}}), 201).await;
+    assert_eq!(run["proxy_label"], "Upstream");
+    let id = run["id"].as_str().unwrap();
+    let done = wait_terminal(&s, id, Duration::from_secs(90)).await;
+    assert_eq!(done["status"], "success", "{done}");
+    assert_eq!(done["proxy_label"], "Upstream");
+    let tool_result = mock.requests()[1].body_text();
+    assert!(
+        tool_result.contains("200 200 403"),
+        "plain and tunnelled fetches succeed, the metadata address is refused: {tool_result}"
+    );
+
+    let auth = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("agent:{SECRET}"))
+    );
+    let passed = upstream.passed();
+    let port = target.port;
+    assert_eq!(passed.len(), 2, "{passed:?}");
+    assert_eq!(passed[0].method, "GET");
+    assert_eq!(
+        passed[0].target,
+        format!("http://127.0.0.1:{port}/hook?via=plain")
+    );
+    assert_eq!(passed[1].method, "CONNECT");
+    assert_eq!(passed[1].target, format!("127.0.0.1:{port}"));
+    for p in &passed {
+        assert_eq!(p.proxy_authorization.as_deref(), Some(auth.as_str()));
+        assert_eq!(p.status, 200);
+    }
+    assert!(!passed.iter().any(|p| p.target.contains("169.254")));
+    let got = target.deliveries();
+    assert_eq!(got.len(), 2, "both fetches reached the target");
+
+    // `none` for this run: out directly, the upstream sees nothing more.
+    for t in turns(port) {
+        mock.push(t);
+    }
+    let direct = c
+        .post(
+            HELLO,
+            json!({"input": {"name": "Ada"}, "proxyId": "none"}),
+            201,
+        )
+        .await;
+    assert!(direct["proxy_label"].is_null());
+    let done = wait_terminal(&s, direct["id"].as_str().unwrap(), Duration::from_secs(90)).await;
+    assert_eq!(done["status"], "success", "{done}");
+    assert!(mock.requests()[4].body_text().contains("200 200 403"));
+    assert_eq!(upstream.passed().len(), 2);
+    assert_eq!(target.deliveries().len(), 4);
+
+    // Refused triggers leave no run behind.
+    let runs = app.scalar("SELECT COUNT(*) FROM runs").await;
+    let e = c
+        .post(
+            HELLO,
+            json!({"input": {"name": "Ada"}, "proxyId": "prx_nope"}),
+            404,
+        )
+        .await;
+    assert_eq!(e["param"], "proxyId");
+    c.put(
+        &format!("/api/proxies/{pid}"),
+        json!({"enabled": false}),
+        200,
+    )
+    .await;
+    let e = c
+        .post(HELLO, json!({"input": {"name": "Ada"}, "proxyId": pid}), 422)
+        .await;
+    assert_eq!(e["code"], "proxy_unavailable");
+    c.put(&format!("/api/proxies/{pid}"), json!({"enabled": true}), 200)
+        .await;
+    c.put(
+        "/api/agents/@corral/hello-world/proxy",
+        json!({ "proxyId": pid }),
+        200,
+    )
+    .await;
+    c.put(
+        &format!("/api/proxies/{pid}"),
+        json!({"enabled": false}),
+        200,
+    )
+    .await;
+    let e = c.post(HELLO, json!({"input": {"name": "Ada"}}), 422).await;
+    assert_eq!(e["code"], "proxy_unavailable", "the agent's proxy is disabled");
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM runs").await, runs);
+}
+
+both!(runs_go_through_the_proxy);
