@@ -386,12 +386,14 @@ pub async fn sweep(engine: &Engine, now: i64) -> anyhow::Result<(usize, usize)> 
     let mut tx = engine.db.begin().await?;
     let uploads = store::delete_expired_uploads(&mut tx, now).await?;
     let docs = store::delete_expired_documents(&mut tx, now).await?;
-    outbox::enqueue_all(&mut tx, &uploads, reasons::UPLOAD_EXPIRED, now).await?;
+    // Due now, whatever cut-off `now` the sweep was given.
+    let due = now_ms();
+    outbox::enqueue_all(&mut tx, &uploads, reasons::UPLOAD_EXPIRED, due).await?;
     let doc_keys: Vec<(String, String)> = docs
         .iter()
         .map(|d| (d.storage_key.clone(), d.org_id.to_string()))
         .collect();
-    outbox::enqueue_all(&mut tx, &doc_keys, reasons::DOCUMENT_EXPIRED, now).await?;
+    outbox::enqueue_all(&mut tx, &doc_keys, reasons::DOCUMENT_EXPIRED, due).await?;
     tx.commit().await?;
     if !uploads.is_empty() || !docs.is_empty() {
         engine.storage_deletions.wake();
