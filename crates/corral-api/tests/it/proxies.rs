@@ -203,6 +203,28 @@ async fn custom_proxies(b: Backend) {
     let anon = app.client().org(&s.org_id).send(Method::GET, "/api/proxies", None, &[]).await;
     assert_eq!(anon.status, 401);
 
+    // `corral secrets rotate` re-seals the URL under the new primary key.
+    let secrets = &app.state.secrets;
+    let old_id = secrets.encryption_key_id.clone();
+    let new_key = [9u8; 32];
+    let rotated = corral_api::config::crypto::Keyring::new(
+        ("k-proxies", &new_key),
+        &[(old_id.clone(), secrets.encryption_key)],
+    );
+    let report = corral_engine::secrets::rotate_secrets(&app.state.db, &rotated)
+        .await
+        .unwrap();
+    assert_eq!(report.failed, 0);
+    assert!(report.resealed >= 1);
+    let resealed = sealed_url(&app, &id).await;
+    assert!(resealed.starts_with("v1:k-proxies:"), "{resealed}");
+    assert_eq!(
+        corral_api::config::crypto::Keyring::new(("k-proxies", &new_key), &[])
+            .open_str(&resealed, &corral_connect::proxies::url_aad(&id))
+            .unwrap(),
+        other
+    );
+
     call(c, Method::DELETE, &path, None, 204).await;
     assert_eq!(app.scalar("SELECT COUNT(*) FROM org_proxies").await, 0);
 }

@@ -4,7 +4,8 @@
 //! tunnels through a loopback upstream proxy with its credentials; the upstream
 //! records what passed. The egress guard still refuses a forbidden destination
 //! (cloud metadata) before anything reaches the upstream. A run with `proxyId:
-//! "none"` goes out directly; unknown or disabled proxies refuse the trigger.
+//! "none"` goes out directly; unknown or disabled proxies refuse the trigger. A
+//! schedule's proxy override applies to its fires.
 
 use std::time::Duration;
 
@@ -154,4 +155,127 @@ async fn runs_go_through_the_proxy(b: Backend) {
     assert_eq!(app.scalar("SELECT COUNT(*) FROM runs").await, runs);
 }
 
-both!(runs_go_through_the_proxy);
+/// A schedule's `proxy_id_override` applies to its fires; one naming a proxy that is
+/// gone refuses them (recorded on the schedule), never running unproxied.
+async fn schedules_carry_their_proxy(b: Backend) {
+    let mock = MockLlm::start_per_conversation(
+        "127.0.0.1:0".parse().unwrap(),
+        vec![
+            Turn::tool_call("output", json!({"greeting": "Hi", "length": 2})),
+            Turn::text("Done."),
+        ],
+    )
+    .await
+    .unwrap();
+    let app = app_with_model(b, &mock, |_| {}).await;
+    let s = app.user_with_org("Sched").await;
+    let c = &s.client;
+    let upstream = ForwardProxy::start(None).await;
+    let p = create(&s, "Scheduled", &upstream.url()).await;
+    let pid = p["id"].as_str().unwrap();
+    let schedules = "/api/agents/@corral/hello-world/schedules";
+    let good = c
+        .post(
+            schedules,
+            json!({"cron_expression": "* * * * * *", "input": {"name": "x"},
+                   "proxy_id_override": pid}),
+            201,
+        )
+        .await;
+    let gone = c
+        .post(
+            schedules,
+            json!({"cron_expression": "* * * * * *", "input": {"name": "y"},
+                   "proxy_id_override": "prx_gone"}),
+            201,
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    for sc in [&good, &gone] {
+        c.put(
+            &format!("/api/schedules/{}", sc["id"].as_str().unwrap()),
+            json!({"enabled": false}),
+            200,
+        )
+        .await;
+    }
+    let runs = c
+        .get(
+            &format!("/api/schedules/{}/runs?limit=100", good["id"].as_str().unwrap()),
+            200,
+        )
+        .await;
+    let data = runs["data"].as_array().unwrap();
+    assert!(!data.is_empty(), "{runs}");
+    assert!(data.iter().all(|r| r["proxy_label"] == "Scheduled"), "{runs}");
+    let view = c
+        .get(&format!("/api/schedules/{}", gone["id"].as_str().unwrap()), 200)
+        .await;
+    assert_eq!(view["last_error"]["code"], "proxy_unavailable", "{view}");
+    let none = c
+        .get(
+            &format!("/api/schedules/{}/runs", gone["id"].as_str().unwrap()),
+            200,
+        )
+        .await;
+    assert_eq!(none["total"], 0);
+    for r in data {
+        let done = wait_terminal(&s, r["id"].as_str().unwrap(), Duration::from_secs(60)).await;
+        assert_eq!(done["status"], "success", "{done}");
+    }
+}
+
+/// A run whose proxy is deleted or disabled between its trigger and its start fails
+/// with `proxy_unavailable` before any sandbox, rather than going out directly.
+async fn a_run_whose_proxy_is_gone_fails_before_any_sandbox(b: Backend) {
+    let mock = MockLlm::start(Vec::<Turn>::new()).await.unwrap();
+    let app = app_with_model(b, &mock, |_| {}).await;
+    let s = app.user_with_org("Gone").await;
+    let off = create(&s, "Off", "http://127.0.0.1:9").await;
+    let off_id = off["id"].as_str().unwrap();
+    s.client
+        .put(&format!("/api/proxies/{off_id}"), json!({"enabled": false}), 200)
+        .await;
+    for proxy_id in ["prx_deleted", off_id] {
+        let id = format!("run_{}", uuid::Uuid::now_v7());
+        let definition = json!({
+            "prompt": "p",
+            "model": {"api": "openai", "model": "mock-model", "base_url": mock.openai_base_url()},
+            "limits": {},
+            "proxy": {"id": proxy_id, "label": "Chosen"}
+        });
+        let now = corral_core::time::now_ms();
+        sqlx::query(
+            "INSERT INTO runs (id, org_id, application_id, kind, run_number, status, version_ref, \
+               definition, timeout_secs, sink_secret, sink_expires_at, run_token_hash, created_at, \
+               server_id, proxy_label) \
+             VALUES ($1, $2, $3, 'inline', 1, 'pending', 'draft', $4, 300, $5, $6, 'x', $7, $8, 'Chosen')",
+        )
+        .bind(&id)
+        .bind(&s.org_id)
+        .bind(&s.app_id)
+        .bind(definition.to_string())
+        .bind(app.state.keyring.seal(b"whsec_x", &corral_engine::runs::sink_aad(&id)))
+        .bind(now + 600_000)
+        .bind(now)
+        .bind(app.state.runs.queue_owner())
+        .execute(app.state.db.pool())
+        .await
+        .unwrap();
+        app.state
+            .runs
+            .executor
+            .enqueue(&s.org_id.as_str().into(), &id.as_str().into());
+        let done = wait_terminal(&s, &id, Duration::from_secs(30)).await;
+        assert_eq!(done["status"], "failed", "{done}");
+        assert_eq!(done["metadata"]["error_code"], "proxy_unavailable", "{done}");
+        assert!(done["runner_kind"].is_null(), "no sandbox was leased: {done}");
+    }
+    assert!(mock.requests().is_empty());
+}
+
+both!(
+    runs_go_through_the_proxy,
+    schedules_carry_their_proxy,
+    a_run_whose_proxy_is_gone_fails_before_any_sandbox,
+);
