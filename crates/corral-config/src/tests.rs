@@ -222,7 +222,10 @@ fn proxy_and_egress_settings() {
         None,
         &vars(&[
             ("CORRAL_PROXY_URL", "http://u:p@proxy.internal:3128"),
-            ("CORRAL_EGRESS_ALLOWED_HOSTS", "*.github.com, api.example.com"),
+            (
+                "CORRAL_EGRESS_ALLOWED_HOSTS",
+                "*.github.com, api.example.com",
+            ),
             ("CORRAL_EGRESS_ALLOWED_RANGES", "10.1.0.0/16,192.168.1.5"),
         ]),
     )
@@ -231,7 +234,10 @@ fn proxy_and_egress_settings() {
         c.proxy_url.as_ref().map(|s| s.expose()),
         Some("http://u:p@proxy.internal:3128")
     );
-    assert!(!format!("{c:?}").contains("u:p@"), "the proxy URL is redacted");
+    assert!(
+        !format!("{c:?}").contains("u:p@"),
+        "the proxy URL is redacted"
+    );
     assert_eq!(c.egress_allowed_hosts, ["*.github.com", "api.example.com"]);
     assert_eq!(c.egress_allowed_ranges, ["10.1.0.0/16", "192.168.1.5"]);
     assert_eq!(c.proxy_test_url, "https://example.com/");

@@ -49,7 +49,9 @@ pub fn open_url(
 pub fn check_url(raw: &str) -> Result<String, String> {
     let url = url::Url::parse(raw.trim()).map_err(|e| format!("not a URL: {e}"))?;
     if url.scheme() != "http" {
-        return Err("must be an http:// proxy URL (https:// and socks proxies are not supported)".into());
+        return Err(
+            "must be an http:// proxy URL (https:// and socks proxies are not supported)".into(),
+        );
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err("must name a host".into());
@@ -162,7 +164,11 @@ pub async fn resolve_for_run(
 ) -> ProblemResult<Option<RunProxy>> {
     let levels = [
         (level(c.run), "proxyId", "the run's proxy"),
-        (level(c.schedule), "proxy_id_override", "the schedule's proxy"),
+        (
+            level(c.schedule),
+            "proxy_id_override",
+            "the schedule's proxy",
+        ),
         (level(c.agent), "proxyId", "the agent's proxy"),
     ];
     for (i, (choice, param, what)) in levels.into_iter().enumerate() {
@@ -200,7 +206,8 @@ pub async fn exists(state: &Connect, org_id: &OrgId, id: &str) -> ProblemResult<
 /// disabled, no longer configured, or its envelope does not open).
 pub async fn run_url(state: &Connect, org_id: &OrgId, p: &RunProxy) -> Result<String, String> {
     if p.id == SYSTEM_ID {
-        return system_url(state).ok_or_else(|| "the built-in proxy is no longer configured".into());
+        return system_url(state)
+            .ok_or_else(|| "the built-in proxy is no longer configured".into());
     }
     let mut conn = state.db.conn().await.map_err(|e| e.to_string())?;
     let row: Proxy = store::get(&mut conn, org_id, &p.id)
@@ -253,7 +260,14 @@ pub async fn probe(proxy_url: &str, target: &str) -> Probe {
     });
     let client = match client {
         Ok(c) => c,
-        Err(_) => return fail("invalid_url", "the proxy URL is not usable".into(), None, t0),
+        Err(_) => {
+            return fail(
+                "invalid_url",
+                "the proxy URL is not usable".into(),
+                None,
+                t0,
+            )
+        }
     };
     match client.get(target).send().await {
         Ok(resp) => {
@@ -291,7 +305,12 @@ pub async fn probe(proxy_url: &str, target: &str) -> Probe {
                 src = s.source();
             }
             if timeout {
-                fail("timeout", "the proxy did not answer in time".into(), None, t0)
+                fail(
+                    "timeout",
+                    "the proxy did not answer in time".into(),
+                    None,
+                    t0,
+                )
             } else if chain.contains("407") || chain.to_ascii_lowercase().contains("proxy auth") {
                 fail(
                     "auth_failed",
@@ -334,7 +353,10 @@ mod tests {
             mask("http://user:pa55@proxy.example.com:8080"),
             "http://user:****@proxy.example.com:8080"
         );
-        assert_eq!(mask("http://tok3n@proxy.example.com"), "http://****@proxy.example.com");
+        assert_eq!(
+            mask("http://tok3n@proxy.example.com"),
+            "http://****@proxy.example.com"
+        );
         assert_eq!(mask("http://10.0.0.1:3128"), "http://10.0.0.1:3128");
         assert_eq!(
             scrub("failed for user:pa55", "http://user:pa55@h:1"),

@@ -100,7 +100,11 @@ pub async fn run(engine: Engine, stop: CancellationToken) {
     loop {
         match pass(&engine).await {
             Ok(p) if p.completed + p.failed > 0 => {
-                tracing::debug!(completed = p.completed, failed = p.failed, "storage deletions")
+                tracing::debug!(
+                    completed = p.completed,
+                    failed = p.failed,
+                    "storage deletions"
+                )
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "the storage-deletion pass failed"),

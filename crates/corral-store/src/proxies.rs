@@ -176,12 +176,14 @@ pub async fn set_default(
 /// Deletes a proxy and forgets it as any agent's or schedule's choice (they fall
 /// back to the organization's default). Run it in a transaction.
 pub async fn delete(conn: &mut AnyConnection, org_id: &OrgId, id: &str) -> Result<bool> {
-    sqlx::query("UPDATE application_packages SET proxy_id = NULL WHERE org_id = $1 AND proxy_id = $2")
-        .bind(org_id)
-        .bind(id)
-        .execute(&mut *conn)
-        .await
-        .db()?;
+    sqlx::query(
+        "UPDATE application_packages SET proxy_id = NULL WHERE org_id = $1 AND proxy_id = $2",
+    )
+    .bind(org_id)
+    .bind(id)
+    .execute(&mut *conn)
+    .await
+    .db()?;
     sqlx::query(
         "UPDATE schedules SET proxy_id_override = NULL WHERE org_id = $1 AND proxy_id_override = $2",
     )

@@ -299,7 +299,11 @@ pub async fn keys_of_finished_runs(
     .await
 }
 
-async fn keys(conn: &mut AnyConnection, sql: &str, binds: &[&str]) -> Result<Vec<(String, String)>> {
+async fn keys(
+    conn: &mut AnyConnection,
+    sql: &str,
+    binds: &[&str],
+) -> Result<Vec<(String, String)>> {
     let mut q = sqlx::query(sql);
     for b in binds {
         q = q.bind(*b);

@@ -235,7 +235,10 @@ mod tests {
         assert_eq!((u.host.as_str(), u.port), ("proxy.example.com", 3128));
         // base64("us@er:p:ss")
         assert_eq!(u.authorization.as_deref(), Some("Basic dXNAZXI6cDpzcw=="));
-        assert!(!format!("{u:?}").contains("dXNA"), "Debug hides the credentials");
+        assert!(
+            !format!("{u:?}").contains("dXNA"),
+            "Debug hides the credentials"
+        );
         let bare = Upstream::parse("http://10.0.0.5").unwrap();
         assert_eq!((bare.port, bare.authorization), (80, None));
         assert!(Upstream::parse("https://proxy.example.com").is_err());

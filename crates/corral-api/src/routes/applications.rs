@@ -265,12 +265,9 @@ pub async fn delete_application(
         ));
     }
     // Its documents and uploads go with it; their blobs through the outbox.
-    let keys = corral_store::storage_deletions::keys_of_application(
-        &mut tx,
-        org_id.as_str(),
-        id.as_str(),
-    )
-    .await?;
+    let keys =
+        corral_store::storage_deletions::keys_of_application(&mut tx, org_id.as_str(), id.as_str())
+            .await?;
     corral_store::applications::delete(&mut tx, org_id, &id).await?;
     corral_store::storage_deletions::enqueue_all(
         &mut tx,

@@ -62,7 +62,10 @@ async fn put_content(app: &TestApp, d: &Value, bytes: &[u8]) -> u16 {
 pub(crate) async fn wait_blob_gone(app: &TestApp, key: &str) {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while app.state.blobs.get(key).await.unwrap().is_some() {
-        assert!(std::time::Instant::now() < deadline, "blob {key} still stored");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "blob {key} still stored"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -15,10 +15,20 @@ const SECRET: &str = "s3cretPw";
 const AGENT_PROXY: &str = "/api/agents/@corral/hello-world/proxy";
 
 /// Sends and asserts the status; the body never contains the proxy password.
-pub(crate) async fn call(c: &Client, method: Method, path: &str, body: Option<Value>, status: u16) -> Value {
+pub(crate) async fn call(
+    c: &Client,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+    status: u16,
+) -> Value {
     let r = c.send(method.clone(), path, body, &[]).await;
     assert_eq!(r.status, status, "{method} {path}: {}", r.text);
-    assert!(!r.text.contains(SECRET), "{method} {path} leaked the URL: {}", r.text);
+    assert!(
+        !r.text.contains(SECRET),
+        "{method} {path} leaked the URL: {}",
+        r.text
+    );
     r.body
 }
 
@@ -79,11 +89,23 @@ async fn custom_proxies(b: Backend) {
     // Bad input changes nothing.
     for (body, field) in [
         (json!({"label": "", "url": url}), "label"),
-        (json!({"label": "x", "url": "https://proxy.example.com:443"}), "url"),
-        (json!({"label": "x", "url": "socks5://proxy.example.com:1080"}), "url"),
-        (json!({"label": "x", "url": "http://proxy.example.com/path"}), "url"),
+        (
+            json!({"label": "x", "url": "https://proxy.example.com:443"}),
+            "url",
+        ),
+        (
+            json!({"label": "x", "url": "socks5://proxy.example.com:1080"}),
+            "url",
+        ),
+        (
+            json!({"label": "x", "url": "http://proxy.example.com/path"}),
+            "url",
+        ),
         (json!({"label": "x"}), "url"),
-        (json!({"label": "x", "url": url, "enabled": true}), "enabled"),
+        (
+            json!({"label": "x", "url": url, "enabled": true}),
+            "enabled",
+        ),
     ] {
         let e = call(c, Method::POST, "/api/proxies", Some(body.clone()), 400).await;
         assert_eq!(e["errors"][0]["field"], field, "{body}: {e}");
@@ -105,16 +127,40 @@ async fn custom_proxies(b: Backend) {
     assert_eq!(u["urlPrefix"], "http://other:****@127.0.0.1:9999");
     assert_ne!(sealed_url(&app, &id).await, stored);
     call(c, Method::PUT, &path, Some(json!({"url": "ftp://x"})), 400).await;
-    call(c, Method::PUT, "/api/proxies/prx_nope", Some(json!({"label": "x"})), 404).await;
+    call(
+        c,
+        Method::PUT,
+        "/api/proxies/prx_nope",
+        Some(json!({"label": "x"})),
+        404,
+    )
+    .await;
 
     // The default: never a disabled proxy; disabling the default clears it.
     let off = call(c, Method::PUT, &path, Some(json!({"enabled": false})), 200).await;
     assert_eq!(off["enabled"], false);
-    let e = call(c, Method::PUT, "/api/proxies/default", Some(json!({"proxyId": id})), 400).await;
+    let e = call(
+        c,
+        Method::PUT,
+        "/api/proxies/default",
+        Some(json!({"proxyId": id})),
+        400,
+    )
+    .await;
     assert_eq!(e["param"], "proxyId");
     call(c, Method::PUT, &path, Some(json!({"enabled": true})), 200).await;
-    let d = call(c, Method::PUT, "/api/proxies/default", Some(json!({"proxyId": id})), 200).await;
-    assert_eq!((d["id"].as_str(), d["is_default"].as_bool()), (Some(id.as_str()), Some(true)));
+    let d = call(
+        c,
+        Method::PUT,
+        "/api/proxies/default",
+        Some(json!({"proxyId": id})),
+        200,
+    )
+    .await;
+    assert_eq!(
+        (d["id"].as_str(), d["is_default"].as_bool()),
+        (Some(id.as_str()), Some(true))
+    );
     let second = create(&s, "EU", "http://10.0.0.8:8080").await;
     assert_eq!(second["urlPrefix"], "http://10.0.0.8:8080");
     let list = call(c, Method::GET, "/api/proxies", None, 200).await;
@@ -130,40 +176,144 @@ async fn custom_proxies(b: Backend) {
     assert_eq!(off["is_default"], false, "a disabled proxy is no default");
     call(c, Method::PUT, &path, Some(json!({"enabled": true})), 200).await;
     let again = call(c, Method::GET, "/api/proxies", None, 200).await;
-    assert!(again["data"].as_array().unwrap().iter().all(|p| p["is_default"] == false));
-    call(c, Method::PUT, "/api/proxies/default", Some(json!({"proxyId": id})), 200).await;
+    assert!(again["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|p| p["is_default"] == false));
+    call(
+        c,
+        Method::PUT,
+        "/api/proxies/default",
+        Some(json!({"proxyId": id})),
+        200,
+    )
+    .await;
     // Cleared, with no built-in proxy: nothing remains in effect.
     let r = c
-        .send(Method::PUT, "/api/proxies/default", Some(json!({"proxyId": null})), &[])
+        .send(
+            Method::PUT,
+            "/api/proxies/default",
+            Some(json!({"proxyId": null})),
+            &[],
+        )
         .await;
     assert_eq!(r.status, 204, "{}", r.text);
     call(c, Method::PUT, "/api/proxies/default", Some(json!({})), 400).await;
-    let e = call(c, Method::PUT, "/api/proxies/default", Some(json!({"proxyId": "prx_nope"})), 404).await;
+    let e = call(
+        c,
+        Method::PUT,
+        "/api/proxies/default",
+        Some(json!({"proxyId": "prx_nope"})),
+        404,
+    )
+    .await;
     assert_eq!(e["param"], "proxyId");
-    call(c, Method::PUT, "/api/proxies/default", Some(json!({"proxyId": "system"})), 404).await;
-    call(c, Method::PUT, "/api/proxies/default", Some(json!({"proxyId": id})), 200).await;
+    call(
+        c,
+        Method::PUT,
+        "/api/proxies/default",
+        Some(json!({"proxyId": "system"})),
+        404,
+    )
+    .await;
+    call(
+        c,
+        Method::PUT,
+        "/api/proxies/default",
+        Some(json!({"proxyId": id})),
+        200,
+    )
+    .await;
 
     // The proxy of an agent: its choice, and whether its runs are proxied.
     let a = call(c, Method::GET, AGENT_PROXY, None, 200).await;
-    assert_eq!(a, json!({"proxyId": null, "resolved": true}), "the org default applies");
+    assert_eq!(
+        a,
+        json!({"proxyId": null, "resolved": true}),
+        "the org default applies"
+    );
     let sid = second["id"].as_str().unwrap();
-    let a = call(c, Method::PUT, AGENT_PROXY, Some(json!({"proxyId": sid})), 200).await;
+    let a = call(
+        c,
+        Method::PUT,
+        AGENT_PROXY,
+        Some(json!({"proxyId": sid})),
+        200,
+    )
+    .await;
     assert_eq!(a, json!({"proxyId": sid, "resolved": true}));
     assert_eq!(call(c, Method::GET, AGENT_PROXY, None, 200).await, a);
-    let a = call(c, Method::PUT, AGENT_PROXY, Some(json!({"proxyId": "none"})), 200).await;
+    let a = call(
+        c,
+        Method::PUT,
+        AGENT_PROXY,
+        Some(json!({"proxyId": "none"})),
+        200,
+    )
+    .await;
     assert_eq!(a, json!({"proxyId": "none", "resolved": false}));
-    let e = call(c, Method::PUT, AGENT_PROXY, Some(json!({"proxyId": "prx_nope"})), 404).await;
+    let e = call(
+        c,
+        Method::PUT,
+        AGENT_PROXY,
+        Some(json!({"proxyId": "prx_nope"})),
+        404,
+    )
+    .await;
     assert_eq!(e["param"], "proxyId");
     call(c, Method::PUT, AGENT_PROXY, Some(json!({})), 400).await;
-    call(c, Method::PUT, AGENT_PROXY, Some(json!({"proxyId": 5})), 400).await;
+    call(
+        c,
+        Method::PUT,
+        AGENT_PROXY,
+        Some(json!({"proxyId": 5})),
+        400,
+    )
+    .await;
     call(c, Method::GET, "/api/agents/@corral/nope/proxy", None, 404).await;
-    call(c, Method::PUT, &format!("/api/proxies/{sid}"), Some(json!({"enabled": false})), 200).await;
-    let e = call(c, Method::PUT, AGENT_PROXY, Some(json!({"proxyId": sid})), 400).await;
+    call(
+        c,
+        Method::PUT,
+        &format!("/api/proxies/{sid}"),
+        Some(json!({"enabled": false})),
+        200,
+    )
+    .await;
+    let e = call(
+        c,
+        Method::PUT,
+        AGENT_PROXY,
+        Some(json!({"proxyId": sid})),
+        400,
+    )
+    .await;
     assert_eq!(e["param"], "proxyId");
-    call(c, Method::PUT, &format!("/api/proxies/{sid}"), Some(json!({"enabled": true})), 200).await;
-    call(c, Method::PUT, AGENT_PROXY, Some(json!({"proxyId": sid})), 200).await;
+    call(
+        c,
+        Method::PUT,
+        &format!("/api/proxies/{sid}"),
+        Some(json!({"enabled": true})),
+        200,
+    )
+    .await;
+    call(
+        c,
+        Method::PUT,
+        AGENT_PROXY,
+        Some(json!({"proxyId": sid})),
+        200,
+    )
+    .await;
     // A chosen proxy disabled later: the agent's runs are refused, not unproxied.
-    call(c, Method::PUT, &format!("/api/proxies/{sid}"), Some(json!({"enabled": false})), 200).await;
+    call(
+        c,
+        Method::PUT,
+        &format!("/api/proxies/{sid}"),
+        Some(json!({"enabled": false})),
+        200,
+    )
+    .await;
     let a = call(c, Method::GET, AGENT_PROXY, None, 200).await;
     assert_eq!(a, json!({"proxyId": sid, "resolved": false}));
     // Deleting it forgets it as the agent's choice: the default applies again.
@@ -171,36 +321,98 @@ async fn custom_proxies(b: Backend) {
     let a = call(c, Method::GET, AGENT_PROXY, None, 200).await;
     assert_eq!(a, json!({"proxyId": null, "resolved": true}));
     call(c, Method::DELETE, &format!("/api/proxies/{sid}"), None, 404).await;
-    let a = call(c, Method::PUT, AGENT_PROXY, Some(json!({"proxyId": null})), 200).await;
+    let a = call(
+        c,
+        Method::PUT,
+        AGENT_PROXY,
+        Some(json!({"proxyId": null})),
+        200,
+    )
+    .await;
     assert_eq!(a, json!({"proxyId": null, "resolved": true}));
 
     // Another organization sees and touches nothing of it.
     let other_org = app.user_with_org("Other").await;
     let o = &other_org.client;
-    assert_eq!(call(o, Method::GET, "/api/proxies", None, 200).await["data"], json!([]));
+    assert_eq!(
+        call(o, Method::GET, "/api/proxies", None, 200).await["data"],
+        json!([])
+    );
     call(o, Method::PUT, &path, Some(json!({"label": "mine"})), 404).await;
     call(o, Method::DELETE, &path, None, 404).await;
     call(o, Method::POST, &format!("{path}/test"), None, 404).await;
-    call(o, Method::PUT, "/api/proxies/default", Some(json!({"proxyId": id})), 404).await;
-    call(o, Method::PUT, AGENT_PROXY, Some(json!({"proxyId": id})), 404).await;
+    call(
+        o,
+        Method::PUT,
+        "/api/proxies/default",
+        Some(json!({"proxyId": id})),
+        404,
+    )
+    .await;
+    call(
+        o,
+        Method::PUT,
+        AGENT_PROXY,
+        Some(json!({"proxyId": id})),
+        404,
+    )
+    .await;
     let a = call(o, Method::GET, AGENT_PROXY, None, 200).await;
     assert_eq!(a, json!({"proxyId": null, "resolved": false}));
 
     // Permissions: proxies:read lists, proxies:write changes.
     let (_, reader) = s.api_key(Some(vec!["proxies:read", "agents:read"])).await;
     let reader = app.client().bearer(&reader);
-    assert_eq!(call(&reader, Method::GET, "/api/proxies", None, 200).await["data"].as_array().unwrap().len(), 1);
-    call(&reader, Method::POST, "/api/proxies", Some(json!({"label": "x", "url": "http://h:1"})), 403).await;
-    call(&reader, Method::PUT, &path, Some(json!({"label": "x"})), 403).await;
+    assert_eq!(
+        call(&reader, Method::GET, "/api/proxies", None, 200).await["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    call(
+        &reader,
+        Method::POST,
+        "/api/proxies",
+        Some(json!({"label": "x", "url": "http://h:1"})),
+        403,
+    )
+    .await;
+    call(
+        &reader,
+        Method::PUT,
+        &path,
+        Some(json!({"label": "x"})),
+        403,
+    )
+    .await;
     call(&reader, Method::DELETE, &path, None, 403).await;
-    call(&reader, Method::PUT, "/api/proxies/default", Some(json!({"proxyId": null})), 403).await;
+    call(
+        &reader,
+        Method::PUT,
+        "/api/proxies/default",
+        Some(json!({"proxyId": null})),
+        403,
+    )
+    .await;
     call(&reader, Method::POST, &format!("{path}/test"), None, 403).await;
     let (_, runner) = s.api_key(Some(vec!["agents:read"])).await;
     let runner = app.client().bearer(&runner);
     call(&runner, Method::GET, "/api/proxies", None, 403).await;
     call(&runner, Method::GET, AGENT_PROXY, None, 200).await;
-    call(&runner, Method::PUT, AGENT_PROXY, Some(json!({"proxyId": "none"})), 403).await;
-    let anon = app.client().org(&s.org_id).send(Method::GET, "/api/proxies", None, &[]).await;
+    call(
+        &runner,
+        Method::PUT,
+        AGENT_PROXY,
+        Some(json!({"proxyId": "none"})),
+        403,
+    )
+    .await;
+    let anon = app
+        .client()
+        .org(&s.org_id)
+        .send(Method::GET, "/api/proxies", None, &[])
+        .await;
     assert_eq!(anon.status, 401);
 
     // `corral secrets rotate` re-seals the URL under the new primary key.
@@ -245,23 +457,68 @@ async fn built_in_proxy(b: Backend) {
     assert_eq!(sys["is_default"], true, "the fallback default");
     assert_eq!(sys["urlPrefix"], "http://sys:****@127.0.0.1:3129");
     assert!(sys["created_by"].is_null());
-    call(c, Method::PUT, "/api/proxies/system", Some(json!({"label": "x"})), 403).await;
+    call(
+        c,
+        Method::PUT,
+        "/api/proxies/system",
+        Some(json!({"label": "x"})),
+        403,
+    )
+    .await;
     let e = call(c, Method::DELETE, "/api/proxies/system", None, 403).await;
     assert_eq!(e["code"], "operation_not_allowed");
 
     let mine = create(&s, "Mine", "http://127.0.0.1:3130").await;
     let mid = mine["id"].as_str().unwrap();
-    call(c, Method::PUT, "/api/proxies/default", Some(json!({"proxyId": mid})), 200).await;
+    call(
+        c,
+        Method::PUT,
+        "/api/proxies/default",
+        Some(json!({"proxyId": mid})),
+        200,
+    )
+    .await;
     let list = call(c, Method::GET, "/api/proxies", None, 200).await;
     assert_eq!(list["data"][0]["is_default"], false);
     assert_eq!(list["data"][1]["is_default"], true);
     // Clearing the org's default surfaces the built-in one.
-    let d = call(c, Method::PUT, "/api/proxies/default", Some(json!({"proxyId": null})), 200).await;
-    assert_eq!((d["id"].as_str(), d["is_default"].as_bool()), (Some("system"), Some(true)));
-    call(c, Method::PUT, "/api/proxies/default", Some(json!({"proxyId": mid})), 200).await;
-    let d = call(c, Method::PUT, "/api/proxies/default", Some(json!({"proxyId": "system"})), 200).await;
+    let d = call(
+        c,
+        Method::PUT,
+        "/api/proxies/default",
+        Some(json!({"proxyId": null})),
+        200,
+    )
+    .await;
+    assert_eq!(
+        (d["id"].as_str(), d["is_default"].as_bool()),
+        (Some("system"), Some(true))
+    );
+    call(
+        c,
+        Method::PUT,
+        "/api/proxies/default",
+        Some(json!({"proxyId": mid})),
+        200,
+    )
+    .await;
+    let d = call(
+        c,
+        Method::PUT,
+        "/api/proxies/default",
+        Some(json!({"proxyId": "system"})),
+        200,
+    )
+    .await;
     assert_eq!(d["id"], "system");
-    let a = call(c, Method::PUT, AGENT_PROXY, Some(json!({"proxyId": "system"})), 200).await;
+    let a = call(
+        c,
+        Method::PUT,
+        AGENT_PROXY,
+        Some(json!({"proxyId": "system"})),
+        200,
+    )
+    .await;
     assert_eq!(a, json!({"proxyId": "system", "resolved": true}));
 }
 
@@ -273,7 +530,14 @@ async fn proxy_tests(b: Backend) {
     let c = &s.client;
     let good = ForwardProxy::start(Some(("u", SECRET))).await;
     let p = create(&s, "Good", &good.url()).await;
-    let r = call(c, Method::POST, &format!("/api/proxies/{}/test", p["id"].as_str().unwrap()), None, 200).await;
+    let r = call(
+        c,
+        Method::POST,
+        &format!("/api/proxies/{}/test", p["id"].as_str().unwrap()),
+        None,
+        200,
+    )
+    .await;
     assert_eq!(r["ok"], true, "{r}");
     assert_eq!(r["status"], 200);
     assert!(r["latency"].as_f64().unwrap() >= 0.0);
@@ -281,19 +545,53 @@ async fn proxy_tests(b: Backend) {
     assert_eq!(passed.len(), 1, "{passed:?}");
     assert_eq!(passed[0].method, "GET");
     assert_eq!(passed[0].target, target.url);
-    assert!(passed[0].proxy_authorization.as_deref().is_some_and(|a| a.starts_with("Basic ")));
-    assert_eq!(target.deliveries().len(), 1, "the request reached the target");
+    assert!(passed[0]
+        .proxy_authorization
+        .as_deref()
+        .is_some_and(|a| a.starts_with("Basic ")));
+    assert_eq!(
+        target.deliveries().len(),
+        1,
+        "the request reached the target"
+    );
 
     // The wrong password: the proxy's 407 is a result.
     let wrong = create(&s, "Wrong", &format!("http://u:nope@{}", good.addr)).await;
-    let r = call(c, Method::POST, &format!("/api/proxies/{}/test", wrong["id"].as_str().unwrap()), None, 200).await;
-    assert_eq!((r["ok"].as_bool(), r["error"].as_str(), r["status"].as_u64()), (Some(false), Some("auth_failed"), Some(407)), "{r}");
+    let r = call(
+        c,
+        Method::POST,
+        &format!("/api/proxies/{}/test", wrong["id"].as_str().unwrap()),
+        None,
+        200,
+    )
+    .await;
+    assert_eq!(
+        (r["ok"].as_bool(), r["error"].as_str(), r["status"].as_u64()),
+        (Some(false), Some("auth_failed"), Some(407)),
+        "{r}"
+    );
     assert_eq!(target.deliveries().len(), 1);
 
     // Nobody listening.
-    let dead = create(&s, "Dead", &format!("http://u:{SECRET}@127.0.0.1:{}", closed_port().await)).await;
-    let r = call(c, Method::POST, &format!("/api/proxies/{}/test", dead["id"].as_str().unwrap()), None, 200).await;
-    assert_eq!((r["ok"].as_bool(), r["error"].as_str()), (Some(false), Some("network_error")), "{r}");
+    let dead = create(
+        &s,
+        "Dead",
+        &format!("http://u:{SECRET}@127.0.0.1:{}", closed_port().await),
+    )
+    .await;
+    let r = call(
+        c,
+        Method::POST,
+        &format!("/api/proxies/{}/test", dead["id"].as_str().unwrap()),
+        None,
+        200,
+    )
+    .await;
+    assert_eq!(
+        (r["ok"].as_bool(), r["error"].as_str()),
+        (Some(false), Some("network_error")),
+        "{r}"
+    );
     assert!(r.get("status").is_none() || r["status"].is_null());
 
     call(c, Method::POST, "/api/proxies/prx_nope/test", None, 404).await;
@@ -301,7 +599,12 @@ async fn proxy_tests(b: Backend) {
     call(c, Method::POST, "/api/proxies/system/test", None, 404).await;
     // Five tests a minute: this is the sixth (the 404s counted too).
     let r = c
-        .send(Method::POST, &format!("/api/proxies/{}/test", p["id"].as_str().unwrap()), None, &[])
+        .send(
+            Method::POST,
+            &format!("/api/proxies/{}/test", p["id"].as_str().unwrap()),
+            None,
+            &[],
+        )
         .await;
     assert_eq!(r.status, 429, "{}", r.text);
     assert!(r.header("retry-after").is_some());

@@ -133,11 +133,19 @@ async fn runs_go_through_the_proxy(b: Backend) {
     )
     .await;
     let e = c
-        .post(HELLO, json!({"input": {"name": "Ada"}, "proxyId": pid}), 422)
+        .post(
+            HELLO,
+            json!({"input": {"name": "Ada"}, "proxyId": pid}),
+            422,
+        )
         .await;
     assert_eq!(e["code"], "proxy_unavailable");
-    c.put(&format!("/api/proxies/{pid}"), json!({"enabled": true}), 200)
-        .await;
+    c.put(
+        &format!("/api/proxies/{pid}"),
+        json!({"enabled": true}),
+        200,
+    )
+    .await;
     c.put(
         "/api/agents/@corral/hello-world/proxy",
         json!({ "proxyId": pid }),
@@ -151,7 +159,10 @@ async fn runs_go_through_the_proxy(b: Backend) {
     )
     .await;
     let e = c.post(HELLO, json!({"input": {"name": "Ada"}}), 422).await;
-    assert_eq!(e["code"], "proxy_unavailable", "the agent's proxy is disabled");
+    assert_eq!(
+        e["code"], "proxy_unavailable",
+        "the agent's proxy is disabled"
+    );
     assert_eq!(app.scalar("SELECT COUNT(*) FROM runs").await, runs);
 }
 
@@ -201,15 +212,24 @@ async fn schedules_carry_their_proxy(b: Backend) {
     }
     let runs = c
         .get(
-            &format!("/api/schedules/{}/runs?limit=100", good["id"].as_str().unwrap()),
+            &format!(
+                "/api/schedules/{}/runs?limit=100",
+                good["id"].as_str().unwrap()
+            ),
             200,
         )
         .await;
     let data = runs["data"].as_array().unwrap();
     assert!(!data.is_empty(), "{runs}");
-    assert!(data.iter().all(|r| r["proxy_label"] == "Scheduled"), "{runs}");
+    assert!(
+        data.iter().all(|r| r["proxy_label"] == "Scheduled"),
+        "{runs}"
+    );
     let view = c
-        .get(&format!("/api/schedules/{}", gone["id"].as_str().unwrap()), 200)
+        .get(
+            &format!("/api/schedules/{}", gone["id"].as_str().unwrap()),
+            200,
+        )
         .await;
     assert_eq!(view["last_error"]["code"], "proxy_unavailable", "{view}");
     let none = c
@@ -234,7 +254,11 @@ async fn a_run_whose_proxy_is_gone_fails_before_any_sandbox(b: Backend) {
     let off = create(&s, "Off", "http://127.0.0.1:9").await;
     let off_id = off["id"].as_str().unwrap();
     s.client
-        .put(&format!("/api/proxies/{off_id}"), json!({"enabled": false}), 200)
+        .put(
+            &format!("/api/proxies/{off_id}"),
+            json!({"enabled": false}),
+            200,
+        )
         .await;
     for proxy_id in ["prx_deleted", off_id] {
         let id = format!("run_{}", uuid::Uuid::now_v7());
@@ -268,8 +292,14 @@ async fn a_run_whose_proxy_is_gone_fails_before_any_sandbox(b: Backend) {
             .enqueue(&s.org_id.as_str().into(), &id.as_str().into());
         let done = wait_terminal(&s, &id, Duration::from_secs(30)).await;
         assert_eq!(done["status"], "failed", "{done}");
-        assert_eq!(done["metadata"]["error_code"], "proxy_unavailable", "{done}");
-        assert!(done["runner_kind"].is_null(), "no sandbox was leased: {done}");
+        assert_eq!(
+            done["metadata"]["error_code"], "proxy_unavailable",
+            "{done}"
+        );
+        assert!(
+            done["runner_kind"].is_null(),
+            "no sandbox was leased: {done}"
+        );
     }
     assert!(mock.requests().is_empty());
 }

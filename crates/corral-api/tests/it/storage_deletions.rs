@@ -60,17 +60,28 @@ async fn storage_key(app: &TestApp, doc: &str) -> String {
 async fn wait_job(ops: &Client, status: &str, key: &str, ok: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let list = ops.get(&format!("{JOBS}?status={status}&limit=200"), 200).await;
+        let list = ops
+            .get(&format!("{JOBS}?status={status}&limit=200"), 200)
+            .await;
         let found = list["data"]
             .as_array()
             .unwrap()
             .iter()
-            .find(|j| format!("{}/{}", j["bucket"].as_str().unwrap(), j["storage_key"].as_str().unwrap()) == key)
+            .find(|j| {
+                format!(
+                    "{}/{}",
+                    j["bucket"].as_str().unwrap(),
+                    j["storage_key"].as_str().unwrap()
+                ) == key
+            })
             .cloned();
         if let Some(j) = found.filter(|j| ok(j)) {
             return j;
         }
-        assert!(Instant::now() < deadline, "no {status} job for {key} as expected: {list}");
+        assert!(
+            Instant::now() < deadline,
+            "no {status} job for {key} as expected: {list}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -96,7 +107,10 @@ async fn a_failing_deletion_stays_pending_until_retried(b: Backend) {
     assert_eq!(job["storage_key"], format!("{}/{doc}", s.org_id));
     assert_eq!(job["reason"], "document_deleted");
     assert!(job["completed_at"].is_null());
-    assert!(job["last_error"].as_str().is_some_and(|e| !e.is_empty()), "{job}");
+    assert!(
+        job["last_error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{job}"
+    );
     assert!(job["id"].as_str().unwrap().starts_with("sdj_"));
     let next = chrono::DateTime::parse_from_rfc3339(job["next_attempt_at"].as_str().unwrap())
         .unwrap()
@@ -106,7 +120,9 @@ async fn a_failing_deletion_stays_pending_until_retried(b: Backend) {
     let id = job["id"].as_str().unwrap().to_owned();
 
     // A retry makes it due now; it fails again and backs off further.
-    let r = ops.post(&format!("{JOBS}/{id}/retry"), json!({}), 200).await;
+    let r = ops
+        .post(&format!("{JOBS}/{id}/retry"), json!({}), 200)
+        .await;
     assert_eq!(r, json!({"id": id, "retried": true}));
     let job = wait_job(&ops, "pending", &key, |j| j["attempts"] == 2).await;
     assert!(job["last_error"].is_string());
@@ -114,17 +130,24 @@ async fn a_failing_deletion_stays_pending_until_retried(b: Backend) {
     // Deletable again: the next retry completes it and the blob is gone.
     std::fs::remove_dir_all(&file).unwrap();
     std::fs::write(&file, b"hello").unwrap();
-    ops.post(&format!("{JOBS}/{id}/retry"), json!({}), 200).await;
+    ops.post(&format!("{JOBS}/{id}/retry"), json!({}), 200)
+        .await;
     let job = wait_job(&ops, "completed", &key, |j| j["attempts"] == 3).await;
     assert!(job["completed_at"].is_string());
     assert!(job["last_error"].is_null());
     assert!(!file.exists());
     assert!(app.state.blobs.get(&key).await.unwrap().is_none());
     // A completed or unknown job cannot be retried.
-    ops.post(&format!("{JOBS}/{id}/retry"), json!({}), 404).await;
-    ops.post(&format!("{JOBS}/sdj_nope/retry"), json!({}), 404).await;
+    ops.post(&format!("{JOBS}/{id}/retry"), json!({}), 404)
+        .await;
+    ops.post(&format!("{JOBS}/sdj_nope/retry"), json!({}), 404)
+        .await;
     let pending = ops.get(JOBS, 200).await;
-    assert!(pending["data"].as_array().unwrap().iter().all(|j| j["id"] != id.as_str()));
+    assert!(pending["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|j| j["id"] != id.as_str()));
 
     // The dead-letter line: past it a job is listed as dead, no longer as pending.
     app.sql(&format!(
@@ -135,19 +158,34 @@ async fn a_failing_deletion_stays_pending_until_retried(b: Backend) {
     .await;
     let dead = ops.get(&format!("{JOBS}?status=dead"), 200).await;
     assert_eq!(dead["data"][0]["id"], id.as_str());
-    assert!(ops.get(JOBS, 200).await["data"].as_array().unwrap().is_empty());
+    assert!(ops.get(JOBS, 200).await["data"]
+        .as_array()
+        .unwrap()
+        .is_empty());
 
     // Operators only.
     let r = s.client.send(Method::GET, JOBS, None, &[]).await;
     assert_eq!(r.status, 403, "{}", r.text);
-    let r = s.client.send(Method::POST, &format!("{JOBS}/{id}/retry"), None, &[]).await;
+    let r = s
+        .client
+        .send(Method::POST, &format!("{JOBS}/{id}/retry"), None, &[])
+        .await;
     assert_eq!(r.status, 403);
     let (_, key) = s.api_key(None).await;
-    let r = app.client().bearer(&key).send(Method::GET, JOBS, None, &[]).await;
+    let r = app
+        .client()
+        .bearer(&key)
+        .send(Method::GET, JOBS, None, &[])
+        .await;
     assert_eq!(r.status, 403, "API keys are refused whatever they hold");
-    assert_eq!(app.client().send(Method::GET, JOBS, None, &[]).await.status, 401);
+    assert_eq!(
+        app.client().send(Method::GET, JOBS, None, &[]).await.status,
+        401
+    );
     for bad in ["status=gone", "limit=0", "limit=201", "limit=x"] {
-        let r = ops.send(Method::GET, &format!("{JOBS}?{bad}"), None, &[]).await;
+        let r = ops
+            .send(Method::GET, &format!("{JOBS}?{bad}"), None, &[])
+            .await;
         assert_eq!(r.status, 400, "{bad}: {}", r.text);
     }
 }
@@ -157,7 +195,10 @@ async fn deletions_are_queued_with_the_rows(b: Backend) {
     let s = app.user_with_org("Many").await;
     let run = running_run(&app, &s).await;
     let mut keys = Vec::new();
-    for (i, body) in [b"one".as_slice(), b"two", b"three"].into_iter().enumerate() {
+    for (i, body) in [b"one".as_slice(), b"two", b"three"]
+        .into_iter()
+        .enumerate()
+    {
         let bytes: &'static [u8] = Box::leak(body.to_vec().into_boxed_slice());
         let doc = publish(&app, &run, &format!("m{i}"), bytes).await;
         keys.push(storage_key(&app, &doc).await);
@@ -183,7 +224,12 @@ async fn deletions_are_queued_with_the_rows(b: Backend) {
     }
     // Pages of one, newest first, with a Link to the next.
     let r = ops
-        .send(Method::GET, &format!("{JOBS}?status=completed&limit=1"), None, &[])
+        .send(
+            Method::GET,
+            &format!("{JOBS}?status=completed&limit=1"),
+            None,
+            &[],
+        )
         .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.body["hasMore"], true);

@@ -126,13 +126,10 @@ async fn a_refusing_or_unreachable_upstream_is_a_bad_gateway() {
     let svc_addr = svc.url.trim_start_matches("http://").to_owned();
     let upstream = ForwardProxy::start(Some(("agent", "right"))).await;
     let sink = Recorder::sink().await;
-    for proxy_url in [
-        format!("http://agent:wrong@{}", upstream.addr),
-        {
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            format!("http://{}", l.local_addr().unwrap())
-        },
-    ] {
+    for proxy_url in [format!("http://agent:wrong@{}", upstream.addr), {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    }] {
         let sidecar = Sidecar::start().await;
         let mut cfg = config("http://127.0.0.1:9/v1", "openai", &sink.url);
         cfg["egress"] = json!({"allowed_ranges": ["127.0.0.0/8"], "upstream_proxy": proxy_url});
