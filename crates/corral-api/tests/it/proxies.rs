@@ -330,6 +330,43 @@ async fn custom_proxies(b: Backend) {
     )
     .await;
     assert_eq!(a, json!({"proxyId": null, "resolved": true}));
+    // The application's package settings name the same choice.
+    let install = format!(
+        "/api/applications/{}/packages/@corral/hello-world",
+        s.app_id
+    );
+    let e = call(
+        c,
+        Method::PUT,
+        &install,
+        Some(json!({"proxyId": "prx_nope"})),
+        404,
+    )
+    .await;
+    assert_eq!(e["param"], "proxyId");
+    let i = call(
+        c,
+        Method::PUT,
+        &install,
+        Some(json!({"proxyId": "none"})),
+        200,
+    )
+    .await;
+    assert_eq!(i["proxyId"], "none");
+    assert_eq!(
+        call(c, Method::GET, AGENT_PROXY, None, 200).await["resolved"],
+        false
+    );
+    let i = call(c, Method::PUT, &install, Some(json!({"proxyId": id})), 200).await;
+    assert_eq!(i["proxyId"], id.as_str());
+    call(
+        c,
+        Method::PUT,
+        AGENT_PROXY,
+        Some(json!({"proxyId": null})),
+        200,
+    )
+    .await;
 
     // Another organization sees and touches nothing of it.
     let other_org = app.user_with_org("Other").await;
