@@ -549,7 +549,13 @@ impl Config {
         }
         if let Some(url) = &self.proxy_url {
             let u = url.expose().trim();
-            if !u.is_empty() && !u.starts_with("http://") {
+            let usable = url::Url::parse(u).is_ok_and(|p| {
+                p.scheme() == "http"
+                    && p.host_str().is_some_and(|h| !h.is_empty())
+                    && matches!(p.path(), "" | "/")
+                    && p.query().is_none()
+            });
+            if !u.is_empty() && !usable {
                 return Err(ConfigError::Var {
                     var: "CORRAL_PROXY_URL",
                     message: "must be an http:// proxy URL (http://[user:password@]host:port)"

@@ -67,6 +67,8 @@ fn errors_name_the_variable() {
         ("CORRAL_WARM_POOL_SIZE", "-1"),
         ("CORRAL_EGRESS_ALLOWED_RANGES", "127.0.0.0/8,loopback"),
         ("CORRAL_PROXY_URL", "socks5://proxy.example.com:1080"),
+        ("CORRAL_PROXY_URL", "http://"),
+        ("CORRAL_PROXY_URL", "http://proxy.example.com:3128/path"),
         ("CORRAL_PROXY_TEST_URL", "example.com"),
     ] {
         let e = Config::load_from(None, &vars(&[(var, bad)])).unwrap_err();

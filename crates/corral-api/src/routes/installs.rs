@@ -297,17 +297,8 @@ pub async fn update_installed(
         Some(None) => None,
         None => cur.version_id,
     };
-    if let Some(p) = body
-        .proxy_id
-        .as_deref()
-        .filter(|p| *p != corral_connect::proxies::NONE)
-    {
-        if !corral_connect::proxies::exists(&state.connect, org_id, p).await? {
-            let mut e = ApiError::not_found("proxy");
-            e.param = Some("proxyId".into());
-            return Err(e);
-        }
-    }
+    crate::routes::proxies::check_choice(&state, org_id, body.proxy_id.as_deref(), "proxyId")
+        .await?;
     let generation = match &body.generation_config {
         Some(Value::Null) => None,
         Some(g) => Some(g.to_string()),

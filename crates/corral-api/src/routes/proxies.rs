@@ -109,6 +109,21 @@ fn missing(param: &str) -> ApiError {
     e
 }
 
+/// Refuses a proxy choice (an agent's, a schedule's) that names no proxy of the
+/// organization: 404 on `param`. `none` and the built-in proxy pass.
+pub(crate) async fn check_choice(
+    state: &AppState,
+    org: &OrgId,
+    choice: Option<&str>,
+    param: &str,
+) -> ApiResult<()> {
+    match choice.map(str::trim) {
+        None | Some(NONE) => Ok(()),
+        Some(p) if svc::exists(&state.connect, org, p).await? => Ok(()),
+        Some(_) => Err(missing(param)),
+    }
+}
+
 async fn load(state: &AppState, org: &OrgId, id: &str) -> ApiResult<store::Proxy> {
     let mut conn = state.db.conn().await?;
     store::get(&mut conn, org, id)

@@ -167,7 +167,7 @@ async fn runs_go_through_the_proxy(b: Backend) {
 }
 
 /// A schedule's `proxy_id_override` applies to its fires; one naming a proxy that is
-/// gone refuses them (recorded on the schedule), never running unproxied.
+/// disabled refuses them (recorded on the schedule), never running unproxied.
 async fn schedules_carry_their_proxy(b: Backend) {
     let mock = MockLlm::start_per_conversation(
         "127.0.0.1:0".parse().unwrap(),
@@ -193,14 +193,39 @@ async fn schedules_carry_their_proxy(b: Backend) {
             201,
         )
         .await;
-    let gone = c
+    // A choice that names no proxy is refused at once; one disabled later refuses
+    // the fires.
+    let e = c
         .post(
             schedules,
             json!({"cron_expression": "* * * * * *", "input": {"name": "y"},
                    "proxy_id_override": "prx_gone"}),
+            404,
+        )
+        .await;
+    assert_eq!(e["param"], "proxy_id_override");
+    let off = create(&s, "Off", "http://127.0.0.1:9").await;
+    let off_id = off["id"].as_str().unwrap();
+    let gone = c
+        .post(
+            schedules,
+            json!({"cron_expression": "* * * * * *", "input": {"name": "y"},
+                   "proxy_id_override": off_id}),
             201,
         )
         .await;
+    c.put(
+        &format!("/api/schedules/{}", gone["id"].as_str().unwrap()),
+        json!({"proxy_id_override": "prx_gone"}),
+        404,
+    )
+    .await;
+    c.put(
+        &format!("/api/proxies/{off_id}"),
+        json!({"enabled": false}),
+        200,
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     for sc in [&good, &gone] {
         c.put(
