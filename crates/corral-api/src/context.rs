@@ -223,6 +223,8 @@ pub mod perms {
         ConnectionsWrite,
         ModelsRead,
         ModelsWrite,
+        ProxiesRead,
+        ProxiesWrite,
         LlmProxyCall,
         CredentialProxyCall,
     );

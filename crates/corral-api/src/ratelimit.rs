@@ -40,6 +40,10 @@ pub const DEFAULTS: &[Rule] = &[
     // Each test is a real (billed) request to the provider.
     per_minute("model-test", 5),
     per_minute("model-discovery", 6),
+    // Each test is a real request through the proxy.
+    per_minute("proxy-test", 5),
+    per_minute("storage-jobs-read", 60),
+    per_minute("storage-jobs-retry", 30),
 ];
 
 /// The rule name of an operation, by method and route template.
@@ -73,6 +77,9 @@ pub fn rule_name_for(method: &Method, route: &str) -> Option<&'static str> {
             "model-test"
         }
         "/api/model-provider-credentials/{id}/refresh-models" if write => "model-discovery",
+        "/api/proxies/{id}/test" if write => "proxy-test",
+        "/api/admin/storage-deletion-jobs" => "storage-jobs-read",
+        "/api/admin/storage-deletion-jobs/{id}/retry" if write => "storage-jobs-retry",
         _ => return None,
     })
 }

@@ -100,10 +100,14 @@ pub(crate) fn groups() -> Vec<(Group, OpenApiRouter<AppState>)> {
             routes::uploads::app_router().merge(routes::documents::app_router()),
         ),
         (Group::Scoped(Scope::App), integration_routes::app_router()),
-        (Group::Scoped(Scope::Org), model_routes::org_router()),
+        (
+            Group::Scoped(Scope::Org),
+            model_routes::org_router().merge(routes::proxies::org_router()),
+        ),
         (
             Group::Scoped(Scope::App),
             model_routes::app_router()
+                .merge(routes::proxies::app_router())
                 .merge(routes::llm_proxy::app_router())
                 .merge(routes::credential_proxy::app_router()),
         ),

@@ -138,6 +138,19 @@ pub struct Config {
     /// Emails of the platform's operators: signed in, they see the operators' views
     /// (`/api/admin/…`), whatever their organizations.
     pub platform_admin_emails: Vec<String>,
+    /// The built-in outbound proxy (`http://[user:password@]host:port`), listed to
+    /// every organization as `system` and used by runs when nothing more specific is
+    /// chosen. Unset: no built-in proxy.
+    #[serde(skip_serializing)]
+    pub proxy_url: Option<Secret>,
+    /// What `POST /api/proxies/{id}/test` fetches through the proxy.
+    pub proxy_test_url: String,
+    /// Hosts (`*` wildcard) a run's agent may reach through the sandbox's forward
+    /// proxy; empty: any host that passes the address checks.
+    pub egress_allowed_hosts: Vec<String>,
+    /// Address ranges (CIDR) exempt from the forward proxy's SSRF checks (loopback,
+    /// private and link-local addresses are refused otherwise).
+    pub egress_allowed_ranges: Vec<String>,
     /// A one-shot token that claims a fresh instance (`POST /api/auth/bootstrap/redeem`):
     /// usable while no organization exists.
     #[serde(skip_serializing)]
@@ -206,6 +219,10 @@ impl Default for Config {
             worker_capacity: None,
             worker_name: None,
             platform_admin_emails: Vec::new(),
+            proxy_url: None,
+            proxy_test_url: "https://example.com/".into(),
+            egress_allowed_hosts: Vec::new(),
+            egress_allowed_ranges: Vec::new(),
             bootstrap_token: None,
         }
     }
@@ -335,9 +352,19 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("AUTH_PLATFORM_ADMIN_EMAILS", "platform_admin_emails"),
     ("CORRAL_PLATFORM_ADMIN_EMAILS", "platform_admin_emails"),
     ("CORRAL_BOOTSTRAP_TOKEN", "bootstrap_token"),
+    ("CORRAL_PROXY_URL", "proxy_url"),
+    ("CORRAL_PROXY_TEST_URL", "proxy_test_url"),
+    ("CORRAL_EGRESS_ALLOWED_HOSTS", "egress_allowed_hosts"),
+    ("CORRAL_EGRESS_ALLOWED_RANGES", "egress_allowed_ranges"),
 ];
 
-const LIST_KEYS: &[&str] = &["trusted_origins", "agent_env", "platform_admin_emails"];
+const LIST_KEYS: &[&str] = &[
+    "trusted_origins",
+    "agent_env",
+    "platform_admin_emails",
+    "egress_allowed_hosts",
+    "egress_allowed_ranges",
+];
 /// Keys whose value is a number but whose default is unset.
 const OPTIONAL_NUMBER_KEYS: &[&str] = &["worker_capacity"];
 
@@ -511,6 +538,41 @@ impl Config {
                     ),
                 })
             }
+        }
+        for r in &self.egress_allowed_ranges {
+            if r.parse::<ipnet::IpNet>().is_err() && r.parse::<std::net::IpAddr>().is_err() {
+                return Err(ConfigError::Var {
+                    var: "CORRAL_EGRESS_ALLOWED_RANGES",
+                    message: format!("{r:?} is not a CIDR range such as 127.0.0.0/8"),
+                });
+            }
+        }
+        if let Some(url) = &self.proxy_url {
+            let u = url.expose().trim();
+            let usable = url::Url::parse(u).is_ok_and(|p| {
+                p.scheme() == "http"
+                    && p.host_str().is_some_and(|h| !h.is_empty())
+                    && matches!(p.path(), "" | "/")
+                    && p.query().is_none()
+            });
+            if !u.is_empty() && !usable {
+                return Err(ConfigError::Var {
+                    var: "CORRAL_PROXY_URL",
+                    message: "must be an http:// proxy URL (http://[user:password@]host:port)"
+                        .into(),
+                });
+            }
+        }
+        if !(self.proxy_test_url.starts_with("http://")
+            || self.proxy_test_url.starts_with("https://"))
+        {
+            return Err(ConfigError::Var {
+                var: "CORRAL_PROXY_TEST_URL",
+                message: format!(
+                    "must start with http:// or https://, got {:?}",
+                    self.proxy_test_url
+                ),
+            });
         }
         if let Some(url) = &self.redis_url {
             let u = url.expose();

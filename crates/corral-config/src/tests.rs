@@ -65,6 +65,11 @@ fn errors_name_the_variable() {
         ("CORRAL_MODEL_BASE_URL", "api.openai.com"),
         ("CORRAL_AGENT_ENV", "NOEQUALS"),
         ("CORRAL_WARM_POOL_SIZE", "-1"),
+        ("CORRAL_EGRESS_ALLOWED_RANGES", "127.0.0.0/8,loopback"),
+        ("CORRAL_PROXY_URL", "socks5://proxy.example.com:1080"),
+        ("CORRAL_PROXY_URL", "http://"),
+        ("CORRAL_PROXY_URL", "http://proxy.example.com:3128/path"),
+        ("CORRAL_PROXY_TEST_URL", "example.com"),
     ] {
         let e = Config::load_from(None, &vars(&[(var, bad)])).unwrap_err();
         assert!(e.to_string().contains(var), "{var}={bad}: {e}");
@@ -211,4 +216,31 @@ fn cluster_settings_from_the_environment() {
     // Unset: from CPUs and memory, at most max_concurrent_runs.
     let c = Config::load_from(None, &vars(&[("CORRAL_MAX_CONCURRENT_RUNS", "2")])).unwrap();
     assert!((1..=2).contains(&c.worker_capacity()));
+}
+
+#[test]
+fn proxy_and_egress_settings() {
+    let c = Config::load_from(
+        None,
+        &vars(&[
+            ("CORRAL_PROXY_URL", "http://u:p@proxy.internal:3128"),
+            (
+                "CORRAL_EGRESS_ALLOWED_HOSTS",
+                "*.github.com, api.example.com",
+            ),
+            ("CORRAL_EGRESS_ALLOWED_RANGES", "10.1.0.0/16,192.168.1.5"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(
+        c.proxy_url.as_ref().map(|s| s.expose()),
+        Some("http://u:p@proxy.internal:3128")
+    );
+    assert!(
+        !format!("{c:?}").contains("u:p@"),
+        "the proxy URL is redacted"
+    );
+    assert_eq!(c.egress_allowed_hosts, ["*.github.com", "api.example.com"]);
+    assert_eq!(c.egress_allowed_ranges, ["10.1.0.0/16", "192.168.1.5"]);
+    assert_eq!(c.proxy_test_url, "https://example.com/");
 }

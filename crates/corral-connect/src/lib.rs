@@ -11,6 +11,7 @@
 pub mod integrations;
 pub mod models;
 pub mod oauth;
+pub mod proxies;
 
 use std::sync::Arc;
 use std::time::Instant;

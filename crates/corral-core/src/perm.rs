@@ -98,6 +98,8 @@ permissions! {
     ConnectionsWrite = "connections:write" => Member,
     ModelsRead = "models:read" => Viewer,
     ModelsWrite = "models:write" => Admin,
+    ProxiesRead = "proxies:read" => Member,
+    ProxiesWrite = "proxies:write" => Admin,
     LlmProxyCall = "llm-proxy:call" => Member,
     CredentialProxyCall = "credential-proxy:call" => Member,
 }

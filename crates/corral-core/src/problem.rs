@@ -69,6 +69,7 @@ codes! {
     ConnectionMissing = "connection_missing", 412, "Connection Missing";
     ModelNotConfigured = "model_not_configured", 422, "Model Not Configured";
     ModelNeedsReconnection = "model_needs_reconnection", 409, "Model Needs Reconnection";
+    ProxyUnavailable = "proxy_unavailable", 422, "Proxy Unavailable";
     NeedsReconnection = "needs_reconnection", 412, "Connection Needs Reconnection";
     OauthClientMissing = "oauth_client_missing", 422, "OAuth Client Missing";
     OauthStateInvalid = "oauth_state_invalid", 400, "OAuth State Invalid";

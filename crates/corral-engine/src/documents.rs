@@ -378,19 +378,52 @@ pub async fn write_attachments(
     Ok(())
 }
 
-/// Deletes uploads whose retention ended (and the bytes of those never consumed) and
-/// documents past their deadline that no run carries.
+/// Deletes uploads whose retention ended and documents past their deadline that no
+/// run carries; the blobs no row references any more are queued for deletion in the
+/// same transaction (`storage_deletion_jobs`) and deleted by the worker.
 pub async fn sweep(engine: &Engine, now: i64) -> anyhow::Result<(usize, usize)> {
-    let mut conn = engine.db.conn().await?;
-    let keys = store::delete_expired_uploads(&mut conn, now).await?;
-    let docs = store::delete_expired_documents(&mut conn, now).await?;
-    drop(conn);
-    for k in keys.iter().chain(docs.iter().map(|d| &d.storage_key)) {
-        if let Err(e) = engine.blobs.delete(k).await {
-            tracing::warn!(key = %k, error = %e, "deleting an expired blob failed");
-        }
+    use corral_store::storage_deletions::{self as outbox, reasons};
+    let mut tx = engine.db.begin().await?;
+    let uploads = store::delete_expired_uploads(&mut tx, now).await?;
+    let docs = store::delete_expired_documents(&mut tx, now).await?;
+    // Due now, whatever cut-off `now` the sweep was given.
+    let due = now_ms();
+    outbox::enqueue_all(&mut tx, &uploads, reasons::UPLOAD_EXPIRED, due).await?;
+    let doc_keys: Vec<(String, String)> = docs
+        .iter()
+        .map(|d| (d.storage_key.clone(), d.org_id.to_string()))
+        .collect();
+    outbox::enqueue_all(&mut tx, &doc_keys, reasons::DOCUMENT_EXPIRED, due).await?;
+    tx.commit().await?;
+    if !uploads.is_empty() || !docs.is_empty() {
+        engine.storage_deletions.wake();
     }
-    Ok((keys.len(), docs.len()))
+    Ok((uploads.len(), docs.len()))
+}
+
+/// Deletes a document no run carries as an input (409 otherwise): its row, the
+/// upload it came from, and (through the outbox, in the same transaction) its blob.
+pub async fn delete_document(engine: &Engine, d: &Document) -> ProblemResult<()> {
+    use corral_store::storage_deletions::{self as outbox, reasons};
+    let mut tx = engine.db.begin().await?;
+    if store::consumed_by_runs(&mut tx, &d.id).await? {
+        return Err(Problem::new(
+            ErrorCode::Conflict,
+            "a run carries this document as an input; delete the run first",
+        ));
+    }
+    store::delete_document(&mut tx, &d.id).await?;
+    outbox::enqueue(
+        &mut tx,
+        &d.storage_key,
+        reasons::DOCUMENT_DELETED,
+        Some(d.org_id.as_str()),
+        now_ms(),
+    )
+    .await?;
+    tx.commit().await.map_err(corral_store::StoreError::from)?;
+    engine.storage_deletions.wake();
+    Ok(())
 }
 
 /// A new upload's problem when the owner already holds too many open slots.

@@ -1,6 +1,7 @@
 //! The engine's background jobs, each named, started and stopped here and nowhere
 //! else: the run dispatcher, this instance's heartbeat, the reconciler (and reaper),
-//! the realtime hub, webhook delivery, the PostgreSQL bus listener and maintenance.
+//! the realtime hub, webhook delivery, the PostgreSQL bus listener, the
+//! storage-deletion worker and maintenance.
 //! A front end adds its own (the API serves the sandbox-facing and metrics
 //! listeners) with [`Jobs::spawn`], so that one stop ends them all.
 
@@ -66,6 +67,10 @@ impl Jobs {
                 crate::schedules::run(engine.clone(), stop.clone()),
             );
         }
+        jobs.spawn(
+            "storage-deletions",
+            crate::storage_deletions::run(engine.clone(), stop.clone()),
+        );
         jobs.spawn("maintenance", maintenance(engine.clone(), stop));
         jobs
     }
@@ -106,8 +111,9 @@ impl Jobs {
 }
 
 /// Periodic clean-up: expired sessions, idempotency keys and OAuth authorizations,
-/// uploads and documents past their retention, and realtime events past the replay
-/// window (in bounded batches).
+/// uploads and documents past their retention (their blobs queued for the
+/// storage-deletion worker), and realtime events past the replay window (in bounded
+/// batches).
 async fn maintenance(engine: Engine, stop: CancellationToken) {
     let mut tick = tokio::time::interval(MAINTENANCE_EVERY);
     loop {
@@ -135,7 +141,7 @@ async fn maintenance(engine: Engine, stop: CancellationToken) {
             Ok((u, d)) => tracing::debug!(
                 uploads = u,
                 documents = d,
-                "deleted expired uploads and documents"
+                "deleted expired uploads and documents; their blobs are queued"
             ),
             Err(e) => tracing::warn!(error = %e, "deleting expired uploads failed"),
         }

@@ -12,7 +12,8 @@
 //! - [`webhooks`]: the delivery worker of the webhook outbox;
 //! - [`metrics`]: what the server counts, rendered for Prometheus;
 //! - [`jobs`]: the named background jobs, started and stopped in one place;
-//! - [`secrets`]: re-sealing every stored secret under the primary key.
+//! - [`secrets`]: re-sealing every stored secret under the primary key;
+//! - [`storage_deletions`]: the worker of the storage-deletion outbox.
 //!
 //! [`Engine`] is built from explicit parts (configuration, secrets, database,
 //! keyring, blob store, the realtime hub and bus, the connection services) and is
@@ -27,6 +28,7 @@ pub mod runs;
 pub mod schedules;
 pub mod secrets;
 pub mod storage;
+pub mod storage_deletions;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -63,6 +65,8 @@ pub struct Inner {
     pub metrics: metrics::Metrics,
     /// Wakes the scheduler when a schedule changes.
     pub schedules: schedules::Schedules,
+    /// Wakes the storage-deletion worker when blobs were queued for deletion.
+    pub storage_deletions: storage_deletions::Outbox,
     pub run_object: RunObject,
 }
 
@@ -102,6 +106,7 @@ impl Engine {
             connect,
             metrics: metrics::Metrics::default(),
             schedules: schedules::Schedules::default(),
+            storage_deletions: storage_deletions::Outbox::default(),
             run_object,
         })))
     }

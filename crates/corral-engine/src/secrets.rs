@@ -1,6 +1,7 @@
 //! `corral secrets rotate`: every stored secret re-sealed under the primary key
 //! (run sink secrets, model provider keys, connection credentials, OAuth client
-//! secrets, webhook signing secrets), with the associated data each was sealed with.
+//! secrets, proxy URLs, webhook signing secrets), with the associated data each was
+//! sealed with.
 
 /// What `corral secrets rotate` did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -20,7 +21,7 @@ pub async fn rotate_secrets(
     let mut report = RotateReport::default();
     let current = format!("v1:{}:%", keyring.primary_id());
     type Aad = fn(&str) -> String;
-    let columns: [(sealed::Column, Aad); 4] = [
+    let columns: [(sealed::Column, Aad); 5] = [
         (sealed::RUN_SINK_SECRETS, crate::runs::sink_aad),
         (sealed::MODEL_PROVIDER_KEYS, corral_connect::models::key_aad),
         (
@@ -31,6 +32,7 @@ pub async fn rotate_secrets(
             sealed::OAUTH_CLIENT_SECRETS,
             corral_connect::integrations::client_secret_aad,
         ),
+        (sealed::ORG_PROXY_URLS, corral_connect::proxies::url_aad),
     ];
     for (column, aad) in columns {
         // Paged by id: a value that cannot be opened is reported and passed over.

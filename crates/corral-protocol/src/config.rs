@@ -80,6 +80,13 @@ pub struct Egress {
     /// CIDR ranges (e.g. `127.0.0.0/8`) exempt from the address checks, for a local
     /// model server or tests.
     pub allowed_ranges: Vec<String>,
+    /// An upstream HTTP proxy (`http://[user:password@]host:port`) the forward proxy
+    /// chains every allowed request through (CONNECT tunnels and plain requests), and
+    /// that integration API calls go through. The allow-list and the address checks
+    /// still apply to each destination first; the upstream proxy itself is the
+    /// platform's choice and is not checked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_proxy: Option<Secret>,
 }
 
 impl Egress {
@@ -516,6 +523,7 @@ mod tests {
         let egress = Egress {
             allowed_hosts: vec!["*.github.com".into()],
             allowed_ranges: vec![],
+            upstream_proxy: None,
         };
         assert!(egress.allows_host("API.github.com"));
         assert!(!egress.allows_host("github.com.evil.io"));

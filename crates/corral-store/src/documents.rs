@@ -158,11 +158,14 @@ pub async fn active_uploads(
     .db()
 }
 
-/// Removes the uploads whose retention ended; returns the storage keys of those that
-/// never became a document (their bytes are now unreferenced).
-pub async fn delete_expired_uploads(conn: &mut AnyConnection, now: i64) -> Result<Vec<String>> {
-    let keys: Vec<String> = sqlx::query_scalar(
-        "SELECT storage_key FROM uploads WHERE expires_at <= $1 AND document_id IS NULL",
+/// Removes the uploads whose retention ended; returns the storage keys (with their
+/// org) of those that never became a document (their bytes are now unreferenced).
+pub async fn delete_expired_uploads(
+    conn: &mut AnyConnection,
+    now: i64,
+) -> Result<Vec<(String, String)>> {
+    let keys: Vec<(String, String)> = sqlx::query_as(
+        "SELECT storage_key, org_id FROM uploads WHERE expires_at <= $1 AND document_id IS NULL",
     )
     .bind(now)
     .fetch_all(&mut *conn)

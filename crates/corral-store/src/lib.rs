@@ -22,6 +22,7 @@ pub mod models;
 pub mod notifications;
 pub mod orgs;
 pub mod packages;
+pub mod proxies;
 pub mod queue;
 pub mod realtime;
 pub mod run_history;
@@ -30,6 +31,7 @@ pub mod runs;
 pub mod schedules;
 pub mod sealed;
 pub mod sessions;
+pub mod storage_deletions;
 pub mod users;
 pub mod webhooks;
 

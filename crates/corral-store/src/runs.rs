@@ -64,6 +64,8 @@ pub struct Run {
     pub definition: String,
     pub model_label: Option<String>,
     pub model_source: Option<String>,
+    /// The label of the outbound proxy the run's traffic goes through, if any.
+    pub proxy_label: Option<String>,
     pub generation: Option<String>,
     pub user_id: Option<String>,
     pub end_user_id: Option<String>,
@@ -116,6 +118,7 @@ impl<'r> FromRow<'r, AnyRow> for Run {
             definition: row.try_get("definition")?,
             model_label: row.try_get("model_label")?,
             model_source: row.try_get("model_source")?,
+            proxy_label: row.try_get("proxy_label")?,
             generation: row.try_get("generation")?,
             user_id: row.try_get("user_id")?,
             end_user_id: row.try_get("end_user_id")?,
@@ -182,6 +185,7 @@ const LISTED: &[(&str, &str)] = &[
     ("definition", "CAST('' AS TEXT)"),
     ("model_label", "r.model_label"),
     ("model_source", "r.model_source"),
+    ("proxy_label", "r.proxy_label"),
     ("generation", "r.generation"),
     ("user_id", "r.user_id"),
     ("end_user_id", "r.end_user_id"),
@@ -247,6 +251,7 @@ pub struct NewRun<'a> {
     pub definition: &'a str,
     pub model_label: Option<&'a str>,
     pub model_source: Option<&'a str>,
+    pub proxy_label: Option<&'a str>,
     pub generation: Option<&'a str>,
     pub user_id: Option<&'a str>,
     pub end_user_id: Option<&'a str>,
@@ -271,12 +276,12 @@ pub async fn insert(conn: &mut AnyConnection, r: &NewRun<'_>) -> Result<()> {
            run_number, status, input, version_label, version_ref, definition, model_label, \
            model_source, generation, user_id, end_user_id, api_key_id, schedule_id, timeout_secs, \
            runner_kind, runner_name, sink_secret, sink_expires_at, run_token_hash, created_at, server_id, \
-           schedule_name) \
+           schedule_name, proxy_label) \
          SELECT $1, $2, $3, $4, $5, $6, $7, \
            COALESCE((SELECT MAX(run_number) FROM runs WHERE application_id = $3 \
                      AND COALESCE(agent_scope, '') = COALESCE($5, '') \
                      AND COALESCE(agent_name, '') = COALESCE($6, '')), 0) + 1, \
-           'pending', $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27",
+           'pending', $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28",
     )
     .bind(r.id)
     .bind(r.org_id)
@@ -305,6 +310,7 @@ pub async fn insert(conn: &mut AnyConnection, r: &NewRun<'_>) -> Result<()> {
     .bind(r.now)
     .bind(r.server_id)
     .bind(r.schedule_name)
+    .bind(r.proxy_label)
     .execute(conn)
     .await
     .db()?;

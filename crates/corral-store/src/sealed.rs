@@ -28,6 +28,11 @@ pub const CONNECTION_CREDENTIALS: Column = Column {
     id: "id",
     column: "credentials",
 };
+pub const ORG_PROXY_URLS: Column = Column {
+    table: "org_proxies",
+    id: "id",
+    column: "url",
+};
 pub const OAUTH_CLIENT_SECRETS: Column = Column {
     table: "integration_oauth_clients",
     id: "id",

@@ -118,8 +118,20 @@ fn build_run(state: &AppState, config: SidecarConfig) -> anyhow::Result<Run> {
             s.name
         );
     }
+    let api_http = match &config.egress.upstream_proxy {
+        Some(url) => reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .proxy(
+                reqwest::Proxy::all(url.expose())
+                    .map_err(|_| anyhow::anyhow!("egress.upstream_proxy is not a proxy URL"))?,
+            )
+            .build()?,
+        None => state.http.clone(),
+    };
     Ok(Run {
         task: AgentTask::from(&config),
+        api_http,
         events: Forwarder::start(state.http.clone(), signing.clone(), state.event_attempts),
         signing,
         tokens_used: AtomicU64::new(0),

@@ -22,6 +22,68 @@ pub enum Refusal {
 pub struct EgressGuard {
     policy: Egress,
     allowed_ranges: Vec<IpNet>,
+    /// Where allowed traffic goes out through, when the run has a proxy.
+    pub upstream: Option<Upstream>,
+}
+
+/// The upstream HTTP proxy of a run: its address and the `Proxy-Authorization`
+/// its URL's credentials make.
+#[derive(Clone)]
+pub struct Upstream {
+    pub host: String,
+    pub port: u16,
+    pub authorization: Option<String>,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("authorization", &self.authorization.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+impl Upstream {
+    /// Parses `http://[user[:password]@]host[:port]` (port 80 when absent).
+    pub fn parse(raw: &str) -> anyhow::Result<Upstream> {
+        use base64::Engine as _;
+        let url = reqwest::Url::parse(raw)
+            .map_err(|_| anyhow::anyhow!("egress.upstream_proxy is not a URL"))?;
+        anyhow::ensure!(
+            url.scheme() == "http",
+            "egress.upstream_proxy must be an http:// proxy"
+        );
+        let host = url
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| anyhow::anyhow!("egress.upstream_proxy names no host"))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        let authorization = (!url.username().is_empty() || url.password().is_some()).then(|| {
+            let pair = format!(
+                "{}:{}",
+                decode(url.username()),
+                decode(url.password().unwrap_or_default())
+            );
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(pair)
+            )
+        });
+        Ok(Upstream {
+            host,
+            port: url.port().unwrap_or(80),
+            authorization,
+        })
+    }
 }
 
 impl EgressGuard {
@@ -35,9 +97,15 @@ impl EgressGuard {
                     .map_err(|_| anyhow::anyhow!("egress.allowed_ranges: `{r}` is not a CIDR"))
             })
             .collect::<anyhow::Result<_>>()?;
+        let upstream = policy
+            .upstream_proxy
+            .as_ref()
+            .map(|u| Upstream::parse(u.expose()))
+            .transpose()?;
         Ok(Self {
             policy: policy.clone(),
             allowed_ranges,
+            upstream,
         })
     }
 
@@ -161,11 +229,28 @@ mod tests {
         }
     }
 
+    #[test]
+    fn upstream_proxies_parse() {
+        let u = Upstream::parse("http://us%40er:p%3Ass@proxy.example.com:3128").unwrap();
+        assert_eq!((u.host.as_str(), u.port), ("proxy.example.com", 3128));
+        // base64("us@er:p:ss")
+        assert_eq!(u.authorization.as_deref(), Some("Basic dXNAZXI6cDpzcw=="));
+        assert!(
+            !format!("{u:?}").contains("dXNA"),
+            "Debug hides the credentials"
+        );
+        let bare = Upstream::parse("http://10.0.0.5").unwrap();
+        assert_eq!((bare.port, bare.authorization), (80, None));
+        assert!(Upstream::parse("https://proxy.example.com").is_err());
+        assert!(Upstream::parse("nonsense").is_err());
+    }
+
     #[tokio::test]
     async fn ranges_and_hosts_from_policy() {
         let guard = EgressGuard::new(&Egress {
             allowed_hosts: vec!["127.0.0.1".into(), "localhost".into()],
             allowed_ranges: vec!["127.0.0.0/8".into()],
+            upstream_proxy: None,
         })
         .unwrap();
         assert!(guard.resolve("127.0.0.1", 80).await.is_ok());
@@ -181,6 +266,7 @@ mod tests {
         assert!(EgressGuard::new(&Egress {
             allowed_hosts: vec![],
             allowed_ranges: vec!["nope".into()],
+            upstream_proxy: None,
         })
         .is_err());
     }

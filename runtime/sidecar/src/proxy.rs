@@ -3,6 +3,11 @@
 //! goes through the run's [`EgressGuard`](crate::egress::EgressGuard) first and the
 //! proxy connects only to the addresses that passed it; refusals are `403` and
 //! never open a connection.
+//!
+//! When the run has an upstream proxy, allowed traffic is chained through it
+//! instead of going out directly: a `CONNECT host:port` to the upstream for a
+//! tunnel, the request in absolute form for plain HTTP, each with the upstream's
+//! `Proxy-Authorization`. The destination is still checked here first.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -17,10 +22,15 @@ use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-use crate::egress::EgressGuard;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+use crate::egress::{EgressGuard, Upstream};
 use crate::state::AppState;
 
 type ProxyBody = BoxBody<Bytes, hyper::Error>;
+
+/// The largest response head an upstream proxy may send to a `CONNECT`.
+const MAX_CONNECT_HEAD: usize = 16 * 1024;
 
 /// Hop-by-hop headers, and the proxy's own ones, which do not travel on.
 const HOP_BY_HOP: &[&str] = &[
@@ -113,15 +123,27 @@ async fn connect(guard: &EgressGuard, req: Request<Incoming>) -> Response<ProxyB
         Ok(a) => a,
         Err(resp) => return resp,
     };
-    let upstream = match TcpStream::connect(&addrs[..]).await {
-        Ok(s) => s,
-        Err(e) => return text(StatusCode::BAD_GATEWAY, format!("connect failed: {e}\n")),
+    let (upstream, early) = match &guard.upstream {
+        Some(up) => match tunnel(up, authority.host(), port).await {
+            Ok(pair) => pair,
+            Err(msg) => {
+                tracing::info!(error = %msg, "upstream proxy tunnel failed");
+                return text(StatusCode::BAD_GATEWAY, format!("{msg}\n"));
+            }
+        },
+        None => match TcpStream::connect(&addrs[..]).await {
+            Ok(s) => (s, Vec::new()),
+            Err(e) => return text(StatusCode::BAD_GATEWAY, format!("connect failed: {e}\n")),
+        },
     };
     tokio::spawn(async move {
         match hyper::upgrade::on(req).await {
             Ok(upgraded) => {
                 let mut client = TokioIo::new(upgraded);
                 let mut upstream = upstream;
+                if !early.is_empty() && client.write_all(&early).await.is_err() {
+                    return;
+                }
                 if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
                     tracing::debug!(error = %e, "tunnel closed with an error");
                 }
@@ -130,6 +152,63 @@ async fn connect(guard: &EgressGuard, req: Request<Incoming>) -> Response<ProxyB
         }
     });
     text(StatusCode::OK, String::new())
+}
+
+/// Opens a tunnel to `host:port` through the upstream proxy; returns the stream and
+/// any bytes the upstream sent after its answer.
+async fn tunnel(up: &Upstream, host: &str, port: u16) -> Result<(TcpStream, Vec<u8>), String> {
+    let mut stream = TcpStream::connect((up.host.as_str(), up.port))
+        .await
+        .map_err(|e| format!("the upstream proxy cannot be reached: {e}"))?;
+    let target = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    let mut head = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
+    if let Some(auth) = &up.authorization {
+        head.push_str(&format!("Proxy-Authorization: {auth}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream
+        .write_all(head.as_bytes())
+        .await
+        .map_err(|e| format!("the upstream proxy cannot be reached: {e}"))?;
+    let mut buf = Vec::with_capacity(1024);
+    let end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        if buf.len() > MAX_CONNECT_HEAD {
+            return Err("the upstream proxy sent an oversized answer".into());
+        }
+        let mut chunk = [0u8; 1024];
+        let n = stream
+            .read(&mut chunk)
+            .await
+            .map_err(|e| format!("the upstream proxy failed: {e}"))?;
+        if n == 0 {
+            return Err("the upstream proxy closed the connection".into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let status_line = String::from_utf8_lossy(&buf[..end])
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let ok = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse::<u16>().ok())
+        .is_some_and(|c| (200..300).contains(&c));
+    if !ok {
+        return Err(format!(
+            "the upstream proxy refused the tunnel: {}",
+            status_line.chars().take(200).collect::<String>()
+        ));
+    }
+    Ok((stream, buf[end..].to_vec()))
 }
 
 async fn forward(guard: &EgressGuard, mut req: Request<Incoming>) -> Response<ProxyBody> {
@@ -148,9 +227,17 @@ async fn forward(guard: &EgressGuard, mut req: Request<Incoming>) -> Response<Pr
         Ok(a) => a,
         Err(resp) => return resp,
     };
-    let stream = match TcpStream::connect(&addrs[..]).await {
+    let stream = match &guard.upstream {
+        Some(up) => TcpStream::connect((up.host.as_str(), up.port))
+            .await
+            .map_err(|e| format!("the upstream proxy cannot be reached: {e}")),
+        None => TcpStream::connect(&addrs[..])
+            .await
+            .map_err(|e| format!("connect failed: {e}")),
+    };
+    let stream = match stream {
         Ok(s) => s,
-        Err(e) => return text(StatusCode::BAD_GATEWAY, format!("connect failed: {e}\n")),
+        Err(msg) => return text(StatusCode::BAD_GATEWAY, format!("{msg}\n")),
     };
     let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
     {
@@ -162,13 +249,16 @@ async fn forward(guard: &EgressGuard, mut req: Request<Incoming>) -> Response<Pr
             tracing::debug!(error = %e, "upstream connection ended with an error");
         }
     });
-    // Origin form towards the server; the Host header names the original authority.
-    let path = uri
-        .path_and_query()
-        .map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned());
-    match path.parse() {
-        Ok(p) => *req.uri_mut() = p,
-        Err(_) => return text(StatusCode::BAD_REQUEST, "bad request target\n".into()),
+    // Origin form towards the server, absolute form towards an upstream proxy; the
+    // Host header names the original authority.
+    if guard.upstream.is_none() {
+        let path = uri
+            .path_and_query()
+            .map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned());
+        match path.parse() {
+            Ok(p) => *req.uri_mut() = p,
+            Err(_) => return text(StatusCode::BAD_REQUEST, "bad request target\n".into()),
+        }
     }
     let headers = req.headers_mut();
     for name in HOP_BY_HOP {
@@ -176,6 +266,15 @@ async fn forward(guard: &EgressGuard, mut req: Request<Incoming>) -> Response<Pr
     }
     if let Ok(host) = authority.as_str().parse() {
         headers.insert(hyper::header::HOST, host);
+    }
+    if let Some(auth) = guard
+        .upstream
+        .as_ref()
+        .and_then(|u| u.authorization.as_deref())
+    {
+        if let Ok(v) = auth.parse() {
+            headers.insert(hyper::header::PROXY_AUTHORIZATION, v);
+        }
     }
     match sender.send_request(req).await {
         Ok(resp) => {

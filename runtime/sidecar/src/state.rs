@@ -35,6 +35,9 @@ pub struct Run {
     /// Input + output tokens the provider reported so far.
     pub tokens_used: AtomicU64,
     pub guard: Arc<EgressGuard>,
+    /// For integration API calls: the shared client, or one that goes through the
+    /// run's upstream proxy.
+    pub api_http: reqwest::Client,
     pub events: Forwarder,
     /// Each integration's current credentials, by namespace.
     pub live: std::collections::HashMap<String, crate::mcp::api_call::Live>,

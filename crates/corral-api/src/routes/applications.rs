@@ -264,8 +264,22 @@ pub async fn delete_application(
             "the default application cannot be deleted",
         ));
     }
+    // Its documents and uploads go with it; their blobs through the outbox.
+    let keys =
+        corral_store::storage_deletions::keys_of_application(&mut tx, org_id.as_str(), id.as_str())
+            .await?;
     corral_store::applications::delete(&mut tx, org_id, &id).await?;
+    corral_store::storage_deletions::enqueue_all(
+        &mut tx,
+        &keys,
+        corral_store::storage_deletions::reasons::APPLICATION_DELETED,
+        corral_core::time::now_ms(),
+    )
+    .await?;
     tx.commit().await.map_err(corral_store::StoreError::from)?;
+    if !keys.is_empty() {
+        state.storage_deletions.wake();
+    }
     state
         .runs
         .bus

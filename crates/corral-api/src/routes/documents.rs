@@ -6,7 +6,7 @@
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use corral_core::{ErrorCode, Role};
+use corral_core::Role;
 use corral_engine::documents::readable_by;
 use corral_store::documents::{self as store, Document, DocumentFilter};
 use serde::{Deserialize, Serialize};
@@ -313,7 +313,8 @@ pub async fn keep_document(
     Ok(Json(view(&ctx, d)))
 }
 
-/// Delete a document (row and bytes). Refused while a run carries it as an input.
+/// Delete a document (row and bytes: the bytes through the storage-deletion outbox).
+/// Refused while a run carries it as an input.
 #[utoipa::path(delete, path = "/api/documents/{id}", tag = "Documents", operation_id = "deleteDocument",
     params(("id" = String, Path, description = "Document id")),
     responses((status = 204, description = "Deleted"),
@@ -325,19 +326,6 @@ pub async fn delete_document(
 ) -> ApiResult<StatusCode> {
     let d = load(&state, &ctx, &id).await?;
     require_manage(&ctx, &d)?;
-    let mut conn = state.db.conn().await?;
-    if store::consumed_by_runs(&mut conn, &d.id).await? {
-        return Err(ApiError::new(
-            ErrorCode::Conflict,
-            "a run carries this document as an input; delete the run first",
-        ));
-    }
-    store::delete_document(&mut conn, &d.id).await?;
-    drop(conn);
-    state
-        .blobs
-        .delete(&d.storage_key)
-        .await
-        .map_err(ApiError::internal)?;
+    corral_engine::documents::delete_document(&state, &d).await?;
     Ok(StatusCode::NO_CONTENT)
 }

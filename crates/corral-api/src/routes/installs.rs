@@ -297,6 +297,8 @@ pub async fn update_installed(
         Some(None) => None,
         None => cur.version_id,
     };
+    crate::routes::proxies::check_choice(&state, org_id, body.proxy_id.as_deref(), "proxyId")
+        .await?;
     let generation = match &body.generation_config {
         Some(Value::Null) => None,
         Some(g) => Some(g.to_string()),

@@ -25,6 +25,7 @@ pub mod orgs;
 pub mod package_archives;
 pub mod packages;
 pub mod persistence;
+pub mod proxies;
 pub mod realtime;
 pub mod run_documents;
 pub mod run_events;

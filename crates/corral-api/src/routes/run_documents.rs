@@ -317,8 +317,17 @@ pub async fn publish_run_document(
     match store::insert_document(&mut conn, &d).await {
         Ok(()) => {}
         Err(corral_store::StoreError::Conflict { .. }) => {
+            // The bytes written for it are nobody's: the outbox deletes them.
+            corral_store::storage_deletions::enqueue(
+                &mut conn,
+                &d.storage_key,
+                corral_store::storage_deletions::reasons::MATERIALIZATION_FAILED,
+                Some(run.org_id.as_str()),
+                now_ms(),
+            )
+            .await?;
             drop(conn);
-            let _ = state.blobs.delete(&d.storage_key).await;
+            state.storage_deletions.wake();
             return Err(ApiError::new(
                 ErrorCode::MessageReplayed,
                 "this webhook-id was already used to publish a document of this run",

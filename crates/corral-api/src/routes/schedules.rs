@@ -456,6 +456,13 @@ pub async fn create_schedule(
         &input,
     )
     .await?;
+    crate::routes::proxies::check_choice(
+        &state,
+        &org,
+        body.proxy_id_override.as_deref(),
+        "proxy_id_override",
+    )
+    .await?;
     let (user_id, end_user_id) = actor(&state, &ctx, body.actor.as_ref()).await?;
     let now = now_ms();
     let next = tt.next_after(now).unwrap_or(i64::MAX);
@@ -549,6 +556,13 @@ pub async fn update_schedule(
         s.model_id_override = m.clone();
     }
     if let Some(p) = &body.proxy_id_override {
+        crate::routes::proxies::check_choice(
+            &state,
+            ctx.org_id()?,
+            p.as_deref(),
+            "proxy_id_override",
+        )
+        .await?;
         s.proxy_id_override = p.clone();
     }
     if let Some(v) = &body.version_override {

@@ -1,7 +1,8 @@
 //! Uploads and documents: stage bytes (`POST /api/uploads`, PUT to the signed URL),
 //! consume them as a run's `upload://` input (content checked by magic bytes against
 //! the field's `contentMediaType`), read them back as the run's document, through the
-//! user API and the run's own signed routes; agent outputs; keep, delete, retention.
+//! user API and the run's own signed routes; agent outputs; keep, delete, retention
+//! (blobs deleted through the storage-deletion outbox).
 
 use std::time::Duration;
 
@@ -55,6 +56,18 @@ async fn put_content(app: &TestApp, d: &Value, bytes: &[u8]) -> u16 {
         )
         .await;
     r.status
+}
+
+/// Blobs are deleted by the storage-deletion worker, woken by the deletion.
+pub(crate) async fn wait_blob_gone(app: &TestApp, key: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while app.state.blobs.get(key).await.unwrap().is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "blob {key} still stored"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 async fn signed_get(app: &TestApp, path: &str, secret: &str) -> reqwest::Response {
@@ -297,7 +310,13 @@ async fn an_upload_is_consumed_by_a_run(b: Backend) {
     assert_eq!(uploads, 3, "the three never consumed lose their bytes");
     assert_eq!(app.scalar("SELECT COUNT(*) FROM uploads").await, 0);
     let fake_key = format!("uploads/{}/{}", s.org_id, fake["id"].as_str().unwrap());
-    assert!(app.state.blobs.get(&fake_key).await.unwrap().is_none());
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM storage_deletion_jobs WHERE reason = 'upload_expired'")
+            .await,
+        3,
+        "queued with the rows' deletion"
+    );
+    wait_blob_gone(&app, &fake_key).await;
     let r = c
         .send(
             Method::GET,
@@ -410,7 +429,7 @@ async fn agents_publish_outputs(b: Backend) {
         .send(Method::DELETE, &format!("/api/documents/{id}"), None, &[])
         .await;
     assert_eq!(r.status, 204, "{}", r.text);
-    assert!(app.state.blobs.get(&key).await.unwrap().is_none());
+    wait_blob_gone(&app, &key).await;
     let r = c
         .send(Method::GET, &format!("/api/documents/{id}"), None, &[])
         .await;

@@ -23,6 +23,8 @@ mod notifications;
 mod nul;
 mod packages;
 mod pipeline;
+mod proxies;
+mod proxy_runs;
 mod run_compat;
 
 mod rate_limit;
@@ -35,6 +37,7 @@ mod run_list;
 mod runs;
 mod runs_docker;
 mod schedules;
+mod storage_deletions;
 mod strict;
 mod tier2;
 mod tier3;

@@ -294,6 +294,18 @@ async fn supervise(state: &Engine, run_id: &RunId, stop: &CancellationToken) -> 
                 return Ok(());
             }
         };
+    // Likewise a run whose proxy cannot be had fails, rather than going out directly.
+    let proxy_url = match &def.proxy {
+        Some(p) => match corral_connect::proxies::run_url(&state.connect, &run.org_id, p).await {
+            Ok(u) => Some(u),
+            Err(reason) => {
+                tracing::warn!(%run_id, reason, "no proxy for run");
+                fail(state, run_id, codes::PROXY_UNAVAILABLE, &reason).await?;
+                return Ok(());
+            }
+        },
+        None => None,
+    };
     let sbx = match state.runs.sandboxes().await {
         Ok(s) => s,
         Err(msg) => {
@@ -330,7 +342,8 @@ async fn supervise(state: &Engine, run_id: &RunId, stop: &CancellationToken) -> 
         }
     };
     state.runs.executor.adopt(lease.id.clone());
-    let result = run_in(state, &run, &def, api_key, &sbx, &lease, stop).await;
+    let secrets = RunSecrets { api_key, proxy_url };
+    let result = run_in(state, &run, &def, secrets, &sbx, &lease, stop).await;
     if !matches!(result, Ok(Watch::Detached)) {
         teardown(&sbx, &lease.id).await;
     }
@@ -355,11 +368,17 @@ pub async fn teardown(sbx: &Sandboxes, sandbox_id: &str) {
     );
 }
 
+/// What the supervisor opened for the sidecar before leasing the sandbox.
+struct RunSecrets {
+    api_key: String,
+    proxy_url: Option<String>,
+}
+
 async fn run_in(
     state: &Engine,
     run: &store::Run,
     def: &Definition,
-    api_key: String,
+    secrets: RunSecrets,
     sbx: &Sandboxes,
     lease: &corral_sandbox::Lease,
     stop: &CancellationToken,
@@ -387,7 +406,7 @@ async fn run_in(
     state.runs.bus.publish(run_id, RunStatus::Running).await;
     tracing::info!(%run_id, sandbox = %lease.id, warm = lease.warm, kind = %lease.kind, "run started");
 
-    if let Err(e) = configure(state, run, def, api_key, sbx, lease).await {
+    if let Err(e) = configure(state, run, def, secrets, sbx, lease).await {
         if let Some(ConfigureError::Connection(msg)) = e.downcast_ref::<ConfigureError>() {
             tracing::warn!(%run_id, error = %msg, "a connection's credentials are unavailable");
             fail(
@@ -423,7 +442,7 @@ async fn configure(
     state: &Engine,
     run: &store::Run,
     def: &Definition,
-    api_key: String,
+    secrets: RunSecrets,
     sbx: &Sandboxes,
     lease: &corral_sandbox::Lease,
 ) -> anyhow::Result<()> {
@@ -487,7 +506,7 @@ async fn configure(
                 api: def.model.api,
                 model: def.model.model.clone(),
                 base_url: sbx.backend.sidecar_view(&def.model.base_url),
-                api_key: Secret::new(api_key),
+                api_key: Secret::new(secrets.api_key),
             },
             limits: def.limits,
             pinned,
@@ -503,7 +522,15 @@ async fn configure(
         },
         platform_url,
         mcp_servers: Vec::new(),
-        egress: Default::default(),
+        egress: corral_protocol::Egress {
+            allowed_hosts: state.config.egress_allowed_hosts.clone(),
+            allowed_ranges: state.config.egress_allowed_ranges.clone(),
+            // Seen from the sidecar: a proxy on the server's loopback is reached
+            // through the host gateway from a container.
+            upstream_proxy: secrets
+                .proxy_url
+                .map(|u| Secret::new(sbx.backend.sidecar_view(&u))),
+        },
     };
     let url = format!(
         "{}{}",

@@ -44,6 +44,10 @@ pub struct Definition {
     /// the credentials themselves are read (and refreshed) when the run starts.
     #[serde(default)]
     pub integrations: Vec<corral_connect::integrations::RunIntegration>,
+    /// The outbound proxy the run's traffic goes through (its URL is opened when the
+    /// run starts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<corral_connect::proxies::RunProxy>,
 }
 
 /// The sandbox side, once chosen.
@@ -195,6 +199,8 @@ pub mod codes {
     pub const CONNECTION_UNAVAILABLE: &str = "connection_unavailable";
     /// The model's provider key could not be had when the run started.
     pub const MODEL_CREDENTIAL_UNAVAILABLE: &str = "model_credential_unavailable";
+    /// The run's outbound proxy was deleted, disabled or unreadable when it started.
+    pub const PROXY_UNAVAILABLE: &str = "proxy_unavailable";
 }
 
 /// Chooses the sandbox backend (SPEC §8) and, for Docker, binds the listener sidecars

@@ -408,6 +408,10 @@ pub struct Request<'a> {
     pub connection_overrides: Option<&'a BTreeMap<String, String>>,
     /// The schedule firing this run: its id and name.
     pub schedule: Option<(&'a str, Option<&'a str>)>,
+    /// The outbound proxy: the trigger's `proxyId`, then the schedule's override (a
+    /// proxy id or `none`).
+    pub proxy_id: Option<&'a str>,
+    pub schedule_proxy_id: Option<&'a str>,
 }
 
 /// A trigger that passed every check (SPEC §7 steps 2–7), ready to be queued.
@@ -418,6 +422,7 @@ pub struct Checked {
     deps: Deps,
     integrations: Vec<RunIntegration>,
     model: corral_connect::models::RunModel,
+    proxy: Option<corral_connect::proxies::RunProxy>,
 }
 
 /// Every check of a trigger, in order, with nothing written: dependencies resolve,
@@ -438,7 +443,16 @@ pub async fn check(
         .package_id
         .as_deref()
         .filter(|_| req.kind == "package");
-    let settings = input_settings(state, caller, package_id).await?;
+    let installed = match package_id {
+        Some(id) => {
+            let mut conn = state.db.conn().await?;
+            corral_store::app_packages::get(&mut conn, org_id, app_id, id).await?
+        }
+        None => None,
+    };
+    let settings: Option<InputSettings> = installed
+        .as_ref()
+        .and_then(|i| serde_json::from_str(&i.input_settings).ok());
     let input = prepare_input(&pkg.manifest, input, settings.as_ref())?;
     let files = crate::documents::check_file_inputs(state, caller, &pkg.manifest, &input).await?;
     let integrations = check_readiness(
@@ -457,6 +471,16 @@ pub async fn check(
         req.model_id,
     )
     .await?;
+    let proxy = corral_connect::proxies::resolve_for_run(
+        &state.connect,
+        org_id,
+        corral_connect::proxies::Choices {
+            run: req.proxy_id,
+            schedule: req.schedule_proxy_id,
+            agent: installed.as_ref().and_then(|i| i.proxy_id.as_deref()),
+        },
+    )
+    .await?;
     preflight(state, org_id).await?;
     Ok(Checked {
         input,
@@ -464,6 +488,7 @@ pub async fn check(
         deps,
         integrations,
         model,
+        proxy,
     })
 }
 
@@ -480,6 +505,7 @@ pub async fn queue(
         deps,
         integrations,
         model,
+        proxy,
     } = checked;
     let (org_id, app_id) = (&caller.org_id, &caller.app_id);
     let agent = req.agent;
@@ -502,6 +528,7 @@ pub async fn queue(
         },
         dependencies: deps.versions,
         integrations,
+        proxy: proxy.clone(),
     };
     let run_id = RunId::generate();
     let sink = state.keyring.seal(
@@ -536,6 +563,7 @@ pub async fn queue(
             definition: &definition_json,
             model_label: Some(&model.label),
             model_source: Some(model.source),
+            proxy_label: proxy.as_ref().map(|p| p.label.as_str()),
             generation: generation.as_deref(),
             user_id: caller.user_id.as_deref(),
             end_user_id: caller.end_user_id.as_deref(),

@@ -233,6 +233,7 @@ async fn failed_run(engine: &Engine, s: &Schedule, e: &Problem) -> anyhow::Resul
             definition: "{}",
             model_label: None,
             model_source: None,
+            proxy_label: None,
             generation: None,
             user_id: s.user_id.as_deref(),
             end_user_id: s.end_user_id.as_deref(),
@@ -334,6 +335,8 @@ async fn trigger_for(engine: &Engine, s: &Schedule) -> Result<String, Problem> {
         dependency_overrides: deps.as_ref(),
         connection_overrides: conns.as_ref(),
         schedule: Some((&s.id, s.name.as_deref())),
+        proxy_id: None,
+        schedule_proxy_id: s.proxy_id_override.as_deref(),
     };
     let run = trigger::trigger(engine, &caller_of(s), &req, json_map(s.input.as_deref())).await?;
     Ok(run.id.to_string())

@@ -30,6 +30,7 @@ async fn pending_run(db: &Db) -> RunId {
             definition: "{}",
             model_label: None,
             model_source: None,
+            proxy_label: None,
             generation: None,
             user_id: Some(&owner),
             end_user_id: None,

@@ -188,7 +188,7 @@ async fn call_inner(
         }
     }
     let mut secrets: Vec<String> = creds.values().map(|s| s.expose().to_owned()).collect();
-    let (mut resp, rendered) = send(state, integ, &request, &creds).await?;
+    let (mut resp, rendered) = send(&run.api_http, integ, &request, &creds).await?;
     secrets.extend(rendered);
     if resp.status() == reqwest::StatusCode::UNAUTHORIZED && integ.credentials_url.is_some() {
         // The token may have been revoked or rotated upstream: ask for a new one and
@@ -196,7 +196,7 @@ async fn call_inner(
         match fetch(state, run, integ, live, true, &creds).await {
             Ok((fresh, _)) if fresh != creds => {
                 secrets.extend(fresh.values().map(|s| s.expose().to_owned()));
-                let (again, rendered) = send(state, integ, &request, &fresh).await?;
+                let (again, rendered) = send(&run.api_http, integ, &request, &fresh).await?;
                 secrets.extend(rendered);
                 resp = again;
             }
@@ -301,10 +301,11 @@ fn parse(integ: &Integration, args: &JsonObject) -> Result<Request, String> {
     })
 }
 
-/// Sends the request with `creds` delivered; returns the response and the rendered
-/// credential values (to redact from what the agent sees).
+/// Sends the request with `creds` delivered (through the run's upstream proxy when it
+/// has one); returns the response and the rendered credential values (to redact from
+/// what the agent sees).
 async fn send(
-    state: &AppState,
+    http: &reqwest::Client,
     integ: &Integration,
     request: &Request,
     creds: &Credentials,
@@ -328,8 +329,7 @@ async fn send(
             basic = Some((render(username)?, render(password)?));
         }
     }
-    let mut req = state
-        .http
+    let mut req = http
         .request(request.method.clone(), url)
         .timeout(Duration::from_secs(60));
     for (name, value) in &request.headers {

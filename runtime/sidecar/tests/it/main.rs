@@ -8,6 +8,7 @@ mod events;
 mod llm;
 mod mcp;
 mod proxy;
+mod upstream;
 
 use std::net::SocketAddr;
 use std::process::Stdio;

@@ -56,7 +56,7 @@ impl Validate for AgentModel {
     }
 }
 
-pub(super) async fn agent_visible(state: &AppState, org_id: &OrgId, id: &str) -> ApiResult<()> {
+pub(crate) async fn agent_visible(state: &AppState, org_id: &OrgId, id: &str) -> ApiResult<()> {
     let mut conn = state.db.conn().await?;
     corral_store::packages::get_visible(&mut conn, org_id, id, Some("agent"))
         .await?

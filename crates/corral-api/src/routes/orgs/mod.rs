@@ -426,10 +426,23 @@ pub async fn delete_org(
 ) -> ApiResult<StatusCode> {
     let org_id = ctx.org_id()?;
     let mut tx = state.db.begin().await?;
+    // The organization's documents and uploads go with it; their blobs go through
+    // the storage-deletion outbox, queued in the same transaction.
+    let keys = corral_store::storage_deletions::keys_of_org(&mut tx, org_id.as_str()).await?;
     if !corral_store::orgs::delete(&mut tx, org_id).await? {
         return Err(ApiError::not_found("organization"));
     }
+    corral_store::storage_deletions::enqueue_all(
+        &mut tx,
+        &keys,
+        corral_store::storage_deletions::reasons::ORG_DELETED,
+        corral_core::time::now_ms(),
+    )
+    .await?;
     tx.commit().await.map_err(corral_store::StoreError::from)?;
+    if !keys.is_empty() {
+        state.storage_deletions.wake();
+    }
     state
         .runs
         .bus

@@ -115,7 +115,30 @@ pub async fn delete_agent_runs(
             "runs of this agent are still pending or running; cancel them first",
         ));
     }
-    let deleted_count = store::delete_finished_for_package(&mut conn, org_id, app_id, &id).await?;
+    drop(conn);
+    // The runs' documents (their outputs and consumed uploads) cascade with them;
+    // their blobs go through the storage-deletion outbox, queued in the same
+    // transaction.
+    let mut tx = state.db.begin().await?;
+    let keys = corral_store::storage_deletions::keys_of_finished_runs(
+        &mut tx,
+        org_id.as_str(),
+        app_id.as_str(),
+        &id,
+    )
+    .await?;
+    let deleted_count = store::delete_finished_for_package(&mut tx, org_id, app_id, &id).await?;
+    corral_store::storage_deletions::enqueue_all(
+        &mut tx,
+        &keys,
+        corral_store::storage_deletions::reasons::DOCUMENT_DELETED,
+        corral_core::time::now_ms(),
+    )
+    .await?;
+    tx.commit().await.map_err(corral_store::StoreError::from)?;
+    if !keys.is_empty() {
+        state.storage_deletions.wake();
+    }
     Ok(Json(Deleted { deleted_count }))
 }
 

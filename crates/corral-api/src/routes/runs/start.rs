@@ -14,6 +14,8 @@ pub struct RunBody {
     /// Pin this run to a model.
     #[serde(rename = "modelId")]
     pub model_id: Option<String>,
+    /// The outbound proxy of this run: a proxy id (`GET /api/proxies`), or `none`;
+    /// takes priority over the agent's setting and the organization's default.
     #[serde(rename = "proxyId")]
     pub proxy_id: Option<String>,
     /// Per-integration connection picks (`{"@scope/integration": "<connection id>"}`).
@@ -108,6 +110,8 @@ pub async fn run_agent(
         dependency_overrides: body.dependency_overrides.as_ref(),
         connection_overrides: body.connection_overrides.as_ref(),
         schedule: None,
+        proxy_id: body.proxy_id.as_deref(),
+        schedule_proxy_id: None,
     };
     let run = trigger::trigger(&state, &ctx.caller()?, &req, input).await?;
     Ok(created(&run))
@@ -145,6 +149,8 @@ impl InlineBody {
             dependency_overrides: None,
             connection_overrides: self.connection_overrides.as_ref(),
             schedule: None,
+            proxy_id: self.proxy_id.as_deref(),
+            schedule_proxy_id: None,
         }
     }
 }

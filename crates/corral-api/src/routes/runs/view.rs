@@ -147,7 +147,7 @@ impl From<store::Run> for RunView {
             token_usage: raw_json(r.token_usage),
             version_label: r.version_label,
             version_ref: r.version_ref,
-            proxy_label: None,
+            proxy_label: r.proxy_label,
             model_label: r.model_label,
             model_source: r.model_source,
             runner_name: r.runner_name,

@@ -1,8 +1,13 @@
-//! The platform operators' view of the cluster (`GET /api/admin/workers`): every live
+//! The platform operators' views: the cluster (`GET /api/admin/workers`: every live
 //! server instance with its role, capacity and load, and the run queue by
-//! organization. Only for a signed-in user whose email is one of the platform's
-//! operators (`CORRAL_PLATFORM_ADMIN_EMAILS`); API keys are refused whatever they
-//! may do in their organization, as the reference's admin surface does.
+//! organization) and the storage-deletion outbox ([`storage_jobs`]). Only for a
+//! signed-in user whose email is one of the platform's operators
+//! (`CORRAL_PLATFORM_ADMIN_EMAILS`); API keys are refused whatever they may do in
+//! their organization, as the reference's admin surface does.
+
+mod storage_jobs;
+
+pub use storage_jobs::*;
 
 use axum::extract::State;
 use corral_core::time::{now_ms, to_rfc3339};
@@ -17,7 +22,30 @@ use crate::json::Json;
 use crate::state::AppState;
 
 pub fn user_router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list_workers))
+    OpenApiRouter::new()
+        .routes(routes!(list_workers))
+        .routes(routes!(list_storage_deletion_jobs))
+        .routes(routes!(retry_storage_deletion_job))
+}
+
+/// Refuses anyone but a signed-in platform operator.
+pub(crate) fn require_operator(state: &AppState, ctx: &Ctx) -> ApiResult<()> {
+    let Principal::User(user) = &ctx.principal else {
+        return Err(ApiError::forbidden(
+            "the operators' views need a signed-in platform operator",
+        ));
+    };
+    let admin = state
+        .config
+        .platform_admin_emails
+        .iter()
+        .any(|e| e.trim().eq_ignore_ascii_case(&user.email));
+    if !admin {
+        return Err(ApiError::forbidden(
+            "only the platform's operators (CORRAL_PLATFORM_ADMIN_EMAILS) see the operators' views",
+        ));
+    }
+    Ok(())
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -67,21 +95,7 @@ pub struct Workers {
         (status = 200, description = "Live server instances and the run queue", body = Workers),
     ))]
 pub async fn list_workers(State(state): State<AppState>, ctx: Ctx) -> ApiResult<Json<Workers>> {
-    let Principal::User(user) = &ctx.principal else {
-        return Err(ApiError::forbidden(
-            "the operators' views need a signed-in platform operator",
-        ));
-    };
-    let admin = state
-        .config
-        .platform_admin_emails
-        .iter()
-        .any(|e| e.trim().eq_ignore_ascii_case(&user.email));
-    if !admin {
-        return Err(ApiError::forbidden(
-            "only the platform's operators (CORRAL_PLATFORM_ADMIN_EMAILS) see the workers",
-        ));
-    }
+    require_operator(&state, &ctx)?;
     let mut conn = state.db.conn().await?;
     let mut instances = corral_store::queue::instances(
         &mut conn,
