@@ -40,6 +40,8 @@ pub const DEFAULTS: &[Rule] = &[
     // Each test is a real (billed) request to the provider.
     per_minute("model-test", 5),
     per_minute("model-discovery", 6),
+    // A pairing token is a bearer: minting many is pointless.
+    per_minute("model-pairing", 10),
 ];
 
 /// The rule name of an operation, by method and route template.
@@ -50,7 +52,7 @@ pub fn rule_name_for(method: &Method, route: &str) -> Option<&'static str> {
         "/api/auth/sign-up/email" if write => "sign-up",
         "/api/end-users" | "/api/end-users/{id}" if write => "end-users-write",
         "/api/end-users" | "/api/end-users/{id}" => "end-users-read",
-        "/api/agents/{scope}/{name}/run" if write => "run",
+        "/api/agents/{scope}/{name}/run" | "/api/runs/remote" if write => "run",
         "/api/runs/{id}/logs" => "logs",
         "/api/schedules" | "/api/agents/{scope}/{name}/schedules" if *method == Method::POST => {
             "schedule-create"
@@ -73,6 +75,7 @@ pub fn rule_name_for(method: &Method, route: &str) -> Option<&'static str> {
             "model-test"
         }
         "/api/model-provider-credentials/{id}/refresh-models" if write => "model-discovery",
+        "/api/model-providers-oauth/pairing" if write => "model-pairing",
         _ => return None,
     })
 }

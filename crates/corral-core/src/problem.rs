@@ -77,6 +77,10 @@ codes! {
     RunSinkClosed = "run_sink_closed", 410, "Run Sink Closed";
     RunSinkExpired = "run_sink_expired", 410, "Run Sink Expired";
     CredentialRevoked = "credential_revoked", 410, "Credential Revoked";
+    PairingExpiredOrConsumed = "pairing_expired_or_consumed", 410, "Pairing Expired Or Consumed";
+    OauthNeedsReconnection = "OAUTH_CONNECTION_NEEDS_RECONNECTION", 410, "OAuth Connection Needs Reconnection";
+    OauthRefreshRevoked = "OAUTH_REFRESH_REVOKED", 410, "OAuth Refresh Revoked";
+    ModelApiUnsupported = "model_api_unsupported", 422, "Model API Unsupported";
     ConcurrencyLimit = "concurrency_limit", 429, "Too Many Active Runs";
     InvitationExpired = "invitation_expired", 410, "Invitation Expired";
     BootstrapUnavailable = "bootstrap_unavailable", 410, "Bootstrap Unavailable";

@@ -18,6 +18,7 @@ pub mod integration_governance;
 pub mod integrations;
 pub mod invitations;
 pub mod memory;
+pub mod model_oauth;
 pub mod models;
 pub mod notifications;
 pub mod orgs;

@@ -66,6 +66,10 @@ pub struct Run {
     pub first_event_at: Option<i64>,
     pub last_heartbeat_at: Option<i64>,
     pub completed_at: Option<i64>,
+    /// `platform` (a sandbox of this deployment) or `remote` (the caller's host).
+    pub origin: String,
+    /// JSON the remote runner sent about its environment.
+    pub context_snapshot: Option<String>,
     pub user_name: Option<String>,
     pub end_user_name: Option<String>,
     pub api_key_name: Option<String>,
@@ -116,6 +120,8 @@ impl<'r> FromRow<'r, AnyRow> for Run {
             first_event_at: row.try_get("first_event_at")?,
             last_heartbeat_at: row.try_get("last_heartbeat_at")?,
             completed_at: row.try_get("completed_at")?,
+            origin: row.try_get("origin")?,
+            context_snapshot: row.try_get("context_snapshot")?,
             user_name: row.try_get("user_name")?,
             end_user_name: row.try_get("end_user_name")?,
             api_key_name: row.try_get("api_key_name")?,
@@ -141,7 +147,7 @@ const SELECT_LISTED_HEAD: &str = "SELECT r.id, r.org_id, r.application_id, r.pac
      r.schedule_id, r.schedule_name, r.timeout_secs, r.runner_kind, r.runner_name, r.server_id, r.sandbox_id, \
      '' AS sink_secret, r.sink_expires_at, '' AS run_token_hash, r.last_sequence, r.token_usage, \
      r.duration_ms, r.unread, r.created_at, r.started_at, r.first_event_at, \
-     r.last_heartbeat_at, r.completed_at, u.name AS user_name, \
+     r.last_heartbeat_at, r.completed_at, r.origin, r.context_snapshot, u.name AS user_name, \
      COALESCE(e.name, e.external_id) AS end_user_name, k.name AS api_key_name";
 const SELECT_LISTED_FROM: &str = "FROM runs r \
      LEFT JOIN users u ON u.id = r.user_id \
@@ -177,6 +183,9 @@ pub struct NewRun<'a> {
     pub sink_secret: &'a str,
     pub sink_expires_at: i64,
     pub run_token_hash: &'a str,
+    /// `platform` or `remote`.
+    pub origin: &'a str,
+    pub context_snapshot: Option<&'a str>,
     pub now: i64,
 }
 
@@ -188,12 +197,13 @@ pub async fn insert(conn: &mut AnyConnection, r: &NewRun<'_>) -> Result<()> {
            run_number, status, input, version_label, version_ref, definition, model_label, \
            model_source, generation, user_id, end_user_id, api_key_id, schedule_id, timeout_secs, \
            runner_kind, runner_name, sink_secret, sink_expires_at, run_token_hash, created_at, server_id, \
-           schedule_name) \
+           schedule_name, origin, context_snapshot) \
          SELECT $1, $2, $3, $4, $5, $6, $7, \
            COALESCE((SELECT MAX(run_number) FROM runs WHERE application_id = $3 \
                      AND COALESCE(agent_scope, '') = COALESCE($5, '') \
                      AND COALESCE(agent_name, '') = COALESCE($6, '')), 0) + 1, \
-           'pending', $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27",
+           'pending', $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, \
+           $28, $29",
     )
     .bind(r.id)
     .bind(r.org_id)
@@ -222,6 +232,8 @@ pub async fn insert(conn: &mut AnyConnection, r: &NewRun<'_>) -> Result<()> {
     .bind(r.now)
     .bind(r.server_id)
     .bind(r.schedule_name)
+    .bind(r.origin)
+    .bind(r.context_snapshot)
     .execute(conn)
     .await
     .db()?;
@@ -548,6 +560,8 @@ pub struct Active {
     pub started_at: Option<i64>,
     pub first_event_at: Option<i64>,
     pub last_heartbeat_at: Option<i64>,
+    /// `platform` or `remote` (no sandbox, no executor: only the remote watchdog).
+    pub origin: String,
 }
 
 impl<'r> FromRow<'r, AnyRow> for Active {
@@ -564,21 +578,50 @@ impl<'r> FromRow<'r, AnyRow> for Active {
             started_at: row.try_get("started_at")?,
             first_event_at: row.try_get("first_event_at")?,
             last_heartbeat_at: row.try_get("last_heartbeat_at")?,
+            origin: row.try_get("origin")?,
         })
     }
 }
 
 const ACTIVE_COLS: &str = "id, org_id, status, server_id, sandbox_id, runner_kind, timeout_secs, \
-     created_at, started_at, first_event_at, last_heartbeat_at";
+     created_at, started_at, first_event_at, last_heartbeat_at, origin";
 
-/// Every pending or running run, oldest first.
+/// Every pending or running run executed by this deployment (not the remote ones),
+/// oldest first.
 pub async fn active(conn: &mut AnyConnection) -> Result<Vec<Active>> {
     sqlx::query_as(&format!(
-        "SELECT {ACTIVE_COLS} FROM runs WHERE status IN ('pending', 'running') ORDER BY created_at, id"
+        "SELECT {ACTIVE_COLS} FROM runs WHERE status IN ('pending', 'running') \
+         AND origin = 'platform' ORDER BY created_at, id"
     ))
     .fetch_all(conn)
     .await
     .db()
+}
+
+/// Every pending or running remote run, oldest first (the remote watchdog's).
+pub async fn active_remote(conn: &mut AnyConnection) -> Result<Vec<Active>> {
+    sqlx::query_as(&format!(
+        "SELECT {ACTIVE_COLS} FROM runs WHERE status IN ('pending', 'running') \
+         AND origin = 'remote' ORDER BY created_at, id"
+    ))
+    .fetch_all(conn)
+    .await
+    .db()
+}
+
+/// A remote run's first event: `pending` → `running`. False when it is not a
+/// pending remote run (already running, finished, or a sandboxed run).
+pub async fn mark_remote_running(conn: &mut AnyConnection, id: &RunId, now: i64) -> Result<bool> {
+    let r = sqlx::query(
+        "UPDATE runs SET status = 'running', started_at = $2, last_heartbeat_at = $2 \
+         WHERE id = $1 AND status = 'pending' AND origin = 'remote'",
+    )
+    .bind(id)
+    .bind(now)
+    .execute(conn)
+    .await
+    .db()?;
+    Ok(r.rows_affected() > 0)
 }
 
 /// The liveness columns of one run, whatever its status: what a supervisor re-reads
@@ -742,7 +785,8 @@ pub async fn extend_sink(
     until: i64,
 ) -> Result<bool> {
     let r = sqlx::query(
-        "UPDATE runs SET sink_expires_at = $5 WHERE id = $3 AND org_id = $1 \
+        "UPDATE runs SET sink_expires_at = $5, last_heartbeat_at = CASE WHEN status = 'running' \
+           THEN $4 ELSE last_heartbeat_at END WHERE id = $3 AND org_id = $1 \
          AND application_id = $2 AND status IN ('pending', 'running') AND sink_expires_at > $4",
     )
     .bind(org_id)

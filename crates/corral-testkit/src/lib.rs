@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod contract;
+pub mod model_oauth;
 pub mod oauth;
 pub mod receiver;
 pub mod recorder;
