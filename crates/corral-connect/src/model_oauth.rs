@@ -507,8 +507,11 @@ pub async fn fresh_token(
             .map_err(|e| TokenError::Other(anyhow::anyhow!("opening the refresh token: {e}")))?,
         None => return Err(TokenError::Failed("the credential has no refresh token".into())),
     };
+    let outcome = call_token_endpoint(state, spec, &url, &refresh_token).await;
+    // After the answer: a caller that asked before now finds these tokens newer than
+    // its question and takes them instead of refreshing again.
     let now = now_ms();
-    match call_token_endpoint(state, spec, &url, &refresh_token).await {
+    match outcome {
         Ok(t) => {
             let account_id = match spec.identity {
                 Identity::OpenAiJwt => derived_identity(spec, &t.access_token).1,
