@@ -364,7 +364,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ),
     ("CORRAL_OAUTH_CODEX_TOKEN_URL", "oauth_codex_token_url"),
     ("CORRAL_OAUTH_CODEX_BASE_URL", "oauth_codex_base_url"),
-    ("CORRAL_MODEL_PAIRING_TTL_SECONDS", "model_pairing_ttl_seconds"),
+    (
+        "CORRAL_MODEL_PAIRING_TTL_SECONDS",
+        "model_pairing_ttl_seconds",
+    ),
     // Appstrate's name first: the Corral-specific one wins when both are set.
     (
         "REMOTE_RUN_SINK_MAX_TTL_SECONDS",

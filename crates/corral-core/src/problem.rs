@@ -272,8 +272,15 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for c in ErrorCode::ALL {
             assert!(seen.insert(c.code()), "duplicate {}", c.code());
-            // The reference's GitHub-import codes are upper case; clients match them.
-            let upper = [ErrorCode::InvalidUrl, ErrorCode::GithubError].contains(c);
+            // The reference's GitHub-import and OAuth-token codes are upper case;
+            // clients match them.
+            let upper = [
+                ErrorCode::InvalidUrl,
+                ErrorCode::GithubError,
+                ErrorCode::OauthNeedsReconnection,
+                ErrorCode::OauthRefreshRevoked,
+            ]
+            .contains(c);
             assert!(c.code().chars().all(|ch| if upper {
                 ch.is_ascii_uppercase() || ch == '_'
             } else {

@@ -25,6 +25,7 @@ pub mod orgs;
 pub mod packages;
 pub mod queue;
 pub mod realtime;
+pub mod remote_runs;
 pub mod run_history;
 pub mod run_logs;
 pub mod runs;

@@ -33,10 +33,7 @@ pub struct NewOAuthCredential<'a> {
     pub now: i64,
 }
 
-pub async fn insert_credential(
-    conn: &mut AnyConnection,
-    c: &NewOAuthCredential<'_>,
-) -> Result<()> {
+pub async fn insert_credential(conn: &mut AnyConnection, c: &NewOAuthCredential<'_>) -> Result<()> {
     sqlx::query(
         "INSERT INTO model_provider_credentials (id, org_id, provider_id, label, base_url, api_key, \
            created_by, created_at, updated_at, auth_mode, refresh_token, token_expires_at, \
@@ -255,7 +252,10 @@ pub async fn get_pairing(
 
 /// The pairing a token's hash names, whatever its state (the redeem's
 /// authentication: the token is the only credential it has).
-pub async fn pairing_by_hash(conn: &mut AnyConnection, token_hash: &str) -> Result<Option<Pairing>> {
+pub async fn pairing_by_hash(
+    conn: &mut AnyConnection,
+    token_hash: &str,
+) -> Result<Option<Pairing>> {
     sqlx::query_as(&format!(
         "SELECT {PAIRING_COLUMNS} FROM model_provider_pairings WHERE token_hash = $1"
     ))

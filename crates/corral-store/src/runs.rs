@@ -583,7 +583,8 @@ impl<'r> FromRow<'r, AnyRow> for Active {
     }
 }
 
-const ACTIVE_COLS: &str = "id, org_id, status, server_id, sandbox_id, runner_kind, timeout_secs, \
+pub(crate) const ACTIVE_COLS: &str =
+    "id, org_id, status, server_id, sandbox_id, runner_kind, timeout_secs, \
      created_at, started_at, first_event_at, last_heartbeat_at, origin";
 
 /// Every pending or running run executed by this deployment (not the remote ones),
@@ -596,32 +597,6 @@ pub async fn active(conn: &mut AnyConnection) -> Result<Vec<Active>> {
     .fetch_all(conn)
     .await
     .db()
-}
-
-/// Every pending or running remote run, oldest first (the remote watchdog's).
-pub async fn active_remote(conn: &mut AnyConnection) -> Result<Vec<Active>> {
-    sqlx::query_as(&format!(
-        "SELECT {ACTIVE_COLS} FROM runs WHERE status IN ('pending', 'running') \
-         AND origin = 'remote' ORDER BY created_at, id"
-    ))
-    .fetch_all(conn)
-    .await
-    .db()
-}
-
-/// A remote run's first event: `pending` → `running`. False when it is not a
-/// pending remote run (already running, finished, or a sandboxed run).
-pub async fn mark_remote_running(conn: &mut AnyConnection, id: &RunId, now: i64) -> Result<bool> {
-    let r = sqlx::query(
-        "UPDATE runs SET status = 'running', started_at = $2, last_heartbeat_at = $2 \
-         WHERE id = $1 AND status = 'pending' AND origin = 'remote'",
-    )
-    .bind(id)
-    .bind(now)
-    .execute(conn)
-    .await
-    .db()?;
-    Ok(r.rows_affected() > 0)
 }
 
 /// The liveness columns of one run, whatever its status: what a supervisor re-reads

@@ -113,7 +113,17 @@ pub async fn proxy(
         Ok(k) => k,
         Err(e) => return key_unavailable(&e),
     };
-    let send = |key: Secret| send_upstream(&state, &run, method.clone(), &url, &headers, body.clone(), key);
+    let send = |key: Secret| {
+        send_upstream(
+            &state,
+            &run,
+            method.clone(),
+            &url,
+            &headers,
+            body.clone(),
+            key,
+        )
+    };
     let mut upstream = match send(key.clone()).await {
         Ok(r) => r,
         Err(resp) => return resp,

@@ -82,7 +82,12 @@ pub async fn after_unauthorized(
 
 /// Fetches the token from the platform (`force`: asking it to refresh) unless another
 /// call replaced `used` meanwhile.
-async fn fetch(state: &AppState, run: &Run, force: bool, used: &Secret) -> Result<Secret, KeyError> {
+async fn fetch(
+    state: &AppState,
+    run: &Run,
+    force: bool,
+    used: &Secret,
+) -> Result<Secret, KeyError> {
     let Some(oauth) = &run.config.task.model.oauth else {
         return Ok(used.clone());
     };
@@ -106,7 +111,12 @@ async fn fetch(state: &AppState, run: &Run, force: bool, used: &Secret) -> Resul
         .timeout(Duration::from_secs(30))
         .send()
         .await
-        .map_err(|e| failed(format!("the platform could not be reached: {}", e.without_url())))?;
+        .map_err(|e| {
+            failed(format!(
+                "the platform could not be reached: {}",
+                e.without_url()
+            ))
+        })?;
     let status = resp.status();
     if !status.is_success() {
         let detail = resp

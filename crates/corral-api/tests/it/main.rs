@@ -19,6 +19,7 @@ mod mcp_bundle;
 mod members;
 mod memory;
 mod model_oauth;
+mod model_oauth_tokens;
 mod models;
 mod notifications;
 mod nul;

@@ -29,7 +29,10 @@ fn hello(s: &Session) -> Value {
     })
 }
 
-async fn model_app(b: Backend, tweak: impl FnOnce(&mut corral_api::config::Config)) -> (MockLlm, TestApp) {
+async fn model_app(
+    b: Backend,
+    tweak: impl FnOnce(&mut corral_api::config::Config),
+) -> (MockLlm, TestApp) {
     // The system model; a remote run never calls it, but a run needs one configured.
     let mock = MockLlm::start(vec![Turn::text("unused")]).await.unwrap();
     let app = app_with_model(b, &mock, tweak).await;
@@ -69,7 +72,10 @@ async fn wait_status(s: &Session, id: &str, want: &str, within: Duration) -> Val
         if run["status"] == want {
             return run;
         }
-        assert!(Instant::now() < deadline, "run {id} never became {want}: {run}");
+        assert!(
+            Instant::now() < deadline,
+            "run {id} never became {want}: {run}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -127,7 +133,10 @@ async fn a_remote_run_from_creation_to_result(b: Backend) {
     let run = status_of(&s, &id).await;
     assert_eq!(run["status"], "pending");
     assert_eq!(run["runOrigin"], "remote");
-    assert_eq!(run["contextSnapshot"], json!({"os": "linux", "cli": "1.2.3"}));
+    assert_eq!(
+        run["contextSnapshot"],
+        json!({"os": "linux", "cli": "1.2.3"})
+    );
     assert_eq!(run["runner_name"], "ci-host");
     assert_eq!(run["runner_kind"], "github-action");
     assert_eq!(run["apiKeyId"], key_id.as_str());
@@ -171,8 +180,18 @@ async fn a_remote_run_from_creation_to_result(b: Backend) {
     assert_eq!(status_of(&s, &id).await["status"], "pending");
 
     // The first event starts it.
-    let (st, r1) = post_signed(&app, &events, &log_event(&id, 1, "cloning the repo"), &secret).await;
-    assert_eq!((st, r1["outcome"].as_str()), (200, Some("persisted")), "{r1}");
+    let (st, r1) = post_signed(
+        &app,
+        &events,
+        &log_event(&id, 1, "cloning the repo"),
+        &secret,
+    )
+    .await;
+    assert_eq!(
+        (st, r1["outcome"].as_str()),
+        (200, Some("persisted")),
+        "{r1}"
+    );
     let run = status_of(&s, &id).await;
     assert_eq!(run["status"], "running", "{run}");
     let (st, _) = post_signed(&app, &format!("{events}/heartbeat"), b"", &secret).await;
@@ -262,7 +281,11 @@ async fn refusals_leave_nothing_behind(b: Backend) {
     };
     let cases: Vec<(Value, u16, &str)> = vec![
         (with(&|v| v["extra"] = json!(1)), 400, "extra"),
-        (with(&|v| v["source"]["kind"] = json!("bundle")), 400, "source"),
+        (
+            with(&|v| v["source"]["kind"] = json!("bundle")),
+            400,
+            "source",
+        ),
         (
             with(&|v| {
                 v["source"]["stage"] = json!("draft");
@@ -293,7 +316,10 @@ async fn refusals_leave_nothing_behind(b: Backend) {
             "applicationId",
         ),
         (
-            with(&|v| v["source"] = json!({"kind": "inline", "manifest": {"type": "agent"}, "prompt": "p"})),
+            with(&|v| {
+                v["source"] =
+                    json!({"kind": "inline", "manifest": {"type": "agent"}, "prompt": "p"})
+            }),
             400,
             "",
         ),
@@ -319,9 +345,15 @@ async fn refusals_leave_nothing_behind(b: Backend) {
     // Callers: none, an API key of another application, a key without agents:run.
     app.client().post(REMOTE, hello(&s), 401).await;
     let (_, other_key) = other.api_key(None).await;
-    app.client().bearer(&other_key).post(REMOTE, hello(&s), 403).await;
+    app.client()
+        .bearer(&other_key)
+        .post(REMOTE, hello(&s), 403)
+        .await;
     let (_, ro_key) = s.api_key(Some(vec!["runs:read"])).await;
-    app.client().bearer(&ro_key).post(REMOTE, hello(&s), 403).await;
+    app.client()
+        .bearer(&ro_key)
+        .post(REMOTE, hello(&s), 403)
+        .await;
     assert_eq!(runs_count(&app).await, 0);
 
     // An inline agent; the same Idempotency-Key replays the first answer (and its
@@ -338,12 +370,22 @@ async fn refusals_leave_nothing_behind(b: Backend) {
     });
     let first = s
         .client
-        .send(Method::POST, REMOTE, Some(body.clone()), &[("idempotency-key", "remote-1")])
+        .send(
+            Method::POST,
+            REMOTE,
+            Some(body.clone()),
+            &[("idempotency-key", "remote-1")],
+        )
         .await;
     assert_eq!(first.status, 201, "{}", first.text);
     let again = s
         .client
-        .send(Method::POST, REMOTE, Some(body), &[("idempotency-key", "remote-1")])
+        .send(
+            Method::POST,
+            REMOTE,
+            Some(body),
+            &[("idempotency-key", "remote-1")],
+        )
         .await;
     assert_eq!(again.status, 201);
     assert_eq!(again.header("idempotent-replayed"), Some("true"));
@@ -395,7 +437,13 @@ async fn cancel_and_silent_runners(b: Backend) {
     .await;
     assert_eq!(st, 200);
     assert_eq!(status_of(&s, t_id).await["status"], "running");
-    let q = wait_status(&s, quiet["id"].as_str().unwrap(), "failed", Duration::from_secs(15)).await;
+    let q = wait_status(
+        &s,
+        quiet["id"].as_str().unwrap(),
+        "failed",
+        Duration::from_secs(15),
+    )
+    .await;
     assert_eq!(q["metadata"]["error_code"], "boot_timeout", "{q}");
     let t = wait_status(&s, t_id, "failed", Duration::from_secs(15)).await;
     assert_eq!(t["metadata"]["error_code"], "stalled", "{t}");

@@ -128,7 +128,8 @@ pub fn api_for_shape(api_shape: &str) -> Option<ModelApi> {
 /// The wire API of a stored provider id (ids are checked on write, so an unknown one
 /// is a server error; a provider Corral cannot talk to is a 422).
 pub fn provider_api(id: &str) -> ProblemResult<ModelApi> {
-    let p = provider(id).ok_or_else(|| Problem::internal(anyhow::anyhow!("unknown provider {id}")))?;
+    let p =
+        provider(id).ok_or_else(|| Problem::internal(anyhow::anyhow!("unknown provider {id}")))?;
     p.api.ok_or_else(|| unsupported(p))
 }
 

@@ -173,7 +173,12 @@ pub async fn probe_key(
     key: &str,
     kind: KeyKind,
 ) -> Probe {
-    let req = authorize(state.probe_http.get(models_url(api, base_url)), api, key, kind);
+    let req = authorize(
+        state.probe_http.get(models_url(api, base_url)),
+        api,
+        key,
+        kind,
+    );
     send(req, key).await.0
 }
 
@@ -226,4 +231,3 @@ pub async fn discover(
     ids.dedup();
     Ok(ids)
 }
-

@@ -260,7 +260,11 @@ pub async fn ingest(state: &Engine, run: &store::Run, body: &[u8]) -> ProblemRes
     store::touch(&mut tx, run_id, now_ms()).await?;
     tx.commit().await.map_err(corral_store::StoreError::from)?;
     if started {
-        state.runs.bus.publish(run_id, store::RunStatus::Running).await;
+        state
+            .runs
+            .bus
+            .publish(run_id, store::RunStatus::Running)
+            .await;
     }
     state.runs.bus.events_written(&run.org_id);
     observe_start(state, run);
@@ -273,7 +277,7 @@ async fn start_remote(conn: &mut corral_store::Conn, run: &store::Run) -> Proble
     if run.origin != "remote" || run.status != store::RunStatus::Pending {
         return Ok(false);
     }
-    let started = store::mark_remote_running(conn, &run.id, now_ms()).await?;
+    let started = corral_store::remote_runs::mark_remote_running(conn, &run.id, now_ms()).await?;
     if started {
         tracing::info!(run_id = %run.id, "remote run started");
     }
@@ -287,7 +291,11 @@ pub async fn heartbeat(state: &Engine, run: &store::Run) -> ProblemResult<()> {
     store::touch(&mut conn, &run.id, now_ms()).await?;
     drop(conn);
     if started {
-        state.runs.bus.publish(&run.id, store::RunStatus::Running).await;
+        state
+            .runs
+            .bus
+            .publish(&run.id, store::RunStatus::Running)
+            .await;
     }
     observe_start(state, run);
     Ok(())

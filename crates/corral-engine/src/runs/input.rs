@@ -96,4 +96,3 @@ pub(crate) fn prepare_input(
     }
     Ok(value)
 }
-

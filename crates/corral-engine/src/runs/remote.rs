@@ -108,7 +108,7 @@ pub async fn watchdog(state: Engine, stop: CancellationToken) {
 pub async fn sweep(state: &Engine) -> anyhow::Result<()> {
     let runs = {
         let mut conn = state.db.conn().await?;
-        store::active_remote(&mut conn).await?
+        corral_store::remote_runs::active_remote(&mut conn).await?
     };
     let boot_ms = state.config.run_boot_deadline_seconds as i64 * 1000;
     let stall_ms = state.config.run_stall_seconds as i64 * 1000;

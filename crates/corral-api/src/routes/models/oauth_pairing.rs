@@ -74,12 +74,14 @@ pub struct PairingStatus {
 }
 
 fn check_pairing_id(id: &str) -> ApiResult<()> {
-    let ok = id.strip_prefix(oauth::PAIRING_ID_PREFIX).is_some_and(|rest| {
-        !rest.is_empty()
-            && rest
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    });
+    let ok = id
+        .strip_prefix(oauth::PAIRING_ID_PREFIX)
+        .is_some_and(|rest| {
+            !rest.is_empty()
+                && rest
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        });
     if ok {
         Ok(())
     } else {
@@ -131,7 +133,10 @@ pub async fn create_pairing(
                 return Err(ApiError::field(
                     "credentialId",
                     "provider_mismatch",
-                    format!("the credential is not an OAuth credential of {}", provider.id),
+                    format!(
+                        "the credential is not an OAuth credential of {}",
+                        provider.id
+                    ),
                 ))
             }
             None => {
