@@ -156,6 +156,12 @@ async fn a_remote_run_from_creation_to_result(b: Backend) {
             .unwrap();
         assert_eq!(claim, corral_store::queue::Claim::Empty);
     }
+    // Nor does the reconciler, which re-queues pending runs it finds unowned.
+    let stop = tokio_util::sync::CancellationToken::new();
+    corral_engine::runs::reconcile::pass(&app.state, &stop)
+        .await
+        .unwrap();
+    assert_eq!(app.state.runs.executor.stats().queued, 0);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let run = status_of(&s, &id).await;
     assert_eq!(run["status"], "pending", "{run}");
@@ -171,6 +177,21 @@ async fn a_remote_run_from_creation_to_result(b: Backend) {
         std::fs::read_dir(&sandboxes).map_or(true, |mut d| d.next().is_none()),
         "a sandbox was created"
     );
+
+    // The run's realtime stream: a snapshot, then what the runner reports.
+    let (st, stream, ct) = corral_testkit::sse::connect(
+        &format!("{}/api/realtime/runs/{id}?token={key}", app.base),
+        &[],
+    )
+    .await;
+    assert_eq!(st, 200, "{ct}");
+    let mut stream = stream.unwrap();
+    let snap = stream
+        .next(Duration::from_secs(10))
+        .await
+        .expect("snapshot");
+    assert_eq!(snap.event, "run_update");
+    assert_eq!(snap.json()["status"], "pending");
 
     // A wrong signature changes nothing.
     let other = SigningSecret::generate().to_whsec();
@@ -194,6 +215,24 @@ async fn a_remote_run_from_creation_to_result(b: Backend) {
     );
     let run = status_of(&s, &id).await;
     assert_eq!(run["status"], "running", "{run}");
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let f = stream
+            .next(Duration::from_secs(10))
+            .await
+            .expect("live frames");
+        seen.push((f.event.clone(), f.json()));
+    }
+    assert!(
+        seen.iter()
+            .any(|(e, j)| e == "run_update" && j["status"] == "running"),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|(e, j)| e == "run_log" && j["message"] == "cloning the repo"),
+        "{seen:?}"
+    );
     let (st, _) = post_signed(&app, &format!("{events}/heartbeat"), b"", &secret).await;
     assert_eq!(st, 200);
     let out = CloudEvent::new(
@@ -227,6 +266,13 @@ async fn a_remote_run_from_creation_to_result(b: Backend) {
     assert_eq!(st, 200);
     let done = status_of(&s, &id).await;
     assert_eq!(done["status"], "success", "{done}");
+    let last = loop {
+        let f = stream.next(Duration::from_secs(10)).await.expect("the end");
+        if f.event == "run_update" && f.json()["status"] != "running" {
+            break f.json();
+        }
+    };
+    assert_eq!(last["status"], "success");
     assert_eq!(
         done["result"]["output"],
         json!({"greeting": "Hello, Ada!", "length": 11})
