@@ -45,6 +45,15 @@ pub struct OAuthTokenResponse {
     /// The account the provider routes on, when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account_id: Option<String>,
+    /// The credential's provider (`claude-code`, `codex`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_id: Option<String>,
+    /// Its protocol family (`anthropic-messages`, `openai-codex-responses`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_shape: Option<String>,
+    /// Its API base URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
 }
 
 /// The answer of [`INTEGRATION_CREDENTIALS_PATH`] (the reference contract's

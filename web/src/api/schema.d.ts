@@ -2939,7 +2939,8 @@ export interface paths {
         };
         /**
          * A fresh access token of the run's OAuth model credential, refreshed first when
-         *     it expires within 5 minutes. Sidecar only.
+         *     it expires within 5 minutes, with its runtime config (provider, API shape, base
+         *     URL, account). Sidecar only.
          */
         get: operations["getOAuthModelProviderToken"];
         put?: never;
@@ -4659,11 +4660,17 @@ export interface components {
             accessToken: string;
             /** @description The account the provider routes on, when it has one. */
             accountId?: string | null;
+            /** @description Its protocol family (`anthropic-messages`, `openai-codex-responses`). */
+            apiShape?: string | null;
+            /** @description Its API base URL. */
+            baseUrl?: string | null;
             /**
              * Format: int64
              * @description Epoch milliseconds; `null` when the expiry is unknown.
              */
             expiresAt?: number | null;
+            /** @description The credential's provider (`claude-code`, `codex`). */
+            providerId?: string | null;
         };
         OauthClientBody: {
             client_id: string;

@@ -193,15 +193,21 @@ async fn oauth_model_token(
             TokenError::Other(e) => ApiError::internal(e),
         })?;
     tracing::info!(run_id = %run.id, credential_id, forced = force, "model access token served to the sandbox");
+    let api_shape =
+        corral_connect::models::provider(&fresh.provider_id).map(|p| p.api_shape.to_owned());
     Ok(Json(OAuthTokenResponse {
         access_token: fresh.access_token,
         expires_at: fresh.expires_at,
         account_id: fresh.account_id,
+        api_shape,
+        provider_id: Some(fresh.provider_id),
+        base_url: Some(fresh.base_url),
     }))
 }
 
 /// A fresh access token of the run's OAuth model credential, refreshed first when
-/// it expires within 5 minutes. Sidecar only.
+/// it expires within 5 minutes, with its runtime config (provider, API shape, base
+/// URL, account). Sidecar only.
 #[utoipa::path(get, path = "/internal/oauth-token/{credentialId}", tag = "Internal",
     operation_id = "getOAuthModelProviderToken",
     params(("credentialId" = String, Path, description = "The OAuth model provider credential of the run's model")),

@@ -81,6 +81,9 @@ async fn sidecar_tokens_refresh_once_and_revocation_flags(b: Backend) {
     assert_eq!(st, 200, "{t}");
     assert_eq!(t["accessToken"], access.as_str());
     assert!(t["expiresAt"].as_i64().unwrap() > now() + 500_000);
+    assert_eq!(t["providerId"], "claude-code");
+    assert_eq!(t["apiShape"], "anthropic-messages");
+    assert_eq!(t["baseUrl"], "http://127.0.0.1:9");
     assert_eq!(claude.calls().len(), 0);
 
     // Refused callers: no run token, another credential, a finished run.
@@ -248,7 +251,85 @@ async fn a_run_on_an_oauth_account(b: Backend) {
     }
 }
 
+/// `corral secrets rotate` reseals both tokens of an OAuth credential; the server
+/// with the new key refreshes with the resealed refresh token.
+async fn rotation_reseals_oauth_tokens(b: Backend) {
+    const OLD_KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
+    const NEW_KEY: &str = "CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk=";
+    use corral_api::config::Secret;
+    let claude = TokenServer::start(CLAUDE_CLIENT).await;
+    let url = claude.token_url();
+    let a = TestApp::spawn_with(b, |c| {
+        c.encryption_key = Some(Secret::new(OLD_KEY));
+        c.encryption_key_id = Some("k-old".into());
+        c.oauth_claude_code_token_url = Some(url.clone());
+    })
+    .await;
+    let s = a.user_with_org("Rotate").await;
+    let (_, token) = pair(&s, "claude-code", None).await;
+    let (access, refresh) = claude.grant();
+    let cid = redeem(
+        &a,
+        &token,
+        tokens_body("claude-code", &access, &refresh, Some(now() + 600_000)),
+        200,
+    )
+    .await["credentialId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let sealed = |app: &TestApp| {
+        let pool = app.state.db.pool().clone();
+        let cid = cid.clone();
+        async move {
+            sqlx::query_as::<_, (String, String)>(
+                "SELECT api_key, refresh_token FROM model_provider_credentials WHERE id = $1",
+            )
+            .bind(&cid)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let (at, rt) = sealed(&a).await;
+    assert!(at.starts_with("v1:k-old:") && rt.starts_with("v1:k-old:"));
+
+    let db = a.state.config.effective_database_url();
+    let dir = a.dir.path().to_owned();
+    let b2 = TestApp::spawn_with(b, |c| {
+        c.database_url = Some(db);
+        c.data_dir = dir;
+        c.encryption_key = Some(Secret::new(NEW_KEY));
+        c.encryption_key_id = Some("k-new".into());
+        c.encryption_keys = Some(Secret::new(format!("k-old:{OLD_KEY}")));
+        c.oauth_claude_code_token_url = Some(url);
+    })
+    .await;
+    let report = corral_engine::secrets::rotate_secrets(&b2.state.db, &b2.state.keyring)
+        .await
+        .unwrap();
+    assert_eq!(report.failed, 0);
+    assert!(report.resealed >= 2, "{report:?}");
+    let (at, rt) = sealed(&b2).await;
+    assert!(
+        at.starts_with("v1:k-new:") && rt.starts_with("v1:k-new:"),
+        "{at} {rt}"
+    );
+    let fresh = corral_connect::model_oauth::fresh_token(
+        &b2.state.connect,
+        &corral_core::OrgId::from(s.org_id.as_str()),
+        &cid,
+        true,
+    )
+    .await
+    .unwrap();
+    assert_ne!(fresh.access_token, access);
+    assert_eq!(claude.calls()[0].params["refresh_token"], refresh.as_str());
+    a.begin_shutdown();
+}
+
 both!(
     sidecar_tokens_refresh_once_and_revocation_flags,
     a_run_on_an_oauth_account,
+    rotation_reseals_oauth_tokens,
 );

@@ -22,6 +22,9 @@ pub struct FreshToken {
     /// Unix ms; `None` when the provider did not say.
     pub expires_at: Option<i64>,
     pub account_id: Option<String>,
+    /// The credential's provider and API base URL (the runtime config).
+    pub provider_id: String,
+    pub base_url: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +61,8 @@ fn open_current(state: &Connect, c: &cred_store::Credential) -> Result<FreshToke
         access_token: access,
         expires_at: c.token_expires_at,
         account_id: c.oauth_account_id.clone(),
+        provider_id: c.provider_id.clone(),
+        base_url: c.base_url.clone(),
     })
 }
 
@@ -173,6 +178,8 @@ pub async fn fresh_token(
                 access_token: t.access_token,
                 expires_at,
                 account_id: account_id.or(c.oauth_account_id),
+                provider_id: c.provider_id,
+                base_url: c.base_url,
             })
         }
         Err(Refusal::InvalidGrant(detail)) => {
