@@ -88,13 +88,19 @@ impl Ctx {
 
     /// The caller as the run trigger sees it (app-scoped routes only).
     pub fn caller(&self) -> ApiResult<corral_engine::runs::trigger::Caller> {
+        self.caller_in(self.app_id()?.clone())
+    }
+
+    /// The caller in `app_id`, an application the route checked the caller may use
+    /// (a route that names it in its body).
+    pub fn caller_in(&self, app_id: AppId) -> ApiResult<corral_engine::runs::trigger::Caller> {
         let (user_id, api_key_id) = match &self.principal {
             Principal::User(u) => (Some(u.user_id.clone()), None),
             Principal::ApiKey(k) => (None, Some(k.key_id.clone())),
         };
         Ok(corral_engine::runs::trigger::Caller {
             org_id: self.org_id()?.clone(),
-            app_id: self.app_id()?.clone(),
+            app_id,
             user_id,
             api_key_id,
             end_user_id: self.end_user_id.clone(),

@@ -28,7 +28,10 @@ pub fn declared(method: &Method, route: &str) -> bool {
     *method == Method::POST
         && matches!(
             route,
-            "/api/end-users" | "/api/agents/{scope}/{name}/run" | "/api/webhooks"
+            "/api/end-users"
+                | "/api/agents/{scope}/{name}/run"
+                | "/api/runs/remote"
+                | "/api/webhooks"
         )
 }
 

@@ -44,6 +44,8 @@ pub const DEFAULTS: &[Rule] = &[
     per_minute("proxy-test", 5),
     per_minute("storage-jobs-read", 60),
     per_minute("storage-jobs-retry", 30),
+    // A pairing token is a bearer: minting many is pointless.
+    per_minute("model-pairing", 10),
 ];
 
 /// The rule name of an operation, by method and route template.
@@ -54,7 +56,7 @@ pub fn rule_name_for(method: &Method, route: &str) -> Option<&'static str> {
         "/api/auth/sign-up/email" if write => "sign-up",
         "/api/end-users" | "/api/end-users/{id}" if write => "end-users-write",
         "/api/end-users" | "/api/end-users/{id}" => "end-users-read",
-        "/api/agents/{scope}/{name}/run" if write => "run",
+        "/api/agents/{scope}/{name}/run" | "/api/runs/remote" if write => "run",
         "/api/runs/{id}/logs" => "logs",
         "/api/schedules" | "/api/agents/{scope}/{name}/schedules" if *method == Method::POST => {
             "schedule-create"
@@ -80,6 +82,7 @@ pub fn rule_name_for(method: &Method, route: &str) -> Option<&'static str> {
         "/api/proxies/{id}/test" if write => "proxy-test",
         "/api/admin/storage-deletion-jobs" => "storage-jobs-read",
         "/api/admin/storage-deletion-jobs/{id}/retry" if write => "storage-jobs-retry",
+        "/api/model-providers-oauth/pairing" if write => "model-pairing",
         _ => return None,
     })
 }

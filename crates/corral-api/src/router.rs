@@ -45,7 +45,8 @@ pub(crate) fn groups() -> Vec<(Group, OpenApiRouter<AppState>)> {
                 .merge(routes::run_documents::router())
                 .merge(routes::uploads::public_router())
                 .merge(routes::internal::router())
-                .merge(integration_routes::public_router()),
+                .merge(integration_routes::public_router())
+                .merge(model_routes::public_router()),
         ),
         (
             Group::Auth,
@@ -104,6 +105,7 @@ pub(crate) fn groups() -> Vec<(Group, OpenApiRouter<AppState>)> {
             Group::Scoped(Scope::Org),
             model_routes::org_router().merge(routes::proxies::org_router()),
         ),
+        (Group::Scoped(Scope::Org), run_routes::org_router()),
         (
             Group::Scoped(Scope::App),
             model_routes::app_router()

@@ -155,6 +155,19 @@ pub struct Config {
     /// usable while no organization exists.
     #[serde(skip_serializing)]
     pub bootstrap_token: Option<Secret>,
+    /// Token endpoint of the `claude-code` OAuth model provider (refreshes).
+    pub oauth_claude_code_token_url: Option<String>,
+    /// API base URL of `claude-code` credentials created from now on.
+    pub oauth_claude_code_base_url: Option<String>,
+    /// Token endpoint of the `codex` OAuth model provider (refreshes).
+    pub oauth_codex_token_url: Option<String>,
+    /// API base URL of `codex` credentials created from now on.
+    pub oauth_codex_base_url: Option<String>,
+    /// How long a pairing token of the connect helper may be redeemed.
+    pub model_pairing_ttl_seconds: u64,
+    /// Longest lifetime of a remote run's event sink (`sink.ttl_seconds` is clamped
+    /// to it).
+    pub remote_run_sink_max_ttl_seconds: u64,
 }
 
 impl Default for Config {
@@ -224,6 +237,12 @@ impl Default for Config {
             egress_allowed_hosts: Vec::new(),
             egress_allowed_ranges: Vec::new(),
             bootstrap_token: None,
+            oauth_claude_code_token_url: None,
+            oauth_claude_code_base_url: None,
+            oauth_codex_token_url: None,
+            oauth_codex_base_url: None,
+            model_pairing_ttl_seconds: 300,
+            remote_run_sink_max_ttl_seconds: 86_400,
         }
     }
 }
@@ -356,6 +375,29 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("CORRAL_PROXY_TEST_URL", "proxy_test_url"),
     ("CORRAL_EGRESS_ALLOWED_HOSTS", "egress_allowed_hosts"),
     ("CORRAL_EGRESS_ALLOWED_RANGES", "egress_allowed_ranges"),
+    (
+        "CORRAL_OAUTH_CLAUDE_CODE_TOKEN_URL",
+        "oauth_claude_code_token_url",
+    ),
+    (
+        "CORRAL_OAUTH_CLAUDE_CODE_BASE_URL",
+        "oauth_claude_code_base_url",
+    ),
+    ("CORRAL_OAUTH_CODEX_TOKEN_URL", "oauth_codex_token_url"),
+    ("CORRAL_OAUTH_CODEX_BASE_URL", "oauth_codex_base_url"),
+    (
+        "CORRAL_MODEL_PAIRING_TTL_SECONDS",
+        "model_pairing_ttl_seconds",
+    ),
+    // Appstrate's name first: the Corral-specific one wins when both are set.
+    (
+        "REMOTE_RUN_SINK_MAX_TTL_SECONDS",
+        "remote_run_sink_max_ttl_seconds",
+    ),
+    (
+        "CORRAL_REMOTE_RUN_SINK_MAX_TTL_SECONDS",
+        "remote_run_sink_max_ttl_seconds",
+    ),
 ];
 
 const LIST_KEYS: &[&str] = &[
@@ -510,6 +552,39 @@ impl Config {
                     message: format!("must be openai or anthropic, got {api:?}"),
                 });
             }
+        }
+        for (var, url) in [
+            (
+                "CORRAL_OAUTH_CLAUDE_CODE_TOKEN_URL",
+                &self.oauth_claude_code_token_url,
+            ),
+            (
+                "CORRAL_OAUTH_CLAUDE_CODE_BASE_URL",
+                &self.oauth_claude_code_base_url,
+            ),
+            ("CORRAL_OAUTH_CODEX_TOKEN_URL", &self.oauth_codex_token_url),
+            ("CORRAL_OAUTH_CODEX_BASE_URL", &self.oauth_codex_base_url),
+        ] {
+            if let Some(url) = url {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(ConfigError::Var {
+                        var,
+                        message: format!("must start with http:// or https://, got {url:?}"),
+                    });
+                }
+            }
+        }
+        if !(60..=3600).contains(&self.model_pairing_ttl_seconds) {
+            return Err(ConfigError::Var {
+                var: "CORRAL_MODEL_PAIRING_TTL_SECONDS",
+                message: "must be between 60 and 3600".into(),
+            });
+        }
+        if !(60..=604_800).contains(&self.remote_run_sink_max_ttl_seconds) {
+            return Err(ConfigError::Var {
+                var: "CORRAL_REMOTE_RUN_SINK_MAX_TTL_SECONDS",
+                message: "must be between 60 and 604800".into(),
+            });
         }
         if let Some(url) = &self.model_base_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {

@@ -1,7 +1,8 @@
 //! Connections and models (SPEC §11–§12), without HTTP: integration manifests' auths
 //! and how a credential is delivered, the choice of the connection a run uses, the
 //! OAuth2 flows (authorization code + PKCE, discovery, refresh under a lock), the
-//! model provider registry, key tests and discovery, and the choice of a run's model.
+//! model provider registry, key tests and discovery, OAuth model providers (pairing
+//! redeem, token refresh), and the choice of a run's model.
 //! Every stored secret here is sealed with the server's keyring.
 //!
 //! [`Connect`] holds what these services share for the life of a server: the
@@ -9,6 +10,7 @@
 //! discovery cache and the HTTP clients — one set per server, never per process.
 
 pub mod integrations;
+pub mod model_oauth;
 pub mod models;
 pub mod oauth;
 pub mod proxies;

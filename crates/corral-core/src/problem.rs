@@ -78,6 +78,10 @@ codes! {
     RunSinkClosed = "run_sink_closed", 410, "Run Sink Closed";
     RunSinkExpired = "run_sink_expired", 410, "Run Sink Expired";
     CredentialRevoked = "credential_revoked", 410, "Credential Revoked";
+    PairingExpiredOrConsumed = "pairing_expired_or_consumed", 410, "Pairing Expired Or Consumed";
+    OauthNeedsReconnection = "OAUTH_CONNECTION_NEEDS_RECONNECTION", 410, "OAuth Connection Needs Reconnection";
+    OauthRefreshRevoked = "OAUTH_REFRESH_REVOKED", 410, "OAuth Refresh Revoked";
+    ModelApiUnsupported = "model_api_unsupported", 422, "Model API Unsupported";
     ConcurrencyLimit = "concurrency_limit", 429, "Too Many Active Runs";
     InvitationExpired = "invitation_expired", 410, "Invitation Expired";
     BootstrapUnavailable = "bootstrap_unavailable", 410, "Bootstrap Unavailable";
@@ -269,8 +273,15 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for c in ErrorCode::ALL {
             assert!(seen.insert(c.code()), "duplicate {}", c.code());
-            // The reference's GitHub-import codes are upper case; clients match them.
-            let upper = [ErrorCode::InvalidUrl, ErrorCode::GithubError].contains(c);
+            // The reference's GitHub-import and OAuth-token codes are upper case;
+            // clients match them.
+            let upper = [
+                ErrorCode::InvalidUrl,
+                ErrorCode::GithubError,
+                ErrorCode::OauthNeedsReconnection,
+                ErrorCode::OauthRefreshRevoked,
+            ]
+            .contains(c);
             assert!(c.code().chars().all(|ch| if upper {
                 ch.is_ascii_uppercase() || ch == '_'
             } else {

@@ -45,6 +45,11 @@ impl Jobs {
                 crate::runs::reconcile::run(engine.clone(), stop.clone()),
             );
         }
+        // Remote runs have no supervisor: this ends the ones that fall silent.
+        jobs.spawn(
+            "remote-run-watchdog",
+            crate::runs::remote::watchdog(engine.clone(), stop.clone()),
+        );
         jobs.spawn(
             "instance-heartbeat",
             crate::runs::reconcile::heartbeat(engine.clone(), stop.clone()),
@@ -135,6 +140,11 @@ async fn maintenance(engine: Engine, stop: CancellationToken) {
         }
         if let Err(e) = corral_store::integrations::prune_states(&mut conn, now).await {
             tracing::warn!(error = %e, "purging expired OAuth authorizations failed");
+        }
+        // Expired pairing tokens stay readable (`expired`) for an hour.
+        if let Err(e) = corral_store::model_oauth::purge_pairings(&mut conn, now - 3_600_000).await
+        {
+            tracing::warn!(error = %e, "purging expired pairing tokens failed");
         }
         match crate::documents::sweep(&engine, now).await {
             Ok((0, 0)) => {}

@@ -1,7 +1,7 @@
 //! `corral secrets rotate`: every stored secret re-sealed under the primary key
-//! (run sink secrets, model provider keys, connection credentials, OAuth client
-//! secrets, proxy URLs, webhook signing secrets), with the associated data each was
-//! sealed with.
+//! (run sink secrets, model provider keys and OAuth tokens, connection credentials,
+//! OAuth client secrets, proxy URLs, webhook signing secrets), with the associated data
+//! each was sealed with.
 
 /// What `corral secrets rotate` did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -21,9 +21,13 @@ pub async fn rotate_secrets(
     let mut report = RotateReport::default();
     let current = format!("v1:{}:%", keyring.primary_id());
     type Aad = fn(&str) -> String;
-    let columns: [(sealed::Column, Aad); 5] = [
+    let columns: [(sealed::Column, Aad); 6] = [
         (sealed::RUN_SINK_SECRETS, crate::runs::sink_aad),
         (sealed::MODEL_PROVIDER_KEYS, corral_connect::models::key_aad),
+        (
+            sealed::MODEL_PROVIDER_REFRESH_TOKENS,
+            corral_connect::model_oauth::refresh_aad,
+        ),
         (
             sealed::CONNECTION_CREDENTIALS,
             corral_connect::integrations::credentials_aad,

@@ -238,7 +238,12 @@ fn reject_key(
         Format::OpenAi => headers
             .get("authorization")
             .and_then(|v| v.strip_prefix("Bearer ")),
-        Format::Anthropic => headers.get("x-api-key").map(String::as_str),
+        // Anthropic takes an API key as `x-api-key`, an OAuth access token as a bearer.
+        Format::Anthropic => headers.get("x-api-key").map(String::as_str).or_else(|| {
+            headers
+                .get("authorization")
+                .and_then(|v| v.strip_prefix("Bearer "))
+        }),
     };
     if given == Some(want) {
         return None;

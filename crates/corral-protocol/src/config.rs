@@ -172,7 +172,27 @@ pub struct ModelConfig {
     /// `https://api.openai.com/v1` or `https://api.anthropic.com`.
     pub base_url: String,
     /// The real provider key; the sidecar substitutes it for the agent's placeholder.
+    /// With [`ModelConfig::oauth`], the OAuth access token current at configure time.
     pub api_key: Secret,
+    /// Set when the credential is an OAuth account (a subscription provider): the
+    /// key is an access token, sent as a bearer, that changes during the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth: Option<ModelOAuth>,
+}
+
+/// An OAuth-backed model credential, as the sidecar keeps it fresh: `GET
+/// {token_url}` (run token as bearer) before using a token that expires within
+/// [`CREDENTIALS_REFRESH_LEAD_MS`], `POST {token_url}/refresh` after the provider
+/// answered 401 (see [`crate::platform_api::OAUTH_TOKEN_PATH`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelOAuth {
+    pub token_url: String,
+    /// When [`ModelConfig::api_key`] expires (Unix ms), if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_ms: Option<i64>,
+    /// The account the provider routes on, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
 }
 
 /// Budgets of one run.

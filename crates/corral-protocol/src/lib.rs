@@ -18,7 +18,7 @@ pub mod signing;
 
 pub use config::{
     AgentModel, AgentTask, Delivery, Egress, Integration, Limits, McpServer, McpServerKind,
-    ModelApi, ModelConfig, PinnedSlot, SidecarConfig, Sink, Skill, Task,
+    ModelApi, ModelConfig, ModelOAuth, PinnedSlot, SidecarConfig, Sink, Skill, Task,
     CREDENTIALS_REFRESH_LEAD_MS,
 };
 pub use events::{

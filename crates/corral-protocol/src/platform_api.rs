@@ -25,6 +25,37 @@ pub const MEMORIES_PATH: &str = "/internal/memories";
 /// re-authorization; `502` the authorization server failed.
 pub const INTEGRATION_CREDENTIALS_PATH: &str = "/internal/integration-credentials";
 
+/// `GET {path}/{credentialId}` — a fresh access token of the run's OAuth model
+/// credential, refreshed first when it expires within 5 minutes; `POST
+/// {path}/{credentialId}/refresh` forces a refresh (after the provider answered
+/// 401). `200` [`OAuthTokenResponse`]; `401` bad run token or finished run; `403` not
+/// the credential of this run's model; `404` no such OAuth credential; `410` the
+/// account must be paired again (refresh token refused); `502` the token endpoint
+/// failed.
+pub const OAUTH_TOKEN_PATH: &str = "/internal/oauth-token";
+
+/// The answer of [`OAUTH_TOKEN_PATH`] (the reference contract's `OAuthTokenResponse`).
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OAuthTokenResponse {
+    pub access_token: String,
+    /// Epoch milliseconds; `null` when the expiry is unknown.
+    pub expires_at: Option<i64>,
+    /// The account the provider routes on, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    /// The credential's provider (`claude-code`, `codex`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_id: Option<String>,
+    /// Its protocol family (`anthropic-messages`, `openai-codex-responses`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_shape: Option<String>,
+    /// Its API base URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+}
+
 /// The answer of [`INTEGRATION_CREDENTIALS_PATH`] (the reference contract's
 /// `IntegrationCredentialsResponse`).
 #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]

@@ -23,10 +23,29 @@ pub struct Credential {
     pub created_by: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// `api_key` or `oauth2` (then `api_key` holds the sealed access token).
+    pub auth_mode: String,
+    /// Sealed envelope (`oauth2`).
+    pub refresh_token: Option<String>,
+    /// When the access token expires (ms); `None`: unknown.
+    pub token_expires_at: Option<i64>,
+    /// When the tokens were last written (ms).
+    pub token_updated_at: Option<i64>,
+    pub oauth_email: Option<String>,
+    pub oauth_account_id: Option<String>,
+    /// The provider refused the refresh token: the account must be paired again.
+    pub needs_reconnection: bool,
 }
 
-const CREDENTIAL_COLUMNS: &str = "id, org_id, provider_id, label, base_url, api_key, \
-    available_model_ids, created_by, created_at, updated_at";
+impl Credential {
+    pub fn is_oauth(&self) -> bool {
+        self.auth_mode == "oauth2"
+    }
+}
+
+pub(crate) const CREDENTIAL_COLUMNS: &str = "id, org_id, provider_id, label, base_url, api_key, \
+    available_model_ids, created_by, created_at, updated_at, auth_mode, refresh_token, \
+    token_expires_at, token_updated_at, oauth_email, oauth_account_id, needs_reconnection";
 
 impl<'r> FromRow<'r, AnyRow> for Credential {
     fn from_row(row: &'r AnyRow) -> sqlx::Result<Self> {
@@ -41,6 +60,13 @@ impl<'r> FromRow<'r, AnyRow> for Credential {
             created_by: row.try_get("created_by")?,
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
+            auth_mode: row.try_get("auth_mode")?,
+            refresh_token: row.try_get("refresh_token")?,
+            token_expires_at: row.try_get("token_expires_at")?,
+            token_updated_at: row.try_get("token_updated_at")?,
+            oauth_email: row.try_get("oauth_email")?,
+            oauth_account_id: row.try_get("oauth_account_id")?,
+            needs_reconnection: row.try_get::<i64, _>("needs_reconnection")? != 0,
         })
     }
 }
@@ -200,14 +226,19 @@ pub struct Model {
     /// From the credential.
     pub provider_id: String,
     pub base_url: String,
-    /// The credential's sealed key.
+    /// The credential's sealed key (or OAuth access token).
     pub api_key: String,
+    /// The credential's `auth_mode`.
+    pub auth_mode: String,
+    /// The credential's flag: its refresh token was refused.
+    pub needs_reconnection: bool,
 }
 
 const MODEL_SELECT: &str =
     "SELECT m.id, m.org_id, m.credential_id, m.label, m.model_id, m.enabled, \
     m.is_default, m.input, m.context_window, m.max_tokens, m.reasoning, m.cost, m.aliased, \
-    m.created_by, m.created_at, m.updated_at, c.provider_id, c.base_url, c.api_key \
+    m.created_by, m.created_at, m.updated_at, c.provider_id, c.base_url, c.api_key, \
+    c.auth_mode, c.needs_reconnection AS credential_needs_reconnection \
     FROM org_models m JOIN model_provider_credentials c ON c.id = m.credential_id";
 
 impl<'r> FromRow<'r, AnyRow> for Model {
@@ -233,6 +264,8 @@ impl<'r> FromRow<'r, AnyRow> for Model {
             provider_id: row.try_get("provider_id")?,
             base_url: row.try_get("base_url")?,
             api_key: row.try_get("api_key")?,
+            auth_mode: row.try_get("auth_mode")?,
+            needs_reconnection: row.try_get::<i64, _>("credential_needs_reconnection")? != 0,
         })
     }
 }

@@ -8,6 +8,9 @@
 //! then arrival) is locked `FOR UPDATE SKIP LOCKED`, so workers never wait on each
 //! other's rows.
 //!
+//! Remote runs (`origin = 'remote'`) are never queued: their agent runs on the
+//! caller's host.
+//!
 //! Server instances also describe themselves here (role, capacity, load), for the
 //! operators' view of the cluster.
 
@@ -51,7 +54,8 @@ pub async fn claim_next(
     let orgs = sqlx::query(
         "SELECT q.org_id FROM \
            (SELECT org_id, MIN(created_at) AS oldest FROM runs \
-             WHERE status = 'pending' AND server_id IS NULL GROUP BY org_id) q \
+             WHERE status = 'pending' AND server_id IS NULL AND origin = 'platform' \
+             GROUP BY org_id) q \
          LEFT JOIN \
            (SELECT org_id, COUNT(*) AS n FROM runs \
              WHERE status IN ('pending', 'running') AND server_id IS NOT NULL GROUP BY org_id) f \
@@ -94,7 +98,7 @@ pub async fn claim_next(
         let next = sqlx::query(
             "SELECT id, created_at FROM runs \
              WHERE org_id = $1 AND status = 'pending' AND server_id IS NULL \
-             ORDER BY priority DESC, created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED",
+               AND origin = 'platform' ORDER BY priority DESC, created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED",
         )
         .bind(&org)
         .fetch_optional(&mut *tx)
@@ -155,7 +159,7 @@ pub async fn requeue_all(conn: &mut AnyConnection, worker: &str) -> Result<Vec<R
 pub async fn depth_by_org(conn: &mut AnyConnection) -> Result<Vec<(OrgId, i64)>> {
     let rows = sqlx::query(
         "SELECT org_id, COUNT(*) AS n FROM runs WHERE status = 'pending' AND server_id IS NULL \
-         GROUP BY org_id ORDER BY n DESC, org_id",
+           AND origin = 'platform' GROUP BY org_id ORDER BY n DESC, org_id",
     )
     .fetch_all(conn)
     .await

@@ -91,6 +91,10 @@ pub struct Run {
     pub first_event_at: Option<i64>,
     pub last_heartbeat_at: Option<i64>,
     pub completed_at: Option<i64>,
+    /// `platform` (a sandbox of this deployment) or `remote` (the caller's host).
+    pub origin: String,
+    /// JSON the remote runner sent about its environment.
+    pub context_snapshot: Option<String>,
     pub user_name: Option<String>,
     pub end_user_name: Option<String>,
     pub api_key_name: Option<String>,
@@ -142,6 +146,8 @@ impl<'r> FromRow<'r, AnyRow> for Run {
             first_event_at: row.try_get("first_event_at")?,
             last_heartbeat_at: row.try_get("last_heartbeat_at")?,
             completed_at: row.try_get("completed_at")?,
+            origin: row.try_get("origin")?,
+            context_snapshot: row.try_get("context_snapshot")?,
             user_name: row.try_get("user_name")?,
             end_user_name: row.try_get("end_user_name")?,
             api_key_name: row.try_get("api_key_name")?,
@@ -209,6 +215,8 @@ const LISTED: &[(&str, &str)] = &[
     ("first_event_at", "r.first_event_at"),
     ("last_heartbeat_at", "r.last_heartbeat_at"),
     ("completed_at", "r.completed_at"),
+    ("origin", "r.origin"),
+    ("context_snapshot", "r.context_snapshot"),
     ("user_name", "u.name"),
     ("end_user_name", "COALESCE(e.name, e.external_id)"),
     ("api_key_name", "k.name"),
@@ -265,6 +273,9 @@ pub struct NewRun<'a> {
     pub sink_secret: &'a str,
     pub sink_expires_at: i64,
     pub run_token_hash: &'a str,
+    /// `platform` or `remote`.
+    pub origin: &'a str,
+    pub context_snapshot: Option<&'a str>,
     pub now: i64,
 }
 
@@ -276,12 +287,13 @@ pub async fn insert(conn: &mut AnyConnection, r: &NewRun<'_>) -> Result<()> {
            run_number, status, input, version_label, version_ref, definition, model_label, \
            model_source, generation, user_id, end_user_id, api_key_id, schedule_id, timeout_secs, \
            runner_kind, runner_name, sink_secret, sink_expires_at, run_token_hash, created_at, server_id, \
-           schedule_name, proxy_label) \
+           schedule_name, proxy_label, origin, context_snapshot) \
          SELECT $1, $2, $3, $4, $5, $6, $7, \
            COALESCE((SELECT MAX(run_number) FROM runs WHERE application_id = $3 \
                      AND COALESCE(agent_scope, '') = COALESCE($5, '') \
                      AND COALESCE(agent_name, '') = COALESCE($6, '')), 0) + 1, \
-           'pending', $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28",
+           'pending', $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, \
+           $28, $29, $30",
     )
     .bind(r.id)
     .bind(r.org_id)
@@ -311,6 +323,8 @@ pub async fn insert(conn: &mut AnyConnection, r: &NewRun<'_>) -> Result<()> {
     .bind(r.server_id)
     .bind(r.schedule_name)
     .bind(r.proxy_label)
+    .bind(r.origin)
+    .bind(r.context_snapshot)
     .execute(conn)
     .await
     .db()?;
@@ -642,6 +656,8 @@ pub struct Active {
     pub started_at: Option<i64>,
     pub first_event_at: Option<i64>,
     pub last_heartbeat_at: Option<i64>,
+    /// `platform` or `remote` (no sandbox, no executor: only the remote watchdog).
+    pub origin: String,
 }
 
 impl<'r> FromRow<'r, AnyRow> for Active {
@@ -658,17 +674,21 @@ impl<'r> FromRow<'r, AnyRow> for Active {
             started_at: row.try_get("started_at")?,
             first_event_at: row.try_get("first_event_at")?,
             last_heartbeat_at: row.try_get("last_heartbeat_at")?,
+            origin: row.try_get("origin")?,
         })
     }
 }
 
-const ACTIVE_COLS: &str = "id, org_id, status, server_id, sandbox_id, runner_kind, timeout_secs, \
-     created_at, started_at, first_event_at, last_heartbeat_at";
+pub(crate) const ACTIVE_COLS: &str =
+    "id, org_id, status, server_id, sandbox_id, runner_kind, timeout_secs, \
+     created_at, started_at, first_event_at, last_heartbeat_at, origin";
 
-/// Every pending or running run, oldest first.
+/// Every pending or running run executed by this deployment (not the remote ones),
+/// oldest first.
 pub async fn active(conn: &mut AnyConnection) -> Result<Vec<Active>> {
     sqlx::query_as(&format!(
-        "SELECT {ACTIVE_COLS} FROM runs WHERE status IN ('pending', 'running') ORDER BY created_at, id"
+        "SELECT {ACTIVE_COLS} FROM runs WHERE status IN ('pending', 'running') \
+         AND origin = 'platform' ORDER BY created_at, id"
     ))
     .fetch_all(conn)
     .await
@@ -836,7 +856,8 @@ pub async fn extend_sink(
     until: i64,
 ) -> Result<bool> {
     let r = sqlx::query(
-        "UPDATE runs SET sink_expires_at = $5 WHERE id = $3 AND org_id = $1 \
+        "UPDATE runs SET sink_expires_at = $5, last_heartbeat_at = CASE WHEN status = 'running' \
+           THEN $4 ELSE last_heartbeat_at END WHERE id = $3 AND org_id = $1 \
          AND application_id = $2 AND status IN ('pending', 'running') AND sink_expires_at > $4",
     )
     .bind(org_id)

@@ -23,6 +23,13 @@ pub const MODEL_PROVIDER_KEYS: Column = Column {
     id: "id",
     column: "api_key",
 };
+/// OAuth refresh tokens of model provider credentials (their access tokens are in
+/// [`MODEL_PROVIDER_KEYS`]).
+pub const MODEL_PROVIDER_REFRESH_TOKENS: Column = Column {
+    table: "model_provider_credentials",
+    id: "id",
+    column: "refresh_token",
+};
 pub const CONNECTION_CREDENTIALS: Column = Column {
     table: "integration_connections",
     id: "id",

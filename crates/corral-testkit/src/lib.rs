@@ -6,6 +6,7 @@
 pub mod client;
 pub mod contract;
 pub mod forward_proxy;
+pub mod model_oauth;
 pub mod oauth;
 pub mod receiver;
 pub mod recorder;

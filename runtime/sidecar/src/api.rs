@@ -137,6 +137,7 @@ fn build_run(state: &AppState, config: SidecarConfig) -> anyhow::Result<Run> {
         tokens_used: AtomicU64::new(0),
         guard,
         bundled: watch::channel(None).0,
+        model_key: crate::model_key::LiveKey::new(&config.task.model),
         live: config
             .integrations
             .iter()

@@ -12,6 +12,7 @@ pub mod egress;
 pub mod events;
 pub mod llm;
 pub mod mcp;
+pub mod model_key;
 pub mod proxy;
 pub mod state;
 

@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use corral_protocol::sidecar_api::{self, PLACEHOLDER_API_KEY};
-use corral_protocol::{codes, ModelApi};
+use corral_protocol::{codes, ModelApi, Secret};
 use futures::StreamExt as _;
 use serde_json::{json, Value};
 
@@ -109,27 +109,39 @@ pub async fn proxy(
         url.push('?');
         url.push_str(q);
     }
-    let mut req = state.http.request(method, &url).body(body);
-    for (name, value) in &headers {
-        if !DROP_REQUEST.contains(&name.as_str()) {
-            req = req.header(name, value);
+    let key = match crate::model_key::current(&state, &run).await {
+        Ok(k) => k,
+        Err(e) => return key_unavailable(&e),
+    };
+    let send = |key: Secret| {
+        send_upstream(
+            &state,
+            &run,
+            method.clone(),
+            &url,
+            &headers,
+            body.clone(),
+            key,
+        )
+    };
+    let mut upstream = match send(key.clone()).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    if upstream.status() == reqwest::StatusCode::UNAUTHORIZED {
+        // An OAuth token the provider no longer takes (revoked, rotated early): ask
+        // the platform for a new one and send once more.
+        match crate::model_key::after_unauthorized(&state, &run, &key).await {
+            Ok(Some(fresh)) => {
+                upstream = match send(fresh).await {
+                    Ok(r) => r,
+                    Err(resp) => return resp,
+                };
+            }
+            Ok(None) => {}
+            Err(e) => return key_unavailable(&e),
         }
     }
-    req = match model.api {
-        ModelApi::Openai => req.bearer_auth(model.api_key.expose()),
-        ModelApi::Anthropic => req.header("x-api-key", model.api_key.expose()),
-    };
-    let upstream = match req.send().await {
-        Ok(r) => r,
-        Err(e) => {
-            // reqwest errors carry the URL, never headers, so this is safe to show.
-            return openai_error(
-                StatusCode::BAD_GATEWAY,
-                "upstream_unreachable",
-                &format!("model provider unreachable: {e}"),
-            );
-        }
-    };
 
     let mut resp = Response::builder().status(upstream.status().as_u16());
     for (name, value) in upstream.headers() {
@@ -151,6 +163,73 @@ pub async fn proxy(
     });
     resp.body(Body::from_stream(stream))
         .unwrap_or_else(|e| openai_error(StatusCode::BAD_GATEWAY, "bad_upstream", &e.to_string()))
+}
+
+/// The `anthropic-beta` flag Anthropic requires with an OAuth access token.
+const ANTHROPIC_OAUTH_BETA: &str = "oauth-2025-04-20";
+
+/// One request to the provider with `key` (a bearer for OpenAI and for OAuth
+/// tokens, `x-api-key` for an Anthropic API key); `Err` is the answer to give the
+/// agent when the provider could not be reached.
+async fn send_upstream(
+    state: &crate::state::AppState,
+    run: &Run,
+    method: Method,
+    url: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+    key: Secret,
+) -> Result<reqwest::Response, Response> {
+    let model = &run.config.task.model;
+    let oauth = model.oauth.is_some();
+    let mut req = state.http.request(method, url).body(body);
+    for (name, value) in headers {
+        let n = name.as_str();
+        if DROP_REQUEST.contains(&n) || (oauth && n == "anthropic-beta") {
+            continue;
+        }
+        req = req.header(name, value);
+    }
+    req = match (model.api, oauth) {
+        (ModelApi::Openai, _) => req.bearer_auth(key.expose()),
+        (ModelApi::Anthropic, false) => req.header("x-api-key", key.expose()),
+        (ModelApi::Anthropic, true) => {
+            let beta = headers
+                .get_all("anthropic-beta")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .chain([ANTHROPIC_OAUTH_BETA])
+                .collect::<Vec<_>>()
+                .join(",");
+            req.bearer_auth(key.expose()).header("anthropic-beta", beta)
+        }
+    };
+    req.send().await.map_err(|e| {
+        // reqwest errors carry the URL, never headers, so this is safe to show.
+        openai_error(
+            StatusCode::BAD_GATEWAY,
+            "upstream_unreachable",
+            &format!("model provider unreachable: {e}"),
+        )
+    })
+}
+
+/// The platform could not give a usable token: the agent sees the provider's kind
+/// of refusal (401 when the account must be paired again).
+fn key_unavailable(e: &crate::model_key::KeyError) -> Response {
+    if e.gone {
+        openai_error(
+            StatusCode::UNAUTHORIZED,
+            "model_credential_revoked",
+            &format!("the model account must be reconnected: {}", e.message),
+        )
+    } else {
+        openai_error(
+            StatusCode::BAD_GATEWAY,
+            "model_credential_unavailable",
+            &format!("no usable model token: {}", e.message),
+        )
+    }
 }
 
 fn presented_key(api: ModelApi, headers: &HeaderMap) -> Option<&str> {

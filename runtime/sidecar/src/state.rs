@@ -41,6 +41,8 @@ pub struct Run {
     pub events: Forwarder,
     /// Each integration's current credentials, by namespace.
     pub live: std::collections::HashMap<String, crate::mcp::api_call::Live>,
+    /// The model key (an OAuth token changes during the run).
+    pub model_key: crate::model_key::LiveKey,
     /// The started bundled MCP servers; `None` while they are still starting.
     pub bundled: watch::Sender<Option<Arc<Vec<Arc<BundledServer>>>>>,
 }

@@ -1381,6 +1381,71 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/model-providers-oauth/pair/redeem": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * The connect helper posts the OAuth tokens it obtained, with the pairing token as
+         *     its bearer (`Authorization: Bearer appp_…`; a session or API key is refused with
+         *     401). The org, user, provider and credential to reconnect come from the
+         *     pairing. The token works once: 410 afterwards or once expired.
+         */
+        post: operations["redeemOAuthModelProviderPairing"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/model-providers-oauth/pairing": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Mint a single-use pairing token for the connect helper (`npx
+         *     @appstrate/connect-helper <token>`), which runs the provider's OAuth flow on the
+         *     user's machine and posts the tokens back to `…/pair/redeem`. With `credentialId`
+         *     the redeem reconnects that credential in place.
+         */
+        post: operations["createOAuthModelProviderPairing"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/model-providers-oauth/pairing/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A pairing's status, for polling while the user runs the helper; never the token. */
+        get: operations["getOAuthModelProviderPairing"];
+        put?: never;
+        post?: never;
+        /**
+         * Cancel a pairing. Idempotent: 204 also when it is already gone or another
+         *     organization's.
+         */
+        delete: operations["cancelOAuthModelProviderPairing"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/models": {
         parameters: {
             query?: never;
@@ -2513,6 +2578,29 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/runs/remote": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Create a run whose agent runs on the caller's host (a CLI, a CI job). Same checks
+         *     as any run (input, dependencies, connections, model, the organization's gates);
+         *     the run stays `pending` until its first signed event, never takes a sandbox, and
+         *     its lifecycle flows through `POST /api/runs/{id}/events` and `…/finalize`. The
+         *     sink secret is in this answer only.
+         */
+        post: operations["createRemoteRun"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/runs/{id}": {
         parameters: {
             query?: never;
@@ -2994,6 +3082,48 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/internal/oauth-token/{credentialId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A fresh access token of the run's OAuth model credential, refreshed first when
+         *     it expires within 5 minutes, with its runtime config (provider, API shape, base
+         *     URL, account). Sidecar only.
+         */
+        get: operations["getOAuthModelProviderToken"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/internal/oauth-token/{credentialId}/refresh": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Forces a refresh of the run's OAuth model credential (after the provider refused
+         *     the token); a refresh token the provider refuses flags the credential
+         *     `needs_reconnection` and answers 410. Concurrent calls refresh once.
+         */
+        post: operations["refreshOAuthModelProviderToken"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/internal/run-history": {
         parameters: {
             query?: never;
@@ -3439,7 +3569,8 @@ export interface components {
             label?: string | null;
             /**
              * @description `openai`, `anthropic` or `openai-compatible`
-             *     (`GET /api/model-provider-credentials/registry`).
+             *     (`GET /api/model-provider-credentials/registry`). OAuth providers (`authMode:
+             *     oauth2`) are connected with the pairing flow instead.
              */
             providerId: string;
         };
@@ -3479,6 +3610,16 @@ export interface components {
             } | null;
             /** @description The AFPS manifest. */
             manifest: Record<string, never>;
+        };
+        CreatePairingBody: {
+            /**
+             * Format: uuid
+             * @description An OAuth credential of the organization for the same provider, to reconnect in
+             *     place; omit to connect a new account.
+             */
+            credentialId?: string | null;
+            /** @description An OAuth provider of the registry (`authMode: oauth2`): `claude-code` or `codex`. */
+            providerId: string;
         };
         CreateProxyBody: {
             /** @description Display name. */
@@ -3559,11 +3700,14 @@ export interface components {
         };
         /** @description A provider credential. Its key is never part of it. */
         CredentialView: {
-            /** @description `openai-completions` | `anthropic-messages`. */
+            /** @description `openai-completions` | `anthropic-messages` | `openai-codex-responses`. */
             apiShape?: string | null;
-            /** @description Always `api_key`. */
+            /** @description `api_key`, or `oauth2` for an account paired with the connect helper. */
             authMode: string;
-            /** @description Model ids the provider listed for this key at the last discovery. */
+            /**
+             * @description Model ids the provider listed for this key at the last discovery; for an OAuth
+             *     (subscription) provider, the models it serves.
+             */
             available_model_ids?: string[] | null;
             baseUrl?: string | null;
             /** Format: date-time */
@@ -3571,8 +3715,13 @@ export interface components {
             created_by?: string | null;
             id: string;
             label: string;
-            /** @description True when the stored key can no longer be decrypted: set a new `apiKey`. */
+            /**
+             * @description True when the stored key can no longer be decrypted (set a new `apiKey`), or
+             *     the provider refused the OAuth refresh token (pair the account again).
+             */
             needs_reconnection: boolean;
+            /** @description The OAuth account's email, when known. */
+            oauth_email?: string | null;
             providerId?: string | null;
             /** @description Always `custom`. */
             source: string;
@@ -4094,11 +4243,14 @@ export interface components {
         /** @description The list envelope: `{object: "list", data, total, hasMore}`. */
         ListOf_CredentialView: {
             data: {
-                /** @description `openai-completions` | `anthropic-messages`. */
+                /** @description `openai-completions` | `anthropic-messages` | `openai-codex-responses`. */
                 apiShape?: string | null;
-                /** @description Always `api_key`. */
+                /** @description `api_key`, or `oauth2` for an account paired with the connect helper. */
                 authMode: string;
-                /** @description Model ids the provider listed for this key at the last discovery. */
+                /**
+                 * @description Model ids the provider listed for this key at the last discovery; for an OAuth
+                 *     (subscription) provider, the models it serves.
+                 */
                 available_model_ids?: string[] | null;
                 baseUrl?: string | null;
                 /** Format: date-time */
@@ -4106,8 +4258,13 @@ export interface components {
                 created_by?: string | null;
                 id: string;
                 label: string;
-                /** @description True when the stored key can no longer be decrypted: set a new `apiKey`. */
+                /**
+                 * @description True when the stored key can no longer be decrypted (set a new `apiKey`), or
+                 *     the provider refused the OAuth refresh token (pair the account again).
+                 */
                 needs_reconnection: boolean;
+                /** @description The OAuth account's email, when known. */
+                oauth_email?: string | null;
                 providerId?: string | null;
                 /** @description Always `custom`. */
                 source: string;
@@ -4327,9 +4484,12 @@ export interface components {
         /** @description The list envelope: `{object: "list", data, total, hasMore}`. */
         ListOf_RegistryProvider: {
             data: {
-                /** @description `openai-completions` | `anthropic-messages`. */
+                /** @description `openai-completions` | `anthropic-messages` | `openai-codex-responses`. */
                 apiShape?: string | null;
-                /** @description Always `api_key`. */
+                /**
+                 * @description `api_key`, or `oauth2` for subscription accounts connected with the pairing
+                 *     flow (`POST /api/model-providers-oauth/pairing`).
+                 */
                 authMode?: string | null;
                 baseUrlOverridable?: boolean | null;
                 /** @description Empty when a credential must give its own (`openai-compatible`). */
@@ -4341,7 +4501,8 @@ export interface components {
                 iconUrl?: string | null;
                 /**
                  * @description Corral vendors no model catalog: discover a credential's models with
-                 *     `POST /api/model-provider-credentials/{id}/refresh-models`.
+                 *     `POST /api/model-provider-credentials/{id}/refresh-models`. OAuth providers
+                 *     list the models their subscriptions serve.
                  */
                 models?: Record<string, never>[] | null;
                 providerId: string;
@@ -4401,8 +4562,12 @@ export interface components {
                 result?: Record<string, never> | null;
                 /** Format: int64 */
                 runNumber?: number | null;
+                /** @description `platform` (a sandbox of this deployment) or `remote` (the caller's host). */
                 runOrigin?: string | null;
-                /** @description `docker` | `process` once the run has a sandbox. */
+                /**
+                 * @description `docker` | `process` once the run has a sandbox; a remote run's
+                 *     `X-Appstrate-Runner-Kind`.
+                 */
                 runner_kind?: string | null;
                 runner_name?: string | null;
                 scheduleId?: string | null;
@@ -4683,6 +4848,23 @@ export interface components {
             /** @description The kind: `run_completed`. */
             type: string;
         };
+        /** @description The answer of [`OAUTH_TOKEN_PATH`] (the reference contract's `OAuthTokenResponse`). */
+        OAuthTokenResponse: {
+            accessToken: string;
+            /** @description The account the provider routes on, when it has one. */
+            accountId?: string | null;
+            /** @description Its protocol family (`anthropic-messages`, `openai-codex-responses`). */
+            apiShape?: string | null;
+            /** @description Its API base URL. */
+            baseUrl?: string | null;
+            /**
+             * Format: int64
+             * @description Epoch milliseconds; `null` when the expiry is unknown.
+             */
+            expiresAt?: number | null;
+            /** @description The credential's provider (`claude-code`, `codex`). */
+            providerId?: string | null;
+        };
         OauthClientBody: {
             client_id: string;
             /**
@@ -4874,6 +5056,34 @@ export interface components {
             /** @description The `latest` dist-tag (the highest stable, non-yanked published version). */
             latest_published_version?: string | null;
         };
+        /** @description The answer of a mint: the plaintext token, shown this once. */
+        PairingCreated: {
+            /** @description The command to paste in a terminal. */
+            command: string;
+            /** Format: date-time */
+            expiresAt: string;
+            /** @description Opaque pairing id (`GET`/`DELETE /api/model-providers-oauth/pairing/{id}`). */
+            id: string;
+            /**
+             * @description `appp_<header>.<secret>`: the bearer of `POST /api/model-providers-oauth/pair/redeem`.
+             *     Only its SHA-256 is stored.
+             */
+            token: string;
+        };
+        PairingStatus: {
+            /** Format: date-time */
+            consumedAt?: string | null;
+            /**
+             * Format: uuid
+             * @description The credential the redeem created or reconnected.
+             */
+            credentialId?: string | null;
+            /** Format: date-time */
+            expiresAt: string;
+            id: string;
+            /** @description `pending`, `consumed` or `expired`. */
+            status: string;
+        };
         PersistenceDeleted: {
             /** @description Whether the `checkpoint` slot was deleted. */
             checkpoint_deleted: boolean;
@@ -4991,6 +5201,33 @@ export interface components {
             /** @description `supported` | `unsupported` | `unknown`. */
             supported: string;
         };
+        RedeemBody: {
+            /** @description Write-only: stored encrypted, never returned. */
+            accessToken: string;
+            accountId?: string | null;
+            /** Format: email */
+            email?: string | null;
+            /**
+             * Format: int64
+             * @description When the access token expires (Unix ms).
+             */
+            expiresAt?: number | null;
+            /** @description Display name; the provider's name (made unique) when omitted. */
+            label?: string | null;
+            /** @description Must be the pairing's provider. */
+            providerId: string;
+            /** @description Write-only: stored encrypted, never returned. */
+            refreshToken: string;
+        };
+        Redeemed: {
+            /** @description The models the credential serves (as `available_model_ids` lists them). */
+            availableModelIds: string[];
+            /** Format: uuid */
+            credentialId: string;
+            /** Format: email */
+            email?: string | null;
+            providerId: string;
+        };
         RefreshResult: {
             /** @description The credential's list after this discovery (unchanged unless `ok`). */
             available_model_ids?: string[] | null;
@@ -5004,9 +5241,12 @@ export interface components {
         };
         /** @description A provider Corral can talk to. Fields outside the `fields` projection are omitted. */
         RegistryProvider: {
-            /** @description `openai-completions` | `anthropic-messages`. */
+            /** @description `openai-completions` | `anthropic-messages` | `openai-codex-responses`. */
             apiShape?: string | null;
-            /** @description Always `api_key`. */
+            /**
+             * @description `api_key`, or `oauth2` for subscription accounts connected with the pairing
+             *     flow (`POST /api/model-providers-oauth/pairing`).
+             */
             authMode?: string | null;
             baseUrlOverridable?: boolean | null;
             /** @description Empty when a credential must give its own (`openai-compatible`). */
@@ -5018,10 +5258,73 @@ export interface components {
             iconUrl?: string | null;
             /**
              * @description Corral vendors no model catalog: discover a credential's models with
-             *     `POST /api/model-provider-credentials/{id}/refresh-models`.
+             *     `POST /api/model-provider-credentials/{id}/refresh-models`. OAuth providers
+             *     list the models their subscriptions serve.
              */
             models?: Record<string, never>[] | null;
             providerId: string;
+        };
+        /** @description Body of `POST /api/runs/remote`. */
+        RemoteRunBody: {
+            /** @description The application the run belongs to (an API key's own). */
+            applicationId: string;
+            /** @description The runner's environment (os, CLI version, git sha…), at most 16 KiB. */
+            contextSnapshot?: Record<string, never> | null;
+            /** @description Per-run dependency version overrides (`{"@scope/skill": "<spec>"}`). */
+            dependency_overrides?: Record<string, never> | null;
+            /**
+             * @description Validated against the agent's input schema; file fields take inline `data:`
+             *     URIs only (`upload://` and `document://` are refused).
+             */
+            input?: Record<string, never> | null;
+            sink?: null | components["schemas"]["SinkRequest"];
+            source: components["schemas"]["RemoteSource"];
+        };
+        /** @description The one-time sink credentials of a remote run. */
+        RemoteRunCreated: {
+            /**
+             * Format: date-time
+             * @description Events posted after this are refused with 410.
+             */
+            expiresAt: string;
+            /**
+             * Format: uri
+             * @description `POST` the signed result here.
+             */
+            finalize_url: string;
+            /** @description The run's id (`GET /api/runs/{id}`). */
+            id: string;
+            /**
+             * @description 32 random bytes, base64url: the HMAC key of the events' Standard Webhooks
+             *     signatures. Returned once, never again.
+             */
+            secret: string;
+            /**
+             * Format: uri
+             * @description `POST` each signed CloudEvent here.
+             */
+            url: string;
+        };
+        /** @description Which agent a remote run runs. */
+        RemoteSource: {
+            /** @enum {string} */
+            kind: "inline";
+            manifest: Record<string, never>;
+            prompt: string;
+        } | {
+            /**
+             * @description SRI digest (`sha256-…`) the runner downloaded; a different resolved
+             *     version is logged, never refused.
+             */
+            integrity?: string | null;
+            /** @enum {string} */
+            kind: "registry";
+            /** @description `@scope/name`. */
+            packageId: string;
+            /** @description Version, range or dist-tag (published only). */
+            spec?: string | null;
+            /** @description `draft` or `published` (default). */
+            stage?: string | null;
         };
         Resolution: {
             admin_pinned_connection_id?: string | null;
@@ -5166,8 +5469,12 @@ export interface components {
             result?: Record<string, never> | null;
             /** Format: int64 */
             runNumber?: number | null;
+            /** @description `platform` (a sandbox of this deployment) or `remote` (the caller's host). */
             runOrigin?: string | null;
-            /** @description `docker` | `process` once the run has a sandbox. */
+            /**
+             * @description `docker` | `process` once the run has a sandbox; a remote run's
+             *     `X-Appstrate-Runner-Kind`.
+             */
             runner_kind?: string | null;
             runner_name?: string | null;
             scheduleId?: string | null;
@@ -5325,6 +5632,13 @@ export interface components {
             /** Format: date-time */
             expiresAt: string;
             id: string;
+        };
+        SinkRequest: {
+            /**
+             * Format: int64
+             * @description 1–86400: the sink's lifetime, clamped to `CORRAL_REMOTE_RUN_SINK_MAX_TTL_SECONDS`.
+             */
+            ttl_seconds?: number | null;
         };
         SkillsBody: {
             /** @description The skills the agent uses, `@scope/name` each. */
@@ -16479,6 +16793,440 @@ export interface operations {
             };
         };
     };
+    redeemOAuthModelProviderPairing: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RedeemBody"];
+            };
+        };
+        responses: {
+            /** @description Credential created or reconnected */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Redeemed"];
+                };
+            };
+            /** @description Invalid body, or providerId is not the pairing's */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description No pairing token, or an unknown one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Insufficient permissions or wrong organization/application context */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description The provider or the credential to reconnect is gone */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description The pairing token expired or was already used */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description The request body is larger than the limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description The request URI is longer than 8 KiB */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description The request body must be application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description The request's header fields are larger than 32 KiB */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Unexpected server error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Starting, shutting down, or the database is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+        };
+    };
+    createOAuthModelProviderPairing: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreatePairingBody"];
+            };
+        };
+        responses: {
+            /** @description Pairing token created. The plaintext is included exactly once. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PairingCreated"];
+                };
+            };
+            /** @description Invalid request: a malformed header, an unsupported API version, an invalid parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Missing or invalid authentication */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Insufficient permissions or wrong organization/application context */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Not found, or not visible to this caller (also an unknown X-App-Id) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description The request body is larger than the limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description The request URI is longer than 8 KiB */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description The request body must be application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Rate limited */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description The request's header fields are larger than 32 KiB */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Unexpected server error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Starting, shutting down, or the database is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+        };
+    };
+    getOAuthModelProviderPairing: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Pairing id (pair_…) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Pairing status */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PairingStatus"];
+                };
+            };
+            /** @description Invalid request: a malformed header, an unsupported API version, an invalid parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Missing or invalid authentication */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Insufficient permissions or wrong organization/application context */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Not found, or not visible to this caller (also an unknown X-App-Id) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description The request URI is longer than 8 KiB */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description The request's header fields are larger than 32 KiB */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Unexpected server error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Starting, shutting down, or the database is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+        };
+    };
+    cancelOAuthModelProviderPairing: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Pairing id (pair_…) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Pairing cancelled (or no-op if absent). */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Invalid request: a malformed header, an unsupported API version, an invalid parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Missing or invalid authentication */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Insufficient permissions or wrong organization/application context */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Not found, or not visible to this caller (also an unknown X-App-Id) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description The request URI is longer than 8 KiB */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description The request's header fields are larger than 32 KiB */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Unexpected server error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Starting, shutting down, or the database is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+        };
+    };
     listModels: {
         parameters: {
             query?: never;
@@ -26607,6 +27355,147 @@ export interface operations {
             };
         };
     };
+    createRemoteRun: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RemoteRunBody"];
+            };
+        };
+        responses: {
+            /** @description Run created: use the returned credentials to stream events */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RemoteRunCreated"];
+                };
+            };
+            /** @description Invalid request: a malformed header, an unsupported API version, an invalid parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Missing or invalid authentication */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Insufficient permissions or wrong organization/application context */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Not found, or not visible to this caller (also an unknown X-App-Id) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description A required integration has no usable connection */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description The request body is larger than the limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description The request URI is longer than 8 KiB */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description The request body must be application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description A dependency has no matching version, or no model is configured */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Rate limited */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description The request's header fields are larger than 32 KiB */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Unexpected server error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Starting, shutting down, or the database is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+        };
+    };
     getRun: {
         parameters: {
             query?: {
@@ -30106,6 +30995,232 @@ export interface operations {
             };
             /** @description Unexpected server error */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Starting, shutting down, or the database is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+        };
+    };
+    getOAuthModelProviderToken: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The OAuth model provider credential of the run's model */
+                credentialId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Resolved token */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OAuthTokenResponse"];
+                };
+            };
+            /** @description Invalid request: a malformed header, an unsupported API version, an invalid parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Missing or invalid authentication */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Not the credential of this run's model */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description No such OAuth credential */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description The credential needs reconnection */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description The request URI is longer than 8 KiB */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description The request's header fields are larger than 32 KiB */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Unexpected server error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description The token endpoint failed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Starting, shutting down, or the database is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+        };
+    };
+    refreshOAuthModelProviderToken: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The OAuth model provider credential of the run's model */
+                credentialId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Refreshed token */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OAuthTokenResponse"];
+                };
+            };
+            /** @description Invalid request: a malformed header, an unsupported API version, an invalid parameter or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Missing or invalid authentication */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Not the credential of this run's model */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description No such OAuth credential */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Refresh token revoked: the credential needs reconnection */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description The request URI is longer than 8 KiB */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description The request's header fields are larger than 32 KiB */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Unexpected server error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description The token endpoint failed */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };

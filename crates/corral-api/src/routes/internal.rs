@@ -1,7 +1,8 @@
 //! The platform's internal API for sandboxes (container → host), authenticated by
 //! the run token (`Authorization: Bearer rt_…`, valid while its run is active):
-//! an integration's current credentials, so a sidecar whose OAuth token expires
-//! mid-run, or is refused upstream, gets a fresh one.
+//! an integration's current credentials, and the access token of the run's OAuth
+//! model credential, so a sidecar whose OAuth token expires mid-run, or is refused
+//! upstream, gets a fresh one.
 
 use std::collections::BTreeMap;
 
@@ -9,7 +10,9 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::Json;
 use corral_core::problem::ErrorCode;
-use corral_protocol::platform_api::{DeliveryPlan, IntegrationAuth, IntegrationCredentials};
+use corral_protocol::platform_api::{
+    DeliveryPlan, IntegrationAuth, IntegrationCredentials, OAuthTokenResponse,
+};
 use corral_protocol::{Delivery, Secret};
 use corral_store::runs as store;
 use utoipa_axum::router::OpenApiRouter;
@@ -24,6 +27,8 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(get_integration_credentials))
         .routes(routes!(refresh_integration_credentials))
+        .routes(routes!(get_oauth_model_token))
+        .routes(routes!(refresh_oauth_model_token))
         .routes(routes!(super::internal_bundle::get_mcp_server_bundle))
         .merge(super::run_memory::router())
 }
@@ -147,4 +152,95 @@ pub async fn refresh_integration_credentials(
     headers: HeaderMap,
 ) -> ApiResult<Json<IntegrationCredentials>> {
     credentials(&state, &headers, &format!("{scope}/{name}"), true).await
+}
+
+/// The access token of the run's OAuth model credential (`credential_id` must be
+/// the credential of the run's model).
+async fn oauth_model_token(
+    state: &AppState,
+    headers: &HeaderMap,
+    credential_id: &str,
+    force: bool,
+) -> ApiResult<Json<OAuthTokenResponse>> {
+    use corral_connect::model_oauth::{fresh_token, TokenError};
+    let run = run_of(state, headers).await?;
+    let def: Definition = serde_json::from_str(&run.definition).map_err(ApiError::internal)?;
+    if def.model.credential_id.as_deref() != Some(credential_id) {
+        return Err(ApiError::forbidden(
+            "this credential is not the one of the run's model",
+        ));
+    }
+    let fresh = fresh_token(&state.connect, &run.org_id, credential_id, force)
+        .await
+        .map_err(|e| match e {
+            TokenError::Gone => {
+                let mut e = ApiError::not_found("OAuth model provider credential");
+                e.detail = format!("no OAuth credential {credential_id} (deleted, or an API key)");
+                e
+            }
+            TokenError::NeedsReconnection => ApiError::new(
+                ErrorCode::OauthNeedsReconnection,
+                format!("the OAuth credential {credential_id} needs reconnection: pair the account again"),
+            ),
+            TokenError::Revoked(detail) => ApiError::new(
+                ErrorCode::OauthRefreshRevoked,
+                format!("the provider refused the refresh token of {credential_id}; the credential needs reconnection ({detail})"),
+            ),
+            TokenError::Failed(detail) => ApiError::new(
+                ErrorCode::UpstreamError,
+                format!("the access token of {credential_id} could not be refreshed: {detail}"),
+            ),
+            TokenError::Other(e) => ApiError::internal(e),
+        })?;
+    tracing::info!(run_id = %run.id, credential_id, forced = force, "model access token served to the sandbox");
+    let api_shape =
+        corral_connect::models::provider(&fresh.provider_id).map(|p| p.api_shape.to_owned());
+    Ok(Json(OAuthTokenResponse {
+        access_token: fresh.access_token,
+        expires_at: fresh.expires_at,
+        account_id: fresh.account_id,
+        api_shape,
+        provider_id: Some(fresh.provider_id),
+        base_url: Some(fresh.base_url),
+    }))
+}
+
+/// A fresh access token of the run's OAuth model credential, refreshed first when
+/// it expires within 5 minutes, with its runtime config (provider, API shape, base
+/// URL, account). Sidecar only.
+#[utoipa::path(get, path = "/internal/oauth-token/{credentialId}", tag = "Internal",
+    operation_id = "getOAuthModelProviderToken",
+    params(("credentialId" = String, Path, description = "The OAuth model provider credential of the run's model")),
+    responses((status = 200, description = "Resolved token", body = OAuthTokenResponse),
+              (status = 403, description = "Not the credential of this run's model", body = crate::error::ProblemDetail),
+              (status = 404, description = "No such OAuth credential", body = crate::error::ProblemDetail),
+              (status = 410, description = "The credential needs reconnection", body = crate::error::ProblemDetail),
+              (status = 502, description = "The token endpoint failed", body = crate::error::ProblemDetail)),
+    security(("bearerExecToken" = [])))]
+pub async fn get_oauth_model_token(
+    State(state): State<AppState>,
+    Path(credential_id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Json<OAuthTokenResponse>> {
+    oauth_model_token(&state, &headers, &credential_id, false).await
+}
+
+/// Forces a refresh of the run's OAuth model credential (after the provider refused
+/// the token); a refresh token the provider refuses flags the credential
+/// `needs_reconnection` and answers 410. Concurrent calls refresh once.
+#[utoipa::path(post, path = "/internal/oauth-token/{credentialId}/refresh", tag = "Internal",
+    operation_id = "refreshOAuthModelProviderToken",
+    params(("credentialId" = String, Path, description = "The OAuth model provider credential of the run's model")),
+    responses((status = 200, description = "Refreshed token", body = OAuthTokenResponse),
+              (status = 403, description = "Not the credential of this run's model", body = crate::error::ProblemDetail),
+              (status = 404, description = "No such OAuth credential", body = crate::error::ProblemDetail),
+              (status = 410, description = "Refresh token revoked: the credential needs reconnection", body = crate::error::ProblemDetail),
+              (status = 502, description = "The token endpoint failed", body = crate::error::ProblemDetail)),
+    security(("bearerExecToken" = [])))]
+pub async fn refresh_oauth_model_token(
+    State(state): State<AppState>,
+    Path(credential_id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Json<OAuthTokenResponse>> {
+    oauth_model_token(&state, &headers, &credential_id, true).await
 }

@@ -121,9 +121,11 @@ async fn forward(
             }
         )));
     }
-    let key = corral_connect::models::run_api_key(&state.connect, ctx.org_id()?, &model)
+    let run_key = corral_connect::models::run_key(&state.connect, ctx.org_id()?, &model)
         .await
         .map_err(|reason| ApiError::new(ErrorCode::ModelNeedsReconnection, reason))?;
+    let oauth = run_key.oauth.is_some();
+    let key = run_key.key;
     payload["model"] = Value::String(model.model.clone());
     let url = format!(
         "{}{}",
@@ -142,13 +144,26 @@ async fn forward(
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or(DEFAULT_ANTHROPIC_VERSION)
                 .to_owned();
-            let mut r = req
-                .header("x-api-key", &key)
-                .header("anthropic-version", version);
-            if let Some(beta) = headers.get("anthropic-beta") {
-                r = r.header("anthropic-beta", beta.clone());
+            let r = req.header("anthropic-version", version);
+            // An OAuth access token is a bearer, with Anthropic's OAuth beta flag.
+            let mut betas: Vec<&str> = headers
+                .get_all("anthropic-beta")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
+            if oauth {
+                betas.push(corral_connect::models::ANTHROPIC_OAUTH_BETA);
             }
-            r
+            let r = if oauth {
+                r.bearer_auth(&key)
+            } else {
+                r.header("x-api-key", &key)
+            };
+            if betas.is_empty() {
+                r
+            } else {
+                r.header("anthropic-beta", betas.join(","))
+            }
         }
     };
     let upstream = req.send().await.map_err(|e| {

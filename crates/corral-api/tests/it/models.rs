@@ -95,8 +95,17 @@ async fn credentials_crud_validation_and_isolation(b: Backend) {
         .iter()
         .map(|p| p["providerId"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, ["openai", "anthropic", "openai-compatible"]);
-    assert_eq!(reg["total"], 3);
+    assert_eq!(
+        ids,
+        [
+            "openai",
+            "anthropic",
+            "openai-compatible",
+            "claude-code",
+            "codex"
+        ]
+    );
+    assert_eq!(reg["total"], 5);
     assert_eq!(reg["data"][1]["apiShape"], "anthropic-messages");
     let slim = s
         .client

@@ -11,10 +11,13 @@ use serde_json::{json, Map, Value};
 const NUL: &str = "a\u{0}b";
 
 /// Operations whose checks before the body legitimately answer first: the sandbox
-/// routes authenticate a signed request (401), and the API-key-only route refuses a
-/// session (403). They see the NUL in their path and query like every other route.
+/// routes authenticate a signed request (401), the connect helper's redeem its
+/// pairing token (401), and the API-key-only route refuses a session (403). They see
+/// the NUL in their path and query like every other route.
 fn body_checked_before(path: &str) -> bool {
-    path.starts_with("/api/runs/{runId}/events") || path.starts_with("/internal/")
+    path.starts_with("/api/runs/{runId}/events")
+        || path.starts_with("/internal/")
+        || path == "/api/model-providers-oauth/pair/redeem"
 }
 
 fn resolve<'a>(spec: &'a Value, schema: &'a Value) -> &'a Value {

@@ -286,7 +286,7 @@ async fn supervise(state: &Engine, run_id: &RunId, stop: &CancellationToken) -> 
     // Before any sandbox: a run whose key cannot be had fails with the reason, rather
     // than reaching the provider with an empty key.
     let api_key =
-        match corral_connect::models::run_api_key(&state.connect, &run.org_id, &def.model).await {
+        match corral_connect::models::run_key(&state.connect, &run.org_id, &def.model).await {
             Ok(k) => k,
             Err(reason) => {
                 tracing::warn!(%run_id, reason, "no model key for run");
@@ -370,7 +370,7 @@ pub async fn teardown(sbx: &Sandboxes, sandbox_id: &str) {
 
 /// What the supervisor opened for the sidecar before leasing the sandbox.
 struct RunSecrets {
-    api_key: String,
+    api_key: corral_connect::models::RunKey,
     proxy_url: Option<String>,
 }
 
@@ -506,7 +506,18 @@ async fn configure(
                 api: def.model.api,
                 model: def.model.model.clone(),
                 base_url: sbx.backend.sidecar_view(&def.model.base_url),
-                api_key: Secret::new(secrets.api_key),
+                // An OAuth token changes during the run: the sidecar asks for it again.
+                oauth: secrets.api_key.oauth.map(|o| corral_protocol::ModelOAuth {
+                    token_url: format!(
+                        "{}{}/{}",
+                        sbx.platform_url.trim_end_matches('/'),
+                        corral_protocol::platform_api::OAUTH_TOKEN_PATH,
+                        o.credential_id
+                    ),
+                    expires_at_ms: o.expires_at,
+                    account_id: o.account_id,
+                }),
+                api_key: Secret::new(secrets.api_key.key),
             },
             limits: def.limits,
             pinned,

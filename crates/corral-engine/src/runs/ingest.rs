@@ -256,17 +256,47 @@ pub async fn ingest(state: &Engine, run: &store::Run, body: &[u8]) -> ProblemRes
         .await?;
         "buffered"
     };
+    let started = start_remote(&mut tx, run).await?;
     store::touch(&mut tx, run_id, now_ms()).await?;
     tx.commit().await.map_err(corral_store::StoreError::from)?;
+    if started {
+        state
+            .runs
+            .bus
+            .publish(run_id, store::RunStatus::Running)
+            .await;
+    }
     state.runs.bus.events_written(&run.org_id);
     observe_start(state, run);
     Ok((outcome, seq))
 }
 
+/// A remote run's first report moves it from `pending` to `running` (a sandboxed
+/// run is `running` once its sandbox is leased). True when this call did.
+async fn start_remote(conn: &mut corral_store::Conn, run: &store::Run) -> ProblemResult<bool> {
+    if run.origin != "remote" || run.status != store::RunStatus::Pending {
+        return Ok(false);
+    }
+    let started = corral_store::remote_runs::mark_remote_running(conn, &run.id, now_ms()).await?;
+    if started {
+        tracing::info!(run_id = %run.id, "remote run started");
+    }
+    Ok(started)
+}
+
 /// Proof of life from the run's sidecar (authenticated, open).
 pub async fn heartbeat(state: &Engine, run: &store::Run) -> ProblemResult<()> {
     let mut conn = state.db.conn().await?;
+    let started = start_remote(&mut conn, run).await?;
     store::touch(&mut conn, &run.id, now_ms()).await?;
+    drop(conn);
+    if started {
+        state
+            .runs
+            .bus
+            .publish(&run.id, store::RunStatus::Running)
+            .await;
+    }
     observe_start(state, run);
     Ok(())
 }

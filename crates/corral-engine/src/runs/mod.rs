@@ -7,7 +7,9 @@
 pub mod cluster;
 pub mod executor;
 pub mod ingest;
+mod input;
 pub mod reconcile;
+pub mod remote;
 pub mod trigger;
 pub mod watchdog;
 

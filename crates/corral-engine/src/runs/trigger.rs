@@ -13,9 +13,10 @@ use corral_core::{AppId, ErrorCode, FieldError, OrgId, Problem, ProblemResult, R
 use corral_protocol::{Limits, SigningSecret};
 use corral_store::runs as store;
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use super::executor::{run_token, run_token_hash};
+use super::input::prepare_input;
 use super::Definition;
 use crate::packages as svc;
 use crate::Engine;
@@ -23,7 +24,7 @@ use crate::Engine;
 /// A manifest's `timeout` when it sets none (seconds).
 const DEFAULT_TIMEOUT_SECS: u64 = 300;
 /// How long after its timeout a run's sink still accepts events.
-const SINK_GRACE_MS: i64 = 10 * 60 * 1000;
+pub(crate) const SINK_GRACE_MS: i64 = 10 * 60 * 1000;
 
 /// An application's input settings for an agent: defaults, and fields callers may
 /// not override.
@@ -187,96 +188,6 @@ async fn resolve_dependencies(
         }
     }
     Ok(deps)
-}
-
-/// Coerces string values to the schema's scalar types, as form-based callers send
-/// them (`"5"` → 5, `"true"` → true), leaving anything that does not parse as is so
-/// validation reports it.
-fn coerce(schema: &Value, input: &mut Map<String, Value>) {
-    let Some(props) = schema.get("properties").and_then(Value::as_object) else {
-        return;
-    };
-    for (k, prop) in props {
-        let Some(Value::String(s)) = input.get(k) else {
-            continue;
-        };
-        let t = prop.get("type").and_then(Value::as_str);
-        let coerced = match t {
-            Some("integer") => s.trim().parse::<i64>().ok().map(Value::from),
-            Some("number") => s
-                .trim()
-                .parse::<f64>()
-                .ok()
-                .and_then(serde_json::Number::from_f64)
-                .map(Value::Number),
-            Some("boolean") => match s.trim() {
-                "true" => Some(Value::Bool(true)),
-                "false" => Some(Value::Bool(false)),
-                _ => None,
-            },
-            _ => None,
-        };
-        if let Some(v) = coerced {
-            input.insert(k.clone(), v);
-        }
-    }
-}
-
-/// Merges the application's input settings (defaults; locked fields win), applies
-/// schema defaults, coerces scalars and validates against the input schema.
-fn prepare_input(
-    manifest: &Value,
-    given: Map<String, Value>,
-    settings: Option<&InputSettings>,
-) -> ProblemResult<Value> {
-    let schema = manifest
-        .pointer("/input/schema")
-        .cloned()
-        .unwrap_or_else(|| json!({"type": "object"}));
-    let mut input = Map::new();
-    if let Some(s) = settings {
-        input.extend(s.values.clone());
-    }
-    for (k, v) in given {
-        if settings.is_some_and(|s| s.locked_fields.contains(&k)) {
-            continue;
-        }
-        input.insert(k, v);
-    }
-    if let Some(props) = schema.get("properties").and_then(Value::as_object) {
-        for (k, prop) in props {
-            if !input.contains_key(k) {
-                if let Some(d) = prop.get("default") {
-                    input.insert(k.clone(), d.clone());
-                }
-            }
-        }
-    }
-    coerce(&schema, &mut input);
-    let value = Value::Object(input);
-    let validator = jsonschema::validator_for(&schema).map_err(|e| {
-        Problem::validation(vec![FieldError::new(
-            "input",
-            "invalid_schema",
-            format!("the agent's input schema is invalid: {e}"),
-        )])
-    })?;
-    let errors: Vec<FieldError> = validator
-        .iter_errors(&value)
-        .map(|e| {
-            let path = e.instance_path().to_string();
-            let field = if path.is_empty() {
-                "input".to_owned()
-            } else {
-                format!("input{}", path.replace('/', "."))
-            };
-            FieldError::new(field, "invalid", e.to_string())
-        })
-        .collect();
-    if !errors.is_empty() {
-        return Err(Problem::validation(errors));
-    }
-    Ok(value)
 }
 
 /// Validates `input` for a later run of `agent` by `caller` (a schedule's input at
@@ -499,6 +410,30 @@ pub async fn queue(
     req: &Request<'_>,
     checked: Checked,
 ) -> ProblemResult<store::Run> {
+    let sink = SigningSecret::generate().to_whsec();
+    let run = insert_run(state, caller, req, checked, &Placement::Platform, &sink).await?;
+    state.runs.executor.enqueue(&caller.org_id, &run.id);
+    Ok(run)
+}
+
+/// Where a run executes, and what that changes in its row.
+pub(crate) enum Placement<'a> {
+    /// A sandbox of this deployment: queued for the executor.
+    Platform,
+    /// The caller's host ([`super::remote`]): never queued.
+    Remote(&'a super::remote::Remote<'a>),
+}
+
+/// Freezes a checked trigger into a `pending` run sealed with the sink secret
+/// `sink`, and announces it.
+pub(crate) async fn insert_run(
+    state: &Engine,
+    caller: &Caller,
+    req: &Request<'_>,
+    checked: Checked,
+    placement: &Placement<'_>,
+    sink: &str,
+) -> ProblemResult<store::Run> {
     let Checked {
         mut input,
         files,
@@ -531,10 +466,29 @@ pub async fn queue(
         proxy: proxy.clone(),
     };
     let run_id = RunId::generate();
-    let sink = state.keyring.seal(
-        SigningSecret::generate().to_whsec().as_bytes(),
-        &super::sink_aad(run_id.as_str()),
-    );
+    let sealed_sink = state
+        .keyring
+        .seal(sink.as_bytes(), &super::sink_aad(run_id.as_str()));
+    let default_sink_expiry = now_ms() + timeout as i64 * 1000 + SINK_GRACE_MS;
+    let (origin, sink_expires_at, server_id, context_snapshot, runner_name, runner_kind) =
+        match placement {
+            Placement::Platform => (
+                "platform",
+                default_sink_expiry,
+                state.runs.queue_owner(),
+                None,
+                None,
+                None,
+            ),
+            Placement::Remote(r) => (
+                "remote",
+                r.sink_expires_at(state, default_sink_expiry),
+                None,
+                r.context_snapshot,
+                r.runner_name,
+                r.runner_kind,
+            ),
+        };
     let token_hash = run_token_hash(&run_token(state, &run_id));
     let now = now_ms();
     let definition_json = serde_json::to_string(&definition).map_err(Problem::internal)?;
@@ -571,12 +525,14 @@ pub async fn queue(
             schedule_id: req.schedule.map(|s| s.0),
             schedule_name: req.schedule.and_then(|s| s.1),
             timeout_secs: timeout as i64,
-            runner_kind: None,
-            runner_name: None,
-            server_id: state.runs.queue_owner(),
-            sink_secret: &sink,
-            sink_expires_at: now + timeout as i64 * 1000 + SINK_GRACE_MS,
+            runner_kind,
+            runner_name,
+            server_id,
+            sink_secret: &sealed_sink,
+            sink_expires_at,
             run_token_hash: &token_hash,
+            origin,
+            context_snapshot,
             now,
         },
     )
@@ -593,8 +549,7 @@ pub async fn queue(
         .bus
         .publish(&run_id, store::RunStatus::Pending)
         .await;
-    state.runs.executor.enqueue(org_id, &run_id);
-    tracing::info!(%run_id, agent = %format!("{}/{}", agent.scope, agent.name), "run queued");
+    tracing::info!(%run_id, origin, agent = %format!("{}/{}", agent.scope, agent.name), "run created");
     Ok(run)
 }
 

@@ -15,7 +15,7 @@ use crate::Engine;
 const EXIT_GRACE: Duration = Duration::from_secs(3);
 /// The agent's own wall clock fires first and reports partial results; the platform
 /// enforces the timeout this much later for an agent that cannot.
-const TIMEOUT_GRACE_MS: i64 = 10_000;
+pub(crate) const TIMEOUT_GRACE_MS: i64 = 10_000;
 
 /// How a supervisor's watch ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

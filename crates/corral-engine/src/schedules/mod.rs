@@ -247,6 +247,8 @@ async fn failed_run(engine: &Engine, s: &Schedule, e: &Problem) -> anyhow::Resul
             sink_secret: &sink,
             sink_expires_at: now,
             run_token_hash: &token_hash,
+            origin: "platform",
+            context_snapshot: None,
             now,
         },
     )

@@ -44,6 +44,8 @@ async fn pending_run(db: &Db) -> RunId {
             sink_secret: "x",
             sink_expires_at: NOW + 60_000,
             run_token_hash: id.as_str(),
+            origin: "platform",
+            context_snapshot: None,
             now: NOW,
         },
     )

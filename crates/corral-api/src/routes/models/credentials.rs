@@ -9,7 +9,7 @@ pub struct CredentialView {
     pub label: String,
     #[serde(rename = "providerId")]
     pub provider_id: Option<String>,
-    /// `openai-completions` | `anthropic-messages`.
+    /// `openai-completions` | `anthropic-messages` | `openai-codex-responses`.
     #[serde(rename = "apiShape")]
     pub api_shape: Option<String>,
     #[serde(rename = "baseUrl")]
@@ -17,13 +17,17 @@ pub struct CredentialView {
     /// Always `custom`.
     #[schema(value_type = String, pattern = "^(built-in|custom)$")]
     pub source: &'static str,
-    /// Always `api_key`.
+    /// `api_key`, or `oauth2` for an account paired with the connect helper.
     #[serde(rename = "authMode")]
     #[schema(value_type = String, pattern = "^(api_key|oauth2)$")]
     pub auth_mode: &'static str,
-    /// True when the stored key can no longer be decrypted: set a new `apiKey`.
+    /// The OAuth account's email, when known.
+    pub oauth_email: Option<String>,
+    /// True when the stored key can no longer be decrypted (set a new `apiKey`), or
+    /// the provider refused the OAuth refresh token (pair the account again).
     pub needs_reconnection: bool,
-    /// Model ids the provider listed for this key at the last discovery.
+    /// Model ids the provider listed for this key at the last discovery; for an OAuth
+    /// (subscription) provider, the models it serves.
     pub available_model_ids: Option<Vec<String>>,
     pub created_by: Option<String>,
     #[serde(rename = "createdAt")]
@@ -35,19 +39,27 @@ pub struct CredentialView {
 }
 
 pub(super) fn credential_view(state: &AppState, c: &store::Credential) -> CredentialView {
+    let provider = svc::provider(&c.provider_id);
+    let available_model_ids = if c.is_oauth() {
+        // Derived on every read from the provider definition, never stored.
+        provider.map(corral_connect::model_oauth::model_ids)
+    } else {
+        c.available_model_ids
+            .as_deref()
+            .and_then(|j| serde_json::from_str(j).ok())
+    };
     CredentialView {
         id: c.id.clone(),
         label: c.label.clone(),
         provider_id: Some(c.provider_id.clone()),
-        api_shape: svc::provider(&c.provider_id).map(|p| p.api_shape.to_owned()),
+        api_shape: provider.map(|p| p.api_shape.to_owned()),
         base_url: Some(c.base_url.clone()),
         source: "custom",
-        auth_mode: "api_key",
-        needs_reconnection: svc::open_key(&state.connect, &c.id, &c.api_key).is_err(),
-        available_model_ids: c
-            .available_model_ids
-            .as_deref()
-            .and_then(|j| serde_json::from_str(j).ok()),
+        auth_mode: if c.is_oauth() { "oauth2" } else { "api_key" },
+        oauth_email: c.oauth_email.clone(),
+        needs_reconnection: c.needs_reconnection
+            || svc::open_key(&state.connect, &c.id, &c.api_key).is_err(),
+        available_model_ids,
         created_by: c.created_by.clone(),
         created_at: rfc3339(c.created_at),
         updated_at: rfc3339(c.updated_at),
@@ -71,7 +83,8 @@ pub struct CreateCredentialBody {
     /// Display name; derived from the provider's name when omitted.
     pub label: Option<String>,
     /// `openai`, `anthropic` or `openai-compatible`
-    /// (`GET /api/model-provider-credentials/registry`).
+    /// (`GET /api/model-provider-credentials/registry`). OAuth providers (`authMode:
+    /// oauth2`) are connected with the pairing flow instead.
     pub provider_id: String,
     /// Write-only: stored encrypted, never returned.
     pub api_key: String,
@@ -144,20 +157,29 @@ pub async fn create_credential(
     ctx: Perm<perms::ModelsWrite>,
     Json(body): Json<CreateCredentialBody>,
 ) -> ApiResult<(StatusCode, Json<CredentialView>)> {
-    let provider = svc::provider(&body.provider_id).ok_or_else(|| {
-        ApiError::invalid_param(
-            "providerId",
-            format!(
-                "unknown provider {:?}; one of {}",
-                body.provider_id,
-                svc::PROVIDERS
-                    .iter()
-                    .map(|p| p.id)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        )
-    })?;
+    let provider = svc::provider(&body.provider_id)
+        .filter(|p| p.oauth.is_none())
+        .ok_or_else(|| {
+            let oauth = svc::provider(&body.provider_id).is_some();
+            ApiError::invalid_param(
+                "providerId",
+                format!(
+                    "{} {:?}; one of {}",
+                    if oauth {
+                        "an OAuth provider is connected with POST /api/model-providers-oauth/pairing, not an API key:"
+                    } else {
+                        "unknown provider"
+                    },
+                    body.provider_id,
+                    svc::PROVIDERS
+                        .iter()
+                        .filter(|p| p.oauth.is_none())
+                        .map(|p| p.id)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )
+        })?;
     let base_url = match body.base_url_override.as_deref().map(str::trim) {
         Some(u) if !u.is_empty() => {
             svc::check_base_url(u).map_err(|m| url_error("baseUrlOverride", m))?
@@ -215,6 +237,12 @@ pub async fn update_credential(
     Json(body): Json<UpdateCredentialBody>,
 ) -> ApiResult<Json<CredentialView>> {
     let c = load_credential(&state, &ctx, &id).await?;
+    if c.is_oauth() && body.api_key.is_some() {
+        return Err(ApiError::invalid_param(
+            "apiKey",
+            "an OAuth credential has no API key; pair the account again to renew its tokens",
+        ));
+    }
     let sealed = body
         .api_key
         .as_deref()
@@ -353,22 +381,22 @@ pub async fn test_credential_inline(
     let base = svc::check_base_url(&body.base_url).map_err(|m| url_error("baseUrl", m))?;
     let api = svc::api_for_shape(&body.api_shape)
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("validated shape")))?;
-    let key = match (&body.api_key, &body.existing_key_id) {
-        (Some(k), _) => k.clone(),
+    let (key, kind) = match (&body.api_key, &body.existing_key_id) {
+        (Some(k), _) => (k.clone(), svc::KeyKind::ApiKey),
         (None, Some(existing)) => {
             let mut conn = state.db.conn().await?;
             let c = store::get_credential(&mut conn, ctx.org_id()?, existing)
                 .await?
                 .ok_or_else(|| missing("model provider credential", "existingKeyId"))?;
             match svc::open_key(&state.connect, &c.id, &c.api_key) {
-                Ok(k) => k,
+                Ok(k) => (k, svc::KeyKind::of(&c.auth_mode)),
                 Err(_) => return Ok(Json(undecryptable())),
             }
         }
         (None, None) => return Err(ApiError::field("apiKey", "required", "apiKey is required")),
     };
     Ok(Json(
-        svc::probe_key(&state.connect, api, &base, &key)
+        svc::probe_key(&state.connect, api, &base, &key, kind)
             .await
             .into(),
     ))
@@ -389,8 +417,9 @@ pub async fn test_credential(
         return Ok(Json(undecryptable()));
     };
     let api = svc::provider_api(&c.provider_id)?;
+    let kind = svc::KeyKind::of(&c.auth_mode);
     Ok(Json(
-        svc::probe_key(&state.connect, api, &c.base_url, &key)
+        svc::probe_key(&state.connect, api, &c.base_url, &key, kind)
             .await
             .into(),
     ))
@@ -419,6 +448,16 @@ pub async fn refresh_credential_models(
     Path(id): Path<String>,
 ) -> ApiResult<Json<RefreshResult>> {
     let c = load_credential(&state, &ctx, &id).await?;
+    if c.is_oauth() {
+        // A subscription provider's servable set comes from its definition: no
+        // upstream call, nothing stored.
+        return Ok(Json(RefreshResult {
+            outcome: "ok",
+            probed_count: 0,
+            available_model_ids: svc::provider(&c.provider_id)
+                .map(corral_connect::model_oauth::model_ids),
+        }));
+    }
     let previous: Option<Vec<String>> = c
         .available_model_ids
         .as_deref()

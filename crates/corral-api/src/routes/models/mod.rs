@@ -5,11 +5,14 @@
 //! an application runs an agent with.
 //!
 //! Keys are write-only: sealed on arrival, opened only to call the provider, never in
-//! a response.
+//! a response. OAuth (subscription) providers are connected with the pairing flow
+//! (`/api/model-providers-oauth/…`): the connect helper posts the account's tokens
+//! with a single-use pairing token.
 
 mod agent_model;
 mod credentials;
 mod model_tests;
+mod oauth_pairing;
 mod org_models;
 mod registry;
 mod seed;
@@ -17,6 +20,7 @@ mod seed;
 pub use agent_model::*;
 pub use credentials::*;
 pub use model_tests::*;
+pub use oauth_pairing::*;
 pub use org_models::*;
 pub use registry::*;
 pub use seed::*;
@@ -56,6 +60,14 @@ pub fn org_router() -> OpenApiRouter<AppState> {
         .routes(routes!(test_model_inline))
         .routes(routes!(update_model, delete_model))
         .routes(routes!(test_model))
+        .routes(routes!(create_pairing))
+        .routes(routes!(get_pairing, cancel_pairing))
+}
+
+/// The connect helper's redeem: authenticated by its pairing token, outside the
+/// user pipeline.
+pub fn public_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(redeem_pairing))
 }
 
 pub fn app_router() -> OpenApiRouter<AppState> {

@@ -39,6 +39,7 @@ pub async fn test_model_inline(
     let cred = store::get_credential(&mut conn, org, &body.credential_id)
         .await?
         .ok_or_else(|| missing("model provider credential", "credentialId"))?;
+    let kind = svc::KeyKind::of(&cred.auth_mode);
     let key = match (&body.api_key, &body.existing_model_id) {
         (Some(k), _) => Ok(k.clone()),
         (None, Some(existing)) => {
@@ -59,7 +60,7 @@ pub async fn test_model_inline(
             &state.connect,
             api,
             &cred.base_url,
-            &key,
+            (&key, kind),
             body.model_id.trim(),
         )
         .await
@@ -76,27 +77,29 @@ pub async fn test_model(
     ctx: Perm<perms::ModelsWrite>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ModelTestResult>> {
-    let (api, base_url, key, model) = match state.config.system_model().filter(|s| s.model == id) {
-        Some(sys) => {
-            let api = svc::provider_api(&sys.api)?;
-            let key = sys
-                .api_key
-                .as_ref()
-                .map(|k| k.expose().to_owned())
-                .unwrap_or_default();
-            (api, sys.base_url, key, sys.model)
-        }
-        None => {
-            let m = load_model(&state, &ctx, &id).await?;
-            let Ok(key) = svc::open_key(&state.connect, &m.credential_id, &m.api_key) else {
-                return Ok(Json(undecryptable()));
-            };
-            let api = svc::provider_api(&m.provider_id)?;
-            (api, m.base_url, key, m.model_id)
-        }
-    };
+    let (api, base_url, key, kind, model) =
+        match state.config.system_model().filter(|s| s.model == id) {
+            Some(sys) => {
+                let api = svc::provider_api(&sys.api)?;
+                let key = sys
+                    .api_key
+                    .as_ref()
+                    .map(|k| k.expose().to_owned())
+                    .unwrap_or_default();
+                (api, sys.base_url, key, svc::KeyKind::ApiKey, sys.model)
+            }
+            None => {
+                let m = load_model(&state, &ctx, &id).await?;
+                let Ok(key) = svc::open_key(&state.connect, &m.credential_id, &m.api_key) else {
+                    return Ok(Json(undecryptable()));
+                };
+                let api = svc::provider_api(&m.provider_id)?;
+                let kind = svc::KeyKind::of(&m.auth_mode);
+                (api, m.base_url, key, kind, m.model_id)
+            }
+        };
     Ok(Json(
-        svc::probe_model(&state.connect, api, &base_url, &key, &model)
+        svc::probe_model(&state.connect, api, &base_url, (&key, kind), &model)
             .await
             .into(),
     ))

@@ -148,7 +148,8 @@ pub(super) fn model_view(state: &AppState, m: &store::Model) -> ModelView {
         reasoning: m.reasoning.filter(|_| bound),
         enabled: m.enabled,
         is_default: m.is_default && m.enabled,
-        needs_reconnection: svc::open_key(&state.connect, &m.credential_id, &m.api_key).is_err(),
+        needs_reconnection: m.needs_reconnection
+            || svc::open_key(&state.connect, &m.credential_id, &m.api_key).is_err(),
         aliased: m.aliased,
         icon_url: provider
             .filter(|p| !p.needs_base_url())
@@ -513,10 +514,12 @@ pub async fn set_default_model(
                     "a disabled model cannot be the default; enable it first",
                 ));
             }
-            if svc::open_key(&state.connect, &m.credential_id, &m.api_key).is_err() {
+            if m.needs_reconnection
+                || svc::open_key(&state.connect, &m.credential_id, &m.api_key).is_err()
+            {
                 let mut e = ApiError::new(
                     ErrorCode::ModelNeedsReconnection,
-                    "the model's key can no longer be decrypted; update its credential's apiKey first",
+                    "the model's credential must be reconnected first (a new apiKey, or pair the OAuth account again)",
                 );
                 e.param = Some("modelId".into());
                 return Err(e);

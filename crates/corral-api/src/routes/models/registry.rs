@@ -15,7 +15,7 @@ pub struct RegistryProvider {
     pub description: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub docs_url: Option<String>,
-    /// `openai-completions` | `anthropic-messages`.
+    /// `openai-completions` | `anthropic-messages` | `openai-codex-responses`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_shape: Option<String>,
     /// Empty when a credential must give its own (`openai-compatible`).
@@ -23,13 +23,15 @@ pub struct RegistryProvider {
     pub default_base_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub base_url_overridable: Option<bool>,
-    /// Always `api_key`.
+    /// `api_key`, or `oauth2` for subscription accounts connected with the pairing
+    /// flow (`POST /api/model-providers-oauth/pairing`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_mode: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub featured: Option<bool>,
     /// Corral vendors no model catalog: discover a credential's models with
-    /// `POST /api/model-provider-credentials/{id}/refresh-models`.
+    /// `POST /api/model-provider-credentials/{id}/refresh-models`. OAuth providers
+    /// list the models their subscriptions serve.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<Object>>)]
     pub models: Option<Vec<Value>>,
@@ -61,11 +63,33 @@ pub(super) fn registry_entry(p: &Provider, want: &dyn Fn(&str) -> bool) -> Regis
         docs_url: pick(want("docsUrl"), p.docs_url.to_owned()),
         api_shape: pick(want("apiShape"), p.api_shape.to_owned()),
         default_base_url: pick(want("defaultBaseUrl"), p.default_base_url.to_owned()),
-        base_url_overridable: pick(want("baseUrlOverridable"), true),
-        auth_mode: pick(want("authMode"), "api_key".to_owned()),
+        base_url_overridable: pick(want("baseUrlOverridable"), p.oauth.is_none()),
+        auth_mode: pick(want("authMode"), p.auth_mode().to_owned()),
         featured: pick(want("featured"), p.featured),
-        models: pick(want("models"), Vec::new()),
+        models: pick(want("models"), oauth_models(p)),
     }
+}
+
+/// The models an OAuth provider's subscriptions serve, in the reference's shape.
+fn oauth_models(p: &Provider) -> Vec<Value> {
+    p.oauth
+        .map(|s| {
+            s.models
+                .iter()
+                .map(|m| {
+                    serde_json::json!({
+                        "id": m.id,
+                        "label": m.label,
+                        "contextWindow": m.context_window,
+                        "maxTokens": m.max_tokens,
+                        "capabilities": m.capabilities,
+                        "cost": {},
+                        "featured": true,
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

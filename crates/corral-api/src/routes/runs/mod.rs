@@ -4,11 +4,13 @@
 
 mod manage;
 mod read;
+mod remote;
 mod start;
 mod view;
 
 pub use manage::*;
 pub use read::*;
+pub use remote::*;
 pub use start::*;
 pub use view::*;
 
@@ -45,6 +47,11 @@ pub fn app_router() -> OpenApiRouter<AppState> {
         .routes(routes!(cancel_run))
         .routes(routes!(extend_run_sink))
         .routes(routes!(list_agent_runs, delete_agent_runs))
+}
+
+/// Routes that name their application in the body (`applicationId`), not a header.
+pub fn org_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(create_remote_run))
 }
 
 /// `?wait=` ceiling (below common 60 s proxy idle timeouts).

@@ -63,10 +63,12 @@ pub struct RunView {
     pub model_label: Option<String>,
     pub model_source: Option<String>,
     pub runner_name: Option<String>,
-    /// `docker` | `process` once the run has a sandbox.
+    /// `docker` | `process` once the run has a sandbox; a remote run's
+    /// `X-Appstrate-Runner-Kind`.
     pub runner_kind: Option<String>,
     pub agent_scope: Option<String>,
     pub agent_name: Option<String>,
+    /// `platform` (a sandbox of this deployment) or `remote` (the caller's host).
     #[serde(rename = "runOrigin")]
     pub run_origin: Option<String>,
     #[serde(rename = "contextSnapshot")]
@@ -154,8 +156,8 @@ impl From<store::Run> for RunView {
             runner_kind: r.runner_kind,
             agent_scope: r.agent_scope,
             agent_name: r.agent_name,
-            run_origin: Some("platform".into()),
-            context_snapshot: None,
+            run_origin: Some(r.origin),
+            context_snapshot: parse_json(&r.context_snapshot),
             model_credential_id: None,
             connection_overrides: None,
             dependency_overrides: None,

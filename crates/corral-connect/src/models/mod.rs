@@ -6,12 +6,10 @@
 //! A key is opened only here, to call the provider (a test, a discovery) or when a
 //! run starts; a run's definition names the credential, never the key.
 
-use std::time::{Duration, Instant};
-
 use corral_core::ErrorCode;
 use corral_protocol::ModelApi;
 use corral_store::models as store;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use corral_core::{AppId, OrgId, Problem, ProblemResult};
 use serde::{Deserialize, Serialize};
@@ -27,17 +25,31 @@ pub struct Provider {
     pub docs_url: &'static str,
     /// The reference's protocol family name.
     pub api_shape: &'static str,
-    pub api: ModelApi,
+    /// The wire format Corral's runtime speaks to it; `None` when Corral has no agent
+    /// for its API (`codex`'s `openai-codex-responses`): its models cannot run.
+    pub api: Option<ModelApi>,
     /// In the SDK convention of [`ModelApi::request_path`]; empty when the caller must
     /// give one.
     pub default_base_url: &'static str,
     pub featured: bool,
+    /// Set for a provider whose credentials come from the OAuth pairing flow
+    /// (`authMode: oauth2`) rather than an API key.
+    pub oauth: Option<&'static crate::model_oauth::OAuthSpec>,
 }
 
 impl Provider {
     /// Whether a credential must name its base URL.
     pub fn needs_base_url(&self) -> bool {
         self.default_base_url.is_empty()
+    }
+
+    /// `api_key` or `oauth2`.
+    pub fn auth_mode(&self) -> &'static str {
+        if self.oauth.is_some() {
+            "oauth2"
+        } else {
+            "api_key"
+        }
     }
 }
 
@@ -48,9 +60,10 @@ pub const PROVIDERS: &[Provider] = &[
         description: "OpenAI chat completions API.",
         docs_url: "https://platform.openai.com/docs/api-reference/chat",
         api_shape: "openai-completions",
-        api: ModelApi::Openai,
+        api: Some(ModelApi::Openai),
         default_base_url: "https://api.openai.com/v1",
         featured: true,
+        oauth: None,
     },
     Provider {
         id: "anthropic",
@@ -58,9 +71,10 @@ pub const PROVIDERS: &[Provider] = &[
         description: "Anthropic Messages API.",
         docs_url: "https://docs.anthropic.com/en/api/messages",
         api_shape: "anthropic-messages",
-        api: ModelApi::Anthropic,
+        api: Some(ModelApi::Anthropic),
         default_base_url: "https://api.anthropic.com",
         featured: true,
+        oauth: None,
     },
     Provider {
         id: "openai-compatible",
@@ -68,9 +82,32 @@ pub const PROVIDERS: &[Provider] = &[
         description: "Any server speaking the OpenAI chat completions API (Ollama, vLLM, LM Studio, a gateway). Give its base URL including the version, e.g. http://localhost:11434/v1.",
         docs_url: "https://github.com/ollama/ollama/blob/main/docs/openai.md",
         api_shape: "openai-completions",
-        api: ModelApi::Openai,
+        api: Some(ModelApi::Openai),
         default_base_url: "",
         featured: false,
+        oauth: None,
+    },
+    Provider {
+        id: "claude-code",
+        display_name: "Claude (subscription)",
+        description: "Anthropic Messages API with a Claude Pro/Max subscription, connected through OAuth with the connect helper (POST /api/model-providers-oauth/pairing).",
+        docs_url: "https://docs.anthropic.com/en/docs/claude-code",
+        api_shape: "anthropic-messages",
+        api: Some(ModelApi::Anthropic),
+        default_base_url: "https://api.anthropic.com",
+        featured: true,
+        oauth: Some(&crate::model_oauth::CLAUDE_CODE),
+    },
+    Provider {
+        id: "codex",
+        display_name: "ChatGPT (Codex subscription)",
+        description: "OpenAI's Codex Responses API with a ChatGPT Plus/Pro subscription, connected through OAuth with the connect helper. Corral's agent does not speak this API yet: its models cannot run.",
+        docs_url: "https://developers.openai.com/codex",
+        api_shape: "openai-codex-responses",
+        api: None,
+        default_base_url: "https://chatgpt.com/backend-api/codex",
+        featured: false,
+        oauth: Some(&crate::model_oauth::CODEX),
     },
 ];
 
@@ -89,11 +126,21 @@ pub fn api_for_shape(api_shape: &str) -> Option<ModelApi> {
 }
 
 /// The wire API of a stored provider id (ids are checked on write, so an unknown one
-/// is a server error).
+/// is a server error; a provider Corral cannot talk to is a 422).
 pub fn provider_api(id: &str) -> ProblemResult<ModelApi> {
-    provider(id)
-        .map(|p| p.api)
-        .ok_or_else(|| Problem::internal(anyhow::anyhow!("unknown provider {id}")))
+    let p =
+        provider(id).ok_or_else(|| Problem::internal(anyhow::anyhow!("unknown provider {id}")))?;
+    p.api.ok_or_else(|| unsupported(p))
+}
+
+fn unsupported(p: &Provider) -> Problem {
+    Problem::new(
+        ErrorCode::ModelApiUnsupported,
+        format!(
+            "Corral's agent does not speak {} ({}), the API of {} models",
+            p.api_shape, p.display_name, p.id
+        ),
+    )
 }
 
 /// Associated data of a credential's sealed key: the envelope opens only there.
@@ -132,184 +179,8 @@ pub fn check_base_url(raw: &str) -> Result<String, String> {
     Ok(url.as_str().trim_end_matches('/').to_owned())
 }
 
-// ---- calls to the provider ------------------------------------------------------------
-
-/// The outcome of a test call (the reference's `TestResult`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Probe {
-    pub ok: bool,
-    pub latency_ms: f64,
-    /// `auth_failed`, `model_not_found`, `rate_limited`, `upstream_error`,
-    /// `network_error`, `timeout`.
-    pub error: Option<String>,
-    pub message: Option<String>,
-    /// The provider's HTTP status when it answered.
-    pub status: Option<u16>,
-}
-
-const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
-const ANTHROPIC_VERSION: &str = "2023-06-01";
-
-/// The client that calls providers for tests and discovery (no redirects).
-pub(crate) fn probe_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(PROBE_TIMEOUT)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap_or_default()
-}
-
-fn authorize(req: reqwest::RequestBuilder, api: ModelApi, key: &str) -> reqwest::RequestBuilder {
-    match api {
-        ModelApi::Openai => req.bearer_auth(key),
-        ModelApi::Anthropic => req
-            .header("x-api-key", key)
-            .header("anthropic-version", ANTHROPIC_VERSION),
-    }
-}
-
-fn models_url(api: ModelApi, base_url: &str) -> String {
-    let base = base_url.trim_end_matches('/');
-    match api {
-        ModelApi::Openai => format!("{base}/models"),
-        ModelApi::Anthropic => format!("{base}/v1/models"),
-    }
-}
-
-/// The provider's error text, without the key (providers echo a masked key).
-fn scrub(text: &str, key: &str) -> String {
-    let msg = serde_json::from_str::<Value>(text)
-        .ok()
-        .and_then(|v| {
-            v.pointer("/error/message")
-                .or_else(|| v.get("message"))
-                .or_else(|| v.get("error"))
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        })
-        .unwrap_or_else(|| text.to_owned());
-    let mut msg: String = msg.chars().take(300).collect();
-    if key.len() >= 4 {
-        msg = msg.replace(key, "***");
-    }
-    msg
-}
-
-fn failure_code(status: u16) -> &'static str {
-    match status {
-        401 | 403 => "auth_failed",
-        404 => "model_not_found",
-        429 => "rate_limited",
-        _ => "upstream_error",
-    }
-}
-
-/// Sends `req` and reports; `Ok(body)` when the provider answered 2xx.
-async fn send(req: reqwest::RequestBuilder, key: &str) -> (Probe, Option<Value>) {
-    let t0 = Instant::now();
-    let result = req.send().await;
-    let latency = |t0: Instant| (t0.elapsed().as_secs_f64() * 1000.0 * 10.0).round() / 10.0;
-    match result {
-        Err(e) => {
-            let (code, what) = if e.is_timeout() {
-                ("timeout", "the provider did not answer in time")
-            } else {
-                ("network_error", "the provider could not be reached")
-            };
-            (
-                Probe {
-                    ok: false,
-                    latency_ms: latency(t0),
-                    error: Some(code.into()),
-                    message: Some(what.into()),
-                    status: None,
-                },
-                None,
-            )
-        }
-        Ok(resp) => {
-            let status = resp.status().as_u16();
-            let text = resp.text().await.unwrap_or_default();
-            let latency_ms = latency(t0);
-            if (200..300).contains(&status) {
-                let body = serde_json::from_str(&text).ok();
-                (
-                    Probe {
-                        ok: true,
-                        latency_ms,
-                        error: None,
-                        message: None,
-                        status: Some(status),
-                    },
-                    body,
-                )
-            } else {
-                (
-                    Probe {
-                        ok: false,
-                        latency_ms,
-                        error: Some(failure_code(status).into()),
-                        message: Some(scrub(&text, key)),
-                        status: Some(status),
-                    },
-                    None,
-                )
-            }
-        }
-    }
-}
-
-/// Tests a key: lists the provider's models (free, and proves the key).
-pub async fn probe_key(state: &Connect, api: ModelApi, base_url: &str, key: &str) -> Probe {
-    let req = authorize(state.probe_http.get(models_url(api, base_url)), api, key);
-    send(req, key).await.0
-}
-
-/// Tests a model: one completion of at most one token.
-pub async fn probe_model(
-    state: &Connect,
-    api: ModelApi,
-    base_url: &str,
-    key: &str,
-    model: &str,
-) -> Probe {
-    let base = base_url.trim_end_matches('/');
-    let body = json!({
-        "model": model,
-        "max_tokens": 1,
-        "messages": [{"role": "user", "content": "ping"}],
-    });
-    let url = format!("{base}{}", api.request_path());
-    let req = authorize(state.probe_http.post(url), api, key).json(&body);
-    send(req, key).await.0
-}
-
-/// The model ids the provider lists for the key, or why it could not.
-pub async fn discover(
-    state: &Connect,
-    api: ModelApi,
-    base_url: &str,
-    key: &str,
-) -> Result<Vec<String>, Probe> {
-    let req = authorize(state.probe_http.get(models_url(api, base_url)), api, key);
-    let (probe, body) = send(req, key).await;
-    if !probe.ok {
-        return Err(probe);
-    }
-    let mut ids: Vec<String> = body
-        .as_ref()
-        .and_then(|b| b.get("data"))
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|m| m.get("id").and_then(Value::as_str).map(str::to_owned))
-        .collect();
-    ids.sort();
-    ids.dedup();
-    Ok(ids)
-}
+mod probe;
+pub use probe::*;
 
 // ---- a run's model ------------------------------------------------------------------
 
@@ -365,6 +236,17 @@ fn system_run_model(sys: corral_config::SystemModel) -> RunModel {
 /// An org model as a run's model; refused when its key no longer opens (it would
 /// fail at the first model call).
 fn org_run_model(state: &Connect, m: store::Model) -> ProblemResult<RunModel> {
+    if m.needs_reconnection {
+        let mut e = Problem::new(
+            ErrorCode::ModelNeedsReconnection,
+            format!(
+                "the provider refused the OAuth refresh token of model {:?}'s credential; pair the account again (POST /api/model-providers-oauth/pairing with its credentialId)",
+                m.label
+            ),
+        );
+        e.param = Some("modelId".into());
+        return Err(e);
+    }
     if open_key(state, &m.credential_id, &m.api_key).is_err() {
         let mut e = Problem::new(
             ErrorCode::ModelNeedsReconnection,
@@ -376,9 +258,10 @@ fn org_run_model(state: &Connect, m: store::Model) -> ProblemResult<RunModel> {
         e.param = Some("modelId".into());
         return Err(e);
     }
-    let api = provider(&m.provider_id)
-        .map(|p| p.api)
-        .ok_or_else(|| Problem::internal(anyhow::anyhow!("unknown provider {}", m.provider_id)))?;
+    let api = provider_api(&m.provider_id).map_err(|mut e| {
+        e.param = Some("modelId".into());
+        e
+    })?;
     Ok(RunModel {
         label: m.label,
         model: DefinitionModel {
@@ -456,20 +339,52 @@ pub async fn resolve_for_run(
     })
 }
 
-/// The key a starting run gives its sidecar: its credential's, opened now, or the
+/// What a starting run (or the LLM proxy) presents to the model's provider.
+#[derive(Debug, Clone)]
+pub struct RunKey {
+    /// The API key, or a fresh OAuth access token.
+    pub key: String,
+    /// Set for an OAuth credential.
+    pub oauth: Option<RunOAuth>,
+}
+
+impl RunKey {
+    pub fn kind(&self) -> KeyKind {
+        if self.oauth.is_some() {
+            KeyKind::OAuth
+        } else {
+            KeyKind::ApiKey
+        }
+    }
+}
+
+/// The OAuth side of a [`RunKey`]: the sidecar fetches a new token from the
+/// platform when this one is about to expire.
+#[derive(Debug, Clone)]
+pub struct RunOAuth {
+    pub credential_id: String,
+    pub expires_at: Option<i64>,
+    pub account_id: Option<String>,
+}
+
+/// The key a starting run gives its sidecar: its credential's, opened now (an OAuth
+/// access token refreshed first when it expires within 5 minutes), or the
 /// configured key for the system model. An error says why the run cannot start.
-pub async fn run_api_key(
+pub async fn run_key(
     state: &Connect,
     org_id: &OrgId,
     model: &DefinitionModel,
-) -> Result<String, String> {
+) -> Result<RunKey, String> {
     let Some(cid) = &model.credential_id else {
-        return Ok(state
-            .config
-            .model_api_key
-            .as_ref()
-            .map(|k| k.expose().to_owned())
-            .unwrap_or_default());
+        return Ok(RunKey {
+            key: state
+                .config
+                .model_api_key
+                .as_ref()
+                .map(|k| k.expose().to_owned())
+                .unwrap_or_default(),
+            oauth: None,
+        });
     };
     // Database details go to the log; the run records a plain reason.
     let unreadable = |e: corral_store::StoreError| {
@@ -481,7 +396,22 @@ pub async fn run_api_key(
         .await
         .map_err(unreadable)?
         .ok_or_else(|| format!("the model's provider credential {cid} no longer exists"))?;
-    open_key(state, cid, &cred.api_key).map_err(|e| {
+    drop(conn);
+    if cred.is_oauth() {
+        let fresh = crate::model_oauth::fresh_token(state, org_id, cid, false)
+            .await
+            .map_err(|e| format!("the OAuth access token of the model's provider credential {cid} is unavailable: {e}"))?;
+        return Ok(RunKey {
+            key: fresh.access_token,
+            oauth: Some(RunOAuth {
+                credential_id: cid.clone(),
+                expires_at: fresh.expires_at,
+                account_id: fresh.account_id,
+            }),
+        });
+    }
+    let key = open_key(state, cid, &cred.api_key).map_err(|e| {
         format!("the key of the model's provider credential {cid} cannot be decrypted: {e}")
-    })
+    })?;
+    Ok(RunKey { key, oauth: None })
 }
