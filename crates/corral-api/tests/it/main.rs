@@ -25,6 +25,7 @@ mod packages;
 mod pipeline;
 mod proxies;
 mod proxy_runs;
+mod proxy_tests;
 mod run_compat;
 
 mod rate_limit;
