@@ -152,8 +152,41 @@ async fn custom_proxies(b: Backend) {
         (d["id"].as_str(), d["is_default"].as_bool()),
         (Some(id.as_str()), Some(true))
     );
-    let second = create(&s, "EU", "http://10.0.0.8:8080").await;
-    assert_eq!(second["urlPrefix"], "http://10.0.0.8:8080");
+    // Private, link-local and metadata addresses are refused (loopback passes in
+    // development only).
+    for bad in [
+        "http://10.0.0.8:8080",
+        "http://169.254.169.254",
+        "http://metadata.google.internal:80",
+        "http://192.168.1.1:3128",
+    ] {
+        let e = call(
+            c,
+            Method::POST,
+            "/api/proxies",
+            Some(json!({"label": "x", "url": bad})),
+            400,
+        )
+        .await;
+        assert_eq!(
+            (
+                e["errors"][0]["field"].as_str(),
+                e["errors"][0]["code"].as_str()
+            ),
+            (Some("url"), Some("forbidden_address")),
+            "{bad}: {e}"
+        );
+    }
+    call(
+        c,
+        Method::PUT,
+        &path,
+        Some(json!({"url": "http://10.0.0.8:8080"})),
+        400,
+    )
+    .await;
+    let second = create(&s, "EU", "http://93.184.216.34:8080").await;
+    assert_eq!(second["urlPrefix"], "http://93.184.216.34:8080");
     let list = call(c, Method::GET, "/api/proxies", None, 200).await;
     let defaults: Vec<&Value> = list["data"]
         .as_array()

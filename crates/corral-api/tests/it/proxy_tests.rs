@@ -18,6 +18,8 @@ async fn closed_port() -> u16 {
 
 async fn built_in_proxy(b: Backend) {
     let app = TestApp::spawn_with(b, |c| {
+        // The operator's approved range: proxies there are accepted.
+        c.egress_allowed_ranges = vec!["10.20.0.0/16".into()];
         c.proxy_url = Some(corral_api::config::Secret::new(format!(
             "http://sys:{SECRET}@127.0.0.1:3129"
         )));
@@ -43,6 +45,17 @@ async fn built_in_proxy(b: Backend) {
     let e = call(c, Method::DELETE, "/api/proxies/system", None, 403).await;
     assert_eq!(e["code"], "operation_not_allowed");
 
+    let corp = create(&s, "Corporate", "http://10.20.0.5:3128").await;
+    assert_eq!(corp["urlPrefix"], "http://10.20.0.5:3128");
+    let e = call(
+        c,
+        Method::POST,
+        "/api/proxies",
+        Some(json!({"label": "x", "url": "http://10.21.0.5:3128"})),
+        400,
+    )
+    .await;
+    assert_eq!(e["errors"][0]["code"], "forbidden_address");
     let mine = create(&s, "Mine", "http://127.0.0.1:3130").await;
     let mid = mine["id"].as_str().unwrap();
     call(
@@ -55,7 +68,7 @@ async fn built_in_proxy(b: Backend) {
     .await;
     let list = call(c, Method::GET, "/api/proxies", None, 200).await;
     assert_eq!(list["data"][0]["is_default"], false);
-    assert_eq!(list["data"][1]["is_default"], true);
+    assert_eq!(list["data"][2]["is_default"], true);
     // Clearing the org's default surfaces the built-in one.
     let d = call(
         c,
