@@ -3,6 +3,7 @@
 //! are wrapped in [`Secret`] so they never reach a log line through `Debug`.
 
 mod cluster;
+mod egress;
 mod limits;
 mod secrets;
 mod storage;
@@ -614,41 +615,7 @@ impl Config {
                 })
             }
         }
-        for r in &self.egress_allowed_ranges {
-            if r.parse::<ipnet::IpNet>().is_err() && r.parse::<std::net::IpAddr>().is_err() {
-                return Err(ConfigError::Var {
-                    var: "CORRAL_EGRESS_ALLOWED_RANGES",
-                    message: format!("{r:?} is not a CIDR range such as 127.0.0.0/8"),
-                });
-            }
-        }
-        if let Some(url) = &self.proxy_url {
-            let u = url.expose().trim();
-            let usable = url::Url::parse(u).is_ok_and(|p| {
-                p.scheme() == "http"
-                    && p.host_str().is_some_and(|h| !h.is_empty())
-                    && matches!(p.path(), "" | "/")
-                    && p.query().is_none()
-            });
-            if !u.is_empty() && !usable {
-                return Err(ConfigError::Var {
-                    var: "CORRAL_PROXY_URL",
-                    message: "must be an http:// proxy URL (http://[user:password@]host:port)"
-                        .into(),
-                });
-            }
-        }
-        if !(self.proxy_test_url.starts_with("http://")
-            || self.proxy_test_url.starts_with("https://"))
-        {
-            return Err(ConfigError::Var {
-                var: "CORRAL_PROXY_TEST_URL",
-                message: format!(
-                    "must start with http:// or https://, got {:?}",
-                    self.proxy_test_url
-                ),
-            });
-        }
+        egress::validate(self)?;
         if let Some(url) = &self.redis_url {
             let u = url.expose();
             if !(u.starts_with("redis://")

@@ -62,6 +62,60 @@ pub fn check_url(raw: &str) -> Result<String, String> {
     Ok(url.as_str().trim_end_matches('/').to_owned())
 }
 
+/// Whether a custom proxy's address is acceptable: every address its host resolves
+/// to must pass the server's outbound policy (production: no loopback, private,
+/// link-local, shared, documentation or metadata address; development: loopback
+/// allowed), unless it lies in `CORRAL_EGRESS_ALLOWED_RANGES` (the operator's
+/// approved ranges, which the agent may reach anyway). Checked when a proxy is saved,
+/// tested, and when a run starts with it. The built-in proxy is not checked.
+pub async fn check_address(state: &Connect, url: &str) -> Result<(), String> {
+    use corral_webhooks::ssrf::refusal_reason;
+    let u = url::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
+    let host = u
+        .host_str()
+        .ok_or("must name a host")?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let port = u.port().unwrap_or(80);
+    if matches!(host.as_str(), "metadata" | "metadata.google.internal") {
+        return Err(format!("{host} is a cloud metadata host name"));
+    }
+    let addrs: Vec<std::net::SocketAddr> = match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => vec![std::net::SocketAddr::new(ip, port)],
+        Err(_) => tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .map_err(|_| format!("{host} does not resolve"))?
+            .collect(),
+    };
+    if addrs.is_empty() {
+        return Err(format!("{host} does not resolve"));
+    }
+    let approved: Vec<ipnet::IpNet> = state
+        .config
+        .egress_allowed_ranges
+        .iter()
+        .filter_map(|r| {
+            r.parse::<ipnet::IpNet>()
+                .ok()
+                .or_else(|| r.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
+        })
+        .collect();
+    for a in addrs {
+        if approved.iter().any(|n| n.contains(&a.ip())) {
+            continue;
+        }
+        if let Some(reason) = refusal_reason(a.ip(), state.policy()) {
+            return Err(format!(
+                "{host} is {}, {reason}; proxies must be public unless the operator allows \
+                 the range (CORRAL_EGRESS_ALLOWED_RANGES)",
+                a.ip()
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The URL for display: scheme, host and port; a password (or a user name alone,
 /// which is often a token) replaced by `****`.
 pub fn mask(url: &str) -> String {
@@ -217,8 +271,12 @@ pub async fn run_url(state: &Connect, org_id: &OrgId, p: &RunProxy) -> Result<St
     if !row.enabled {
         return Err(format!("proxy {} is disabled", row.label));
     }
-    open_url(state, &row.id, &row.url)
-        .map_err(|_| format!("the URL of proxy {} can no longer be decrypted", row.label))
+    let url = open_url(state, &row.id, &row.url)
+        .map_err(|_| format!("the URL of proxy {} can no longer be decrypted", row.label))?;
+    check_address(state, &url)
+        .await
+        .map_err(|e| format!("proxy {}: {e}", row.label))?;
+    Ok(url)
 }
 
 fn latency(t0: Instant) -> f64 {

@@ -2402,7 +2402,11 @@ export interface paths {
          */
         get: operations["listProxies"];
         put?: never;
-        /** Add a custom proxy (enabled, not the default). The URL is encrypted at rest. */
+        /**
+         * Add a custom proxy (enabled, not the default). The URL is encrypted at rest. Its
+         *     host must not be a loopback (in production), private, link-local or metadata
+         *     address unless the operator allows the range (`CORRAL_EGRESS_ALLOWED_RANGES`).
+         */
         post: operations["createProxy"];
         delete?: never;
         options?: never;

@@ -135,6 +135,10 @@ fn url_error(e: String) -> ApiError {
     ApiError::field("url", "invalid_url", e)
 }
 
+fn address_error(e: String) -> ApiError {
+    ApiError::field("url", "forbidden_address", e)
+}
+
 /// Every proxy of the organization: the built-in one first (when configured), then
 /// its own, oldest first.
 #[utoipa::path(get, path = "/api/proxies", tag = "Proxies", operation_id = "listProxies",
@@ -171,7 +175,9 @@ impl Validate for CreateProxyBody {
     }
 }
 
-/// Add a custom proxy (enabled, not the default). The URL is encrypted at rest.
+/// Add a custom proxy (enabled, not the default). The URL is encrypted at rest. Its
+/// host must not be a loopback (in production), private, link-local or metadata
+/// address unless the operator allows the range (`CORRAL_EGRESS_ALLOWED_RANGES`).
 #[utoipa::path(post, path = "/api/proxies", tag = "Proxies", operation_id = "createProxy",
     request_body = CreateProxyBody,
     responses((status = 201, description = "Proxy created", body = ProxyView)))]
@@ -181,6 +187,9 @@ pub async fn create_proxy(
     Json(body): Json<CreateProxyBody>,
 ) -> ApiResult<(StatusCode, Json<ProxyView>)> {
     let url = svc::check_url(&body.url).map_err(url_error)?;
+    svc::check_address(&state.connect, &url)
+        .await
+        .map_err(address_error)?;
     let org = ctx.org_id()?;
     let id = corral_core::ids::prefixed("prx");
     let sealed = svc::seal_url(&state.connect, &id, &url);
@@ -249,6 +258,11 @@ pub async fn update_proxy(
         .map(svc::check_url)
         .transpose()
         .map_err(url_error)?;
+    if let Some(u) = &url {
+        svc::check_address(&state.connect, u)
+            .await
+            .map_err(address_error)?;
+    }
     let sealed = url
         .as_deref()
         .map(|u| (svc::seal_url(&state.connect, &id, u), svc::mask(u)));
@@ -373,7 +387,19 @@ pub async fn test_proxy(
         None => {
             let p = load(&state, ctx.org_id()?, &id).await?;
             match svc::open_url(&state.connect, &p.id, &p.url) {
-                Ok(u) => u,
+                Ok(u) => {
+                    // Names can resolve elsewhere since the proxy was saved.
+                    if let Err(e) = svc::check_address(&state.connect, &u).await {
+                        return Ok(Json(ModelTestResult {
+                            ok: false,
+                            latency: 0.0,
+                            error: Some("forbidden_address".into()),
+                            message: Some(e),
+                            status: None,
+                        }));
+                    }
+                    u
+                }
                 Err(_) => {
                     return Ok(Json(ModelTestResult {
                         ok: false,

@@ -27,6 +27,7 @@ mod packages;
 mod pipeline;
 mod proxies;
 mod proxy_runs;
+mod proxy_tests;
 mod run_compat;
 
 mod rate_limit;
