@@ -166,11 +166,13 @@ const SELECT: &str = "SELECT r.*, u.name AS user_name, \
 /// but the frozen `definition` (the agent's prompt, schemas and tools, kilobytes per
 /// run that no list shows) and the run's secrets (sink secret, run-token hash), read
 /// as `''`.
-/// The listed columns, as (field of [`Run`], SQL expression). A list reads each row
-/// as one JSON object built by the database (`json_object` on SQLite,
-/// `json_build_object` on PostgreSQL) and deserializes it: one value per row through
-/// the `Any` driver instead of 48, whose per-value conversions and allocations were
-/// most of the cost of `GET /api/runs`.
+/// The listed columns, as (field of [`Run`], SQL expression). On SQLite a list reads
+/// each row as one JSON object built by the database (`json_object`) and deserializes
+/// it: one value per row through the `Any` driver instead of 48, whose per-value
+/// conversions and allocations were most of the cost of `GET /api/runs` there. On
+/// PostgreSQL the columns come as they are: its `json_build_object` costs ~30 µs a
+/// row (argument types looked up per call), 2.7× the plain query (pgbench, 21 rows:
+/// 1.43 ms → 0.53 ms), far more than the driver's conversions.
 const LISTED: &[(&str, &str)] = &[
     ("id", "r.id"),
     ("org_id", "r.org_id"),
@@ -222,20 +224,23 @@ const LISTED: &[(&str, &str)] = &[
     ("api_key_name", "k.name"),
 ];
 
-/// `SELECT <one JSON object per row> AS j` over [`LISTED`] for the connection's backend.
+/// The head of a list's `SELECT` over [`LISTED`]: on SQLite one JSON object per row
+/// (`AS j`), on PostgreSQL the columns named as [`Run`]'s fields.
 fn listed_head(postgres: bool) -> String {
+    if postgres {
+        let cols = LISTED
+            .iter()
+            .map(|(k, e)| format!("{e} AS {k}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        return format!("SELECT {cols}");
+    }
     let args = LISTED
         .iter()
         .map(|(k, e)| format!("'{k}', {e}"))
         .collect::<Vec<_>>()
         .join(", ");
-    // PostgreSQL: `json_build_object` takes at most 100 arguments (50 pairs).
-    // PostgreSQL's is of type `json`, which the `Any` driver does not decode: as text.
-    if postgres {
-        format!("SELECT CAST(json_build_object({args}) AS TEXT) AS j")
-    } else {
-        format!("SELECT json_object({args}) AS j")
-    }
+    format!("SELECT json_object({args}) AS j")
 }
 
 const SELECT_LISTED_FROM: &str = "FROM runs r \
@@ -466,6 +471,9 @@ pub async fn list(
     let runs = rows
         .iter()
         .map(|row| {
+            if postgres {
+                return Run::from_row(row);
+            }
             let j: &str = row.try_get("j")?;
             serde_json::from_str::<Run>(j).map_err(|e| sqlx::Error::Decode(e.into()))
         })

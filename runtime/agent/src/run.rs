@@ -276,12 +276,10 @@ pub async fn execute(ctx: &Ctx) -> Outcome {
 
     for step in 1..=limits.max_steps {
         ctx.progress.step.store(step, Ordering::Relaxed);
-        ctx.sink
-            .emit(EventPayload::Progress(ProgressData {
-                step,
-                message: "calling the model".into(),
-            }))
-            .await;
+        ctx.sink.queue(EventPayload::Progress(ProgressData {
+            step,
+            message: "calling the model".into(),
+        }));
         let used = *ctx.progress.usage.lock();
         let room = limits.max_tokens.saturating_sub(used.total());
         let started = Instant::now();
@@ -310,21 +308,17 @@ pub async fn execute(ctx: &Ctx) -> Outcome {
             usage.add(turn.usage);
             *usage
         };
-        ctx.sink
-            .emit(EventPayload::Metric(Metric {
-                step,
-                usage: turn.usage,
-                total,
-                duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            }))
-            .await;
+        ctx.sink.queue(EventPayload::Metric(Metric {
+            step,
+            usage: turn.usage,
+            total,
+            duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        }));
         if !turn.text.is_empty() {
-            ctx.sink
-                .emit(EventPayload::Log(LogWritten {
-                    level: LogLevel::Info,
-                    message: turn.text.clone(),
-                }))
-                .await;
+            ctx.sink.queue(EventPayload::Log(LogWritten {
+                level: LogLevel::Info,
+                message: turn.text.clone(),
+            }));
         }
         if total.total() > limits.max_tokens {
             return budget_failure(
@@ -367,12 +361,10 @@ pub async fn execute(ctx: &Ctx) -> Outcome {
         }
 
         for call in &turn.tool_calls {
-            ctx.sink
-                .emit(EventPayload::Progress(ProgressData {
-                    step,
-                    message: format!("running tool {}", call.name),
-                }))
-                .await;
+            ctx.sink.queue(EventPayload::Progress(ProgressData {
+                step,
+                message: format!("running tool {}", call.name),
+            }));
             let outcome = match parse_call(call) {
                 Err(e) => e,
                 Ok(args) if call.name == tools::OUTPUT => {

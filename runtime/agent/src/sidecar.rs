@@ -151,7 +151,17 @@ impl EventSink {
         Self { tx }
     }
 
-    /// Sends one event and waits until it was delivered (or given up on).
+    /// Queues one event behind those already queued and returns at once: for
+    /// progress, metrics and logs, which must not hold the tool loop for a round trip
+    /// to the platform (a run's every step emitted two or three). Order is kept (one
+    /// delivery task), and the finalizer's [`Self::last_sequence`] still waits for them.
+    pub fn queue(&self, payload: EventPayload) {
+        let (ack, _) = oneshot::channel();
+        let _ = self.tx.send(Command::Emit(payload, ack));
+    }
+
+    /// Sends one event and waits until it was delivered (or given up on): for what the
+    /// run's state depends on (its output, memory).
     pub async fn emit(&self, payload: EventPayload) {
         let (ack, done) = oneshot::channel();
         if self.tx.send(Command::Emit(payload, ack)).is_ok() {

@@ -5,7 +5,7 @@
 #![allow(dead_code, reason = "each test binary uses a subset")]
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,12 +18,51 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_corral");
 pub struct Server {
     pub child: Child,
     pub base: String,
+    /// The server's directory: its data dir (and process sandboxes) are under it.
+    pub dir: PathBuf,
 }
 
 impl Drop for Server {
+    /// A clean stop (SIGTERM, which tears the warm pool down), SIGKILL after 10 s;
+    /// then whatever still runs under the server's directory is killed with its
+    /// group: process sandboxes survive a SIGKILL of their server by design (to be
+    /// re-attached), and a test that ends on one must not leave them behind.
     fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        kill_processes_under(&self.dir);
+    }
+}
+
+/// SIGKILLs the process group of every process whose working directory is under `dir`.
+pub fn kill_processes_under(dir: &Path) {
+    let Ok(dir) = dir.canonicalize() else { return };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(cwd) = std::fs::read_link(e.path().join("cwd")) else {
+            continue;
+        };
+        // A deleted directory reads as "<path> (deleted)".
+        let cwd = cwd.to_string_lossy();
+        if Path::new(cwd.trim_end_matches(" (deleted)")).starts_with(&dir) {
+            let pid = nix::unistd::Pid::from_raw(pid);
+            let pgid = nix::unistd::getpgid(Some(pid)).unwrap_or(pid);
+            let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        }
     }
 }
 
@@ -93,6 +132,7 @@ pub fn start(dir: &Path, port: u16, extra: &[(&str, &str)]) -> Server {
     Server {
         child,
         base: format!("http://{addr}"),
+        dir: dir.to_path_buf(),
     }
 }
 
