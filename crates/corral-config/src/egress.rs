@@ -3,9 +3,26 @@
 
 use crate::{Config, ConfigError};
 
+/// One entry of `CORRAL_EGRESS_ALLOWED_RANGES`: a CIDR range, or a bare address.
+fn parse_range(r: &str) -> Option<ipnet::IpNet> {
+    r.parse::<ipnet::IpNet>()
+        .ok()
+        .or_else(|| r.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
+}
+
+impl Config {
+    /// `CORRAL_EGRESS_ALLOWED_RANGES`, parsed (validated at load, so none is lost).
+    pub fn egress_allowed_nets(&self) -> Vec<ipnet::IpNet> {
+        self.egress_allowed_ranges
+            .iter()
+            .filter_map(|r| parse_range(r))
+            .collect()
+    }
+}
+
 pub(crate) fn validate(c: &Config) -> Result<(), ConfigError> {
     for r in &c.egress_allowed_ranges {
-        if r.parse::<ipnet::IpNet>().is_err() && r.parse::<std::net::IpAddr>().is_err() {
+        if parse_range(r).is_none() {
             return Err(ConfigError::Var {
                 var: "CORRAL_EGRESS_ALLOWED_RANGES",
                 message: format!("{r:?} is not a CIDR range such as 127.0.0.0/8"),

@@ -78,7 +78,7 @@ pub async fn check_address(state: &Connect, url: &str) -> Result<(), String> {
         .trim_end_matches(']')
         .to_owned();
     let port = u.port().unwrap_or(80);
-    if matches!(host.as_str(), "metadata" | "metadata.google.internal") {
+    if corral_webhooks::ssrf::is_metadata_host(&host) {
         return Err(format!("{host} is a cloud metadata host name"));
     }
     let addrs: Vec<std::net::SocketAddr> = match host.parse::<std::net::IpAddr>() {
@@ -91,16 +91,7 @@ pub async fn check_address(state: &Connect, url: &str) -> Result<(), String> {
     if addrs.is_empty() {
         return Err(format!("{host} does not resolve"));
     }
-    let approved: Vec<ipnet::IpNet> = state
-        .config
-        .egress_allowed_ranges
-        .iter()
-        .filter_map(|r| {
-            r.parse::<ipnet::IpNet>()
-                .ok()
-                .or_else(|| r.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
-        })
-        .collect();
+    let approved = state.config.egress_allowed_nets();
     for a in addrs {
         if approved.iter().any(|n| n.contains(&a.ip())) {
             continue;

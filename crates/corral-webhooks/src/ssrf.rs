@@ -54,6 +54,11 @@ impl TargetError {
     }
 }
 
+/// True for a host name that reaches an instance-metadata service ([`METADATA_HOSTS`]).
+pub fn is_metadata_host(host: &str) -> bool {
+    METADATA_HOSTS.contains(&host.strip_suffix('.').unwrap_or(host))
+}
+
 /// True when `ip` must never be dialled under `policy`.
 pub fn forbidden(ip: IpAddr, policy: Policy) -> bool {
     refusal_reason(ip, policy).is_some()
@@ -227,7 +232,7 @@ pub fn check_url(url: &str, policy: Policy) -> Result<url::Url, TargetError> {
         Some(url::Host::Domain(domain)) => {
             // `localhost.` is the same name as `localhost`; url already lowercased it.
             let host = domain.strip_suffix('.').unwrap_or(domain);
-            if METADATA_HOSTS.contains(&host) {
+            if is_metadata_host(host) {
                 return Err(TargetError::Forbidden(format!(
                     "{host} is a cloud metadata host name"
                 )));

@@ -115,7 +115,8 @@ pub struct EventSink {
 }
 
 enum Command {
-    Emit(EventPayload, oneshot::Sender<()>),
+    /// An event, and who waits for its delivery (none when queued).
+    Emit(EventPayload, Option<oneshot::Sender<()>>),
     /// Answers with the last delivered sequence once everything queued before it is done.
     Flush(oneshot::Sender<u64>),
 }
@@ -140,7 +141,9 @@ impl EventSink {
                                 "event not delivered"
                             ),
                         }
-                        let _ = ack.send(());
+                        if let Some(ack) = ack {
+                            let _ = ack.send(());
+                        }
                     }
                     Command::Flush(reply) => {
                         let _ = reply.send(last);
@@ -156,15 +159,14 @@ impl EventSink {
     /// to the platform (a run's every step emitted two or three). Order is kept (one
     /// delivery task), and the finalizer's [`Self::last_sequence`] still waits for them.
     pub fn queue(&self, payload: EventPayload) {
-        let (ack, _) = oneshot::channel();
-        let _ = self.tx.send(Command::Emit(payload, ack));
+        let _ = self.tx.send(Command::Emit(payload, None));
     }
 
     /// Sends one event and waits until it was delivered (or given up on): for what the
     /// run's state depends on (its output, memory).
     pub async fn emit(&self, payload: EventPayload) {
         let (ack, done) = oneshot::channel();
-        if self.tx.send(Command::Emit(payload, ack)).is_ok() {
+        if self.tx.send(Command::Emit(payload, Some(ack))).is_ok() {
             let _ = done.await;
         }
     }

@@ -93,7 +93,6 @@ async fn forward(
     let resolved = corral_connect::models::resolve_for_run(
         &state.connect,
         ctx.org_id()?,
-        ctx.app_id()?,
         None,
         Some(&requested),
     )

@@ -11,7 +11,7 @@ use corral_protocol::ModelApi;
 use corral_store::models as store;
 use serde_json::Value;
 
-use corral_core::{AppId, OrgId, Problem, ProblemResult};
+use corral_core::{OrgId, Problem, ProblemResult};
 use serde::{Deserialize, Serialize};
 
 use crate::Connect;
@@ -288,23 +288,15 @@ async fn lookup(state: &Connect, org_id: &OrgId, id: &str) -> ProblemResult<Opti
 }
 
 /// The run's model (SPEC §12): request `modelId` > the agent's setting in the
-/// application > the org default > the system model. Errors are the trigger's.
+/// application (`setting`: the agent as installed there, which the caller has read)
+/// > the org default > the system model. Errors are the trigger's.
 pub async fn resolve_for_run(
     state: &Connect,
     org_id: &OrgId,
-    app_id: &AppId,
-    package_id: Option<&str>,
+    setting: Option<&corral_store::app_packages::Installed>,
     requested: Option<&str>,
 ) -> ProblemResult<RunModel> {
-    let setting = match package_id {
-        Some(pkg) => {
-            let mut conn = state.db.conn().await?;
-            corral_store::app_packages::get(&mut conn, org_id, app_id, pkg).await?
-        }
-        None => None,
-    };
     let agent_generation = setting
-        .as_ref()
         .and_then(|s| s.generation_config.as_deref())
         .and_then(|g| serde_json::from_str::<Value>(g).ok())
         .filter(|g| !g.is_null());
@@ -315,7 +307,7 @@ pub async fn resolve_for_run(
             e.param = Some("modelId".into());
             e
         })?
-    } else if let Some(id) = setting.as_ref().and_then(|s| s.model_id.as_deref()) {
+    } else if let Some(id) = setting.and_then(|s| s.model_id.as_deref()) {
         lookup(state, org_id, id).await?.ok_or_else(|| {
             let mut e = Problem::new(
                 ErrorCode::ModelNotConfigured,

@@ -377,8 +377,7 @@ pub async fn check(
     let model = corral_connect::models::resolve_for_run(
         &state.connect,
         org_id,
-        app_id,
-        package_id,
+        installed.as_ref(),
         req.model_id,
     )
     .await?;
