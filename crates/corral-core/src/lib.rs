@@ -7,6 +7,7 @@ pub mod problem;
 pub mod run;
 pub mod text;
 pub mod time;
+pub mod token;
 
 pub use ids::{AppId, OrgId, RunId};
 pub use perm::{Permission, Role};

@@ -4,10 +4,8 @@
 
 use axum::http::request::Parts;
 use axum::http::HeaderValue;
-use base64::Engine;
 use futures::future::BoxFuture;
 use hmac::{Hmac, Mac};
-use rand::RngCore;
 use sha2::Sha256;
 
 use super::{AuthStrategy, Principal, UserPrincipal};
@@ -21,9 +19,7 @@ pub const TTL_MS: i64 = 7 * DAY_MS;
 pub const REFRESH_AFTER_MS: i64 = DAY_MS;
 
 pub fn new_token() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    corral_core::token::random_urlsafe(32)
 }
 
 pub fn token_hash(state: &AppState, token: &str) -> String {

@@ -23,7 +23,6 @@ use corral_core::time::now_ms;
 use corral_core::{ErrorCode, Problem, ProblemResult};
 use corral_store::model_oauth as store;
 use corral_store::models as cred_store;
-use rand::RngCore as _;
 use serde_json::{json, Value};
 use sha2::Digest as _;
 
@@ -171,12 +170,6 @@ pub const PAIRING_TOKEN_PREFIX: &str = "appp_";
 /// Prefix of a pairing id.
 pub const PAIRING_ID_PREFIX: &str = "pair_";
 
-fn random_b64(n: usize) -> String {
-    let mut bytes = vec![0u8; n];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    B64URL.encode(bytes)
-}
-
 /// How a pairing token is stored and looked up: hex SHA-256 (never the token).
 pub fn token_hash(token: &str) -> String {
     hex::encode(sha2::Sha256::digest(token.as_bytes()))
@@ -190,9 +183,12 @@ pub fn mint_pairing(platform_url: &str, provider_id: &str) -> (String, String, S
     let token = format!(
         "{PAIRING_TOKEN_PREFIX}{}.{}",
         B64URL.encode(header.as_bytes()),
-        random_b64(32)
+        corral_core::token::random_urlsafe(32)
     );
-    let id = format!("{PAIRING_ID_PREFIX}{}", random_b64(16));
+    let id = format!(
+        "{PAIRING_ID_PREFIX}{}",
+        corral_core::token::random_urlsafe(16)
+    );
     let hash = token_hash(&token);
     (id, token, hash)
 }

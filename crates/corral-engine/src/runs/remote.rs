@@ -12,11 +12,9 @@
 
 use std::time::Duration;
 
-use base64::Engine as _;
 use corral_core::time::now_ms;
 use corral_core::ProblemResult;
 use corral_store::runs::{self as store, RunStatus};
-use rand::RngCore as _;
 use tokio_util::sync::CancellationToken;
 
 use super::trigger::{insert_run, Caller, Checked, Placement, Request};
@@ -62,9 +60,7 @@ pub struct Created {
 
 /// A new sink secret.
 fn mint_secret() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    corral_core::token::random_urlsafe(32)
 }
 
 /// Writes a checked trigger as a `pending` remote run (never queued).

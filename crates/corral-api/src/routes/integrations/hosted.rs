@@ -17,11 +17,7 @@ pub const CONNECT_COOKIE: &str = "corral_connect";
 const FORM_PATH: &str = "/connect";
 
 fn random_token() -> String {
-    use base64::Engine as _;
-    use rand::RngCore;
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    corral_core::token::random_urlsafe(32)
 }
 
 fn hash(token: &str) -> String {
