@@ -23,6 +23,8 @@ pub const CHANNEL: &str = "corral_run_status";
 pub const EVENTS_CHANNEL: &str = "corral_events";
 /// Revoked credentials and memberships ([`crate::revoke`]).
 pub const REVOKE_CHANNEL: &str = "corral_revocations";
+/// Webhook deliveries were written (migration 0015's trigger).
+pub const WEBHOOKS_CHANNEL: &str = "corral_webhooks";
 
 /// The payload of an [`EVENTS_CHANNEL`] notification (ids only).
 #[derive(Debug, Deserialize)]
@@ -45,6 +47,8 @@ pub struct RunBus {
     db: Db,
     /// Tells the realtime hub that events were written.
     pub events: crate::Pokes,
+    /// Tells the webhook worker that deliveries were written (PostgreSQL).
+    pub webhooks: std::sync::Arc<tokio::sync::Notify>,
 }
 
 impl RunBus {
@@ -56,6 +60,7 @@ impl RunBus {
             revoked,
             db,
             events: Default::default(),
+            webhooks: Default::default(),
         }
     }
 
@@ -121,7 +126,8 @@ impl RunBus {
         }
     }
 
-    /// On PostgreSQL: listens on [`CHANNEL`] and [`EVENTS_CHANNEL`] until `stop` (one
+    /// On PostgreSQL: listens on [`CHANNEL`], [`EVENTS_CHANNEL`], [`REVOKE_CHANNEL`] and
+    /// [`WEBHOOKS_CHANNEL`] until `stop` (one
     /// connection per server), reconnecting after errors, and forwards each
     /// notification to the local subscribers. After a reconnect the realtime hub
     /// re-reads what it may have missed.
@@ -132,7 +138,7 @@ impl RunBus {
         loop {
             let listener = async {
                 let mut l = sqlx::postgres::PgListener::connect(&database_url).await?;
-                l.listen_all([CHANNEL, EVENTS_CHANNEL, REVOKE_CHANNEL])
+                l.listen_all([CHANNEL, EVENTS_CHANNEL, REVOKE_CHANNEL, WEBHOOKS_CHANNEL])
                     .await?;
                 Ok::<_, sqlx::Error>(l)
             };
@@ -163,6 +169,9 @@ impl RunBus {
                             self.events.poke(&note.o, note.s);
                         }
                     }
+                    Ok(Some(n)) if n.channel() == WEBHOOKS_CHANNEL => {
+                        self.webhooks.notify_one();
+                    }
                     Ok(Some(n)) if n.channel() == REVOKE_CHANNEL => {
                         if let Ok(r) = serde_json::from_str::<Revocation>(n.payload()) {
                             let _ = self.revoked.send(r);
@@ -178,6 +187,7 @@ impl RunBus {
                     Ok(None) => {
                         tracing::warn!("run bus: LISTEN connection lost; reconnecting");
                         self.events.poke_all();
+                        self.webhooks.notify_one();
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "run bus: LISTEN failed; reconnecting");

@@ -35,6 +35,7 @@ pub mod sealed;
 pub mod sessions;
 pub mod storage_deletions;
 pub mod users;
+pub mod webhook_batches;
 pub mod webhooks;
 
 pub use db::{Backend, Db};

@@ -397,64 +397,6 @@ pub async fn claim(
         .db()
 }
 
-/// Stores the body of the first attempt, so that every retry sends the same bytes.
-/// Returns the stored body (another worker's, if it got there first).
-pub async fn freeze_payload(conn: &mut AnyConnection, id: i64, payload: &str) -> Result<String> {
-    sqlx::query("UPDATE webhook_deliveries SET payload = $2 WHERE id = $1 AND payload IS NULL")
-        .bind(id)
-        .bind(payload)
-        .execute(&mut *conn)
-        .await
-        .db()?;
-    let row = sqlx::query("SELECT payload FROM webhook_deliveries WHERE id = $1")
-        .bind(id)
-        .fetch_one(conn)
-        .await
-        .db()?;
-    row.try_get(0).db()
-}
-
-/// [`freeze_payload`] for a batch, in one transaction: stores each body where none is
-/// stored yet and returns the stored body of every id (another worker's where it got
-/// there first).
-pub async fn freeze_payloads(
-    conn: &mut AnyConnection,
-    bodies: &[(i64, String)],
-) -> Result<std::collections::HashMap<i64, String>> {
-    use sqlx::Connection as _;
-    let mut out = std::collections::HashMap::with_capacity(bodies.len());
-    if bodies.is_empty() {
-        return Ok(out);
-    }
-    let mut tx = conn.begin().await.db()?;
-    for (id, body) in bodies {
-        sqlx::query("UPDATE webhook_deliveries SET payload = $2 WHERE id = $1 AND payload IS NULL")
-            .bind(*id)
-            .bind(body.as_str())
-            .execute(&mut *tx)
-            .await
-            .db()?;
-    }
-    let list = (1..=bodies.len())
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let sql = format!("SELECT id, payload FROM webhook_deliveries WHERE id IN ({list})");
-    let mut q = sqlx::query(&sql);
-    for (id, _) in bodies {
-        q = q.bind(*id);
-    }
-    for row in q.fetch_all(&mut *tx).await.db()? {
-        let id: i64 = row.try_get(0).db()?;
-        let payload: Option<String> = row.try_get(1).db()?;
-        if let Some(p) = payload {
-            out.insert(id, p);
-        }
-    }
-    tx.commit().await.db()?;
-    Ok(out)
-}
-
 pub struct AttemptRecord<'a> {
     pub delivery_id: i64,
     pub attempt: i64,
@@ -483,28 +425,10 @@ pub async fn record_attempt(conn: &mut AnyConnection, a: &AttemptRecord<'_>) -> 
     Ok(true)
 }
 
-/// [`record_attempt`] for a batch, in one transaction (one commit for all: the
-/// delivery worker's attempts finish in bursts). Per record, whether it was kept
-/// (false: that claim had lapsed and the record was skipped).
-pub async fn record_attempts(
+pub(crate) async fn update_delivery(
     conn: &mut AnyConnection,
-    records: &[AttemptRecord<'_>],
-) -> Result<Vec<bool>> {
-    use sqlx::Connection as _;
-    let mut tx = conn.begin().await.db()?;
-    let mut kept = Vec::with_capacity(records.len());
-    for a in records {
-        let ok = update_delivery(&mut tx, a).await?;
-        if ok {
-            insert_attempt(&mut tx, a.delivery_id, a).await?;
-        }
-        kept.push(ok);
-    }
-    tx.commit().await.db()?;
-    Ok(kept)
-}
-
-async fn update_delivery(conn: &mut AnyConnection, a: &AttemptRecord<'_>) -> Result<bool> {
+    a: &AttemptRecord<'_>,
+) -> Result<bool> {
     let r = sqlx::query(
         "UPDATE webhook_deliveries SET status = $3, attempts = $4, next_attempt_at = $5, \
            last_status_code = $6, last_error = $7, claimed_until = NULL, updated_at = $8 \
@@ -524,7 +448,7 @@ async fn update_delivery(conn: &mut AnyConnection, a: &AttemptRecord<'_>) -> Res
     Ok(r.rows_affected() == 1)
 }
 
-async fn insert_attempt(
+pub(crate) async fn insert_attempt(
     conn: &mut AnyConnection,
     delivery_id: i64,
     a: &AttemptRecord<'_>,

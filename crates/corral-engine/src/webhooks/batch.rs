@@ -1,16 +1,19 @@
 //! The delivery worker's database work, batched: what one claim needs before its
-//! attempts go out (each endpoint read and its secrets opened once, every missing
-//! body frozen in one transaction), and the recorder that writes the attempts' records
-//! a burst per transaction. On SQLite, where every write takes the one write lock,
-//! this is what lets deliveries go out faster than one transaction pair each; on
-//! PostgreSQL, which commits concurrent transactions in parallel, the bodies and the
-//! records of a burst are written concurrently instead, one transaction each.
+//! attempts go out (each endpoint read and its secrets opened once, the runs read
+//! together, every missing body frozen at once), and the recorder that writes the
+//! attempts' records a burst at a time. On SQLite, where every write takes the one
+//! write lock, a batch is one transaction; on PostgreSQL one statement (see
+//! [`corral_store::webhook_batches`]): a handful of round trips per burst instead of
+//! seven per delivery.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use corral_core::time::now_ms;
+use corral_core::RunId;
 use corral_protocol::SigningSecret;
+use corral_store::runs::Run;
+use corral_store::webhook_batches as batches;
 use corral_store::webhooks as store;
 use corral_webhooks::envelope::PayloadMode;
 use tokio::sync::{mpsc, oneshot};
@@ -70,37 +73,35 @@ pub(super) async fn prepare(
         };
         hooks.insert(c.webhook_id.clone(), entry);
     }
-    let first_attempts =
-        claimed
-            .iter()
-            .filter_map(|c| match (hooks.get(&c.webhook_id), &c.payload) {
-                (Some(Ok(Some((hook, _)))), None) => Some((
-                    c,
-                    PayloadMode::parse(&hook.payload_mode).unwrap_or(PayloadMode::Full),
-                )),
-                _ => None,
-            });
-    let mut frozen = if state.db.backend() == corral_store::Backend::Postgres {
-        // PostgreSQL serves many connections at once: each body on its own.
-        drop(conn);
-        let frozen = futures::future::join_all(first_attempts.map(|(c, mode)| async move {
-            let mut conn = state.db.conn().await?;
-            let body = super::build_body(state, &mut conn, c, mode).await?;
-            let stored = store::freeze_payload(&mut conn, c.id, &body).await?;
-            anyhow::Ok((c.id, stored))
-        }))
-        .await;
-        frozen
-            .into_iter()
-            .collect::<anyhow::Result<HashMap<_, _>>>()?
-    } else {
-        // SQLite has one writer: all the bodies in one transaction.
-        let mut bodies = Vec::new();
-        for (c, mode) in first_attempts {
-            bodies.push((c.id, super::build_body(state, &mut conn, c, mode).await?));
-        }
-        store::freeze_payloads(&mut conn, &bodies).await?
-    };
+    let first_attempts: Vec<(&store::Claimed, PayloadMode)> = claimed
+        .iter()
+        .filter_map(|c| match (hooks.get(&c.webhook_id), &c.payload) {
+            (Some(Ok(Some((hook, _)))), None) => Some((
+                c,
+                PayloadMode::parse(&hook.payload_mode).unwrap_or(PayloadMode::Full),
+            )),
+            _ => None,
+        })
+        .collect();
+    // The runs of the first attempts, read together; then their bodies, frozen together.
+    let run_ids: Vec<&RunId> = first_attempts
+        .iter()
+        .filter_map(|(c, _)| c.run_id.as_ref())
+        .collect();
+    let runs: HashMap<RunId, Run> = corral_store::runs::get_internal_many(&mut conn, &run_ids)
+        .await?
+        .into_iter()
+        .map(|r| (r.id.clone(), r))
+        .collect();
+    let bodies = first_attempts
+        .iter()
+        .map(|(c, mode)| {
+            let run = c.run_id.as_ref().and_then(|id| runs.get(id));
+            Ok((c.id, super::build_body(state, c, run, *mode)?))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let postgres = state.db.backend() == corral_store::Backend::Postgres;
+    let mut frozen = batches::freeze_payloads(&mut conn, postgres, &bodies).await?;
     let mut jobs = Vec::with_capacity(claimed.len());
     for mut c in claimed {
         let ready = match hooks.get(&c.webhook_id) {
@@ -240,29 +241,10 @@ async fn write_loop(state: Engine, mut rx: mpsc::UnboundedReceiver<Record>) {
 
 async fn write(state: &Engine, batch: &[Record]) {
     let records: Vec<store::AttemptRecord<'_>> = batch.iter().map(Record::as_store).collect();
-    if state.db.backend() == corral_store::Backend::Postgres {
-        // PostgreSQL commits concurrent transactions in parallel: one each, at once.
-        let kept = futures::future::join_all(records.iter().map(|r| async move {
-            let one = async {
-                let mut conn = state.db.conn().await?;
-                store::record_attempt(&mut conn, r).await
-            }
-            .await;
-            match one {
-                Ok(k) => Some(k),
-                Err(e) => {
-                    tracing::warn!(delivery = r.delivery_id, error = %e, "webhook attempt could not be recorded");
-                    None
-                }
-            }
-        }))
-        .await;
-        report_lapsed(&records, kept);
-        return;
-    }
+    let postgres = state.db.backend() == corral_store::Backend::Postgres;
     let written = async {
         let mut conn = state.db.conn().await?;
-        store::record_attempts(&mut conn, &records).await
+        batches::record_attempts(&mut conn, postgres, &records).await
     }
     .await;
     let kept: Vec<Option<bool>> = match written {

@@ -80,6 +80,7 @@ pub async fn run(state: Engine, stop: CancellationToken) {
     let done = Arc::new(Notify::new());
     let recorder = Recorder::start(state.clone());
     let mut signals = state.runs.bus.subscribe();
+    let written = state.runs.bus.webhooks.clone();
     let postgres = state.db.backend() == corral_store::Backend::Postgres;
     // A claim outlives the longest attempt by a margin.
     let lease_ms = (state.config.webhook_timeout_seconds as i64 + 5) * 1000;
@@ -139,6 +140,7 @@ pub async fn run(state: Engine, stop: CancellationToken) {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = signals.recv() => {}
+            _ = written.notified() => {}
             _ = done.notified() => {}
             _ = tokio::time::sleep(POLL) => {}
         }
@@ -146,18 +148,14 @@ pub async fn run(state: Engine, stop: CancellationToken) {
 }
 
 /// The body of a run event: the envelope around the run as the REST API shows it.
-async fn build_body(
+fn build_body(
     state: &Engine,
-    conn: &mut corral_store::Conn,
     c: &store::Claimed,
+    run: Option<&corral_store::runs::Run>,
     mode: PayloadMode,
 ) -> anyhow::Result<String> {
-    let run = match &c.run_id {
-        Some(id) => corral_store::runs::get_internal(conn, id).await?,
-        None => None,
-    };
     let object = match run {
-        Some(r) => (state.run_object)(&r),
+        Some(r) => (state.run_object)(r),
         None => serde_json::json!({"id": c.run_id, "deleted": true}),
     };
     let body = envelope::build(

@@ -17,6 +17,7 @@ mod runs;
 mod sessions;
 mod tenancy;
 mod users;
+mod webhook_batches;
 
 use corral_core::{AppId, OrgId};
 use corral_store::{applications, orgs as org_repo, users as user_repo, Db};
