@@ -75,6 +75,9 @@ pub struct Config {
     pub sandbox: Option<String>,
     /// Ready sandboxes kept per image (`CORRAL_WARM_POOL_SIZE`).
     pub warm_pool_size: usize,
+    /// Docker sandboxes kept made but not started, for warm-pool misses
+    /// (`CORRAL_PREPARED_POOL_SIZE`; the process backend has no such tier).
+    pub prepared_pool_size: usize,
     /// Pool members older than this are recycled.
     pub warm_pool_ttl_seconds: u64,
     pub agent_image: String,
@@ -203,6 +206,7 @@ impl Default for Config {
             encryption_keys: None,
             sandbox: None,
             warm_pool_size: 2,
+            prepared_pool_size: 2,
             warm_pool_ttl_seconds: 600,
             agent_image: "corral-agent:latest".into(),
             sidecar_image: "corral-sidecar:latest".into(),
@@ -327,6 +331,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("CORRAL_ENCRYPTION_KEYS", "encryption_keys"),
     ("CORRAL_SANDBOX", "sandbox"),
     ("CORRAL_WARM_POOL_SIZE", "warm_pool_size"),
+    ("CORRAL_PREPARED_POOL_SIZE", "prepared_pool_size"),
     ("CORRAL_WARM_POOL_TTL_SECONDS", "warm_pool_ttl_seconds"),
     ("CORRAL_AGENT_IMAGE", "agent_image"),
     ("CORRAL_SIDECAR_IMAGE", "sidecar_image"),

@@ -224,6 +224,27 @@ pub async fn render(state: &Engine) -> String {
             "counter",
             p.recycled,
         );
+        gauge(
+            &mut out,
+            "corral_prepared_pool_target",
+            "Sandboxes to keep made but not started (Docker).",
+            "gauge",
+            p.prepared_target,
+        );
+        gauge(
+            &mut out,
+            "corral_prepared_pool_ready",
+            "Sandboxes made but not started now.",
+            "gauge",
+            p.prepared,
+        );
+        gauge(
+            &mut out,
+            "corral_prepared_pool_hits_total",
+            "Warm-pool misses served by starting a prepared sandbox.",
+            "counter",
+            p.prepared_hits,
+        );
     }
     let (open, idle) = state.db.pool_usage();
     gauge(

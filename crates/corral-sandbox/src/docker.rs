@@ -42,7 +42,7 @@ use tokio::sync::{Mutex as AsyncMutex, OnceCell};
 use tokio::time::Instant;
 
 use crate::images::BUILD_COMMAND;
-use crate::pool::{Factory, Pool};
+use crate::pool::{Factory, Pool, Prepared};
 use crate::{
     labels, object_labels, Lease, PoolStats, Resources, RunnerKind, SandboxBackend, SandboxError,
     SandboxInfo, SandboxState,
@@ -77,6 +77,9 @@ pub struct DockerOptions {
     pub deployment: String,
     /// Ready sandboxes kept in the warm pool (0: every lease is cold).
     pub pool_size: usize,
+    /// Sandboxes kept made but not started (networks and containers created), for
+    /// misses of the warm pool: a start instead of a build (0: none).
+    pub prepared_pool_size: usize,
     /// Pool members older than this are destroyed and replaced.
     pub pool_ttl: Duration,
     /// Name of the shared egress network (created on demand).
@@ -98,6 +101,7 @@ impl Default for DockerOptions {
             owner: "corral".to_owned(),
             deployment: "corral".to_owned(),
             pool_size: 2,
+            prepared_pool_size: 0,
             pool_ttl: Duration::from_secs(600),
             egress_network: "corral-egress".to_owned(),
             agent_env: Vec::new(),
@@ -198,7 +202,12 @@ impl DockerBackend {
         if let Err(e) = engine.check_images().await {
             tracing::warn!(error = %e, "sandbox images missing; leases will fail until built");
         }
-        let pool = Pool::start(engine.clone(), engine.opts.pool_size, engine.opts.pool_ttl);
+        let pool = Pool::start(
+            engine.clone(),
+            engine.opts.pool_size,
+            engine.opts.prepared_pool_size,
+            engine.opts.pool_ttl,
+        );
         Ok(Self { engine, pool })
     }
 
@@ -557,6 +566,25 @@ impl Engine {
         resources: Resources,
     ) -> Result<String, SandboxError> {
         let t0 = Instant::now();
+        let (t1, t2) = self.make(id, names, token, run_id, resources).await?;
+        let url = self.start(names).await?;
+        tracing::debug!(sandbox = id, create = ?t1, connect_start = ?t2, ready = ?t0.elapsed(),
+            "docker sandbox ready");
+        Ok(url)
+    }
+
+    /// Makes the sandbox's objects (run network, both containers, the sidecar on
+    /// both networks) without starting anything; the caller destroys it on error.
+    /// Returns when the first objects and the rest were made (since the call).
+    async fn make(
+        &self,
+        id: &str,
+        names: &SandboxNames,
+        token: &str,
+        run_id: Option<&str>,
+        resources: Resources,
+    ) -> Result<(Duration, Duration), SandboxError> {
+        let t0 = Instant::now();
         // 1. The run network (a fresh small subnet; another sandbox may hold the one
         //    picked, then pick again) and, on the egress network, the sidecar.
         let run_network = async {
@@ -663,7 +691,11 @@ impl Engine {
         let agent = self.create_container(&names.agent, &self.opts.agent_image, agent_body);
         let (a, b) = futures::join!(sidecar, agent);
         a.and(b)?;
-        let t2 = t0.elapsed();
+        Ok((t1, t0.elapsed()))
+    }
+
+    /// Starts a made sandbox and returns its sidecar's URL once it is healthy.
+    async fn start(&self, names: &SandboxNames) -> Result<String, SandboxError> {
         // 3. Both start together: the agent reaches the sidecar by address (from
         //    `/etc/hosts`) and retries until it listens. Meanwhile learn the
         //    sidecar's egress address and wait for its health.
@@ -679,10 +711,7 @@ impl Engine {
         };
         let (agent, url) = futures::join!(agent, sidecar);
         agent?;
-        let url = url?;
-        tracing::debug!(sandbox = id, create = ?t1, connect_start = ?t2, ready = ?t0.elapsed(),
-            "docker sandbox ready");
-        Ok(url)
+        url
     }
 
     /// `http://<sidecar address on the egress network>:8080`.
@@ -876,6 +905,58 @@ impl Factory for Engine {
 
     async fn destroy(&self, id: &str) -> Result<(), SandboxError> {
         self.remove_sandbox(id).await
+    }
+
+    fn prepares(&self) -> bool {
+        true
+    }
+
+    async fn prepare(&self) -> Result<Prepared, SandboxError> {
+        let id = new_sandbox_id();
+        let names = SandboxNames::of(&id).expect("a generated id is valid");
+        let token = new_configure_token();
+        match self
+            .make(&id, &names, &token, None, Resources::default())
+            .await
+        {
+            Ok(_) => Ok(Prepared {
+                id,
+                configure_token: Secret::new(token),
+            }),
+            Err(e) => {
+                if let Err(cleanup) = self.remove_sandbox(&id).await {
+                    tracing::warn!(sandbox = id, error = %cleanup, "cleanup after a failed prepare");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn start_prepared(
+        &self,
+        prepared: Prepared,
+        _run_id: Option<&str>,
+        resources: Resources,
+    ) -> Result<Lease, SandboxError> {
+        let t0 = Instant::now();
+        let names = SandboxNames::of(&prepared.id)
+            .ok_or_else(|| SandboxError::Start(format!("bad sandbox id {}", prepared.id)))?;
+        let lease = Lease {
+            id: prepared.id,
+            sidecar_url: String::new(),
+            configure_token: prepared.configure_token,
+            warm: false,
+            kind: RunnerKind::Docker,
+        };
+        if resources != Resources::default() {
+            self.adapt(&lease, resources).await?;
+        }
+        let sidecar_url = self.start(&names).await?;
+        tracing::debug!(sandbox = lease.id, ready = ?t0.elapsed(), "prepared docker sandbox started");
+        Ok(Lease {
+            sidecar_url,
+            ..lease
+        })
     }
 }
 

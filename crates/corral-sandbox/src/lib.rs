@@ -154,8 +154,14 @@ pub struct PoolStats {
     pub hits: u64,
     /// Leases that had to create a sandbox on demand.
     pub misses: u64,
-    /// Members destroyed for age.
+    /// Members destroyed for age (both tiers).
     pub recycled: u64,
+    /// Configured size of the second tier (0 where the backend has none).
+    pub prepared_target: usize,
+    /// Prepared (made, not started) sandboxes right now.
+    pub prepared: usize,
+    /// Misses served by starting a prepared sandbox.
+    pub prepared_hits: u64,
 }
 
 /// Why a sandbox operation failed.

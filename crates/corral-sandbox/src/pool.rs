@@ -4,9 +4,14 @@
 //! after every lease, recycles members older than the TTL, and backs off when
 //! creation fails (engine down, image missing) instead of spinning.
 //!
+//! Behind it a second tier, for backends whose sandboxes are slow to make but quick
+//! to start (Docker: networks and containers): `prepared_target` sandboxes whose
+//! objects exist but do not run (no process, no memory). A miss starts one of those
+//! instead of making a sandbox from nothing, and a warm member is made by starting one.
+//!
 //! The backends provide a [`Factory`]; the pool owns the policy.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +20,8 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+use corral_protocol::Secret;
 
 use crate::{Lease, PoolStats, Resources, SandboxError};
 
@@ -46,6 +53,42 @@ pub trait Factory: Send + Sync + 'static {
 
     /// Removes a sandbox (idempotent).
     async fn destroy(&self, id: &str) -> Result<(), SandboxError>;
+
+    /// Whether this backend has a second tier: sandboxes worth making ahead and
+    /// starting later ([`Factory::prepare`], [`Factory::start_prepared`]).
+    fn prepares(&self) -> bool {
+        false
+    }
+
+    /// Makes a sandbox's objects without starting it (the second tier).
+    async fn prepare(&self) -> Result<Prepared, SandboxError> {
+        Err(SandboxError::Start(
+            "this backend does not prepare sandboxes".into(),
+        ))
+    }
+
+    /// Starts a prepared sandbox, fitted to `resources`. On error the pool destroys it.
+    async fn start_prepared(
+        &self,
+        prepared: Prepared,
+        run_id: Option<&str>,
+        resources: Resources,
+    ) -> Result<Lease, SandboxError> {
+        let _ = (run_id, resources);
+        Err(SandboxError::Start(format!(
+            "this backend cannot start prepared sandbox {}",
+            prepared.id
+        )))
+    }
+}
+
+/// A sandbox whose objects exist but which does not run yet.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The sandbox's id (as a [`Lease`]'s).
+    pub id: String,
+    /// What configures it once started (as a [`Lease`]'s).
+    pub configure_token: Secret,
 }
 
 struct Member {
@@ -53,12 +96,24 @@ struct Member {
     born: Instant,
 }
 
+struct Idle {
+    prepared: Prepared,
+    born: Instant,
+}
+
 #[derive(Default)]
 struct State {
     ready: VecDeque<Member>,
     warming: usize,
+    /// The second tier, and how many of it are being made.
+    prepared: VecDeque<Idle>,
+    preparing: usize,
+    /// Members taken from either tier and not yet handed to the caller (being
+    /// checked, fitted or started): still the pool's, so the reaper leaves them.
+    handing: HashSet<String>,
     hits: u64,
     misses: u64,
+    prepared_hits: u64,
     recycled: u64,
     /// Consecutive refill failures (0 after a success).
     failures: u32,
@@ -70,6 +125,7 @@ struct State {
 struct Inner<F> {
     factory: Arc<F>,
     target: usize,
+    prepared_target: usize,
     ttl: Duration,
     state: Mutex<State>,
     /// Wakes the refill loop (a lease happened, a member is ready, creation failed).
@@ -93,18 +149,25 @@ impl<F: Factory> Drop for Pool<F> {
 
 impl<F: Factory> Pool<F> {
     /// Starts the pool (and its refill task, which needs a Tokio runtime).
-    /// `target == 0` disables it: every lease creates a sandbox.
-    pub fn start(factory: Arc<F>, target: usize, ttl: Duration) -> Self {
+    /// `target == 0` disables the warm tier, `prepared_target == 0` the second
+    /// one; both at 0, every lease creates a sandbox.
+    pub fn start(factory: Arc<F>, target: usize, prepared_target: usize, ttl: Duration) -> Self {
+        let prepared_target = if factory.prepares() {
+            prepared_target
+        } else {
+            0
+        };
         let inner = Arc::new(Inner {
             factory,
             target,
+            prepared_target,
             ttl: ttl.max(Duration::from_millis(100)),
             state: Mutex::new(State::default()),
             wake: Notify::new(),
             settled: Notify::new(),
             cancel: CancellationToken::new(),
         });
-        if target > 0 {
+        if target > 0 || prepared_target > 0 {
             tokio::spawn(refill_loop(inner.clone()));
         }
         Pool { inner }
@@ -125,21 +188,27 @@ impl<F: Factory> Pool<F> {
                 if st.shut {
                     None
                 } else {
-                    st.ready.pop_front()
+                    let m = st.ready.pop_front();
+                    if let Some(m) = &m {
+                        st.handing.insert(m.lease.id.clone());
+                    }
+                    m
                 }
             };
             let Some(member) = member else { break };
             inner.wake.notify_one();
+            let id = member.lease.id.clone();
+            let _handing = Handing(inner, id.clone());
             if member.born.elapsed() >= inner.ttl || !inner.factory.alive(&member.lease).await {
-                tracing::debug!(sandbox = member.lease.id, "discarding a stale pool member");
-                spawn_destroy(inner.factory.clone(), member.lease.id.clone());
+                tracing::debug!(sandbox = id, "discarding a stale pool member");
+                spawn_destroy(inner.factory.clone(), id);
                 continue;
             }
             if resources != Resources::default() {
                 if let Err(e) = inner.factory.adapt(&member.lease, resources).await {
-                    tracing::warn!(sandbox = member.lease.id, error = %e,
+                    tracing::warn!(sandbox = id, error = %e,
                         "cannot fit a pool member to the run's resources; creating one");
-                    spawn_destroy(inner.factory.clone(), member.lease.id.clone());
+                    spawn_destroy(inner.factory.clone(), id);
                     break;
                 }
             }
@@ -151,6 +220,26 @@ impl<F: Factory> Pool<F> {
         }
         inner.state.lock().misses += 1;
         inner.wake.notify_one();
+        while let Some(idle) = take_prepared(inner) {
+            let id = idle.id.clone();
+            let _handing = Handing(inner, id.clone());
+            match start_detached(inner.factory.clone(), idle, Some(run_id), resources).await {
+                Ok(mut lease) => {
+                    inner.state.lock().prepared_hits += 1;
+                    lease.warm = false;
+                    tracing::debug!(
+                        sandbox = id,
+                        run_id,
+                        "pool miss: started a prepared sandbox"
+                    );
+                    return Ok(lease);
+                }
+                Err(e) => {
+                    tracing::warn!(sandbox = id, error = %e,
+                        "cannot start a prepared sandbox; trying another or creating one");
+                }
+            }
+        }
         tracing::debug!(run_id, "pool miss: creating a sandbox");
         let mut lease =
             create_detached(inner.factory.clone(), run_id.to_owned(), resources).await?;
@@ -168,35 +257,51 @@ impl<F: Factory> Pool<F> {
             hits: st.hits,
             misses: st.misses,
             recycled: st.recycled,
+            prepared_target: self.inner.prepared_target,
+            prepared: st.prepared.len(),
+            prepared_hits: st.prepared_hits,
         }
     }
 
-    /// Ids of the idle members.
+    /// Ids of the members of both tiers, including those being handed out.
     pub fn members(&self) -> Vec<String> {
         let st = self.inner.state.lock();
-        st.ready.iter().map(|m| m.lease.id.clone()).collect()
+        st.ready
+            .iter()
+            .map(|m| m.lease.id.clone())
+            .chain(st.prepared.iter().map(|p| p.prepared.id.clone()))
+            .chain(st.handing.iter().cloned())
+            .collect()
     }
 
     /// Stops refilling, destroys the idle members and waits (bounded) for members
     /// still being created, which destroy themselves.
     pub async fn shutdown(&self) {
         let inner = &self.inner;
-        let idle: Vec<Member> = {
+        let idle: Vec<String> = {
             let mut st = inner.state.lock();
             st.shut = true;
-            st.ready.drain(..).collect()
+            let ready: Vec<String> = st.ready.drain(..).map(|m| m.lease.id).collect();
+            ready
+                .into_iter()
+                .chain(st.prepared.drain(..).map(|p| p.prepared.id))
+                .collect()
         };
         inner.cancel.cancel();
-        futures::future::join_all(idle.iter().map(|m| async {
-            if let Err(e) = inner.factory.destroy(&m.lease.id).await {
-                tracing::warn!(sandbox = m.lease.id, error = %e, "cannot destroy a pool member");
+        futures::future::join_all(idle.iter().map(|id| async move {
+            if let Err(e) = inner.factory.destroy(id).await {
+                tracing::warn!(sandbox = id, error = %e, "cannot destroy a pool member");
             }
         }))
         .await;
         let deadline = Instant::now() + SHUTDOWN_WAIT;
         loop {
             let settled = inner.settled.notified();
-            if inner.state.lock().warming == 0 {
+            let busy = {
+                let st = inner.state.lock();
+                st.warming + st.preparing
+            };
+            if busy == 0 {
                 break;
             }
             if tokio::time::timeout_at(deadline, settled).await.is_err() {
@@ -234,6 +339,72 @@ async fn create_detached<F: Factory>(
         .map_err(|_| SandboxError::Start("the sandbox creation task panicked".into()))?
 }
 
+/// Keeps a member listed (for the reaper) while it is being handed out.
+struct Handing<'a, F: Factory>(&'a Arc<Inner<F>>, String);
+
+impl<F: Factory> Drop for Handing<'_, F> {
+    fn drop(&mut self) {
+        self.0.state.lock().handing.remove(&self.1);
+    }
+}
+
+/// The oldest prepared member still within the TTL (older ones are recycled), now
+/// listed as being handed out.
+fn take_prepared<F: Factory>(inner: &Arc<Inner<F>>) -> Option<Prepared> {
+    loop {
+        let idle = {
+            let mut st = inner.state.lock();
+            if st.shut {
+                return None;
+            }
+            let idle = st.prepared.pop_front()?;
+            if idle.born.elapsed() >= inner.ttl {
+                st.recycled += 1;
+                Err(idle.prepared.id)
+            } else {
+                st.handing.insert(idle.prepared.id.clone());
+                Ok(idle.prepared)
+            }
+        };
+        inner.wake.notify_one();
+        match idle {
+            Ok(p) => return Some(p),
+            Err(id) => spawn_destroy(inner.factory.clone(), id),
+        }
+    }
+}
+
+/// Starts a prepared sandbox in a task of its own (like [`create_detached`]): a
+/// start that fails, or that nobody is left to take, destroys its sandbox.
+async fn start_detached<F: Factory>(
+    factory: Arc<F>,
+    prepared: Prepared,
+    run_id: Option<&str>,
+    resources: Resources,
+) -> Result<Lease, SandboxError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let run_id = run_id.map(str::to_owned);
+    tokio::spawn(async move {
+        let id = prepared.id.clone();
+        let started = factory
+            .start_prepared(prepared, run_id.as_deref(), resources)
+            .await;
+        if started.is_err() {
+            if let Err(e) = factory.destroy(&id).await {
+                tracing::warn!(sandbox = id, error = %e, "cannot destroy a prepared sandbox that did not start");
+            }
+        }
+        if let Err(Ok(lease)) = tx.send(started) {
+            tracing::debug!(sandbox = lease.id, "start outlived its caller; removing");
+            if let Err(e) = factory.destroy(&lease.id).await {
+                tracing::warn!(sandbox = lease.id, error = %e, "cannot destroy an abandoned sandbox");
+            }
+        }
+    });
+    rx.await
+        .map_err(|_| SandboxError::Start("the sandbox start task panicked".into()))?
+}
+
 fn spawn_destroy<F: Factory>(factory: Arc<F>, id: String) {
     tokio::spawn(async move {
         if let Err(e) = factory.destroy(&id).await {
@@ -248,7 +419,7 @@ fn spawn_destroy<F: Factory>(factory: Arc<F>, id: String) {
 async fn refill_loop<F: Factory>(inner: Arc<Inner<F>>) {
     loop {
         let now = Instant::now();
-        let (expired, to_start, next_wake) = {
+        let (expired, to_start, to_prepare, next_wake) = {
             let mut st = inner.state.lock();
             if st.shut {
                 return;
@@ -261,24 +432,50 @@ async fn refill_loop<F: Factory>(inner: Arc<Inner<F>>) {
                 }
                 keep
             });
+            st.prepared.retain(|p| {
+                let keep = now.duration_since(p.born) < inner.ttl;
+                if !keep {
+                    expired.push(p.prepared.id.clone());
+                }
+                keep
+            });
             st.recycled += expired.len() as u64;
             let backing_off = st.retry_at.is_some_and(|t| t > now);
             let have = st.ready.len() + st.warming;
-            let to_start = if backing_off {
-                0
+            let have_prepared = st.prepared.len() + st.preparing;
+            let (to_start, to_prepare) = if backing_off {
+                (0, 0)
             } else if st.failures > 0 {
                 // After a failure probe with one creation before going wide again.
-                usize::from(st.warming == 0 && have < inner.target)
+                let idle = st.warming == 0 && st.preparing == 0;
+                if idle && have < inner.target {
+                    (1, 0)
+                } else {
+                    (
+                        0,
+                        usize::from(idle && have_prepared < inner.prepared_target),
+                    )
+                }
             } else {
-                inner.target.saturating_sub(have)
+                (
+                    inner.target.saturating_sub(have),
+                    inner.prepared_target.saturating_sub(have_prepared),
+                )
             };
             st.warming += to_start;
-            let oldest_expiry = st.ready.iter().map(|m| m.born + inner.ttl).min();
+            st.preparing += to_prepare;
+            let oldest_expiry = st
+                .ready
+                .iter()
+                .map(|m| m.born)
+                .chain(st.prepared.iter().map(|p| p.born))
+                .min()
+                .map(|b| b + inner.ttl);
             let next_wake = match (oldest_expiry, st.retry_at.filter(|t| *t > now)) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
-            (expired, to_start, next_wake)
+            (expired, to_start, to_prepare, next_wake)
         };
         for id in expired {
             tracing::debug!(sandbox = id, "recycling an expired pool member");
@@ -286,6 +483,9 @@ async fn refill_loop<F: Factory>(inner: Arc<Inner<F>>) {
         }
         for _ in 0..to_start {
             tokio::spawn(create_member(inner.clone()));
+        }
+        for _ in 0..to_prepare {
+            tokio::spawn(prepare_member(inner.clone()));
         }
         let wake = inner.wake.notified();
         let sleep = async {
@@ -302,38 +502,77 @@ async fn refill_loop<F: Factory>(inner: Arc<Inner<F>>) {
     }
 }
 
+/// Records a refill attempt's outcome (back-off after failures).
+fn note_outcome<T>(st: &mut State, r: &Result<T, SandboxError>, what: &str) {
+    match r {
+        Ok(_) => {
+            st.failures = 0;
+            st.retry_at = None;
+        }
+        Err(e) => {
+            st.failures = st.failures.saturating_add(1);
+            let delay = BACKOFF_MIN
+                .saturating_mul(1 << st.failures.saturating_sub(1).min(6))
+                .min(BACKOFF_MAX);
+            st.retry_at = Some(Instant::now() + delay);
+            tracing::warn!(error = %e, retry_in = ?delay, failures = st.failures, "cannot create a {what}");
+        }
+    }
+}
+
 async fn create_member<F: Factory>(inner: Arc<Inner<F>>) {
     // Never abandoned half-way (that would leak objects): a creation that ends
-    // after shutdown (or after the pool was dropped) destroys its sandbox.
-    let created = inner.factory.create(None, Resources::default()).await;
+    // after shutdown (or after the pool was dropped) destroys its sandbox. A
+    // prepared sandbox, when there is one, only needs starting.
+    let created = match take_prepared(&inner) {
+        Some(p) => {
+            let id = p.id.clone();
+            let _handing = Handing(&inner, id);
+            start_detached(inner.factory.clone(), p, None, Resources::default()).await
+        }
+        None => inner.factory.create(None, Resources::default()).await,
+    };
     let mut orphan = None;
     {
         let mut st = inner.state.lock();
         st.warming -= 1;
-        match created {
-            Ok(lease) => {
-                st.failures = 0;
-                st.retry_at = None;
-                if st.shut || inner.cancel.is_cancelled() {
-                    orphan = Some(lease.id);
-                } else {
-                    st.ready.push_back(Member {
-                        lease,
-                        born: Instant::now(),
-                    });
-                }
-            }
-            Err(e) => {
-                st.failures = st.failures.saturating_add(1);
-                let delay = BACKOFF_MIN
-                    .saturating_mul(1 << st.failures.saturating_sub(1).min(6))
-                    .min(BACKOFF_MAX);
-                st.retry_at = Some(Instant::now() + delay);
-                tracing::warn!(error = %e, retry_in = ?delay, failures = st.failures,
-                    "cannot create a pool member");
+        note_outcome(&mut st, &created, "pool member");
+        if let Ok(lease) = created {
+            if st.shut || inner.cancel.is_cancelled() {
+                orphan = Some(lease.id);
+            } else {
+                st.ready.push_back(Member {
+                    lease,
+                    born: Instant::now(),
+                });
             }
         }
     }
+    settle(&inner, orphan).await;
+}
+
+async fn prepare_member<F: Factory>(inner: Arc<Inner<F>>) {
+    let made = inner.factory.prepare().await;
+    let mut orphan = None;
+    {
+        let mut st = inner.state.lock();
+        st.preparing -= 1;
+        note_outcome(&mut st, &made, "prepared sandbox");
+        if let Ok(prepared) = made {
+            if st.shut || inner.cancel.is_cancelled() {
+                orphan = Some(prepared.id);
+            } else {
+                st.prepared.push_back(Idle {
+                    prepared,
+                    born: Instant::now(),
+                });
+            }
+        }
+    }
+    settle(&inner, orphan).await;
+}
+
+async fn settle<F: Factory>(inner: &Arc<Inner<F>>, orphan: Option<String>) {
     if let Some(id) = orphan {
         if let Err(e) = inner.factory.destroy(&id).await {
             tracing::warn!(sandbox = id, error = %e, "cannot destroy a pool member");
@@ -359,6 +598,9 @@ mod tests {
         fail: AtomicBool,
         live: Mutex<HashSet<String>>,
         runs: Mutex<Vec<Option<String>>>,
+        /// Made but not started (the second tier).
+        made: Mutex<HashSet<String>>,
+        started: AtomicU64,
     }
 
     #[async_trait]
@@ -388,7 +630,45 @@ mod tests {
         }
         async fn destroy(&self, id: &str) -> Result<(), SandboxError> {
             self.live.lock().remove(id);
+            self.made.lock().remove(id);
             Ok(())
+        }
+        fn prepares(&self) -> bool {
+            true
+        }
+        async fn prepare(&self) -> Result<Prepared, SandboxError> {
+            let n = self.created.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            if self.fail.load(Ordering::SeqCst) {
+                return Err(SandboxError::Unavailable("engine down".into()));
+            }
+            let id = format!("prep_{n}");
+            self.made.lock().insert(id.clone());
+            Ok(Prepared {
+                id,
+                configure_token: Secret::new("t"),
+            })
+        }
+        async fn start_prepared(
+            &self,
+            p: Prepared,
+            run_id: Option<&str>,
+            _: Resources,
+        ) -> Result<Lease, SandboxError> {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            if !self.made.lock().remove(&p.id) {
+                return Err(SandboxError::Start(format!("{} is gone", p.id)));
+            }
+            self.started.fetch_add(1, Ordering::SeqCst);
+            self.live.lock().insert(p.id.clone());
+            self.runs.lock().push(run_id.map(str::to_owned));
+            Ok(Lease {
+                id: p.id,
+                sidecar_url: "http://127.0.0.1:1".into(),
+                configure_token: p.configure_token,
+                warm: false,
+                kind: RunnerKind::Process,
+            })
         }
     }
 
@@ -403,7 +683,7 @@ mod tests {
     #[tokio::test]
     async fn an_abandoned_on_demand_creation_finishes_and_is_removed() {
         let fake = Arc::new(Fake::default());
-        let pool = Pool::start(fake.clone(), 0, Duration::from_secs(600));
+        let pool = Pool::start(fake.clone(), 0, 0, Duration::from_secs(600));
         // The caller gives up while the sandbox is being made (a cancelled run).
         let lease = pool.lease("run_gone", Resources::default());
         assert!(tokio::time::timeout(Duration::from_millis(5), lease)
@@ -420,7 +700,7 @@ mod tests {
     #[tokio::test]
     async fn fills_serves_hits_then_misses_and_refills() {
         let fake = Arc::new(Fake::default());
-        let pool = Pool::start(fake.clone(), 2, Duration::from_secs(600));
+        let pool = Pool::start(fake.clone(), 2, 0, Duration::from_secs(600));
         until(|| pool.stats().ready == 2).await;
         let members = pool.members();
         let a = pool.lease("run_a", Resources::default()).await.unwrap();
@@ -456,7 +736,7 @@ mod tests {
     #[tokio::test]
     async fn size_zero_is_always_cold() {
         let fake = Arc::new(Fake::default());
-        let pool = Pool::start(fake.clone(), 0, Duration::from_secs(600));
+        let pool = Pool::start(fake.clone(), 0, 0, Duration::from_secs(600));
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(fake.created.load(Ordering::SeqCst), 0);
         let l = pool.lease("run", Resources::default()).await.unwrap();
@@ -467,7 +747,7 @@ mod tests {
     #[tokio::test]
     async fn recycles_expired_members() {
         let fake = Arc::new(Fake::default());
-        let pool = Pool::start(fake.clone(), 1, Duration::from_millis(300));
+        let pool = Pool::start(fake.clone(), 1, 0, Duration::from_millis(300));
         until(|| pool.stats().ready == 1).await;
         let first = pool.members()[0].clone();
         until(|| pool.stats().recycled >= 1 && pool.stats().ready == 1).await;
@@ -480,7 +760,7 @@ mod tests {
     #[tokio::test]
     async fn dead_members_are_skipped() {
         let fake = Arc::new(Fake::default());
-        let pool = Pool::start(fake.clone(), 1, Duration::from_secs(600));
+        let pool = Pool::start(fake.clone(), 1, 0, Duration::from_secs(600));
         until(|| pool.stats().ready == 1).await;
         let member = pool.members()[0].clone();
         fake.live.lock().remove(&member);
@@ -494,7 +774,7 @@ mod tests {
     async fn failing_refill_backs_off() {
         let fake = Arc::new(Fake::default());
         fake.fail.store(true, Ordering::SeqCst);
-        let pool = Pool::start(fake.clone(), 2, Duration::from_secs(600));
+        let pool = Pool::start(fake.clone(), 2, 0, Duration::from_secs(600));
         tokio::time::sleep(Duration::from_millis(2500)).await;
         let attempts = fake.created.load(Ordering::SeqCst);
         // 2 at start, then one probe after 1 s, the next only after 2 s more.
@@ -503,5 +783,86 @@ mod tests {
         fake.fail.store(false, Ordering::SeqCst);
         until(|| pool.stats().ready == 2).await;
         pool.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn misses_start_prepared_sandboxes_and_the_tier_refills() {
+        let fake = Arc::new(Fake::default());
+        let pool = Pool::start(fake.clone(), 0, 2, Duration::from_secs(600));
+        until(|| pool.stats().prepared == 2).await;
+        let made: HashSet<String> = fake.made.lock().clone();
+        // Both tiers are listed for the reaper.
+        assert_eq!(pool.members().into_iter().collect::<HashSet<_>>(), made);
+        let a = pool.lease("run_a", Resources::default()).await.unwrap();
+        assert!(!a.warm, "a started prepared sandbox is a miss");
+        assert!(made.contains(&a.id), "not one of the prepared sandboxes");
+        assert!(fake.live.lock().contains(&a.id));
+        assert!(fake.runs.lock().contains(&Some("run_a".to_owned())));
+        assert!(
+            !pool.members().contains(&a.id),
+            "a leased sandbox stays listed"
+        );
+        until(|| pool.stats().prepared == 2).await;
+        let s = pool.stats();
+        assert_eq!((s.misses, s.prepared_hits, s.prepared_target), (1, 1, 2));
+        // A prepared sandbox that is gone is skipped; the next one serves.
+        let gone = pool.members()[0].clone();
+        fake.made.lock().remove(&gone);
+        let b = pool.lease("run_b", Resources::default()).await.unwrap();
+        assert_ne!(b.id, gone);
+        assert_eq!(fake.started.load(Ordering::SeqCst), 2);
+        pool.shutdown().await;
+        assert!(
+            fake.made.lock().is_empty(),
+            "prepared sandboxes left after shutdown"
+        );
+        assert_eq!(
+            fake.live.lock().clone(),
+            [a.id, b.id].into_iter().collect(),
+            "only the leased ones remain"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_warm_tier_is_filled_from_the_prepared_one() {
+        let fake = Arc::new(Fake::default());
+        let pool = Pool::start(fake.clone(), 1, 1, Duration::from_secs(600));
+        until(|| pool.stats().ready == 1 && pool.stats().prepared == 1).await;
+        let a = pool.lease("run_a", Resources::default()).await.unwrap();
+        assert!(a.warm);
+        // The warm refill starts the prepared sandbox (no build from nothing), and the
+        // second tier makes another.
+        until(|| pool.stats().ready == 1 && pool.stats().prepared == 1).await;
+        assert!(fake.started.load(Ordering::SeqCst) >= 1);
+        pool.shutdown().await;
+        assert!(fake.made.lock().is_empty());
+        assert_eq!(fake.live.lock().clone(), [a.id].into_iter().collect());
+    }
+
+    #[tokio::test]
+    async fn backends_without_a_second_tier_prepare_nothing() {
+        struct Plain(Fake);
+        #[async_trait]
+        impl Factory for Plain {
+            async fn create(&self, r: Option<&str>, x: Resources) -> Result<Lease, SandboxError> {
+                self.0.create(r, x).await
+            }
+            async fn adapt(&self, l: &Lease, x: Resources) -> Result<(), SandboxError> {
+                self.0.adapt(l, x).await
+            }
+            async fn alive(&self, l: &Lease) -> bool {
+                self.0.alive(l).await
+            }
+            async fn destroy(&self, id: &str) -> Result<(), SandboxError> {
+                self.0.destroy(id).await
+            }
+        }
+        let plain = Arc::new(Plain(Fake::default()));
+        let pool = Pool::start(plain.clone(), 0, 3, Duration::from_secs(600));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(plain.0.created.load(Ordering::SeqCst), 0);
+        assert_eq!(pool.stats().prepared_target, 0);
+        let l = pool.lease("run", Resources::default()).await.unwrap();
+        assert!(!l.warm);
     }
 }

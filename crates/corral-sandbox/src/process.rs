@@ -292,7 +292,7 @@ impl ProcessBackend {
             http,
             live: Mutex::new(HashMap::new()),
         });
-        let pool = Pool::start(procs.clone(), procs.opts.pool_size, procs.opts.pool_ttl);
+        let pool = Pool::start(procs.clone(), procs.opts.pool_size, 0, procs.opts.pool_ttl);
         Ok(Self { procs, pool })
     }
 

@@ -82,6 +82,7 @@ impl TestApp {
         // the many tests that never run an agent start no sandbox.
         config.sandbox = Some("process".into());
         config.warm_pool_size = 0;
+        config.prepared_pool_size = 0;
         if backend == Backend::Postgres {
             config.database_url = Some(fresh_postgres_database().await);
         }

@@ -110,6 +110,9 @@ async fn drill(kind: Sandbox, signal: Signal) {
     let port = free_port();
     let mut first_env = env.clone();
     first_env.push(("CORRAL_WARM_POOL_SIZE", "1"));
+    // Docker: prepared (made, never started) sandboxes too, which the second life
+    // must remove like the idle pool member.
+    first_env.push(("CORRAL_PREPARED_POOL_SIZE", "1"));
     let mut server = start(dir.path(), port, &first_env);
     let spec = wait_healthy(&server.base).await;
     let c = api_client(&server.base, spec.clone()).await;
@@ -157,6 +160,7 @@ async fn drill(kind: Sandbox, signal: Signal) {
     // idle pool member is reaped.
     let mut second_env = env.clone();
     second_env.push(("CORRAL_WARM_POOL_SIZE", "0"));
+    second_env.push(("CORRAL_PREPARED_POOL_SIZE", "0"));
     let server = start(dir.path(), port, &second_env);
     wait_healthy(&server.base).await;
     let deadline = Instant::now() + Duration::from_secs(90);

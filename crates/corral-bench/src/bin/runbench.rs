@@ -1,7 +1,8 @@
 //! `corral-runbench`: run-start latency of the release `corral` server — from the
 //! moment a client sends `POST /api/agents/@corral/hello-world/run` to the first
 //! event the platform receives from the agent (`runs.first_event_at`) — with the
-//! Docker and the process sandbox backends, warm pool and empty pool, next to the
+//! Docker and the process sandbox backends, warm pool, empty pool and (Docker) the
+//! second tier of prepared sandboxes, next to the
 //! floor of a bare `docker run`, plus 20 concurrent runs with their wall time and
 //! peak memory. It prints figures; it is not a test.
 //!
@@ -44,6 +45,7 @@ const ALL_SCENARIOS: &[&str] = &[
     "floor",
     "docker-warm",
     "docker-cold",
+    "docker-prepared",
     "process-warm",
     "process-cold",
     "docker-concurrent",
@@ -76,7 +78,8 @@ struct Args {
     #[arg(long, default_value_t = 1)]
     warmup: usize,
     /// Comma-separated scenarios (default: all): floor, docker-warm, docker-cold,
-    /// process-warm, process-cold, docker-concurrent, process-concurrent.
+    /// docker-prepared (warm pool empty, second tier of 2), process-warm,
+    /// process-cold, docker-concurrent, process-concurrent.
     #[arg(long, value_delimiter = ',')]
     scenarios: Vec<String>,
     /// The corral server binary (corral-agent and corral-sidecar next to it).
@@ -384,29 +387,55 @@ async fn run_scenario(ctx: &Ctx, name: &str) -> Result<Outcome> {
             );
             Ok(Outcome::Floor(v))
         }
-        "docker-warm" => sequential(ctx, name, Backend::Docker, 2)
+        "docker-warm" => sequential(ctx, name, Backend::Docker, Pools::warm(2))
             .await
             .map(Outcome::Seq),
-        "docker-cold" => sequential(ctx, name, Backend::Docker, 0)
+        "docker-cold" => sequential(ctx, name, Backend::Docker, Pools::warm(0))
             .await
             .map(Outcome::Seq),
-        "process-warm" => sequential(ctx, name, Backend::Process, 2)
+        "docker-prepared" => sequential(
+            ctx,
+            name,
+            Backend::Docker,
+            Pools {
+                warm: 0,
+                prepared: 2,
+            },
+        )
+        .await
+        .map(Outcome::Seq),
+        "process-warm" => sequential(ctx, name, Backend::Process, Pools::warm(2))
             .await
             .map(Outcome::Seq),
-        "process-cold" => sequential(ctx, name, Backend::Process, 0)
+        "process-cold" => sequential(ctx, name, Backend::Process, Pools::warm(0))
             .await
             .map(Outcome::Seq),
-        "docker-concurrent" => concurrent(ctx, name, Backend::Docker, 2)
+        "docker-concurrent" => concurrent(ctx, name, Backend::Docker, Pools::warm(2))
             .await
             .map(Outcome::Conc),
-        "process-concurrent" => concurrent(ctx, name, Backend::Process, 2)
+        "process-concurrent" => concurrent(ctx, name, Backend::Process, Pools::warm(2))
             .await
             .map(Outcome::Conc),
         _ => unreachable!("checked in main"),
     }
 }
 
-fn server_env(ctx: &Ctx, backend: Backend, pool: usize) -> Result<Vec<(String, String)>> {
+/// The server's pool tiers in one scenario.
+#[derive(Debug, Clone, Copy)]
+struct Pools {
+    /// Started sandboxes waiting for a run.
+    warm: usize,
+    /// Docker sandboxes made but not started.
+    prepared: usize,
+}
+
+impl Pools {
+    fn warm(warm: usize) -> Pools {
+        Pools { warm, prepared: 0 }
+    }
+}
+
+fn server_env(ctx: &Ctx, backend: Backend, pool: Pools) -> Result<Vec<(String, String)>> {
     let mock = match backend {
         Backend::Docker => ctx.mock_docker.as_ref(),
         Backend::Process => ctx.mock_local.as_ref(),
@@ -415,7 +444,8 @@ fn server_env(ctx: &Ctx, backend: Backend, pool: usize) -> Result<Vec<(String, S
     let limit = ctx.args.concurrency.max(20).to_string();
     let mut env: Vec<(String, String)> = [
         ("CORRAL_SANDBOX", backend.name()),
-        ("CORRAL_WARM_POOL_SIZE", &pool.to_string()),
+        ("CORRAL_WARM_POOL_SIZE", &pool.warm.to_string()),
+        ("CORRAL_PREPARED_POOL_SIZE", &pool.prepared.to_string()),
         ("CORRAL_MODEL_API", "openai"),
         ("CORRAL_MODEL_ID", "mock-model"),
         ("CORRAL_MODEL_BASE_URL", &mock.openai_base_url()),
@@ -441,9 +471,10 @@ fn server_env(ctx: &Ctx, backend: Backend, pool: usize) -> Result<Vec<(String, S
     Ok(env)
 }
 
-/// Waits until exactly the pool's members exist: `pool` ready sandboxes, nothing
-/// being created or torn down. Returns how long that took.
-async fn settle(ctx: &Ctx, server: &Server, backend: Backend, pool: usize) -> Result<Duration> {
+/// Waits until exactly the pool's members exist: `pool.warm` ready sandboxes (and
+/// `pool.prepared` made, not started), nothing being created or torn down. Returns
+/// how long that took.
+async fn settle(ctx: &Ctx, server: &Server, backend: Backend, pool: Pools) -> Result<Duration> {
     let t = Instant::now();
     let deadline = t + SETTLE_DEADLINE;
     loop {
@@ -451,19 +482,19 @@ async fn settle(ctx: &Ctx, server: &Server, backend: Backend, pool: usize) -> Re
             Backend::Docker => {
                 let engine = ctx.engine.as_ref().context("no engine")?;
                 let (running, all) = engine.count_managed().await?;
-                running == 2 * pool && all == 2 * pool
+                running == 2 * pool.warm && all == 2 * (pool.warm + pool.prepared)
             }
             Backend::Process => {
                 let d = engine::descendants(server.pid);
                 let count = |n: &str| d.iter().filter(|(_, c)| c == n).count();
-                count("corral-sidecar") == pool && count("corral-agent") == pool
+                count("corral-sidecar") == pool.warm && count("corral-agent") == pool.warm
             }
         };
         if settled {
             return Ok(t.elapsed());
         }
         if Instant::now() > deadline {
-            bail!("the sandboxes never settled to a pool of {pool} within {SETTLE_DEADLINE:?}");
+            bail!("the sandboxes never settled to a pool of {pool:?} within {SETTLE_DEADLINE:?}");
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
@@ -473,7 +504,7 @@ async fn boot(
     ctx: &Ctx,
     name: &str,
     backend: Backend,
-    pool: usize,
+    pool: Pools,
     keys: usize,
 ) -> Result<(Server, Api, Vec<String>)> {
     let env = server_env(ctx, backend, pool)?;
@@ -485,16 +516,18 @@ async fn boot(
     // Let the engine and the freshly started members go quiet.
     tokio::time::sleep(Duration::from_millis(1000)).await;
     println!(
-        "{name}: server {} (pid {}) up, pool {pool} warm after {:.1} s",
+        "{name}: server {} (pid {}) up, pool {} warm + {} prepared after {:.1} s",
         server.base,
         server.pid,
+        pool.warm,
+        pool.prepared,
         t.elapsed().as_secs_f64()
     );
     Ok((server, api, keys))
 }
 
 /// One run at a time: trigger, wait for the terminal status, pause, settle.
-async fn sequential(ctx: &Ctx, name: &str, backend: Backend, pool: usize) -> Result<SeqResult> {
+async fn sequential(ctx: &Ctx, name: &str, backend: Backend, pool: Pools) -> Result<SeqResult> {
     let total = ctx.args.warmup + ctx.args.runs;
     let (server, api, keys) = boot(ctx, name, backend, pool, total.div_ceil(RUNS_PER_KEY)).await?;
     let mock = match backend {
@@ -539,7 +572,7 @@ async fn sequential(ctx: &Ctx, name: &str, backend: Backend, pool: usize) -> Res
         Ok::<_, anyhow::Error>(SeqResult {
             name: name.to_owned(),
             backend,
-            pool,
+            pool: pool.warm,
             runs: records,
             warmups,
             builds,
@@ -554,7 +587,7 @@ async fn sequential(ctx: &Ctx, name: &str, backend: Backend, pool: usize) -> Res
 }
 
 /// `concurrency` runs at once on a warm pool: wall time and peak memory.
-async fn concurrent(ctx: &Ctx, name: &str, backend: Backend, pool: usize) -> Result<ConcResult> {
+async fn concurrent(ctx: &Ctx, name: &str, backend: Backend, pool: Pools) -> Result<ConcResult> {
     let n = ctx.args.concurrency;
     let per_key = n.div_ceil(n.div_ceil(RUNS_PER_KEY));
     let (server, api, keys) = boot(ctx, name, backend, pool, n.div_ceil(per_key)).await?;
@@ -972,7 +1005,7 @@ fn report(ctx: &Ctx, outcomes: &[(String, Result<Outcome>)]) {
     }
     match floor {
         Some(f) => {
-            for name in ["docker-cold", "process-cold"] {
+            for name in ["docker-cold", "docker-prepared", "process-cold"] {
                 if let Some(p) = p50_of(name) {
                     let limit = TARGET_COLD_OVER_FLOOR * f.p50;
                     println!(

@@ -239,6 +239,7 @@ pub async fn select_backend(
         owner: state.runs.instance_id.clone(),
         deployment,
         pool_size: c.warm_pool_size,
+        prepared_pool_size: c.prepared_pool_size,
         pool_ttl: ttl,
         agent_env: agent_env.clone(),
         subnet_pool: c
@@ -273,6 +274,7 @@ pub async fn select_backend(
         backend = %backend.kind(),
         platform_url,
         pool = c.warm_pool_size,
+        prepared = c.prepared_pool_size,
         "sandbox backend ready"
     );
     Ok((

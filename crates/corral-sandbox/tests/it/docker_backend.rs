@@ -388,6 +388,107 @@ async fn pool_serves_hits_refills_and_misses_when_empty() {
     assert_nothing_left(&format!("corral.owner={owner}"));
 }
 
+/// The status of each of a sandbox's containers on the engine.
+async fn container_statuses(backend: &DockerBackend, id: &str) -> Vec<String> {
+    let names = SandboxNames::of(id).unwrap();
+    let mut out = Vec::new();
+    for c in [&names.sidecar, &names.agent] {
+        let info = backend
+            .docker()
+            .inspect_container(c, None::<InspectContainerOptions>)
+            .await
+            .unwrap();
+        out.push(format!("{:?}", info.state.unwrap().status.unwrap()).to_lowercase());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_sandboxes_wait_made_and_a_miss_only_starts_one() {
+    let owner = owner("prepared");
+    let opts = tokio::task::spawn_blocking({
+        let owner = owner.clone();
+        move || DockerOptions {
+            prepared_pool_size: 2,
+            ..options(&owner, 0)
+        }
+    })
+    .await
+    .unwrap();
+    let _cleanup = DockerCleanup {
+        owner: owner.clone(),
+    };
+    let backend = DockerBackend::connect(opts).await.expect("docker engine");
+    until("two prepared sandboxes", Duration::from_secs(90), || {
+        backend.stats().prepared == 2
+    })
+    .await;
+    let members = backend.pool_members();
+    assert_eq!(members.len(), 2);
+    // Made, not started: both containers exist and nothing runs.
+    for id in &members {
+        assert_eq!(
+            container_statuses(&backend, id).await,
+            ["created", "created"]
+        );
+        let names = SandboxNames::of(id).unwrap();
+        backend
+            .docker()
+            .inspect_network(&names.run_network, None::<InspectNetworkOptions>)
+            .await
+            .expect("the run network exists");
+    }
+
+    // A miss (no warm tier) starts one, fitted to the run's resources.
+    let custom = Resources {
+        memory_bytes: 640 << 20,
+        nano_cpus: 700_000_000,
+        pids_limit: 90,
+    };
+    let t = Instant::now();
+    let lease = backend.lease("run_prepared_1", custom).await.unwrap();
+    eprintln!("prepared lease in {:?}", t.elapsed());
+    assert!(!lease.warm);
+    assert!(members.contains(&lease.id), "not a prepared sandbox");
+    assert_eq!(
+        container_statuses(&backend, &lease.id).await,
+        ["running", "running"]
+    );
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let health = http
+        .get(format!("{}/health", lease.sidecar_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let host = backend
+        .docker()
+        .inspect_container(
+            &SandboxNames::of(&lease.id).unwrap().agent,
+            None::<InspectContainerOptions>,
+        )
+        .await
+        .unwrap()
+        .host_config
+        .unwrap();
+    assert_eq!(
+        (host.memory, host.nano_cpus, host.pids_limit),
+        (Some(640 << 20), Some(700_000_000), Some(90))
+    );
+    assert!(!backend.pool_members().contains(&lease.id));
+    until("the second tier to refill", Duration::from_secs(60), || {
+        backend.stats().prepared == 2
+    })
+    .await;
+    let s = backend.stats();
+    assert_eq!((s.misses, s.prepared_hits, s.prepared_target), (1, 1, 2));
+
+    backend.destroy(&lease.id).await.unwrap();
+    backend.shutdown().await;
+    assert!(backend.pool_members().is_empty());
+    wait_nothing_left(&format!("corral.owner={owner}")).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pool_recycles_members_older_than_the_ttl() {
     let owner = owner("ttl");
