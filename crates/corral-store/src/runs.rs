@@ -470,40 +470,12 @@ pub async fn list(
         f.limit.max(0),
         f.offset.max(0)
     );
-    let (runs, total) = if postgres {
-        let rows = bind_all(&page_sql, &binds)
-            .fetch_all(&mut *conn)
-            .await
-            .db()?;
-        let total: Option<i64> = match rows.first() {
-            Some(row) => Some(row.try_get("total_matching").db()?),
-            None => None,
-        };
-        let runs = rows
-            .iter()
-            .map(Run::from_row)
-            .collect::<sqlx::Result<Vec<_>>>()
-            .db()?;
-        (runs, total)
-    } else {
-        // The whole page as one row: one JSON array (and the count), so the driver
-        // hands over one value instead of a row per run.
-        let sql = format!(
-            "SELECT json_group_array(json(p.j)) AS page, MAX(p.total_matching) AS total \
-             FROM ({page_sql}) p"
-        );
-        let row = bind_all(&sql, &binds).fetch_one(&mut *conn).await.db()?;
-        let page: String = row.try_get("page").db()?;
-        let total: Option<i64> = row.try_get("total").db()?;
-        let mut runs: Vec<Run> = serde_json::from_str(&page)
-            .map_err(|e| sqlx::Error::Decode(e.into()))
-            .db()?;
-        // An aggregate's input order is the subquery's in practice, not by contract.
-        runs.sort_by(|a, b| (b.created_at, b.id.as_str()).cmp(&(a.created_at, a.id.as_str())));
-        (runs, total)
-    };
-    let total = match total {
-        Some(t) => t,
+    let rows = bind_all(&page_sql, &binds)
+        .fetch_all(&mut *conn)
+        .await
+        .db()?;
+    let total: i64 = match rows.first() {
+        Some(row) => row.try_get("total_matching").db()?,
         // No row with a first page of at least one: nothing matches.
         None if f.offset <= 0 && f.limit > 0 => 0,
         // No row to carry it (the page starts past the end, or is empty): ask.
@@ -514,6 +486,17 @@ pub async fn list(
             .try_get(0)
             .db()?,
     };
+    let runs = rows
+        .iter()
+        .map(|row| {
+            if postgres {
+                return Run::from_row(row);
+            }
+            let j: &str = row.try_get("j")?;
+            serde_json::from_str::<Run>(j).map_err(|e| sqlx::Error::Decode(e.into()))
+        })
+        .collect::<sqlx::Result<Vec<_>>>()
+        .db()?;
     Ok((runs, total))
 }
 
