@@ -75,8 +75,8 @@ pub struct Config {
     pub sandbox: Option<String>,
     /// Ready sandboxes kept per image (`CORRAL_WARM_POOL_SIZE`).
     pub warm_pool_size: usize,
-    /// Docker sandboxes kept made but not started, for warm-pool misses
-    /// (`CORRAL_PREPARED_POOL_SIZE`; the process backend has no such tier).
+    /// Docker sandboxes kept half-started (sidecar running, agent created), for
+    /// warm-pool misses (`CORRAL_PREPARED_POOL_SIZE`; the process backend has none).
     pub prepared_pool_size: usize,
     /// Pool members older than this are recycled.
     pub warm_pool_ttl_seconds: u64,

@@ -227,14 +227,14 @@ pub async fn render(state: &Engine) -> String {
         gauge(
             &mut out,
             "corral_prepared_pool_target",
-            "Sandboxes to keep made but not started (Docker).",
+            "Sandboxes to keep half-started (Docker).",
             "gauge",
             p.prepared_target,
         );
         gauge(
             &mut out,
             "corral_prepared_pool_ready",
-            "Sandboxes made but not started now.",
+            "Half-started sandboxes ready now.",
             "gauge",
             p.prepared,
         );

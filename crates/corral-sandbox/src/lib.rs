@@ -158,7 +158,7 @@ pub struct PoolStats {
     pub recycled: u64,
     /// Configured size of the second tier (0 where the backend has none).
     pub prepared_target: usize,
-    /// Prepared (made, not started) sandboxes right now.
+    /// Prepared (half-started) sandboxes right now.
     pub prepared: usize,
     /// Misses served by starting a prepared sandbox.
     pub prepared_hits: u64,

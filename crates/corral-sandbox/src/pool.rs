@@ -4,10 +4,12 @@
 //! after every lease, recycles members older than the TTL, and backs off when
 //! creation fails (engine down, image missing) instead of spinning.
 //!
-//! Behind it a second tier, for backends whose sandboxes are slow to make but quick
-//! to start (Docker: networks and containers): `prepared_target` sandboxes whose
-//! objects exist but do not run (no process, no memory). A miss starts one of those
-//! instead of making a sandbox from nothing, and a warm member is made by starting one.
+//! Behind it a second tier, for backends whose sandboxes are slow to make (Docker:
+//! networks, containers, two container starts): `prepared_target` sandboxes made
+//! ahead but not started as a whole (on Docker the sidecar runs, configured with
+//! nothing yet, and the agent container is only created). A miss starts one of those
+//! (one container start) instead of making a sandbox from nothing, and a warm member
+//! is made by finishing one.
 //!
 //! The backends provide a [`Factory`]; the pool owns the policy.
 
@@ -60,7 +62,7 @@ pub trait Factory: Send + Sync + 'static {
         false
     }
 
-    /// Makes a sandbox's objects without starting it (the second tier).
+    /// Makes a sandbox ahead without starting it as a whole (the second tier).
     async fn prepare(&self) -> Result<Prepared, SandboxError> {
         Err(SandboxError::Start(
             "this backend does not prepare sandboxes".into(),
@@ -82,11 +84,14 @@ pub trait Factory: Send + Sync + 'static {
     }
 }
 
-/// A sandbox whose objects exist but which does not run yet.
+/// A sandbox made ahead but not started as a whole: on Docker its objects exist and
+/// its sidecar runs (holding nothing until configured), its agent does not.
 #[derive(Debug)]
 pub struct Prepared {
     /// The sandbox's id (as a [`Lease`]'s).
     pub id: String,
+    /// Its sidecar, when it already runs (as a [`Lease`]'s).
+    pub sidecar_url: String,
     /// What configures it once started (as a [`Lease`]'s).
     pub configure_token: Secret,
 }
@@ -223,7 +228,10 @@ impl<F: Factory> Pool<F> {
         while let Some(idle) = take_prepared(inner) {
             let id = idle.id.clone();
             let _handing = Handing(inner, id.clone());
-            match start_detached(inner.factory.clone(), idle, Some(run_id), resources).await {
+            let started =
+                start_detached(inner.factory.clone(), idle, Some(run_id), resources).await;
+            inner.wake.notify_one();
+            match started {
                 Ok(mut lease) => {
                     inner.state.lock().prepared_hits += 1;
                     lease.warm = false;
@@ -366,10 +374,14 @@ fn take_prepared<F: Factory>(inner: &Arc<Inner<F>>) -> Option<Prepared> {
                 Ok(idle.prepared)
             }
         };
-        inner.wake.notify_one();
         match idle {
+            // The refill is woken once this one has started (or failed): making the
+            // next one meanwhile would slow this start down on the same engine.
             Ok(p) => return Some(p),
-            Err(id) => spawn_destroy(inner.factory.clone(), id),
+            Err(id) => {
+                inner.wake.notify_one();
+                spawn_destroy(inner.factory.clone(), id);
+            }
         }
     }
 }
@@ -646,6 +658,7 @@ mod tests {
             self.made.lock().insert(id.clone());
             Ok(Prepared {
                 id,
+                sidecar_url: "http://127.0.0.1:1".into(),
                 configure_token: Secret::new("t"),
             })
         }
@@ -664,7 +677,7 @@ mod tests {
             self.runs.lock().push(run_id.map(str::to_owned));
             Ok(Lease {
                 id: p.id,
-                sidecar_url: "http://127.0.0.1:1".into(),
+                sidecar_url: p.sidecar_url,
                 configure_token: p.configure_token,
                 warm: false,
                 kind: RunnerKind::Process,

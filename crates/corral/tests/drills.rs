@@ -110,8 +110,8 @@ async fn drill(kind: Sandbox, signal: Signal) {
     let port = free_port();
     let mut first_env = env.clone();
     first_env.push(("CORRAL_WARM_POOL_SIZE", "1"));
-    // Docker: prepared (made, never started) sandboxes too, which the second life
-    // must remove like the idle pool member.
+    // Docker: a prepared (half-started) sandbox too, which the second life must
+    // remove like the idle pool member.
     first_env.push(("CORRAL_PREPARED_POOL_SIZE", "1"));
     let mut server = start(dir.path(), port, &first_env);
     let spec = wait_healthy(&server.base).await;

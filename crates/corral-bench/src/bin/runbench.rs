@@ -78,7 +78,7 @@ struct Args {
     #[arg(long, default_value_t = 1)]
     warmup: usize,
     /// Comma-separated scenarios (default: all): floor, docker-warm, docker-cold,
-    /// docker-prepared (warm pool empty, second tier of 2), process-warm,
+    /// docker-prepared (warm pool empty, 2 half-started sandboxes), process-warm,
     /// process-cold, docker-concurrent, process-concurrent.
     #[arg(long, value_delimiter = ',')]
     scenarios: Vec<String>,
@@ -425,7 +425,7 @@ async fn run_scenario(ctx: &Ctx, name: &str) -> Result<Outcome> {
 struct Pools {
     /// Started sandboxes waiting for a run.
     warm: usize,
-    /// Docker sandboxes made but not started.
+    /// Docker sandboxes half-started (sidecar running, agent created).
     prepared: usize,
 }
 
@@ -472,8 +472,8 @@ fn server_env(ctx: &Ctx, backend: Backend, pool: Pools) -> Result<Vec<(String, S
 }
 
 /// Waits until exactly the pool's members exist: `pool.warm` ready sandboxes (and
-/// `pool.prepared` made, not started), nothing being created or torn down. Returns
-/// how long that took.
+/// `pool.prepared` with only their sidecar started), nothing being created or torn
+/// down. Returns how long that took.
 async fn settle(ctx: &Ctx, server: &Server, backend: Backend, pool: Pools) -> Result<Duration> {
     let t = Instant::now();
     let deadline = t + SETTLE_DEADLINE;
@@ -482,7 +482,8 @@ async fn settle(ctx: &Ctx, server: &Server, backend: Backend, pool: Pools) -> Re
             Backend::Docker => {
                 let engine = ctx.engine.as_ref().context("no engine")?;
                 let (running, all) = engine.count_managed().await?;
-                running == 2 * pool.warm && all == 2 * (pool.warm + pool.prepared)
+                // A prepared sandbox's sidecar runs, its agent is only created.
+                running == 2 * pool.warm + pool.prepared && all == 2 * (pool.warm + pool.prepared)
             }
             Backend::Process => {
                 let d = engine::descendants(server.pid);

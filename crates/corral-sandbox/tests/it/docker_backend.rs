@@ -425,11 +425,11 @@ async fn prepared_sandboxes_wait_made_and_a_miss_only_starts_one() {
     .await;
     let members = backend.pool_members();
     assert_eq!(members.len(), 2);
-    // Made, not started: both containers exist and nothing runs.
+    // Made, not started as a whole: the sidecar runs, the agent is only created.
     for id in &members {
         assert_eq!(
             container_statuses(&backend, id).await,
-            ["created", "created"]
+            ["running", "created"]
         );
         let names = SandboxNames::of(id).unwrap();
         backend
@@ -439,7 +439,7 @@ async fn prepared_sandboxes_wait_made_and_a_miss_only_starts_one() {
             .expect("the run network exists");
     }
 
-    // A miss (no warm tier) starts one, fitted to the run's resources.
+    // A miss (no warm tier) starts one's agent, fitted to the run's resources.
     let custom = Resources {
         memory_bytes: 640 << 20,
         nano_cpus: 700_000_000,
