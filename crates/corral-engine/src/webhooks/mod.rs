@@ -9,12 +9,14 @@
 //! released, so an answered event is never sent again.
 //!
 //! The database work is batched ([`batch`]): a claim reads each endpoint once and
-//! freezes every body it needs in one transaction, and the attempts' records are
-//! written by one recorder task, a burst of them per transaction; an attempt keeps its
-//! slot until its record is committed.
+//! freezes every body it needs at once, and the attempts' records are written by one
+//! recorder task, a burst of them at a time; an attempt keeps its slot until its record
+//! is committed. The worker claims ahead (up to one prepared delivery per slot), so a
+//! freed slot starts the next attempt without waiting for the database.
 
 mod batch;
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +26,7 @@ use corral_store::webhooks as store;
 use corral_webhooks::envelope::{self, PayloadMode};
 use corral_webhooks::{Deliverer, Outcome};
 use rand::Rng as _;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, Semaphore, TryAcquireError};
 use tokio_util::sync::CancellationToken;
 
 use corral_core::{Problem, ProblemResult};
@@ -82,36 +84,31 @@ pub async fn run(state: Engine, stop: CancellationToken) {
     let mut signals = state.runs.bus.subscribe();
     let written = state.runs.bus.webhooks.clone();
     let postgres = state.db.backend() == corral_store::Backend::Postgres;
-    // A claim outlives the longest attempt by a margin.
-    let lease_ms = (state.config.webhook_timeout_seconds as i64 + 5) * 1000;
+    let timeout_ms = state.config.webhook_timeout_seconds as i64 * 1000;
+    // A claim covers the wait for a slot (at most one attempt in flight ahead of it)
+    // and its own attempt, with a margin.
+    let lease_ms = 2 * timeout_ms + 5000;
+    // Claimed and prepared, waiting for a slot: a freed slot takes the next one at
+    // once instead of waiting for a claim's round trips.
+    let mut ready: VecDeque<Job> = VecDeque::new();
     loop {
-        let free = slots.available_permits();
-        let mut claimed = Vec::new();
-        if free > 0 {
-            let now = now_ms();
-            let got = async {
-                let mut conn = state.db.conn().await?;
-                store::claim(&mut conn, postgres, now, now + lease_ms, free as i64).await
-            }
-            .await;
-            match got {
-                Ok(c) => claimed = c,
-                Err(e) => tracing::warn!(error = %e, "claiming webhook deliveries failed"),
-            }
-        }
-        let full = !claimed.is_empty() && claimed.len() == free;
-        let jobs = match batch::prepare(&state, claimed).await {
-            Ok(jobs) => jobs,
-            Err(e) => {
-                // The claims lapse and the deliveries are tried again later.
-                tracing::warn!(error = %e, "preparing webhook deliveries failed");
-                Vec::new()
-            }
-        };
-        for job in jobs {
-            let Ok(permit) = slots.clone().acquire_owned().await else {
-                return;
+        // 1. Every free slot takes a ready job.
+        while !ready.is_empty() {
+            let permit = match slots.clone().try_acquire_owned() {
+                Ok(p) => p,
+                Err(TryAcquireError::NoPermits) => break,
+                Err(TryAcquireError::Closed) => return,
             };
+            let job = ready.pop_front().expect("not empty");
+            if job.claimed.claimed_until < now_ms() + timeout_ms + 1000 {
+                // Its claim would lapse during the attempt: another worker may take
+                // it then, so this one leaves it (it is claimed again later).
+                tracing::debug!(
+                    delivery = job.claimed.id,
+                    "webhook claim too old to attempt; left to lapse"
+                );
+                continue;
+            }
             let (state, deliverer, schedule, done, recorder) = (
                 state.clone(),
                 deliverer.clone(),
@@ -125,15 +122,40 @@ pub async fn run(state: Engine, stop: CancellationToken) {
                 done.notify_one();
             });
         }
-        if full {
-            // More may be due: claim again once half the slots are free (fewer, larger
-            // claims), or at once when nothing is left in flight.
-            let want = (concurrency / 2).max(1);
-            while slots.available_permits() < want {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = done.notified() => {}
+        // 2. Claim ahead, up to a slot's worth of ready jobs per slot, in batches of at
+        //    least half the slots (fewer, larger claims).
+        let in_flight = concurrency - slots.available_permits();
+        let want = (2 * concurrency).saturating_sub(in_flight + ready.len());
+        let mut full = false;
+        if want > 0 && (want >= (concurrency / 2).max(1) || ready.is_empty()) {
+            let now = now_ms();
+            let got = async {
+                let mut conn = state.db.conn().await?;
+                store::claim(&mut conn, postgres, now, now + lease_ms, want as i64).await
+            }
+            .await;
+            let claimed = match got {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "claiming webhook deliveries failed");
+                    Vec::new()
                 }
+            };
+            full = !claimed.is_empty() && claimed.len() == want;
+            match batch::prepare(&state, claimed).await {
+                Ok(jobs) => ready.extend(jobs),
+                // The claims lapse and the deliveries are tried again later.
+                Err(e) => tracing::warn!(error = %e, "preparing webhook deliveries failed"),
+            }
+            if !ready.is_empty() && slots.available_permits() > 0 {
+                continue;
+            }
+        }
+        if full || !ready.is_empty() {
+            // More is due or waiting: go on as soon as a slot frees.
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = done.notified() => {}
             }
             continue;
         }
