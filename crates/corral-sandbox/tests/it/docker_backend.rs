@@ -345,30 +345,7 @@ async fn pool_serves_hits_refills_and_misses_when_empty() {
         .into_iter()
         .collect();
     assert_eq!(ids.len(), 4, "a sandbox was leased twice");
-    let host = backend
-        .docker()
-        .inspect_container(
-            &SandboxNames::of(&second.id).unwrap().agent,
-            None::<InspectContainerOptions>,
-        )
-        .await
-        .unwrap()
-        .host_config
-        .unwrap();
-    assert_eq!(
-        (
-            host.memory,
-            host.memory_swap,
-            host.nano_cpus,
-            host.pids_limit
-        ),
-        (
-            Some(768 << 20),
-            Some(768 << 20),
-            Some(500_000_000),
-            Some(100)
-        )
-    );
+    assert_eq!(agent_limits(&backend, &second.id).await, custom);
     let stats = backend.stats();
     assert_eq!((stats.target, stats.hits, stats.misses), (2, 3, 1));
     let labels = |id: &str| {
@@ -386,6 +363,30 @@ async fn pool_serves_hits_refills_and_misses_when_empty() {
     // Shut down means shut down: nothing comes back.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_nothing_left(&format!("corral.owner={owner}"));
+}
+
+/// The limits the engine holds for a sandbox's agent container (memory and swap
+/// must agree: no swap beyond the memory limit).
+async fn agent_limits(backend: &DockerBackend, id: &str) -> Resources {
+    let host = backend
+        .docker()
+        .inspect_container(
+            &SandboxNames::of(id).unwrap().agent,
+            None::<InspectContainerOptions>,
+        )
+        .await
+        .unwrap()
+        .host_config
+        .unwrap();
+    assert_eq!(
+        host.memory, host.memory_swap,
+        "swap beyond the memory limit"
+    );
+    Resources {
+        memory_bytes: host.memory.unwrap(),
+        nano_cpus: host.nano_cpus.unwrap(),
+        pids_limit: host.pids_limit.unwrap(),
+    }
 }
 
 /// The status of each of a sandbox's containers on the engine.
@@ -461,20 +462,7 @@ async fn prepared_sandboxes_wait_made_and_a_miss_only_starts_one() {
         .await
         .unwrap();
     assert_eq!(health.status(), 200);
-    let host = backend
-        .docker()
-        .inspect_container(
-            &SandboxNames::of(&lease.id).unwrap().agent,
-            None::<InspectContainerOptions>,
-        )
-        .await
-        .unwrap()
-        .host_config
-        .unwrap();
-    assert_eq!(
-        (host.memory, host.nano_cpus, host.pids_limit),
-        (Some(640 << 20), Some(700_000_000), Some(90))
-    );
+    assert_eq!(agent_limits(&backend, &lease.id).await, custom);
     assert!(!backend.pool_members().contains(&lease.id));
     until("the second tier to refill", Duration::from_secs(60), || {
         backend.stats().prepared == 2

@@ -2,6 +2,7 @@
 //! kept only under a live claim, on both backends (PostgreSQL takes a one-statement
 //! path, SQLite a transaction).
 
+use corral_core::OrgId;
 use corral_store::webhook_batches::{freeze_payloads, record_attempts};
 use corral_store::webhooks::{self, AttemptRecord, NewWebhook};
 use corral_store::Db;
@@ -10,6 +11,29 @@ use sqlx::Row;
 use crate::{db_tests, org, user, TestDb, NOW};
 
 db_tests!(bodies_freeze_once_and_records_need_the_claim);
+
+/// An enabled endpoint for `run.success` (its secret is never opened here).
+async fn webhook(db: &Db, org_id: &OrgId, id: &str) {
+    let mut conn = db.conn().await.expect("conn");
+    webhooks::insert(
+        &mut conn,
+        &NewWebhook {
+            id,
+            org_id,
+            application_id: None,
+            url: "http://127.0.0.1:9/hook",
+            description: None,
+            events: &["run.success".to_owned()],
+            payload_mode: "full",
+            enabled: true,
+            secret: "sealed",
+            created_by: None,
+            now: NOW,
+        },
+    )
+    .await
+    .expect("insert webhook");
+}
 
 async fn delivery(db: &Db, hook: &str, org: &str, event: &str) -> i64 {
     sqlx::query(
@@ -47,25 +71,8 @@ async fn bodies_freeze_once_and_records_need_the_claim(db: Db) {
     let postgres = db.backend() == corral_store::Backend::Postgres;
     let owner = user(&db, "Owner").await;
     let (org_id, _) = org(&db, &owner).await;
+    webhook(&db, &org_id, "wh_1").await;
     let mut conn = db.conn().await.expect("conn");
-    webhooks::insert(
-        &mut conn,
-        &NewWebhook {
-            id: "wh_1",
-            org_id: &org_id,
-            application_id: None,
-            url: "http://127.0.0.1:9/hook",
-            description: None,
-            events: &["run.success".to_owned()],
-            payload_mode: "full",
-            enabled: true,
-            secret: "sealed",
-            created_by: None,
-            now: NOW,
-        },
-    )
-    .await
-    .expect("insert webhook");
     let ids = [
         delivery(&db, "wh_1", org_id.as_str(), "evt_a").await,
         delivery(&db, "wh_1", org_id.as_str(), "evt_b").await,
@@ -162,26 +169,7 @@ async fn postgres_deliveries_notify_the_workers_once_per_transaction() {
     listener.listen("corral_webhooks").await.expect("LISTEN");
     let owner = user(&t.db, "Owner").await;
     let (org_id, _) = org(&t.db, &owner).await;
-    let mut conn = t.db.conn().await.expect("conn");
-    webhooks::insert(
-        &mut conn,
-        &NewWebhook {
-            id: "wh_n",
-            org_id: &org_id,
-            application_id: None,
-            url: "http://127.0.0.1:9/hook",
-            description: None,
-            events: &["run.success".to_owned()],
-            payload_mode: "full",
-            enabled: true,
-            secret: "sealed",
-            created_by: None,
-            now: NOW,
-        },
-    )
-    .await
-    .expect("insert webhook");
-    drop(conn);
+    webhook(&t.db, &org_id, "wh_n").await;
     let mut tx = t.db.begin().await.expect("begin");
     for event in ["evt_1", "evt_2", "evt_3"] {
         sqlx::query(
