@@ -5,6 +5,7 @@
 //! below the last replayed number are skipped. A ping every 30 s keeps proxies open.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -104,19 +105,22 @@ impl Live {
 }
 
 impl Hub {
-    /// Subscribes `filter` in `org` and returns its SSE byte stream: `first` frames
-    /// (after an initial ping), the replay after `last_event_id`, then live frames.
-    /// The stream ends when the subscriber falls too far behind (the client
-    /// reconnects with its last id) or the hub stops.
+    /// Subscribes `filter` in `org` and returns its SSE byte stream: the `first`
+    /// frames (after an initial ping), the replay after `last_event_id`, then live
+    /// frames. `first` (a snapshot) is read once the subscription exists, so a change
+    /// committed while the stream opens is in the snapshot or arrives live, never
+    /// lost in between. The stream ends when the subscriber falls too far behind
+    /// (the client reconnects with its last id) or the hub stops.
     pub async fn stream(
         &self,
         org: &OrgId,
         filter: Filter,
         verbose: bool,
         last_event_id: Option<i64>,
-        first: Vec<Bytes>,
+        first: impl Future<Output = corral_store::Result<Vec<Bytes>>>,
     ) -> corral_store::Result<impl Stream<Item = Bytes> + Send + 'static> {
         let sub = self.subscribe(org, filter.clone(), verbose).await?;
+        let first = first.await?;
         let mut heartbeat =
             tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -115,7 +115,7 @@ async fn open(
     filter: Filter,
     opts: &Options,
     headers: &HeaderMap,
-    first: Vec<Bytes>,
+    first: impl std::future::Future<Output = corral_store::Result<Vec<Bytes>>>,
 ) -> ApiResult<Response> {
     let org = ctx.org_id()?;
     // Subscribed before the stream opens, so a revocation racing the open still ends it.
@@ -200,7 +200,24 @@ pub async fn stream_all_runs(
 ) -> ApiResult<Response> {
     let opts = options(raw.as_deref())?;
     let filter = base_filter(&ctx, &opts)?;
-    open(state, &ctx, filter, &opts, &headers, Vec::new()).await
+    open(state, &ctx, filter, &opts, &headers, async {
+        Ok(Vec::new())
+    })
+    .await
+}
+
+/// The run `id` of this application, if the caller (an end user: only theirs) sees it.
+async fn visible_run(
+    state: &AppState,
+    org_id: &OrgId,
+    app_id: &AppId,
+    end_user: Option<&str>,
+    id: &RunId,
+) -> corral_store::Result<Option<corral_store::runs::Run>> {
+    let mut conn = state.db.conn().await?;
+    Ok(corral_store::runs::get(&mut conn, org_id, app_id, id)
+        .await?
+        .filter(|r| end_user.is_none() || r.end_user_id.as_deref() == end_user))
 }
 
 /// SSE: one run — a snapshot of the run first, then its events.
@@ -215,31 +232,38 @@ pub async fn stream_run(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let opts = options(raw.as_deref())?;
-    let run = {
-        let mut conn = state.db.conn().await?;
-        corral_store::runs::get(&mut conn, ctx.org_id()?, ctx.app_id()?, &id)
-            .await?
-            .filter(|r| ctx.end_user_id.is_none() || r.end_user_id == ctx.end_user_id)
-            .ok_or_else(|| ApiError::not_found("run"))?
-    };
-    let mut snapshot = serde_json::to_value(RunView::from(&run)).map_err(ApiError::internal)?;
-    if !opts.verbose {
-        if let Value::Object(m) = &mut snapshot {
-            m.insert("input".into(), Value::Null);
-            m.insert("result".into(), Value::Null);
-        }
+    let (org_id, app_id) = (ctx.org_id()?.clone(), ctx.app_id()?.clone());
+    let end_user = ctx.end_user_id.clone();
+    // 404 before anything opens; the snapshot itself is read again once subscribed,
+    // so a run that changes meanwhile (one that finishes in milliseconds) is not left
+    // showing its older state.
+    if visible_run(&state, &org_id, &app_id, end_user.as_deref(), &id)
+        .await?
+        .is_none()
+    {
+        return Err(ApiError::not_found("run"));
     }
+    let verbose = opts.verbose;
+    let snapshot = {
+        let (state, id) = (state.clone(), id.clone());
+        async move {
+            let Some(run) = visible_run(&state, &org_id, &app_id, end_user.as_deref(), &id).await?
+            else {
+                return Ok(Vec::new());
+            };
+            let mut snapshot = serde_json::to_value(RunView::from(&run)).unwrap_or_default();
+            if !verbose {
+                if let Value::Object(m) = &mut snapshot {
+                    m.insert("input".into(), Value::Null);
+                    m.insert("result".into(), Value::Null);
+                }
+            }
+            Ok(vec![unnumbered("run_update", &snapshot)])
+        }
+    };
     let mut filter = base_filter(&ctx, &opts)?;
     filter.run_id = Some(id);
-    open(
-        state,
-        &ctx,
-        filter,
-        &opts,
-        &headers,
-        vec![unnumbered("run_update", &snapshot)],
-    )
-    .await
+    open(state, &ctx, filter, &opts, &headers, snapshot).await
 }
 
 /// SSE: the runs of one agent (`@scope/name`, URL-encoded).
@@ -262,5 +286,8 @@ pub async fn stream_agent_runs(
     }
     let mut filter = base_filter(&ctx, &opts)?;
     filter.package_id = Some(package_id);
-    open(state, &ctx, filter, &opts, &headers, Vec::new()).await
+    open(state, &ctx, filter, &opts, &headers, async {
+        Ok(Vec::new())
+    })
+    .await
 }

@@ -326,10 +326,64 @@ async fn slow_clients_are_dropped_and_closed_ones_freed(b: Backend) {
     }
 }
 
+/// A stream's snapshot is read once its subscription exists: an event committed while
+/// the snapshot is read (a run finishing as its page opens) still arrives, live. Read
+/// the other way round, that event fell between the two and the page kept the run's
+/// older state.
+async fn an_event_committed_during_the_snapshot_arrives(b: Backend) {
+    use futures::StreamExt as _;
+    let app = TestApp::spawn(b).await;
+    let s = app.user_with_org("Snapshot").await;
+    let run = running_run(&app, &s).await;
+    let org = corral_core::OrgId::from(s.org_id.clone());
+    let filter = corral_realtime::Filter {
+        application_id: corral_core::AppId::from(s.app_id.clone()),
+        end_user_id: None,
+        run_id: Some(corral_core::RunId::from(run.clone())),
+        package_id: None,
+        channels: corral_realtime::parse_channels(Some("run_log")),
+    };
+    let snapshot = async {
+        write_logs(&app, &run, 1, 1).await;
+        app.state.runs.bus.events_written(&org);
+        Ok(vec![bytes::Bytes::from_static(
+            b"event: snapshot\ndata: {}\n\n",
+        )])
+    };
+    let stream = app
+        .state
+        .realtime
+        .stream(&org, filter, false, None, snapshot)
+        .await
+        .expect("stream");
+    let mut stream = std::pin::pin!(stream);
+    let mut frames = Vec::new();
+    let found = tokio::time::timeout(WAIT, async {
+        while let Some(f) = stream.next().await {
+            let text = String::from_utf8_lossy(&f).into_owned();
+            let log = text.contains("event: run_log");
+            frames.push(text);
+            if log {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(
+        found.is_ok(),
+        "the event written during the snapshot never came: {frames:?}"
+    );
+    assert!(
+        frames.iter().any(|f| f.contains("event: snapshot")),
+        "{frames:?}"
+    );
+}
+
 both!(
     streams_are_live_scoped_and_authenticated,
     replay_races_a_concurrent_writer,
-    slow_clients_are_dropped_and_closed_ones_freed
+    slow_clients_are_dropped_and_closed_ones_freed,
+    an_event_committed_during_the_snapshot_arrives
 );
 
 /// Two servers on one PostgreSQL: an event written through one reaches an SSE client
