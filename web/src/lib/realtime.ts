@@ -117,10 +117,15 @@ export function useRunStream(runId: string): { live: RunLog[]; state: SseState }
     } else if (m.event === "run_update") {
       const p = parse<RunPatch>(m);
       if (!p?.id) return;
+      const key = ["run", orgId, appId, runId];
+      // A frame that finds the run not loaded yet cannot patch it, and the load in
+      // flight may have read it before this frame (a run that ends as its page opens
+      // would stay "running"): read it again.
+      const loaded = qc.getQueryData<Run>(key) !== undefined;
       // The first frame is a full snapshot of the run; later ones are patches.
       patchRun(qc, orgId, appId, p);
-      if (p.status && TERMINAL.includes(p.status) && m.id) {
-        void qc.invalidateQueries({ queryKey: ["run", orgId, appId, runId], exact: true });
+      if (!loaded || (p.status && TERMINAL.includes(p.status) && m.id)) {
+        void qc.invalidateQueries({ queryKey: key, exact: true });
       }
     } else if (m.event === "run_metric") {
       const p = parse<{ token_usage?: Run["token_usage"]; cost?: number | null }>(m);
