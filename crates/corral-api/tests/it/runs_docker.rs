@@ -193,20 +193,21 @@ async fn another_deployment_leaves_our_sandboxes_alone(b: Backend) {
     let a = docker_app(b, &mock, 1).await;
     let other = docker_app(Backend::Sqlite, &mock, 0).await;
     let instance = a.state.runs.instance_id.clone();
+    // A's warm member: its containers run a moment before the pool lists it (the
+    // sidecar's health is checked in between), so wait for the listing itself.
+    let a_sandboxes = a.state.runs.sandboxes().await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while containers_owned_by(&instance).len() < 2 {
+    while a_sandboxes.backend.pool_members().is_empty() {
         assert!(Instant::now() < deadline, "A's warm sandbox never started");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let warm = a
-        .state
-        .runs
-        .sandboxes()
-        .await
-        .unwrap()
-        .backend
-        .pool_members();
+    let warm = a_sandboxes.backend.pool_members();
     assert_eq!(warm.len(), 1, "{warm:?}");
+    assert_eq!(
+        containers_owned_by(&instance).len(),
+        2,
+        "A's warm sandbox runs"
+    );
     let listed = other
         .state
         .runs
