@@ -93,6 +93,14 @@ impl StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// `$1, $2, …, $n`: the parameters of an `IN (…)` list of `n` values.
+pub(crate) fn placeholders(n: usize) -> String {
+    (1..=n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// How a store failure reaches a client: 404, 409, 503 (retry) or an opaque 500.
 impl From<StoreError> for corral_core::Problem {
     fn from(e: StoreError) -> corral_core::Problem {

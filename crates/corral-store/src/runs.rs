@@ -368,11 +368,10 @@ pub async fn get_internal(conn: &mut AnyConnection, id: &RunId) -> Result<Option
 pub async fn get_internal_many(conn: &mut AnyConnection, ids: &[&RunId]) -> Result<Vec<Run>> {
     let mut out = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(500) {
-        let list = (1..=chunk.len())
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!("{SELECT} WHERE r.id IN ({list})");
+        let sql = format!(
+            "{SELECT} WHERE r.id IN ({})",
+            crate::placeholders(chunk.len())
+        );
         let mut q = sqlx::query_as(&sql);
         for id in chunk {
             q = q.bind(*id);
@@ -773,10 +772,9 @@ pub async fn statuses(conn: &mut AnyConnection, ids: &[RunId]) -> Result<Vec<(Ru
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
     let sql = format!(
         "SELECT id, status FROM runs WHERE id IN ({})",
-        placeholders.join(", ")
+        crate::placeholders(ids.len())
     );
     let mut q = sqlx::query(&sql);
     for id in ids {

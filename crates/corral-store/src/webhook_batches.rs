@@ -43,10 +43,7 @@ pub async fn freeze_payloads(
     }
     let sql = format!(
         "SELECT id, payload FROM webhook_deliveries WHERE id IN ({})",
-        (1..=bodies.len())
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(", ")
+        crate::placeholders(bodies.len())
     );
     let mut q = sqlx::query(&sql);
     for (id, _) in bodies {

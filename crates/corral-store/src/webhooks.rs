@@ -319,11 +319,10 @@ pub async fn attempts(conn: &mut AnyConnection, delivery_ids: &[i64]) -> Result<
     if delivery_ids.is_empty() {
         return Ok(Vec::new());
     }
-    let placeholders: Vec<String> = (1..=delivery_ids.len()).map(|i| format!("${i}")).collect();
     let sql = format!(
         "SELECT id, delivery_id, attempt, status_code, latency_ms, error, response, created_at \
          FROM webhook_attempts WHERE delivery_id IN ({}) ORDER BY delivery_id, attempt",
-        placeholders.join(", ")
+        crate::placeholders(delivery_ids.len())
     );
     let mut q = sqlx::query_as(&sql);
     for id in delivery_ids {

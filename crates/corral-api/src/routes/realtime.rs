@@ -232,38 +232,33 @@ pub async fn stream_run(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let opts = options(raw.as_deref())?;
-    let (org_id, app_id) = (ctx.org_id()?.clone(), ctx.app_id()?.clone());
-    let end_user = ctx.end_user_id.clone();
+    let (org_id, app_id) = (ctx.org_id()?, ctx.app_id()?);
+    let end_user = ctx.end_user_id.as_deref();
     // 404 before anything opens; the snapshot itself is read again once subscribed,
     // so a run that changes meanwhile (one that finishes in milliseconds) is not left
     // showing its older state.
-    if visible_run(&state, &org_id, &app_id, end_user.as_deref(), &id)
+    if visible_run(&state, org_id, app_id, end_user, &id)
         .await?
         .is_none()
     {
         return Err(ApiError::not_found("run"));
     }
-    let verbose = opts.verbose;
-    let snapshot = {
-        let (state, id) = (state.clone(), id.clone());
-        async move {
-            let Some(run) = visible_run(&state, &org_id, &app_id, end_user.as_deref(), &id).await?
-            else {
-                return Ok(Vec::new());
-            };
-            let mut snapshot = serde_json::to_value(RunView::from(&run)).unwrap_or_default();
-            if !verbose {
-                if let Value::Object(m) = &mut snapshot {
-                    m.insert("input".into(), Value::Null);
-                    m.insert("result".into(), Value::Null);
-                }
+    let snapshot = async {
+        let Some(run) = visible_run(&state, org_id, app_id, end_user, &id).await? else {
+            return Ok(Vec::new());
+        };
+        let mut snapshot = serde_json::to_value(RunView::from(&run)).unwrap_or_default();
+        if !opts.verbose {
+            if let Value::Object(m) = &mut snapshot {
+                m.insert("input".into(), Value::Null);
+                m.insert("result".into(), Value::Null);
             }
-            Ok(vec![unnumbered("run_update", &snapshot)])
         }
+        Ok(vec![unnumbered("run_update", &snapshot)])
     };
     let mut filter = base_filter(&ctx, &opts)?;
-    filter.run_id = Some(id);
-    open(state, &ctx, filter, &opts, &headers, snapshot).await
+    filter.run_id = Some(id.clone());
+    open(state.clone(), &ctx, filter, &opts, &headers, snapshot).await
 }
 
 /// SSE: the runs of one agent (`@scope/name`, URL-encoded).
