@@ -74,6 +74,10 @@ export function RunDetailPage() {
   const run = useQuery({
     queryKey: ["run", ...key, id],
     queryFn: () => api.get<Run>(`/api/runs/${encodeURIComponent(id)}`),
+    // The live stream patches the run; while it is not over, read it again now and
+    // then too, so a frame lost between the first load and the stream cannot leave
+    // the page showing an old status.
+    refetchInterval: (q) => (q.state.data && !TERMINAL.includes(q.state.data.status) ? 2000 : false),
   });
   const { live, state } = useRunStream(id);
   const [error, setError] = useState<unknown>(null);
