@@ -16,6 +16,7 @@ pub mod ratelimit;
 mod router;
 pub mod routes;
 mod server;
+mod sse_conn;
 pub mod state;
 pub mod tier2;
 

@@ -111,14 +111,18 @@ pub async fn serve_with_state(
     // A peer that stops reading (an SSE client gone silent, a stalled download)
     // would hold its connection and queue forever: data unacknowledged for the
     // write timeout (zero-window probes included) aborts the connection.
-    let listener = listener.tap_io(move |tcp| {
+    let tap = move |tcp: &tokio::net::TcpStream| {
         // Small writes (a streamed frame, a response after its headers) leave at
         // once: with Nagle a second write waits for the peer's delayed ACK (40 ms).
         let _ = tcp.set_nodelay(true);
-        if let Err(e) = socket2::SockRef::from(&*tcp).set_tcp_user_timeout(Some(write_timeout)) {
+        if let Err(e) = socket2::SockRef::from(tcp).set_tcp_user_timeout(Some(write_timeout)) {
             tracing::debug!(error = %e, "cannot set TCP_USER_TIMEOUT");
         }
-    });
+    };
+    // Connections that open with a live stream are served without hyper's buffers
+    // (`sse_conn`); `tap_io` only makes `ConnectInfo` available for the rest.
+    let listener =
+        crate::sse_conn::split(listener, app.clone(), http_stop.clone(), tap)?.tap_io(|_| {});
     let server = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

@@ -32,6 +32,7 @@ mod run_compat;
 
 mod rate_limit;
 mod realtime;
+mod realtime_h1;
 mod realtime_h2;
 mod remote_runs;
 mod resources;
