@@ -243,18 +243,16 @@ fn stream_request(buf: &[u8], peer: SocketAddr) -> Head {
     Head::Stream(Box::new(req))
 }
 
-/// Runs `req` through the router and writes its answer; a stream is written as it
-/// comes, until it ends, the client goes or the server stops.
+/// Runs `req` through the router and writes its answer: a whole one, or the head of
+/// a stream and then its frames as they come.
 async fn serve_stream(
     mut tcp: TcpStream,
     req: Request<Body>,
     app: Router,
     stop: CancellationToken,
 ) {
-    // Boxed: the router's future is large and done before the stream starts; inline,
-    // it would size every idle stream's task.
-    let Ok(res) = Box::pin(app.oneshot(req)).await;
-    let (parts, mut body) = res.into_parts();
+    let Ok(res) = app.oneshot(req).await;
+    let (parts, body) = res.into_parts();
     let streaming = parts
         .headers
         .get(header::CONTENT_TYPE)
@@ -276,8 +274,15 @@ async fn serve_stream(
     if tcp.write_all(&head(&parts, None)).await.is_err() {
         return;
     }
-    drop(parts);
-    let mut scratch = [0u8; 64];
+    // The stream lives on in a task of its own, sized for the loop below alone: this
+    // one (sized for the request's whole set-up) ends here.
+    tokio::spawn(write_frames(tcp, body, stop));
+}
+
+/// Writes each frame of `body` as a chunk until it ends, the client goes or the
+/// server stops.
+async fn write_frames(mut tcp: TcpStream, mut body: Body, stop: CancellationToken) {
+    let mut scratch = [0u8; 16];
     loop {
         tokio::select! {
             frame = body.frame() => match frame {

@@ -30,7 +30,7 @@ use corral_core::{AppId, OrgId, RunId};
 use corral_store::realtime::{self as store, Event};
 use corral_store::{Backend, Db};
 use serde_json::{json, Value};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// Rows read per query while catching up.
@@ -276,8 +276,9 @@ impl Pokes {
 }
 
 struct Sub {
-    filter: Filter,
-    tx: mpsc::Sender<Arc<Frame>>,
+    /// Shared with the subscriber's stream (one copy per subscriber, small map rows).
+    filter: Arc<Filter>,
+    tx: flume::Sender<Arc<Frame>>,
     overflowed: Arc<AtomicBool>,
 }
 
@@ -311,9 +312,9 @@ struct HubInner {
 /// A live subscription; dropping it unsubscribes.
 pub struct Subscription {
     hub: Arc<HubInner>,
-    org: OrgId,
+    pub(crate) org: OrgId,
     id: u64,
-    pub rx: mpsc::Receiver<Arc<Frame>>,
+    pub rx: flume::Receiver<Arc<Frame>>,
     /// Set when the hub dropped this subscriber for falling behind.
     pub overflowed: Arc<AtomicBool>,
     pub verbose: bool,
@@ -367,14 +368,16 @@ impl Hub {
     pub async fn subscribe(
         &self,
         org: &OrgId,
-        filter: Filter,
+        filter: Arc<Filter>,
         verbose: bool,
     ) -> corral_store::Result<Subscription> {
         let head = {
             let mut conn = self.inner.db.conn().await?;
             store::head(&mut conn, org).await?
         };
-        let (tx, rx) = mpsc::channel(self.inner.queue_size);
+        // flume's bounded channel allocates as it fills; tokio's costs ~750 B per
+        // subscriber from the start (cache-padded state, a first block of slots).
+        let (tx, rx) = flume::bounded(self.inner.queue_size);
         let overflowed = Arc::new(AtomicBool::new(false));
         let id = {
             let mut subs = self.inner.subs.lock().unwrap_or_else(|e| e.into_inner());
@@ -496,12 +499,12 @@ impl Hub {
             }
             match sub.tx.try_send(frame.clone()) {
                 Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => {
+                Err(flume::TrySendError::Full(_)) => {
                     sub.overflowed.store(true, Ordering::SeqCst);
                     self.inner.dropped_slow.fetch_add(1, Ordering::Relaxed);
                     gone.push(*id);
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => gone.push(*id),
+                Err(flume::TrySendError::Disconnected(_)) => gone.push(*id),
             }
         }
         for id in gone {

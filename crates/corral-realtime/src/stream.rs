@@ -7,6 +7,7 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -28,8 +29,7 @@ fn ping() -> Bytes {
 /// The stream's state between frames.
 struct Live {
     hub: Hub,
-    org: OrgId,
-    filter: Filter,
+    filter: Arc<Filter>,
     sub: Subscription,
     pending: VecDeque<Bytes>,
     /// Replay still to read: events after this number.
@@ -43,7 +43,7 @@ impl Live {
         let mut conn = self.hub.inner.db.conn().await?;
         let events = rt_store::after(
             &mut conn,
-            &self.org,
+            &self.sub.org,
             after,
             &self.filter.store_scope(),
             REPLAY_PAGE,
@@ -71,6 +71,10 @@ impl Live {
     async fn next(&mut self) -> Option<Bytes> {
         loop {
             if let Some(b) = self.pending.pop_front() {
+                if self.pending.is_empty() {
+                    // Free the first burst's room: an idle stream keeps nothing.
+                    self.pending = VecDeque::new();
+                }
                 return Some(b);
             }
             if self.sub.overflowed.load(Ordering::SeqCst) {
@@ -88,15 +92,15 @@ impl Live {
                 continue;
             }
             tokio::select! {
-                f = self.sub.rx.recv() => match f {
-                    Some(f) => {
+                f = self.sub.rx.recv_async() => match f {
+                    Ok(f) => {
                         if f.seq <= self.last_sent {
                             continue;
                         }
                         self.last_sent = f.seq;
                         return Some(if self.sub.verbose { f.verbose.clone() } else { f.plain.clone() });
                     }
-                    None => return None,
+                    Err(_) => return None,
                 },
                 _ = self.ping.tick() => return Some(ping()),
             }
@@ -119,6 +123,7 @@ impl Hub {
         last_event_id: Option<i64>,
         first: impl Future<Output = corral_store::Result<Vec<Bytes>>>,
     ) -> corral_store::Result<impl Stream<Item = Bytes> + Send + 'static> {
+        let filter = Arc::new(filter);
         let sub = self.subscribe(org, filter.clone(), verbose).await?;
         let first = first.await?;
         let mut heartbeat =
@@ -129,7 +134,6 @@ impl Hub {
         pending.extend(first);
         let live = Live {
             hub: self.clone(),
-            org: org.clone(),
             filter,
             sub,
             pending,

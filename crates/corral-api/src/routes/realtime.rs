@@ -129,7 +129,7 @@ async fn open(
         .await?
         .take_until(revoked)
         .map(Ok::<_, std::convert::Infallible>);
-    let mut res = Body::from_stream(stream.boxed()).into_response();
+    let mut res = Body::from_stream(stream).into_response();
     let h = res.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
