@@ -5,11 +5,12 @@
 //! buffer of at least 8 KiB (16 KiB once the request head still holds the first one)
 //! and an 8 KiB buffer for response heads. None of that can be set smaller in hyper 1.
 //! An SSE stream is one request and then hours of a few small writes. So the acceptor
-//! here reads each new connection's first request head itself (into a buffer it
-//! frees before the stream starts). A stream request goes through the same router
-//! (every auth, limit and logging layer) and its response is written here: the head
-//! once, then each frame as one HTTP/1.1 chunk, with `Connection: close`, and nothing
-//! kept between frames but the socket and the stream. Every other connection (any
+//! here reads the start of each new connection itself (into a buffer it frees before
+//! the stream starts), and its whole first head only if that can be a stream. A
+//! stream request goes through the same router (every auth, limit and logging layer)
+//! and its response is written here: the head once, then each frame as one HTTP/1.1
+//! chunk, with `Connection: close`, and nothing kept between frames but the socket
+//! and the stream. Every other connection (any
 //! other first request, HTTP/2, HTTP/1.0, a request with a body or anything pipelined
 //! after the head, a head this cannot parse) goes to hyper through [`SplitListener`]
 //! with the bytes already read put back in front.
@@ -37,8 +38,9 @@ const MAX_HEAD: usize = 16 * 1024;
 const MAX_HEADERS: usize = 64;
 /// The largest non-stream answer (an error) this writes; it is a problem+json body.
 const MAX_PLAIN_BODY: usize = 1 << 20;
-/// The paths whose first request is served here.
-const STREAM_PREFIX: &str = "/api/realtime/";
+/// How every request served here starts; a connection that starts otherwise is
+/// handed to hyper as soon as that shows, without waiting for its whole head.
+const STREAM_START: &[u8] = b"GET /api/realtime/";
 
 /// A TCP connection handed to hyper, with the bytes read from it so far in front.
 pub struct Rewound {
@@ -201,6 +203,10 @@ enum Head {
 
 /// Whether `buf` is exactly one request this module serves, and that request.
 fn stream_request(buf: &[u8], peer: SocketAddr) -> Head {
+    let seen = buf.len().min(STREAM_START.len());
+    if buf[..seen] != STREAM_START[..seen] {
+        return Head::Other;
+    }
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut headers);
     let len = match parsed.parse(buf) {
@@ -208,10 +214,11 @@ fn stream_request(buf: &[u8], peer: SocketAddr) -> Head {
         Ok(httparse::Status::Partial) => return Head::Partial,
         Err(_) => return Head::Other,
     };
-    let (Some("GET"), Some(path), Some(1)) = (parsed.method, parsed.path, parsed.version) else {
+    // The method and path are `STREAM_START`'s.
+    let (Some(path), Some(1)) = (parsed.path, parsed.version) else {
         return Head::Other;
     };
-    if len != buf.len() || !path.starts_with(STREAM_PREFIX) {
+    if len != buf.len() {
         return Head::Other;
     }
     let mut req = Request::new(Body::empty());
@@ -399,10 +406,19 @@ mod tests {
                 "{other:?}"
             );
         }
-        assert!(matches!(
-            stream_request(b"GET /api/realtime/runs HTTP/1.1\r\nHost:", peer()),
-            Head::Partial
-        ));
+        for partial in ["GET /api/re", "GET /api/realtime/runs HTTP/1.1\r\nHost:"] {
+            assert!(
+                matches!(stream_request(partial.as_bytes(), peer()), Head::Partial),
+                "{partial:?}"
+            );
+        }
+        // Another request goes to hyper before its head is whole.
+        for other in ["P", "GET /health", "POST /api/runs HTTP/1.1\r\nHo"] {
+            assert!(
+                matches!(stream_request(other.as_bytes(), peer()), Head::Other),
+                "{other:?}"
+            );
+        }
     }
 
     #[test]
