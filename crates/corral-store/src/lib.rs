@@ -28,6 +28,7 @@ pub mod queue;
 pub mod realtime;
 pub mod remote_runs;
 pub mod run_history;
+mod run_list;
 pub mod run_logs;
 pub mod runs;
 pub mod schedules;

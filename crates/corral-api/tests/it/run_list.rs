@@ -172,4 +172,211 @@ async fn pages_totals_filters_and_json_columns(b: Backend) {
     assert_eq!(one, by_n(6));
 }
 
-both!(pages_totals_filters_and_json_columns);
+/// Text a serializer must escape: quotes, backslashes, a slash, control characters,
+/// DEL, line separators, accents, CJK and an emoji.
+const TRICKY: &str =
+    "q\"uote \\ back/slash \u{1}\u{8}\u{c}\t\n\r\u{1f} del\u{7f} ls\u{2028} é 日本 😀";
+
+/// The columns that differ between the runs of [`list_items_are_the_run_objects`].
+#[derive(Default)]
+struct Full<'a> {
+    user: Option<&'a str>,
+    end_user: Option<&'a str>,
+    api_key: Option<&'a str>,
+    created: i64,
+    completed: Option<i64>,
+    /// Every JSON column (input, result, error details, usage, snapshot; the generation
+    /// settings when this is not an object).
+    json: Option<&'a str>,
+    error_code: Option<&'a str>,
+    package: bool,
+    unread: bool,
+}
+
+/// A run with every listed column set, straight into the table; the text columns
+/// hold [`TRICKY`] and `n`.
+async fn insert_full_run(app: &TestApp, s: &Session, n: i64, f: &Full<'_>) -> String {
+    let id = format!("run_{}", uuid::Uuid::now_v7());
+    let text = format!("{TRICKY} {n}");
+    // The generation settings have a shape of their own in the contract.
+    let generation = f.json.map(|j| {
+        if j.starts_with('{') {
+            r#"{"reasoningLevel":"low","temperature":0.25}"#
+        } else {
+            j
+        }
+    });
+    sqlx::query(
+        "INSERT INTO runs (id, org_id, application_id, package_id, agent_scope, agent_name, \
+           kind, run_number, status, input, result, error, error_code, error_details, \
+           version_label, version_ref, definition, model_label, model_source, generation, \
+           user_id, end_user_id, api_key_id, schedule_id, timeout_secs, runner_kind, \
+           runner_name, server_id, sandbox_id, sink_secret, sink_expires_at, run_token_hash, \
+           last_sequence, token_usage, duration_ms, unread, created_at, started_at, \
+           first_event_at, last_heartbeat_at, completed_at, schedule_name, proxy_label, \
+           origin, context_snapshot) \
+         VALUES ($1, $2, $3, NULL, $4, $4, $5, $6, 'failed', $7, $7, $4, $8, $7, $4, $4, \
+           '{\"prompt\":\"secret definition\"}', $4, $4, $15, $9, $10, $11, $4, 300, $4, $4, \
+           $4, $4, 'sealed', 0, 'hash', 42, $7, 1234, $12, $13, $13, $13, $13, $14, $4, $4, \
+           CASE WHEN $6 % 2 = 0 THEN 'remote' ELSE 'platform' END, $7)",
+    )
+    .bind(&id)
+    .bind(&s.org_id)
+    .bind(&s.app_id)
+    .bind(&text)
+    .bind(if f.package { "package" } else { "inline" })
+    .bind(n)
+    .bind(f.json)
+    .bind(f.error_code)
+    .bind(f.user)
+    .bind(f.end_user)
+    .bind(f.api_key)
+    .bind(i64::from(f.unread))
+    .bind(f.created)
+    .bind(f.completed)
+    .bind(generation)
+    .execute(app.state.db.pool())
+    .await
+    .unwrap();
+    id
+}
+
+/// A list is its runs' objects, byte for byte as the single run reads them, whatever
+/// the columns hold (on SQLite the database writes the list's JSON, see
+/// `routes/runs/list_json.rs`).
+async fn list_items_are_the_run_objects(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let s = app.user_with_org("Parity").await;
+    let (key_id, key) = s.api_key(None).await;
+    let keyed = app.client().bearer(&key);
+    let db = app.state.db.pool();
+    for (table, id) in [("users", &s.user_id), ("api_keys", &key_id)] {
+        sqlx::query(&format!("UPDATE {table} SET name = $1 WHERE id = $2"))
+            .bind(format!("{TRICKY} {table}"))
+            .bind(id)
+            .execute(db)
+            .await
+            .unwrap();
+    }
+    // One end-user with a name, one known only by its external id.
+    let mut end_users = Vec::new();
+    for (name, external) in [(Some(TRICKY), Some("ext-1")), (None, Some("ext \"2\""))] {
+        let id = format!("eu_{}", uuid::Uuid::now_v7());
+        sqlx::query(
+            "INSERT INTO end_users (id, org_id, application_id, name, external_id, \
+               created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 0, 0)",
+        )
+        .bind(&id)
+        .bind(&s.org_id)
+        .bind(&s.app_id)
+        .bind(name)
+        .bind(external)
+        .execute(db)
+        .await
+        .unwrap();
+        end_users.push(id);
+    }
+    // JSON objects as the server stores them (serde_json: compact, keys sorted), and text
+    // that is not JSON (served as null).
+    let nested = r#"{"a":"é \"q\" \\ \u0001 😀","b":[1,-2.5,1e+30,true,null,{}],"c":{"d":[]}}"#;
+    let base = 1_767_323_045_000; // 2026-01-02T03:04:05.000Z
+    let cases = [
+        Full {
+            user: Some(&s.user_id),
+            api_key: Some(&key_id),
+            created: base + 5,
+            completed: Some(base + 60_999),
+            json: Some(nested),
+            error_code: Some("llm_error"),
+            unread: true,
+            ..Full::default()
+        },
+        Full {
+            end_user: Some(&end_users[0]),
+            created: base + 1_000,
+            json: Some("not json"),
+            error_code: Some("stalled"),
+            package: true,
+            ..Full::default()
+        },
+        Full {
+            end_user: Some(&end_users[1]),
+            api_key: Some(&key_id),
+            created: base + 86_400_123,
+            completed: Some(base + 86_400_124),
+            json: Some(r#"{"n":7}"#),
+            ..Full::default()
+        },
+        Full {
+            created: base + 2_000,
+            completed: Some(base + 3_000),
+            json: Some(r#"{"k":"text","z":[]}"#),
+            package: true,
+            unread: true,
+            ..Full::default()
+        },
+        // An error code without details, no JSON at all.
+        Full {
+            created: base + 3_999,
+            error_code: Some("x"),
+            ..Full::default()
+        },
+        // The first second of 1970.
+        Full {
+            created: 999,
+            completed: Some(1_000),
+            json: Some("{}"),
+            unread: true,
+            ..Full::default()
+        },
+    ];
+    let mut ids = Vec::new();
+    for (n, case) in cases.iter().enumerate() {
+        let id = insert_full_run(&app, &s, n as i64 + 1, case).await;
+        ids.push((case.created, id));
+    }
+    ids.sort_by(|a, b| b.cmp(a)); // newest first
+    let mut objects = Vec::new();
+    for (_, id) in &ids {
+        let one = keyed
+            .send(reqwest::Method::GET, &format!("/api/runs/{id}"), None, &[])
+            .await;
+        assert_eq!(one.status, 200, "{}", one.text);
+        objects.push(one.text);
+    }
+    for (query, from, to, more) in [
+        ("limit=6", 0, 6, false),
+        ("limit=4", 0, 4, true),
+        ("limit=4&offset=4", 4, 6, false),
+        ("limit=2&offset=9", 0, 0, false),
+    ] {
+        let page = keyed
+            .send(
+                reqwest::Method::GET,
+                &format!("/api/runs?{query}"),
+                None,
+                &[],
+            )
+            .await;
+        assert_eq!(page.status, 200, "{}", page.text);
+        assert_eq!(page.header("content-type"), Some("application/json"));
+        let expected = format!(
+            r#"{{"object":"list","data":[{}],"total":6,"hasMore":{more}}}"#,
+            objects[from..to].join(",")
+        );
+        assert_eq!(page.text, expected, "GET /api/runs?{query}");
+    }
+    // An empty list.
+    let empty = keyed
+        .send(reqwest::Method::GET, "/api/runs?status=running", None, &[])
+        .await;
+    assert_eq!(
+        empty.text,
+        r#"{"object":"list","data":[],"total":0,"hasMore":false}"#
+    );
+}
+
+both!(
+    pages_totals_filters_and_json_columns,
+    list_items_are_the_run_objects
+);

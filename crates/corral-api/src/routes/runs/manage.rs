@@ -58,7 +58,7 @@ pub async fn list_agent_runs(
     ctx: Perm<perms::RunsRead>,
     Path((scope, name)): Path<(String, String)>,
     Page { limit, offset }: Page<50>,
-) -> ApiResult<Json<RunList>> {
+) -> ApiResult<Response> {
     let org_id = ctx.org_id()?;
     let id = format!("{scope}/{name}");
     let mut conn = state.db.conn().await?;
@@ -67,20 +67,11 @@ pub async fn list_agent_runs(
         .ok_or_else(|| ApiError::not_found("agent"))?;
     let mut f = store::ListFilter {
         package_id: Some(&id),
-        limit: limit + 1,
         offset,
         ..Default::default()
     };
     restrict_end_user(&ctx, &mut f);
-    let (mut rows, total) = store::list(&mut conn, org_id, ctx.app_id()?, &f).await?;
-    let has_more = rows.len() as i64 > limit;
-    rows.truncate(limit as usize);
-    Ok(Json(RunList {
-        object: "list",
-        data: rows.into_iter().map(RunView::from).collect(),
-        total,
-        has_more,
-    }))
+    run_list(&state, &mut conn, org_id, ctx.app_id()?, f, limit).await
 }
 
 #[derive(Debug, Serialize, ToSchema)]

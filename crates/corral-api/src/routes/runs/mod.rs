@@ -2,6 +2,7 @@
 //! SPEC §7 in order, inline runs, reading (with the `?wait=` long poll), logs, cancel,
 //! and an agent's run history.
 
+mod list_json;
 mod manage;
 mod read;
 mod remote;
@@ -13,6 +14,8 @@ pub use read::*;
 pub use remote::*;
 pub use start::*;
 pub use view::*;
+
+use list_json::run_list;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

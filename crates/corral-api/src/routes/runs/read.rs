@@ -32,9 +32,8 @@ pub async fn list_runs(
     ctx: Perm<perms::RunsRead>,
     Page { limit, offset }: Page<20>,
     Query(q): Query<ListQuery>,
-) -> ApiResult<Json<RunList>> {
+) -> ApiResult<Response> {
     let mut f = store::ListFilter {
-        limit: limit + 1,
         offset,
         ..Default::default()
     };
@@ -84,19 +83,12 @@ pub async fn list_runs(
             data: Vec::new(),
             total: 0,
             has_more: false,
-        }));
+        })
+        .into_response());
     }
     restrict_end_user(&ctx, &mut f);
     let mut conn = state.db.conn().await?;
-    let (mut rows, total) = store::list(&mut conn, ctx.org_id()?, ctx.app_id()?, &f).await?;
-    let has_more = rows.len() as i64 > limit;
-    rows.truncate(limit as usize);
-    Ok(Json(RunList {
-        object: "list",
-        data: rows.into_iter().map(RunView::from).collect(),
-        total,
-        has_more,
-    }))
+    run_list(&state, &mut conn, ctx.org_id()?, ctx.app_id()?, f, limit).await
 }
 
 pub(super) async fn load_run(state: &AppState, ctx: &Ctx, id: &RunId) -> ApiResult<store::Run> {
