@@ -2,6 +2,8 @@
 //! filter, the page of [`Run`]s, and on SQLite the page as the API's JSON, built by
 //! the database in one statement ([`list_json`]).
 
+use std::sync::OnceLock;
+
 use corral_core::{AppId, OrgId};
 use sqlx::{AnyConnection, FromRow, Row};
 
@@ -69,22 +71,32 @@ const LISTED: &[(&str, &str)] = &[
 ];
 
 /// The head of a list's `SELECT` over [`LISTED`]: on SQLite one JSON object per row
-/// (`AS j`), on PostgreSQL the columns named as [`Run`]'s fields.
-fn listed_head(postgres: bool) -> String {
+/// (`AS j`), on PostgreSQL the columns named as [`Run`]'s fields. Built once per
+/// backend.
+fn listed_head(postgres: bool) -> &'static str {
+    static SQLITE: OnceLock<String> = OnceLock::new();
+    static POSTGRES: OnceLock<String> = OnceLock::new();
     if postgres {
-        let cols = LISTED
-            .iter()
-            .map(|(k, e)| format!("{e} AS {k}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        return format!("SELECT {cols}");
+        return POSTGRES.get_or_init(|| {
+            let cols = LISTED
+                .iter()
+                .map(|(k, e)| format!("{e} AS {k}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!("SELECT {cols}")
+        });
     }
-    let args = LISTED
+    SQLITE.get_or_init(|| format!("SELECT {} AS j", json_object_sql(LISTED)))
+}
+
+/// `json_object('key', expr, …)` over (key, SQL expression) pairs, in their order.
+pub fn json_object_sql(fields: &[(&str, &str)]) -> String {
+    let args = fields
         .iter()
         .map(|(k, e)| format!("'{k}', {e}"))
         .collect::<Vec<_>>()
         .join(", ");
-    format!("SELECT json_object({args}) AS j")
+    format!("json_object({args})")
 }
 
 const SELECT_LISTED_FROM: &str = "FROM runs r \
@@ -119,14 +131,13 @@ pub async fn list(
     f: &ListFilter<'_>,
 ) -> Result<(Vec<Run>, i64)> {
     let binds = binds(org_id, app_id, f);
-    let filter = |alias: &str| conditions(f, alias);
-    let count_sql = format!("SELECT COUNT(*) FROM runs c WHERE {}", filter("c"));
+    let count_sql = format!("SELECT COUNT(*) FROM runs c WHERE {}", conditions(f, "c"));
     let postgres = conn.backend_name() == "PostgreSQL";
     let page_sql = format!(
         "{}, ({count_sql}) AS total_matching {SELECT_LISTED_FROM} \
          WHERE {} ORDER BY r.created_at DESC, r.id DESC LIMIT {} OFFSET {}",
         listed_head(postgres),
-        filter("r"),
+        conditions(f, "r"),
         f.limit.max(0),
         f.offset.max(0)
     );

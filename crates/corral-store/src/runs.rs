@@ -11,7 +11,7 @@ use sqlx::{AnyConnection, FromRow, Row};
 
 use crate::{Result, SqlxResultExt};
 
-pub use crate::run_list::{list, list_json, JsonPage, ListFilter};
+pub use crate::run_list::{json_object_sql, list, list_json, JsonPage, ListFilter};
 pub use corral_core::RunStatus;
 
 /// Reads a status column; a name this server does not know is a decode error.

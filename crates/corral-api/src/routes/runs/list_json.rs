@@ -9,6 +9,7 @@
 //! in the same order and the same values. `run_list::list_items_are_the_run_objects`
 //! compares the two byte for byte over runs whose every listed column is set.
 
+use std::fmt::Write as _;
 use std::sync::OnceLock;
 
 use corral_core::{AppId, OrgId};
@@ -114,14 +115,7 @@ const OBJECT: &[(&str, &str)] = &[
 /// [`OBJECT`] as one `json_object(…)` expression.
 fn object_sql() -> &'static str {
     static SQL: OnceLock<String> = OnceLock::new();
-    SQL.get_or_init(|| {
-        let args = OBJECT
-            .iter()
-            .map(|(k, e)| format!("'{k}', {e}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        format!("json_object({args})")
-    })
+    SQL.get_or_init(|| store::json_object_sql(OBJECT))
 }
 
 /// The page `f` selects (`f.limit` is ignored: `limit` is the page's size) as a
@@ -141,13 +135,8 @@ pub(super) async fn run_list(
         let mut body = String::with_capacity(page.objects.len() + 64);
         body.push_str(r#"{"object":"list","data":["#);
         body.push_str(&page.objects);
-        body.push_str(r#"],"total":"#);
-        body.push_str(&page.total.to_string());
-        body.push_str(if has_more {
-            r#","hasMore":true}"#
-        } else {
-            r#","hasMore":false}"#
-        });
+        // Writing to a String cannot fail.
+        let _ = write!(body, r#"],"total":{},"hasMore":{has_more}}}"#, page.total);
         return Ok((
             [(
                 header::CONTENT_TYPE,
