@@ -118,29 +118,44 @@ macro_rules! id_type {
             }
         }
 
+        // Stored as text on every backend: the `Any` driver and PostgreSQL's own (the
+        // read pool of run lists).
         #[cfg(feature = "sqlx")]
-        impl sqlx::Type<sqlx::Any> for $name {
-            fn type_info() -> sqlx::any::AnyTypeInfo {
-                <String as sqlx::Type<sqlx::Any>>::type_info()
+        impl<DB: sqlx::Database> sqlx::Type<DB> for $name
+        where
+            String: sqlx::Type<DB>,
+        {
+            fn type_info() -> DB::TypeInfo {
+                <String as sqlx::Type<DB>>::type_info()
+            }
+
+            fn compatible(ty: &DB::TypeInfo) -> bool {
+                <String as sqlx::Type<DB>>::compatible(ty)
             }
         }
 
         #[cfg(feature = "sqlx")]
-        impl<'q> sqlx::Encode<'q, sqlx::Any> for $name {
+        impl<'q, DB: sqlx::Database> sqlx::Encode<'q, DB> for $name
+        where
+            String: sqlx::Encode<'q, DB>,
+        {
             fn encode_by_ref(
                 &self,
-                buf: &mut <sqlx::Any as sqlx::Database>::ArgumentBuffer<'q>,
+                buf: &mut <DB as sqlx::Database>::ArgumentBuffer<'q>,
             ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
-                <String as sqlx::Encode<'q, sqlx::Any>>::encode_by_ref(&self.0, buf)
+                <String as sqlx::Encode<'q, DB>>::encode_by_ref(&self.0, buf)
             }
         }
 
         #[cfg(feature = "sqlx")]
-        impl<'r> sqlx::Decode<'r, sqlx::Any> for $name {
+        impl<'r, DB: sqlx::Database> sqlx::Decode<'r, DB> for $name
+        where
+            String: sqlx::Decode<'r, DB>,
+        {
             fn decode(
-                value: <sqlx::Any as sqlx::Database>::ValueRef<'r>,
+                value: <DB as sqlx::Database>::ValueRef<'r>,
             ) -> Result<Self, sqlx::error::BoxDynError> {
-                <String as sqlx::Decode<'r, sqlx::Any>>::decode(value).map(Self)
+                <String as sqlx::Decode<'r, DB>>::decode(value).map(Self)
             }
         }
     };

@@ -7,15 +7,20 @@
 
 use corral_core::{AppId, OrgId, RunId};
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, FromRow, Row};
+use sqlx::postgres::PgRow;
+use sqlx::{AnyConnection, ColumnIndex, Decode, FromRow, Row, Type};
 
 use crate::{Result, SqlxResultExt};
 
-pub use crate::run_list::{json_object_sql, list, list_json, JsonPage, ListFilter};
+pub use crate::run_list::{json_object_sql, list, list_json, list_pg, JsonPage, ListFilter};
 pub use corral_core::RunStatus;
 
 /// Reads a status column; a name this server does not know is a decode error.
-fn status_of(row: &AnyRow) -> sqlx::Result<RunStatus> {
+fn status_of<'r, R: Row>(row: &'r R) -> sqlx::Result<RunStatus>
+where
+    for<'a> &'a str: ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+{
     let s: String = row.try_get("status")?;
     s.parse()
         .map_err(|e: corral_core::run::UnknownStatus| sqlx::Error::Decode(e.into()))
@@ -103,57 +108,74 @@ pub struct Run {
 
 impl<'r> FromRow<'r, AnyRow> for Run {
     fn from_row(row: &'r AnyRow) -> sqlx::Result<Self> {
-        Ok(Run {
-            id: row.try_get("id")?,
-            org_id: row.try_get("org_id")?,
-            application_id: row.try_get("application_id")?,
-            package_id: row.try_get("package_id")?,
-            agent_scope: row.try_get("agent_scope")?,
-            agent_name: row.try_get("agent_name")?,
-            kind: row.try_get("kind")?,
-            run_number: row.try_get("run_number")?,
-            status: status_of(row)?,
-            input: row.try_get("input")?,
-            result: row.try_get("result")?,
-            error: row.try_get("error")?,
-            error_code: row.try_get("error_code")?,
-            error_details: row.try_get("error_details")?,
-            version_label: row.try_get("version_label")?,
-            version_ref: row.try_get("version_ref")?,
-            definition: row.try_get("definition")?,
-            model_label: row.try_get("model_label")?,
-            model_source: row.try_get("model_source")?,
-            proxy_label: row.try_get("proxy_label")?,
-            generation: row.try_get("generation")?,
-            user_id: row.try_get("user_id")?,
-            end_user_id: row.try_get("end_user_id")?,
-            api_key_id: row.try_get("api_key_id")?,
-            schedule_id: row.try_get("schedule_id")?,
-            schedule_name: row.try_get("schedule_name")?,
-            timeout_secs: row.try_get("timeout_secs")?,
-            runner_kind: row.try_get("runner_kind")?,
-            runner_name: row.try_get("runner_name")?,
-            server_id: row.try_get("server_id")?,
-            sandbox_id: row.try_get("sandbox_id")?,
-            sink_secret: row.try_get("sink_secret")?,
-            sink_expires_at: row.try_get("sink_expires_at")?,
-            run_token_hash: row.try_get("run_token_hash")?,
-            last_sequence: row.try_get("last_sequence")?,
-            token_usage: row.try_get("token_usage")?,
-            duration_ms: row.try_get("duration_ms")?,
-            unread: row.try_get::<i64, _>("unread")? != 0,
-            created_at: row.try_get("created_at")?,
-            started_at: row.try_get("started_at")?,
-            first_event_at: row.try_get("first_event_at")?,
-            last_heartbeat_at: row.try_get("last_heartbeat_at")?,
-            completed_at: row.try_get("completed_at")?,
-            origin: row.try_get("origin")?,
-            context_snapshot: row.try_get("context_snapshot")?,
-            user_name: row.try_get("user_name")?,
-            end_user_name: row.try_get("end_user_name")?,
-            api_key_name: row.try_get("api_key_name")?,
-        })
+        run_of(row)
     }
+}
+
+/// PostgreSQL's own driver: run lists read through the read pool ([`crate::Db::reads`]).
+impl<'r> FromRow<'r, PgRow> for Run {
+    fn from_row(row: &'r PgRow) -> sqlx::Result<Self> {
+        run_of(row)
+    }
+}
+
+/// A [`Run`] from a row of any driver whose columns are named as its fields.
+fn run_of<'r, R: Row>(row: &'r R) -> sqlx::Result<Run>
+where
+    for<'a> &'a str: ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(Run {
+        id: row.try_get("id")?,
+        org_id: row.try_get("org_id")?,
+        application_id: row.try_get("application_id")?,
+        package_id: row.try_get("package_id")?,
+        agent_scope: row.try_get("agent_scope")?,
+        agent_name: row.try_get("agent_name")?,
+        kind: row.try_get("kind")?,
+        run_number: row.try_get("run_number")?,
+        status: status_of(row)?,
+        input: row.try_get("input")?,
+        result: row.try_get("result")?,
+        error: row.try_get("error")?,
+        error_code: row.try_get("error_code")?,
+        error_details: row.try_get("error_details")?,
+        version_label: row.try_get("version_label")?,
+        version_ref: row.try_get("version_ref")?,
+        definition: row.try_get("definition")?,
+        model_label: row.try_get("model_label")?,
+        model_source: row.try_get("model_source")?,
+        proxy_label: row.try_get("proxy_label")?,
+        generation: row.try_get("generation")?,
+        user_id: row.try_get("user_id")?,
+        end_user_id: row.try_get("end_user_id")?,
+        api_key_id: row.try_get("api_key_id")?,
+        schedule_id: row.try_get("schedule_id")?,
+        schedule_name: row.try_get("schedule_name")?,
+        timeout_secs: row.try_get("timeout_secs")?,
+        runner_kind: row.try_get("runner_kind")?,
+        runner_name: row.try_get("runner_name")?,
+        server_id: row.try_get("server_id")?,
+        sandbox_id: row.try_get("sandbox_id")?,
+        sink_secret: row.try_get("sink_secret")?,
+        sink_expires_at: row.try_get("sink_expires_at")?,
+        run_token_hash: row.try_get("run_token_hash")?,
+        last_sequence: row.try_get("last_sequence")?,
+        token_usage: row.try_get("token_usage")?,
+        duration_ms: row.try_get("duration_ms")?,
+        unread: row.try_get::<i64, _>("unread")? != 0,
+        created_at: row.try_get("created_at")?,
+        started_at: row.try_get("started_at")?,
+        first_event_at: row.try_get("first_event_at")?,
+        last_heartbeat_at: row.try_get("last_heartbeat_at")?,
+        completed_at: row.try_get("completed_at")?,
+        origin: row.try_get("origin")?,
+        context_snapshot: row.try_get("context_snapshot")?,
+        user_name: row.try_get("user_name")?,
+        end_user_name: row.try_get("end_user_name")?,
+        api_key_name: row.try_get("api_key_name")?,
+    })
 }
 
 const SELECT: &str = "SELECT r.*, u.name AS user_name, \

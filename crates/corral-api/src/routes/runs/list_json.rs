@@ -2,8 +2,9 @@
 //! the page as the API's JSON in one statement ([`store::list_json`]) and the server
 //! writes it out as it is: no row per run through the driver, no [`store::Run`] per
 //! row, no serializer. Reading rows and serializing them was ~70% of the server's
-//! time on this route (perf, 20 runs a page). On PostgreSQL the rows are read and
-//! serialized as [`RunView`]s: building JSON there costs more than it saves.
+//! time on this route (perf, 20 runs a page). On PostgreSQL the rows are read through
+//! its own driver (the read pool, `Db::reads`) and serialized as [`RunView`]s:
+//! building JSON there costs more than it saves.
 //!
 //! [`OBJECT`] must render a run exactly as [`RunView`] serializes it: the same keys
 //! in the same order and the same values. `run_list::list_items_are_the_run_objects`
@@ -13,7 +14,6 @@ use std::fmt::Write as _;
 use std::sync::OnceLock;
 
 use corral_core::{AppId, OrgId};
-use corral_store::Backend;
 
 use super::*;
 
@@ -119,18 +119,18 @@ fn object_sql() -> &'static str {
 }
 
 /// The page `f` selects (`f.limit` is ignored: `limit` is the page's size) as a
-/// [`RunList`] response.
+/// [`RunList`] response. Takes its own connection: on PostgreSQL from the read pool.
 pub(super) async fn run_list(
     state: &AppState,
-    conn: &mut corral_store::Conn,
     org_id: &OrgId,
     app_id: &AppId,
     mut f: store::ListFilter<'_>,
     limit: i64,
 ) -> ApiResult<Response> {
-    if state.db.backend() == Backend::Sqlite {
+    let Some(reads) = state.db.reads() else {
         f.limit = limit;
-        let page = store::list_json(conn, org_id, app_id, &f, object_sql()).await?;
+        let mut conn = state.db.conn().await?;
+        let page = store::list_json(&mut conn, org_id, app_id, &f, object_sql()).await?;
         let has_more = f.offset.max(0) + page.count < page.total;
         let mut body = String::with_capacity(page.objects.len() + 64);
         body.push_str(r#"{"object":"list","data":["#);
@@ -145,10 +145,10 @@ pub(super) async fn run_list(
             body,
         )
             .into_response());
-    }
+    };
     // One row past the page tells whether more follow.
     f.limit = limit + 1;
-    let (mut rows, total) = store::list(conn, org_id, app_id, &f).await?;
+    let (mut rows, total) = store::list_pg(reads, org_id, app_id, &f).await?;
     let has_more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     Ok(Json(RunList {

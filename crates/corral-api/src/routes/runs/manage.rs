@@ -61,17 +61,19 @@ pub async fn list_agent_runs(
 ) -> ApiResult<Response> {
     let org_id = ctx.org_id()?;
     let id = format!("{scope}/{name}");
-    let mut conn = state.db.conn().await?;
-    corral_store::packages::get_visible(&mut conn, org_id, &id, Some("agent"))
-        .await?
-        .ok_or_else(|| ApiError::not_found("agent"))?;
+    {
+        let mut conn = state.db.conn().await?;
+        corral_store::packages::get_visible(&mut conn, org_id, &id, Some("agent"))
+            .await?
+            .ok_or_else(|| ApiError::not_found("agent"))?;
+    }
     let mut f = store::ListFilter {
         package_id: Some(&id),
         offset,
         ..Default::default()
     };
     restrict_end_user(&ctx, &mut f);
-    run_list(&state, &mut conn, org_id, ctx.app_id()?, f, limit).await
+    run_list(&state, org_id, ctx.app_id()?, f, limit).await
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -87,8 +87,7 @@ pub async fn list_runs(
         .into_response());
     }
     restrict_end_user(&ctx, &mut f);
-    let mut conn = state.db.conn().await?;
-    run_list(&state, &mut conn, ctx.org_id()?, ctx.app_id()?, f, limit).await
+    run_list(&state, ctx.org_id()?, ctx.app_id()?, f, limit).await
 }
 
 pub(super) async fn load_run(state: &AppState, ctx: &Ctx, id: &RunId) -> ApiResult<store::Run> {
