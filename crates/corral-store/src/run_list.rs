@@ -192,7 +192,7 @@ pub async fn list_pg(
     };
     let runs = rows
         .iter()
-        .map(Run::from_row)
+        .map(Run::from_listed_pg_row)
         .collect::<sqlx::Result<Vec<_>>>()
         .db()?;
     Ok((runs, total))

@@ -8,7 +8,7 @@
 use corral_core::{AppId, OrgId, RunId};
 use sqlx::any::AnyRow;
 use sqlx::postgres::PgRow;
-use sqlx::{AnyConnection, ColumnIndex, Decode, FromRow, Row, Type};
+use sqlx::{AnyConnection, Column, ColumnIndex, Decode, FromRow, Row, Type};
 
 use crate::{Result, SqlxResultExt};
 
@@ -16,11 +16,7 @@ pub use crate::run_list::{json_object_sql, list, list_json, list_pg, JsonPage, L
 pub use corral_core::RunStatus;
 
 /// Reads a status column; a name this server does not know is a decode error.
-fn status_of<'r, R: Row>(row: &'r R) -> sqlx::Result<RunStatus>
-where
-    for<'a> &'a str: ColumnIndex<R>,
-    String: Decode<'r, R::Database> + Type<R::Database>,
-{
+fn status_of(row: &AnyRow) -> sqlx::Result<RunStatus> {
     let s: String = row.try_get("status")?;
     s.parse()
         .map_err(|e: corral_core::run::UnknownStatus| sqlx::Error::Decode(e.into()))
@@ -108,73 +104,87 @@ pub struct Run {
 
 impl<'r> FromRow<'r, AnyRow> for Run {
     fn from_row(row: &'r AnyRow) -> sqlx::Result<Self> {
-        run_of(row)
+        run_of(row, |name| name)
     }
 }
 
-/// PostgreSQL's own driver: run lists read through the read pool ([`crate::Db::reads`]).
-impl<'r> FromRow<'r, PgRow> for Run {
-    fn from_row(row: &'r PgRow) -> sqlx::Result<Self> {
-        run_of(row)
+impl Run {
+    /// A run from a row of PostgreSQL's own driver (run lists, through the read pool
+    /// [`crate::Db::reads`]) whose columns are [`Run`]'s fields in their order, as
+    /// `run_list::LISTED` selects them: read by position, without looking each name
+    /// up in the row's column index (a hash per value, ~5% of a list's CPU).
+    pub(crate) fn from_listed_pg_row(row: &PgRow) -> sqlx::Result<Run> {
+        let mut next = 0;
+        run_of(row, |name| {
+            debug_assert_eq!(row.column(next).name(), name, "LISTED is out of order");
+            next += 1;
+            next - 1
+        })
     }
 }
 
-/// A [`Run`] from a row of any driver whose columns are named as its fields.
-fn run_of<'r, R: Row>(row: &'r R) -> sqlx::Result<Run>
+/// A [`Run`] from a row of any driver, the column of each field found by `col`
+/// (called once per field, in the order of [`Run`]'s fields).
+fn run_of<'r, R: Row, I: ColumnIndex<R>>(
+    row: &'r R,
+    mut col: impl FnMut(&'static str) -> I,
+) -> sqlx::Result<Run>
 where
-    for<'a> &'a str: ColumnIndex<R>,
     String: Decode<'r, R::Database> + Type<R::Database>,
     i64: Decode<'r, R::Database> + Type<R::Database>,
 {
     Ok(Run {
-        id: row.try_get("id")?,
-        org_id: row.try_get("org_id")?,
-        application_id: row.try_get("application_id")?,
-        package_id: row.try_get("package_id")?,
-        agent_scope: row.try_get("agent_scope")?,
-        agent_name: row.try_get("agent_name")?,
-        kind: row.try_get("kind")?,
-        run_number: row.try_get("run_number")?,
-        status: status_of(row)?,
-        input: row.try_get("input")?,
-        result: row.try_get("result")?,
-        error: row.try_get("error")?,
-        error_code: row.try_get("error_code")?,
-        error_details: row.try_get("error_details")?,
-        version_label: row.try_get("version_label")?,
-        version_ref: row.try_get("version_ref")?,
-        definition: row.try_get("definition")?,
-        model_label: row.try_get("model_label")?,
-        model_source: row.try_get("model_source")?,
-        proxy_label: row.try_get("proxy_label")?,
-        generation: row.try_get("generation")?,
-        user_id: row.try_get("user_id")?,
-        end_user_id: row.try_get("end_user_id")?,
-        api_key_id: row.try_get("api_key_id")?,
-        schedule_id: row.try_get("schedule_id")?,
-        schedule_name: row.try_get("schedule_name")?,
-        timeout_secs: row.try_get("timeout_secs")?,
-        runner_kind: row.try_get("runner_kind")?,
-        runner_name: row.try_get("runner_name")?,
-        server_id: row.try_get("server_id")?,
-        sandbox_id: row.try_get("sandbox_id")?,
-        sink_secret: row.try_get("sink_secret")?,
-        sink_expires_at: row.try_get("sink_expires_at")?,
-        run_token_hash: row.try_get("run_token_hash")?,
-        last_sequence: row.try_get("last_sequence")?,
-        token_usage: row.try_get("token_usage")?,
-        duration_ms: row.try_get("duration_ms")?,
-        unread: row.try_get::<i64, _>("unread")? != 0,
-        created_at: row.try_get("created_at")?,
-        started_at: row.try_get("started_at")?,
-        first_event_at: row.try_get("first_event_at")?,
-        last_heartbeat_at: row.try_get("last_heartbeat_at")?,
-        completed_at: row.try_get("completed_at")?,
-        origin: row.try_get("origin")?,
-        context_snapshot: row.try_get("context_snapshot")?,
-        user_name: row.try_get("user_name")?,
-        end_user_name: row.try_get("end_user_name")?,
-        api_key_name: row.try_get("api_key_name")?,
+        id: row.try_get(col("id"))?,
+        org_id: row.try_get(col("org_id"))?,
+        application_id: row.try_get(col("application_id"))?,
+        package_id: row.try_get(col("package_id"))?,
+        agent_scope: row.try_get(col("agent_scope"))?,
+        agent_name: row.try_get(col("agent_name"))?,
+        kind: row.try_get(col("kind"))?,
+        run_number: row.try_get(col("run_number"))?,
+        status: row
+            .try_get::<String, _>(col("status"))?
+            .parse()
+            .map_err(|e: corral_core::run::UnknownStatus| sqlx::Error::Decode(e.into()))?,
+        input: row.try_get(col("input"))?,
+        result: row.try_get(col("result"))?,
+        error: row.try_get(col("error"))?,
+        error_code: row.try_get(col("error_code"))?,
+        error_details: row.try_get(col("error_details"))?,
+        version_label: row.try_get(col("version_label"))?,
+        version_ref: row.try_get(col("version_ref"))?,
+        definition: row.try_get(col("definition"))?,
+        model_label: row.try_get(col("model_label"))?,
+        model_source: row.try_get(col("model_source"))?,
+        proxy_label: row.try_get(col("proxy_label"))?,
+        generation: row.try_get(col("generation"))?,
+        user_id: row.try_get(col("user_id"))?,
+        end_user_id: row.try_get(col("end_user_id"))?,
+        api_key_id: row.try_get(col("api_key_id"))?,
+        schedule_id: row.try_get(col("schedule_id"))?,
+        schedule_name: row.try_get(col("schedule_name"))?,
+        timeout_secs: row.try_get(col("timeout_secs"))?,
+        runner_kind: row.try_get(col("runner_kind"))?,
+        runner_name: row.try_get(col("runner_name"))?,
+        server_id: row.try_get(col("server_id"))?,
+        sandbox_id: row.try_get(col("sandbox_id"))?,
+        sink_secret: row.try_get(col("sink_secret"))?,
+        sink_expires_at: row.try_get(col("sink_expires_at"))?,
+        run_token_hash: row.try_get(col("run_token_hash"))?,
+        last_sequence: row.try_get(col("last_sequence"))?,
+        token_usage: row.try_get(col("token_usage"))?,
+        duration_ms: row.try_get(col("duration_ms"))?,
+        unread: row.try_get::<i64, _>(col("unread"))? != 0,
+        created_at: row.try_get(col("created_at"))?,
+        started_at: row.try_get(col("started_at"))?,
+        first_event_at: row.try_get(col("first_event_at"))?,
+        last_heartbeat_at: row.try_get(col("last_heartbeat_at"))?,
+        completed_at: row.try_get(col("completed_at"))?,
+        origin: row.try_get(col("origin"))?,
+        context_snapshot: row.try_get(col("context_snapshot"))?,
+        user_name: row.try_get(col("user_name"))?,
+        end_user_name: row.try_get(col("end_user_name"))?,
+        api_key_name: row.try_get(col("api_key_name"))?,
     })
 }
 
