@@ -205,6 +205,11 @@ async fn the_read_pool_lists_what_the_main_pool_lists(db: Db) {
         all.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
         newest_first
     );
+    // The names come from the run's user (a scalar subquery on PostgreSQL).
+    assert!(all.iter().all(|r| r.user_name.as_deref() == Some("Owner")));
+    assert!(all
+        .iter()
+        .all(|r| r.api_key_name.is_none() && r.end_user_name.is_none()));
     assert_eq!(
         runs::list_pg(&reads, &org_id, &app_id, &filters[2])
             .await
