@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use sqlx::any::AnyPoolOptions;
-use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::{AnyPool, Executor};
+use sqlx::pool::PoolOptions;
+use sqlx::postgres::PgPool;
+use sqlx::{AnyPool, Database, Executor, Postgres};
 
 use crate::{Result, SqlxResultExt, StoreError};
 
@@ -48,23 +49,7 @@ impl Db {
         } else {
             Backend::Postgres
         };
-        let mut opts = AnyPoolOptions::new()
-            .max_connections(max_connections)
-            .min_connections(1)
-            .acquire_timeout(Duration::from_secs(5))
-            // sqlx pings every connection it hands out by default: one more round trip
-            // (to PostgreSQL, or to SQLite's worker thread) per request. A connection
-            // used within the last second is known to work; only one idle longer is
-            // pinged (and replaced when the ping fails, as before).
-            .test_before_acquire(false)
-            .before_acquire(|conn, meta| {
-                Box::pin(async move {
-                    if meta.idle_for >= PING_IDLE_AFTER {
-                        sqlx::Connection::ping(conn).await?;
-                    }
-                    Ok(true)
-                })
-            });
+        let mut opts: AnyPoolOptions = pool_options(max_connections).min_connections(1);
         if backend == Backend::Sqlite {
             opts = opts.after_connect(|conn, _meta| {
                 Box::pin(async move {
@@ -81,19 +66,8 @@ impl Db {
         let reads = match backend {
             Backend::Sqlite => None,
             Backend::Postgres => Some(
-                PgPoolOptions::new()
-                    .max_connections(reads_pool_size(max_connections))
+                pool_options::<Postgres>(reads_pool_size(max_connections))
                     .min_connections(0)
-                    .acquire_timeout(Duration::from_secs(5))
-                    .test_before_acquire(false)
-                    .before_acquire(|conn, meta| {
-                        Box::pin(async move {
-                            if meta.idle_for >= PING_IDLE_AFTER {
-                                sqlx::Connection::ping(conn).await?;
-                            }
-                            Ok(true)
-                        })
-                    })
                     // Opened on the first read: the URL already answered above.
                     .connect_lazy(url)
                     .db()?,
@@ -168,6 +142,25 @@ impl Db {
             reads.close().await;
         }
     }
+}
+
+/// A pool of up to `max_connections` as both pools are set up. sqlx pings every
+/// connection it hands out by default: one more round trip (to PostgreSQL, or to
+/// SQLite's worker thread) per request. A connection used within the last second is
+/// known to work; only one idle longer is pinged (and replaced when the ping fails).
+fn pool_options<DB: Database>(max_connections: u32) -> PoolOptions<DB> {
+    PoolOptions::<DB>::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_IDLE_AFTER {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
 }
 
 /// The size of the PostgreSQL read pool beside a main pool of `max_connections`.

@@ -172,9 +172,8 @@ pub async fn list(
         .fetch_all(&mut *conn)
         .await
         .db()?;
-    let total: i64 = match rows.first() {
-        Some(row) => row.try_get("total_matching").db()?,
-        None if first_page(f) => 0,
+    let total = match known_total(&rows, f)? {
+        Some(total) => total,
         None => bind_all(&count_sql, &binds)
             .fetch_one(&mut *conn)
             .await
@@ -212,9 +211,8 @@ pub async fn list_pg(
         .fetch_all(&mut *conn)
         .await
         .db()?;
-    let total: i64 = match rows.first() {
-        Some(row) => row.try_get("total_matching").db()?,
-        None if first_page(f) => 0,
+    let total = match known_total(&rows, f)? {
+        Some(total) => total,
         None => bind_all_pg(&count_sql, &binds)
             .fetch_one(&mut *conn)
             .await
@@ -230,10 +228,19 @@ pub async fn list_pg(
     Ok((runs, total))
 }
 
-/// With no row to carry the total: a first page of at least one row is empty only
-/// when nothing matches; any other page (past the end, or of size 0) asks for it.
-fn first_page(f: &ListFilter<'_>) -> bool {
-    f.offset <= 0 && f.limit > 0
+/// The total a page's rows tell: carried by its first row, or 0 for an empty first
+/// page of at least one row (nothing matches). `None` when the page is empty for
+/// another reason (past the end, or of size 0): the caller asks for it.
+fn known_total<R: Row>(rows: &[R], f: &ListFilter<'_>) -> Result<Option<i64>>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    match rows.first() {
+        Some(row) => Ok(Some(row.try_get("total_matching").db()?)),
+        None if f.offset <= 0 && f.limit > 0 => Ok(Some(0)),
+        None => Ok(None),
+    }
 }
 
 /// The page's statement (the total on every row as `total_matching`) and the total's
