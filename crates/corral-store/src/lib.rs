@@ -30,6 +30,7 @@ pub mod remote_runs;
 pub mod run_history;
 mod run_list;
 pub mod run_logs;
+mod run_row;
 pub mod runs;
 pub mod schedules;
 pub mod sealed;
