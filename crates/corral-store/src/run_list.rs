@@ -6,8 +6,8 @@
 use std::sync::OnceLock;
 
 use corral_core::{AppId, OrgId};
-use sqlx::postgres::{PgArguments, PgPool};
-use sqlx::{AnyConnection, FromRow, Postgres, Row};
+use sqlx::postgres::PgPool;
+use sqlx::{AnyConnection, Database, Encode, FromRow, Row, Type};
 
 use crate::runs::Run;
 use crate::{Result, SqlxResultExt};
@@ -207,13 +207,13 @@ pub async fn list_pg(
     let binds = binds(org_id, app_id, f);
     let (page_sql, count_sql) = page_sql(f, true);
     let mut conn = pool.acquire().await.db()?;
-    let rows = bind_all_pg(&page_sql, &binds)
+    let rows = bind_all(&page_sql, &binds)
         .fetch_all(&mut *conn)
         .await
         .db()?;
     let total = match known_total(&rows, f)? {
         Some(total) => total,
-        None => bind_all_pg(&count_sql, &binds)
+        None => bind_all(&count_sql, &binds)
             .fetch_one(&mut *conn)
             .await
             .db()?
@@ -327,8 +327,8 @@ pub struct JsonPage {
 /// `f.limit` is the page's size (no look-ahead row: more follow when
 /// `offset + count < total`).
 ///
-/// SQLite only. On PostgreSQL, [`list`]: building JSON there costs more than it saves
-/// (see [`LISTED`]).
+/// SQLite only. On PostgreSQL, [`list_pg`]: building JSON there costs more than it
+/// saves (see [`LISTED`]).
 pub async fn list_json(
     conn: &mut AnyConnection,
     org_id: &OrgId,
@@ -369,24 +369,15 @@ enum Bind {
     I(i64),
 }
 
-fn bind_all_pg<'q>(
+/// `sql` with `binds` bound in order, for either driver (`Any`, or PostgreSQL's own).
+fn bind_all<'q, DB: Database>(
     sql: &'q str,
     binds: &'q [Bind],
-) -> sqlx::query::Query<'q, Postgres, PgArguments> {
-    let mut q = sqlx::query(sql);
-    for b in binds {
-        q = match b {
-            Bind::S(s) => q.bind(s.as_str()),
-            Bind::I(i) => q.bind(*i),
-        };
-    }
-    q
-}
-
-fn bind_all<'q>(
-    sql: &'q str,
-    binds: &'q [Bind],
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+) -> sqlx::query::Query<'q, DB, <DB as Database>::Arguments<'q>>
+where
+    &'q str: Encode<'q, DB> + Type<DB>,
+    i64: Encode<'q, DB> + Type<DB>,
+{
     let mut q = sqlx::query(sql);
     for b in binds {
         q = match b {

@@ -21,6 +21,12 @@ fn flag<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<bool, D::
     })
 }
 
+/// A status column's text; a name this server does not know is a decode error.
+pub(crate) fn parse_status(s: &str) -> sqlx::Result<RunStatus> {
+    s.parse()
+        .map_err(|e: corral_core::run::UnknownStatus| sqlx::Error::Decode(e.into()))
+}
+
 /// A status name; a name this server does not know is an error.
 fn status_text<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<RunStatus, D::Error> {
     let s: std::borrow::Cow<'de, str> = serde::Deserialize::deserialize(d)?;
@@ -127,10 +133,7 @@ where
         agent_name: row.try_get(col("agent_name"))?,
         kind: row.try_get(col("kind"))?,
         run_number: row.try_get(col("run_number"))?,
-        status: row
-            .try_get::<String, _>(col("status"))?
-            .parse()
-            .map_err(|e: corral_core::run::UnknownStatus| sqlx::Error::Decode(e.into()))?,
+        status: parse_status(&row.try_get::<String, _>(col("status"))?)?,
         input: row.try_get(col("input"))?,
         result: row.try_get(col("result"))?,
         error: row.try_get(col("error"))?,

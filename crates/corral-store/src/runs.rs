@@ -17,9 +17,7 @@ pub use corral_core::RunStatus;
 
 /// Reads a status column; a name this server does not know is a decode error.
 fn status_of(row: &AnyRow) -> sqlx::Result<RunStatus> {
-    let s: String = row.try_get("status")?;
-    s.parse()
-        .map_err(|e: corral_core::run::UnknownStatus| sqlx::Error::Decode(e.into()))
+    crate::run_row::parse_status(row.try_get("status")?)
 }
 
 const SELECT: &str = "SELECT r.*, u.name AS user_name, \
