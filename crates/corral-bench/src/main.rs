@@ -300,6 +300,9 @@ struct Report {
     load: Load,
     /// `GET /api/runs?limit=20` over a full page of runs.
     runs: Load,
+    /// The same page, each request with a filter of its own that changes nothing
+    /// (`end_date` far ahead): rendered every time, never a kept page.
+    runs_rendered: Load,
     /// `GET /api/end-users?limit=20`: a rate-limited route (`end-users-read`), so
     /// with `REDIS_URL` set each request also goes through the shared window.
     limited: Load,
@@ -344,6 +347,7 @@ async fn bench_backend(args: &Args, backend: Backend) -> Result<Report> {
         "/api/applications",
         args.concurrency,
         args.duration,
+        false,
     )
     .await?;
     seed_runs(&server.base, &key, 25)
@@ -355,6 +359,18 @@ async fn bench_backend(args: &Args, backend: Backend) -> Result<Report> {
         "/api/runs?limit=20",
         args.concurrency,
         args.duration,
+        false,
+    )
+    .await?;
+    // The same page under a new key every request: on SQLite rendered every time,
+    // never served from the kept pages.
+    let runs_rendered = run_load(
+        &server.base,
+        &key,
+        "/api/runs?limit=20",
+        args.concurrency,
+        args.duration,
+        true,
     )
     .await?;
     let limited = run_load(
@@ -363,6 +379,7 @@ async fn bench_backend(args: &Args, backend: Backend) -> Result<Report> {
         "/api/end-users?limit=20",
         args.concurrency,
         args.duration,
+        false,
     )
     .await?;
     let loaded_rss_kib = server.rss_kib()?;
@@ -377,6 +394,7 @@ async fn bench_backend(args: &Args, backend: Backend) -> Result<Report> {
         idle_rss_kib,
         load,
         runs,
+        runs_rendered,
         limited,
         loaded_rss_kib,
         shutdown,
@@ -508,12 +526,16 @@ async fn seed_runs(base: &str, key: &str, n: usize) -> Result<()> {
 
 /// `concurrency` tasks, each with its own client (so its own keep-alive connection),
 /// send `GET {path}` back to back until the deadline.
+/// `concurrency` connections requesting `path` for `secs` seconds. With `distinct`,
+/// each request adds `&end_date=` a time of its own after 2100 (no run is that late,
+/// so the page is the same; the query differs).
 async fn run_load(
     base: &str,
     key: &str,
     path: &str,
     concurrency: usize,
     secs: u64,
+    distinct: bool,
 ) -> Result<Load> {
     let url = format!("{base}{path}");
     let mut clients = Vec::with_capacity(concurrency);
@@ -533,14 +555,29 @@ async fn run_load(
     let started = Instant::now();
     let deadline = started + Duration::from_secs(secs);
     let mut tasks = tokio::task::JoinSet::new();
-    for c in clients {
+    for (task, c) in clients.into_iter().enumerate() {
         let url = url.clone();
         let key = key.to_owned();
         tasks.spawn(async move {
             let mut lat = Vec::with_capacity(4096);
             let mut errors = 0usize;
             let mut first_error = None;
+            // A millisecond of its own on 1 January of a year of its own (2100 + task).
+            let mut late = 0u64;
             while Instant::now() < deadline {
+                let url = if distinct {
+                    late += 1;
+                    let (s, ms) = (late / 1000, late % 1000);
+                    format!(
+                        "{url}&end_date={}-01-01T{:02}:{:02}:{:02}.{ms:03}Z",
+                        2100 + task,
+                        s / 3600 % 24,
+                        s / 60 % 60,
+                        s % 60
+                    )
+                } else {
+                    url.clone()
+                };
                 let t = Instant::now();
                 let outcome = match c.get(&url).bearer_auth(&key).send().await {
                     Ok(r) => {

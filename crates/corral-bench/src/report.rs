@@ -151,34 +151,36 @@ impl Report {
             "0",
             verdict(r.errors == 0),
         );
-        let e = &self.limited;
-        row(
-            "GET /api/end-users (limited)",
-            format!("{:.0} req/s", e.requests as f64 / e.elapsed.as_secs_f64()),
-            "",
-            "",
-        );
-        row(
-            "  p50 / p99",
-            format!(
-                "{:.2}/{:.2} ms",
-                ms(percentile(&e.latencies, 50.0).unwrap_or_default()),
-                ms(percentile(&e.latencies, 99.0).unwrap_or_default())
-            ),
-            "",
-            "",
-        );
-        row(
-            "  errors",
-            e.errors.to_string(),
-            "0",
-            verdict(e.errors == 0),
-        );
+        // Figures without a goal: throughput, p50 / p99, errors.
+        let plain = |name: &str, l: &crate::Load| {
+            row(
+                name,
+                format!("{:.0} req/s", l.requests as f64 / l.elapsed.as_secs_f64()),
+                "",
+                "",
+            );
+            row(
+                "  p50 / p99",
+                format!(
+                    "{:.2}/{:.2} ms",
+                    ms(percentile(&l.latencies, 50.0).unwrap_or_default()),
+                    ms(percentile(&l.latencies, 99.0).unwrap_or_default())
+                ),
+                "",
+                "",
+            );
+            row(
+                "  errors",
+                l.errors.to_string(),
+                "0",
+                verdict(l.errors == 0),
+            );
+        };
+        plain("  each page new", &self.runs_rendered);
+        plain("GET /api/end-users (limited)", &self.limited);
         println!("+---------------------------+------------------+-----------+------+");
-        for e in [&l.first_error, &r.first_error, &e.first_error]
-            .into_iter()
-            .flatten()
-        {
+        let loads = [&self.load, &self.runs, &self.runs_rendered, &self.limited];
+        for e in loads.into_iter().filter_map(|l| l.first_error.as_ref()) {
             println!("first error: {e}");
         }
         println!();
