@@ -63,6 +63,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
             started: Instant::now(),
             openapi_json,
             long_polls: Default::default(),
+            run_pages: Default::default(),
         }),
     })
 }

@@ -28,6 +28,8 @@ pub struct Inner {
     pub openapi_json: bytes::Bytes,
     /// `?wait=` long polls in flight per identity (capped).
     pub long_polls: dashmap::DashMap<String, usize>,
+    /// SQLite: the runs-list pages rendered, kept while their list version holds.
+    pub run_pages: crate::routes::runs::page_cache::PageCache,
 }
 
 impl std::ops::Deref for Inner {

@@ -125,7 +125,7 @@ fn listed_from(postgres: bool) -> &'static str {
 }
 
 /// `json_object('key', expr, …)` over (key, SQL expression) pairs, in their order.
-pub fn json_object_sql(fields: &[(&str, &str)]) -> String {
+fn json_object_sql(fields: &[(&str, &str)]) -> String {
     let args = fields
         .iter()
         .map(|(k, e)| format!("'{k}', {e}"))
@@ -317,7 +317,25 @@ pub struct JsonPage {
     pub count: i64,
     /// How many runs match the filter, read in the same statement as the page.
     pub total: i64,
+    /// The application's [`list_version`], read in the same statement as the page.
+    pub version: i64,
 }
+
+/// The version of the application's runs list: it changes whenever a write could
+/// change a page of it (a run inserted, deleted or a listed column updated; a name
+/// shown beside a run changed), whoever makes the write (SQLite triggers, migration
+/// `0016_run_list_versions`). So a page read at version `v` is the page still while
+/// the version is `v`. SQLite only; 0 for an application no run was written to.
+pub async fn list_version(conn: &mut AnyConnection, app_id: &AppId) -> Result<i64> {
+    sqlx::query_scalar(VERSION_SQL)
+        .bind(app_id.as_str())
+        .fetch_one(&mut *conn)
+        .await
+        .db()
+}
+
+const VERSION_SQL: &str = "SELECT COALESCE(\
+     (SELECT version FROM run_list_versions WHERE application_id = $1), 0)";
 
 /// [`list`] with each run rendered by the database as `object`: an SQL expression
 /// over the list's aliases (`r` the run, `u` its user, `e` its end-user, `k` its API
@@ -337,23 +355,10 @@ pub async fn list_json(
     object: &str,
 ) -> Result<JsonPage> {
     let binds = binds(org_id, app_id, f);
-    // The aggregate takes the rows in the order the subquery yields them: SQLite runs a
-    // subquery with ORDER BY and LIMIT under an aggregate as a co-routine, row by row in
-    // its order. Its documentation calls group_concat's order arbitrary without an
-    // ORDER BY of its own, but that ORDER BY sorts the page's objects a second time, in
-    // a temporary b-tree, and was 40% of the statement (20 runs: 208 → 128 µs). The
-    // bundled SQLite is pinned by Cargo.lock, and the tests read pages in order.
-    let sql = format!(
-        "SELECT group_concat(j, ',') AS objects, COUNT(*) AS n, \
-           (SELECT COUNT(*) FROM runs t WHERE {}) AS total \
-         FROM (SELECT {object} AS j {SELECT_LISTED_FROM} \
-           WHERE {} ORDER BY r.created_at DESC, r.id DESC LIMIT {} OFFSET {})",
-        conditions(f, "t"),
-        conditions(f, "r"),
-        f.limit.max(0),
-        f.offset.max(0)
-    );
-    let row = bind_all(&sql, &binds).fetch_one(&mut *conn).await.db()?;
+    let row = bind_all(&list_json_sql(f, object), &binds)
+        .fetch_one(&mut *conn)
+        .await
+        .db()?;
     Ok(JsonPage {
         objects: row
             .try_get::<Option<String>, _>("objects")
@@ -361,7 +366,31 @@ pub async fn list_json(
             .unwrap_or_default(),
         count: row.try_get("n").db()?,
         total: row.try_get("total").db()?,
+        version: row.try_get("version").db()?,
     })
+}
+
+/// [`list_json`]'s statement: what it reads, for the triggers that keep
+/// [`list_version`] (a test checks they cover every column it reads).
+pub fn list_json_sql(f: &ListFilter<'_>, object: &str) -> String {
+    // The aggregate takes the rows in the order the subquery yields them: SQLite runs a
+    // subquery with ORDER BY and LIMIT under an aggregate as a co-routine, row by row in
+    // its order. Its documentation calls group_concat's order arbitrary without an
+    // ORDER BY of its own, but that ORDER BY sorts the page's objects a second time, in
+    // a temporary b-tree, and was 40% of the statement (20 runs: 208 → 128 µs). The
+    // bundled SQLite is pinned by Cargo.lock, and the tests read pages in order.
+    format!(
+        "SELECT group_concat(j, ',') AS objects, COUNT(*) AS n, \
+           (SELECT COUNT(*) FROM runs t WHERE {}) AS total, \
+           COALESCE((SELECT version FROM run_list_versions WHERE application_id = $2), 0) \
+             AS version \
+         FROM (SELECT {object} AS j {SELECT_LISTED_FROM} \
+           WHERE {} ORDER BY r.created_at DESC, r.id DESC LIMIT {} OFFSET {})",
+        conditions(f, "t"),
+        conditions(f, "r"),
+        f.limit.max(0),
+        f.offset.max(0)
+    )
 }
 
 enum Bind {

@@ -11,7 +11,9 @@ use sqlx::{AnyConnection, FromRow, Row};
 
 use crate::{Result, SqlxResultExt};
 
-pub use crate::run_list::{json_object_sql, list, list_json, list_pg, JsonPage, ListFilter};
+pub use crate::run_list::{
+    list, list_json, list_json_sql, list_pg, list_version, JsonPage, ListFilter,
+};
 pub use crate::run_row::Run;
 pub use corral_core::RunStatus;
 

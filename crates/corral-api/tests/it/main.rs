@@ -39,6 +39,7 @@ mod resources;
 mod revoke;
 mod run_events;
 mod run_list;
+mod run_list_cache;
 mod runs;
 mod runs_docker;
 mod schedules;

@@ -174,28 +174,28 @@ async fn pages_totals_filters_and_json_columns(b: Backend) {
 
 /// Text a serializer must escape: quotes, backslashes, a slash, control characters,
 /// DEL, line separators, accents, CJK and an emoji.
-const TRICKY: &str =
+pub(crate) const TRICKY: &str =
     "q\"uote \\ back/slash \u{1}\u{8}\u{c}\t\n\r\u{1f} del\u{7f} ls\u{2028} é 日本 😀";
 
 /// The columns that differ between the runs of [`list_items_are_the_run_objects`].
 #[derive(Default)]
-struct Full<'a> {
-    user: Option<&'a str>,
-    end_user: Option<&'a str>,
-    api_key: Option<&'a str>,
-    created: i64,
-    completed: Option<i64>,
+pub(crate) struct Full<'a> {
+    pub(crate) user: Option<&'a str>,
+    pub(crate) end_user: Option<&'a str>,
+    pub(crate) api_key: Option<&'a str>,
+    pub(crate) created: i64,
+    pub(crate) completed: Option<i64>,
     /// Every JSON column (input, result, error details, usage, snapshot; the generation
     /// settings when this is not an object).
-    json: Option<&'a str>,
-    error_code: Option<&'a str>,
-    package: bool,
-    unread: bool,
+    pub(crate) json: Option<&'a str>,
+    pub(crate) error_code: Option<&'a str>,
+    pub(crate) package: bool,
+    pub(crate) unread: bool,
 }
 
 /// A run with every listed column set, straight into the table; the text columns
 /// hold [`TRICKY`] and `n`.
-async fn insert_full_run(app: &TestApp, s: &Session, n: i64, f: &Full<'_>) -> String {
+pub(crate) async fn insert_full_run(app: &TestApp, s: &Session, n: i64, f: &Full<'_>) -> String {
     let id = format!("run_{}", uuid::Uuid::now_v7());
     let text = format!("{TRICKY} {n}");
     // The generation settings have a shape of their own in the contract.
@@ -321,6 +321,14 @@ async fn list_items_are_the_run_objects(b: Backend) {
             error_code: Some("x"),
             ..Full::default()
         },
+        // JSON stored with spaces (written by hand or by an older server): served as
+        // stored, as the single run serves it.
+        Full {
+            created: base + 4_000,
+            json: Some("{ \"spaced\" : [ 1 , 2 ] }"),
+            error_code: Some("spaced"),
+            ..Full::default()
+        },
         // The first second of 1970.
         Full {
             created: 999,
@@ -345,9 +353,9 @@ async fn list_items_are_the_run_objects(b: Backend) {
         objects.push(one.text);
     }
     for (query, from, to, more) in [
-        ("limit=6", 0, 6, false),
+        ("limit=7", 0, 7, false),
         ("limit=4", 0, 4, true),
-        ("limit=4&offset=4", 4, 6, false),
+        ("limit=4&offset=4", 4, 7, false),
         ("limit=2&offset=9", 0, 0, false),
     ] {
         let page = keyed
@@ -361,7 +369,7 @@ async fn list_items_are_the_run_objects(b: Backend) {
         assert_eq!(page.status, 200, "{}", page.text);
         assert_eq!(page.header("content-type"), Some("application/json"));
         let expected = format!(
-            r#"{{"object":"list","data":[{}],"total":6,"hasMore":{more}}}"#,
+            r#"{{"object":"list","data":[{}],"total":7,"hasMore":{more}}}"#,
             objects[from..to].join(",")
         );
         assert_eq!(page.text, expected, "GET /api/runs?{query}");

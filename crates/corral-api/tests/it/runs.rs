@@ -604,6 +604,10 @@ async fn metrics_and_health_report_runs(b: Backend) {
     assert_eq!(health["checks"]["sandbox"]["status"], "ready", "{health}");
     assert_eq!(health["checks"]["sandbox"]["backend"], "process");
     assert_eq!(health["checks"]["sandbox"]["pool"]["target"], 1);
+    // The runs list read twice: rendered, then kept (SQLite only).
+    for _ in 0..2 {
+        s.client.get("/api/runs", 200).await;
+    }
     let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
         .await
         .unwrap()
@@ -619,6 +623,19 @@ async fn metrics_and_health_report_runs(b: Backend) {
         "corral_db_pool_connections",
     ] {
         assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+    let kept = [
+        "corral_run_list_pages_total{source=\"kept\"} 1\n",
+        "corral_run_list_pages_total{source=\"rendered\"} 1\n",
+        "corral_run_list_kept_bytes ",
+    ];
+    for needle in kept {
+        let sqlite = b == Backend::Sqlite;
+        assert_eq!(
+            text.contains(needle),
+            sqlite,
+            "{needle} on SQLite only:\n{text}"
+        );
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod list_json;
 mod manage;
+pub(crate) mod page_cache;
 mod read;
 mod remote;
 mod start;
