@@ -241,7 +241,7 @@ pub(crate) fn metrics_router(state: AppState) -> Router {
         axum::extract::State(state): axum::extract::State<AppState>,
     ) -> impl IntoResponse {
         let mut text = corral_engine::metrics::render(&state).await;
-        if state.db.reads().is_none() {
+        if state.db.backend() == corral_store::Backend::Sqlite {
             state.run_pages.render_metrics(&mut text);
         }
         if let Some(redis) = &state.redis {

@@ -242,8 +242,8 @@ mod tests {
 
     use super::*;
 
-    /// The triggers of migration 0016, as table → the columns whose update bumps the
-    /// list version (`*` for any update).
+    /// The `AFTER UPDATE OF` triggers of migration 0016, as table → the columns whose
+    /// update bumps the list version.
     fn bumping_columns() -> BTreeMap<String, BTreeSet<String>> {
         let sql = include_str!("../../../../../migrations/sqlite/0016_run_list_versions.sql");
         let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
