@@ -117,6 +117,9 @@ pub struct Config {
     pub write_timeout_seconds: u64,
     /// Realtime events are kept this long for `Last-Event-ID` replay.
     pub realtime_retention_hours: u64,
+    /// How often freed heap pages go back to the system (glibc keeps them otherwise);
+    /// 0 never.
+    pub memory_trim_seconds: u64,
     /// Staged uploads (`POST /api/uploads`) stay writable, and once consumed by a run
     /// re-consumable, this long; then they and their unconsumed bytes are deleted.
     pub upload_retention_hours: u64,
@@ -227,6 +230,7 @@ impl Default for Config {
             realtime_queue_size: 2000,
             write_timeout_seconds: 60,
             realtime_retention_hours: 24,
+            memory_trim_seconds: 10,
             upload_retention_hours: 24,
             webhook_timeout_seconds: 15,
             webhook_retry_schedule: None,
@@ -362,6 +366,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "realtime_retention_hours",
     ),
     ("CORRAL_UPLOAD_RETENTION_HOURS", "upload_retention_hours"),
+    ("CORRAL_MEMORY_TRIM_SECONDS", "memory_trim_seconds"),
     ("CORRAL_WEBHOOK_TIMEOUT_SECONDS", "webhook_timeout_seconds"),
     ("CORRAL_WEBHOOK_RETRY_SCHEDULE", "webhook_retry_schedule"),
     (

@@ -244,3 +244,15 @@ fn proxy_and_egress_settings() {
     assert_eq!(c.egress_allowed_ranges, ["10.1.0.0/16", "192.168.1.5"]);
     assert_eq!(c.proxy_test_url, "https://example.com/");
 }
+
+#[test]
+fn memory_trim_period_from_the_environment() {
+    assert_eq!(
+        Config::load_from(None, &[]).unwrap().memory_trim_seconds,
+        10
+    );
+    let c = Config::load_from(None, &vars(&[("CORRAL_MEMORY_TRIM_SECONDS", "0")])).unwrap();
+    assert_eq!(c.memory_trim_seconds, 0);
+    let e = Config::load_from(None, &vars(&[("CORRAL_MEMORY_TRIM_SECONDS", "-1")])).unwrap_err();
+    assert!(e.to_string().contains("CORRAL_MEMORY_TRIM_SECONDS"), "{e}");
+}

@@ -1,7 +1,7 @@
 //! The engine's background jobs, each named, started and stopped here and nowhere
 //! else: the run dispatcher, this instance's heartbeat, the reconciler (and reaper),
 //! the realtime hub, webhook delivery, the PostgreSQL bus listener, the
-//! storage-deletion worker and maintenance.
+//! storage-deletion worker, maintenance and the memory trim.
 //! A front end adds its own (the API serves the sandbox-facing and metrics
 //! listeners) with [`Jobs::spawn`], so that one stop ends them all.
 
@@ -76,7 +76,11 @@ impl Jobs {
             "storage-deletions",
             crate::storage_deletions::run(engine.clone(), stop.clone()),
         );
-        jobs.spawn("maintenance", maintenance(engine.clone(), stop));
+        jobs.spawn("maintenance", maintenance(engine.clone(), stop.clone()));
+        if engine.config.memory_trim_seconds > 0 {
+            let every = Duration::from_secs(engine.config.memory_trim_seconds);
+            jobs.spawn("memory-trim", memory_trim(every, stop));
+        }
         jobs
     }
 
@@ -111,6 +115,30 @@ impl Jobs {
                 tracing::debug!(job = name, "aborting job");
                 task.abort();
             }
+        }
+    }
+}
+
+/// Hands the heap's free pages back to the system now (boot's transient memory) and
+/// then every `every`. glibc keeps memory freed inside its arenas resident, so a
+/// burst (a thousand live viewers connecting at once, each request's set-up freed
+/// once its stream runs) would otherwise stay in the server's RSS for good.
+async fn memory_trim(every: Duration, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        // It walks every arena under its lock: a few ms at most, off the workers.
+        let t = std::time::Instant::now();
+        if let Ok(released) = tokio::task::spawn_blocking(corral_malloc::trim).await {
+            tracing::trace!(
+                released,
+                elapsed_us = t.elapsed().as_micros() as u64,
+                "memory trimmed"
+            );
         }
     }
 }

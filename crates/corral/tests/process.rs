@@ -13,6 +13,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_corral");
 struct Server {
     child: Child,
     addr: String,
+    /// The malloc arena cap the server logged before listening.
+    arenas: Option<u64>,
 }
 
 impl Drop for Server {
@@ -44,18 +46,24 @@ fn start(mut cmd: Command) -> Server {
     let stdout = child.stdout.take().expect("stdout");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
+        let mut arenas = None;
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                arenas = arenas.or(v["fields"]["malloc_arenas"].as_u64());
                 if let Some(addr) = v["fields"]["addr"].as_str() {
-                    let _ = tx.send(addr.to_owned());
+                    let _ = tx.send((addr.to_owned(), arenas));
                 }
             }
         }
     });
-    let addr = rx
+    let (addr, arenas) = rx
         .recv_timeout(Duration::from_secs(20))
         .expect("server reported its address");
-    Server { child, addr }
+    Server {
+        child,
+        addr,
+        arenas,
+    }
 }
 
 async fn wait_healthy(addr: &str) -> serde_json::Value {
@@ -91,6 +99,9 @@ async fn zero_config_boot_and_graceful_sigterm() {
     let mut server = start(command(dir.path()));
     let health = wait_healthy(&server.addr).await;
     assert_eq!(health["checks"]["database"]["backend"], "sqlite");
+    // Four malloc arenas per core, set before the runtime's threads start.
+    let cores = std::thread::available_parallelism().unwrap().get() as u64;
+    assert_eq!(server.arenas, Some(4 * cores));
     assert!(
         dir.path().join("data/corral.db").exists(),
         "SQLite file under ./data"

@@ -57,7 +57,7 @@ const TARGET_P99_AT: usize = 5000;
 const TARGET_BYTES_PER_SUB: f64 = 2048.0;
 
 /// Longest a whole scenario may take.
-const SCENARIO_DEADLINE: Duration = Duration::from_secs(115);
+const SCENARIO_DEADLINE: Duration = Duration::from_secs(175);
 /// Longest one batch of subscribers may take to get their snapshots.
 const BATCH_DEADLINE: Duration = Duration::from_secs(30);
 /// After the last INSERT, longest the stragglers may take.
@@ -104,6 +104,12 @@ struct Args {
     /// The corral server binary.
     #[arg(long, default_value = "target/release/corral")]
     server: PathBuf,
+    /// Wait before each memory reading: longer than the server's memory trim period
+    /// (CORRAL_MEMORY_TRIM_SECONDS, 10 s), so that idle figures are settled ones, not
+    /// a burst's freed memory still resident. The reading 1 s after the opens is
+    /// printed as well.
+    #[arg(long, default_value_t = 11)]
+    settle_seconds: u64,
     /// Where each scenario's server log is copied.
     #[arg(long, default_value = "/tmp/corral-rtbench")]
     out_dir: PathBuf,
@@ -218,6 +224,13 @@ struct Ctx {
     /// PostgreSQL databases created and not yet dropped.
     pg_dbs: Mutex<Vec<String>>,
     pg_admin: Option<String>,
+}
+
+impl Ctx {
+    /// The wait before a memory reading (`--settle-seconds`).
+    fn settle(&self) -> Duration {
+        Duration::from_secs(self.args.settle_seconds)
+    }
 }
 
 fn parse_scenarios(args: &Args, pg: bool) -> Result<Vec<Scenario>> {
@@ -570,7 +583,7 @@ async fn idle_http_floor(ctx: &Ctx, n: usize) -> Result<f64> {
         })
         .await?;
         warm.close().await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(ctx.settle()).await;
         let base = sys::rss_median(server.pid, 5, Duration::from_millis(100)).await;
         let mut clients = Clients::new();
         let opened = clients
@@ -578,7 +591,7 @@ async fn idle_http_floor(ctx: &Ctx, n: usize) -> Result<f64> {
                 sse::idle_client(addr, "/health", sh, stop)
             })
             .await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(ctx.settle()).await;
         let idle = sys::rss_median(server.pid, 5, Duration::from_millis(100)).await;
         clients.close().await;
         let opened = opened?;
@@ -696,7 +709,7 @@ async fn sse_measure(
     tokio::time::sleep(Duration::from_millis(300)).await;
     let warm_out = warm.close().await;
     let warm_frames: usize = warm_out.iter().map(|o| o.foreign).sum();
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    tokio::time::sleep(ctx.settle()).await;
     let rss_base = sys::rss_median(server.pid, 5, Duration::from_millis(200)).await;
     let fds_base = fd_count(server.pid);
     println!(
@@ -747,6 +760,14 @@ async fn sse_measure(
         if h2 { "HTTP/2" } else { "HTTP/1.1" }
     );
     tokio::time::sleep(Duration::from_millis(1000)).await;
+    let rss_open = sys::rss_median(server.pid, 5, Duration::from_millis(200)).await;
+    println!(
+        "1 s after the opens: server RSS {:.1} MiB ({:.0} B per subscriber); settling {} s",
+        mib(rss_open),
+        per_sub(rss_base, rss_open, subscribed),
+        ctx.args.settle_seconds
+    );
+    tokio::time::sleep(ctx.settle().saturating_sub(Duration::from_secs(1))).await;
     let rss_idle = sys::rss_median(server.pid, 5, Duration::from_millis(200)).await;
     let fds_idle = fd_count(server.pid);
     let metric_lines = metric_lines(&http, metrics, "realtime").await;
