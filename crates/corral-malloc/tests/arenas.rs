@@ -77,9 +77,10 @@ fn run(mode: &str, env: &[(&str, &str)]) -> (String, usize) {
 #[test]
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn arenas_are_capped() {
-    // Without the cap, each thread gets an arena of its own: the test can tell.
+    // Without the cap, each thread gets an arena of its own (up to glibc's eight per
+    // core): the test can tell.
     let (_, arenas) = run("default", &[]);
-    assert!(arenas > THREADS, "{arenas} arenas for {THREADS} threads");
+    assert!(arenas > 4, "{arenas} arenas for {THREADS} threads");
 
     let (out, arenas) = run("cap", &[]);
     assert!(out.contains("capped=Some(2)"), "{out}");
