@@ -18,6 +18,7 @@ const KEEP_ENV: &[&str] = &[
     "CARGO_HOME",
     "RUSTUP_HOME",
     "RUSTUP_TOOLCHAIN",
+    "CARGO_INCREMENTAL",
     "RUSTFLAGS",
     "DOCKER_HOST",
     "CORRAL_IMAGE_CACHE",

@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod contract;
+pub mod databases;
 pub mod forward_proxy;
 pub mod model_oauth;
 pub mod oauth;
@@ -22,37 +23,13 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use client::{Client, Resp};
+pub use databases::{fresh_postgres_database, postgres_admin_url};
 
 /// Which database a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
     Postgres,
-}
-
-/// The PostgreSQL server tests create their databases on. `scripts/test.sh` starts it.
-pub fn postgres_admin_url() -> String {
-    std::env::var("CORRAL_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://corral:corral@127.0.0.1:5432/postgres".to_owned())
-}
-
-/// Creates an empty PostgreSQL database and returns its URL.
-pub async fn fresh_postgres_database() -> String {
-    use sqlx::Connection;
-    let admin = postgres_admin_url();
-    let name = format!("corral_t_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
-        panic!(
-            "cannot reach the test PostgreSQL at {admin} ({e}); run the suite with scripts/test.sh, \
-             which installs and starts it"
-        )
-    });
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .expect("create test database");
-    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
-    format!("{base}/{name}")
 }
 
 pub struct TestApp {

@@ -49,7 +49,10 @@ pub fn images() -> &'static (String, String) {
 }
 
 /// `(corral-agent, corral-sidecar)` debug binaries, built into this test's target
-/// directory with exactly the command `scripts/build-images.sh` uses.
+/// directory with exactly the command `scripts/build-images.sh` uses:
+/// `--workspace --bins`, a no-op after the test command's own build. `-p corral-agent
+/// -p corral-sidecar` resolves features differently: it rebuilt both binaries while
+/// the suite ran, and the next image build rebuilt them back.
 pub fn binaries() -> &'static (PathBuf, PathBuf) {
     static BINS: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
     BINS.get_or_init(|| {
@@ -59,21 +62,11 @@ pub fn binaries() -> &'static (PathBuf, PathBuf) {
             "CARGO_HOME",
             "RUSTUP_HOME",
             "RUSTUP_TOOLCHAIN",
+            "CARGO_INCREMENTAL",
             "RUSTFLAGS",
         ];
         let status = Command::new("cargo")
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "corral-agent",
-                "-p",
-                "corral-sidecar",
-                "--bin",
-                "corral-agent",
-                "--bin",
-                "corral-sidecar",
-            ])
+            .args(["build", "--quiet", "--workspace", "--bins"])
             .current_dir(repo_root())
             .env_clear()
             .envs(std::env::vars_os().filter(|(k, _)| keep.iter().any(|w| k == w)))

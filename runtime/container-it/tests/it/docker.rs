@@ -58,6 +58,7 @@ pub fn images() -> &'static Images {
             "CARGO_HOME",
             "RUSTUP_HOME",
             "RUSTUP_TOOLCHAIN",
+            "CARGO_INCREMENTAL",
             "RUSTFLAGS",
             "DOCKER_HOST",
             "CORRAL_IMAGE_CACHE",

@@ -41,6 +41,7 @@ fn agent_binary() -> PathBuf {
                 "CARGO_HOME",
                 "RUSTUP_HOME",
                 "RUSTUP_TOOLCHAIN",
+                "CARGO_INCREMENTAL",
             ];
             // `--workspace --bins`, as the test command builds before the suite: the
             // same feature set, so this is a no-op there. `-p corral-agent` alone
