@@ -5,6 +5,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# A fresh run writes about 8 GB (the build, sandbox images, services and their data).
+# Say so first when the disk is short: "No space left on device" midway says little.
+free_gb() { df -P -BG . | awk 'NR == 2 { sub("G", "", $4); print $4 }'; }
+echo "== disk: $(free_gb) GB free"
+if [ "$(free_gb)" -lt 10 ]; then
+  echo "test.sh: warning: $(free_gb) GB free; a fresh run writes about 8 GB" >&2
+fi
+
 eval "$(scripts/test-services.sh)"
 # An independent Standard Webhooks implementation (PyPI) checks our signatures.
 eval "$(scripts/python-test-deps.sh)"
@@ -38,3 +46,4 @@ echo "== cargo nextest"
 cargo nextest run --workspace --no-fail-fast "$@"
 echo "== dashboard end to end (headless Chromium against the binary's embedded dashboard)"
 scripts/web-e2e.sh target/debug/corral
+echo "== disk: $(free_gb) GB free after the run"
