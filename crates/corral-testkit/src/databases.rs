@@ -47,7 +47,7 @@ pub async fn fresh_postgres_database() -> String {
 /// Drops the databases this machine's tests made in processes that have ended. Best
 /// effort: a database another test is dropping at the same moment, or one that cannot
 /// be dropped, is left to the next test (or to `scripts/test-services.sh`'s sweep).
-pub async fn drop_databases_of_ended_processes(conn: &mut sqlx::PgConnection) {
+async fn drop_databases_of_ended_processes(conn: &mut sqlx::PgConnection) {
     let prefix = machine_prefix();
     let names: Vec<String> =
         sqlx::query_scalar("SELECT datname FROM pg_database WHERE starts_with(datname, $1)")
@@ -72,7 +72,9 @@ pub async fn drop_databases_of_ended_processes(conn: &mut sqlx::PgConnection) {
 /// The process id in `<prefix><pid>_<uuid>`.
 fn owner_pid(prefix: &str, name: &str) -> Option<u32> {
     let (pid, uuid) = name.strip_prefix(prefix)?.split_once('_')?;
-    (uuid.len() == 32 && uuid.bytes().all(|b| b.is_ascii_hexdigit())).then_some(())?;
+    if uuid.len() != 32 || !uuid.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
     pid.parse().ok()
 }
 
