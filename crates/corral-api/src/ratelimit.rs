@@ -1,7 +1,9 @@
 //! Per-route, per-principal rate limits with IETF `RateLimit` / `RateLimit-Policy`
 //! headers. The limiter is a trait so tier 2 can share counters through Redis; the
-//! in-process implementation is a fixed window per key.
+//! in-process implementation is a sliding window per key, like tier 2's.
 
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::http::{HeaderMap, HeaderValue, Method};
@@ -211,39 +213,61 @@ pub trait RateLimiter: Send + Sync {
     fn hit<'a>(&'a self, rule: Rule, key: &'a str) -> BoxFuture<'a, Decision>;
 }
 
-/// Fixed windows aligned on the epoch, one counter per (rule, key).
+/// A sliding window per (rule, key): the times of the hits allowed within the last
+/// window, as tier 2's Redis script keeps them. No more than `limit` hits pass in any
+/// window-long span, so a burst cannot straddle a boundary to pass twice the limit (a
+/// fixed window allowed 20 sign-in attempts within two seconds under a limit of 10).
+/// A key holds at most `limit` times. Past `SWEEP_ABOVE` keys, those idle for a
+/// window are swept, at most once a second (a sweep visits every key).
 #[derive(Default)]
 pub struct InProcessLimiter {
-    windows: DashMap<(&'static str, String), (u64, u32)>,
+    windows: DashMap<(&'static str, String), VecDeque<u64>>,
+    last_sweep_ms: AtomicU64,
 }
 
 const SWEEP_ABOVE: usize = 50_000;
 
 impl InProcessLimiter {
-    fn hit_at(&self, rule: Rule, key: &str, now_secs: u64) -> Decision {
-        let window = u64::from(rule.window_secs.max(1));
-        let start = now_secs - now_secs % window;
-        if self.windows.len() > SWEEP_ABOVE {
-            self.windows.retain(|_, (s, _)| *s + window > now_secs);
+    fn hit_at(&self, rule: Rule, key: &str, now_ms: u64) -> Decision {
+        let window = u64::from(rule.window_secs.max(1)) * 1000;
+        // A hit leaves the window once it is a whole window old (Redis's script
+        // removes scores up to `now - window` inclusive).
+        let live = |t: u64| t + window > now_ms;
+        if self.windows.len() > SWEEP_ABOVE && self.sweep_due(now_ms) {
+            self.windows
+                .retain(|_, hits| hits.back().is_some_and(|t| live(*t)));
         }
-        let mut entry = self
-            .windows
-            .entry((rule.name, key.to_owned()))
-            .or_insert((start, 0));
-        if entry.0 != start {
-            *entry = (start, 0);
+        let mut hits = self.windows.entry((rule.name, key.to_owned())).or_default();
+        while hits.front().is_some_and(|t| !live(*t)) {
+            hits.pop_front();
         }
-        let allowed = entry.1 < rule.limit;
+        let allowed = hits.len() < rule.limit as usize;
         if allowed {
-            entry.1 += 1;
+            hits.push_back(now_ms);
         }
+        let count = u32::try_from(hits.len()).unwrap_or(u32::MAX);
+        // Seconds until the oldest hit leaves, so a slot frees (a whole window when
+        // none is held, as when the limit is 0).
+        let reset_ms = hits.front().map_or(window, |t| t + window - now_ms);
         Decision {
             allowed,
             limit: rule.limit,
-            remaining: rule.limit.saturating_sub(entry.1),
-            reset: (start + window).saturating_sub(now_secs).max(1),
+            remaining: rule.limit.saturating_sub(count),
+            reset: reset_ms.div_ceil(1000).max(1),
             window: rule.window_secs,
         }
+    }
+}
+
+impl InProcessLimiter {
+    /// Whether a sweep may start now; claims it when so.
+    fn sweep_due(&self, now_ms: u64) -> bool {
+        let last = self.last_sweep_ms.load(Ordering::Relaxed);
+        now_ms >= last + 1_000
+            && self
+                .last_sweep_ms
+                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
     }
 }
 
@@ -251,7 +275,7 @@ impl RateLimiter for InProcessLimiter {
     fn hit<'a>(&'a self, rule: Rule, key: &'a str) -> BoxFuture<'a, Decision> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
             .unwrap_or(0);
         let d = self.hit_at(rule, key, now);
         Box::pin(async move { d })
@@ -266,19 +290,79 @@ mod tests {
     fn window_counts_and_resets_per_key() {
         let l = InProcessLimiter::default();
         let rule = per_minute("t", 2);
-        let t = 1_000_040; // 20 s into a minute window
+        let t = 1_000_040_000; // ms, 20 s into a minute of the epoch
         assert!(l.hit_at(rule, "a", t).allowed);
-        let second = l.hit_at(rule, "a", t);
+        let second = l.hit_at(rule, "a", t + 500);
         assert!(second.allowed);
         assert_eq!(second.remaining, 0);
-        let third = l.hit_at(rule, "a", t + 1);
+        assert_eq!(second.reset, 60, "the first hit leaves in 59.5 s");
+        let third = l.hit_at(rule, "a", t + 1_000);
         assert!(!third.allowed);
-        assert_eq!(third.reset, 60 - 21);
+        assert_eq!((third.remaining, third.reset), (0, 59));
         assert!(
             l.hit_at(rule, "b", t).allowed,
             "another key has its own budget"
         );
-        assert!(l.hit_at(rule, "a", t + 60).allowed, "next window");
+        // The first hit leaves a window after it was made; the second, half a second on.
+        let fourth = l.hit_at(rule, "a", t + 60_000);
+        assert!(
+            fourth.allowed,
+            "one slot is free a window after the first hit"
+        );
+        assert_eq!((fourth.remaining, fourth.reset), (0, 1));
+        assert!(!l.hit_at(rule, "a", t + 60_100).allowed);
+        assert!(l.hit_at(rule, "a", t + 60_500).allowed);
+    }
+
+    #[test]
+    fn a_burst_across_a_minute_boundary_passes_the_limit_once() {
+        let l = InProcessLimiter::default();
+        let rule = per_minute("login", 10);
+        // Ten hits in the last second of a minute, ten more in the first of the next.
+        let boundary = 1_000_020_000u64;
+        let mut allowed = 0;
+        for i in 0..20u64 {
+            let at = boundary - 1_000 + i * 100;
+            if l.hit_at(rule, "ip", at).allowed {
+                allowed += 1;
+            }
+        }
+        assert_eq!(allowed, 10);
+        let refused = l.hit_at(rule, "ip", boundary + 1_000);
+        assert!(!refused.allowed);
+        assert_eq!(refused.reset, 58, "until the first hit is a minute old");
+    }
+
+    #[test]
+    fn idle_keys_are_swept_past_the_bound() {
+        let l = InProcessLimiter::default();
+        let rule = per_minute("t", 1);
+        let t = 5_000_000_000u64;
+        for k in 0..=SWEEP_ABOVE {
+            l.hit_at(rule, &k.to_string(), t);
+        }
+        l.hit_at(rule, "late", t + 30_000);
+        assert_eq!(
+            l.windows.len(),
+            SWEEP_ABOVE + 2,
+            "all still in their window"
+        );
+        l.hit_at(rule, "soon", t + 89_500);
+        assert_eq!(
+            l.windows.len(),
+            2,
+            "only the keys hit within the window remain"
+        );
+        for k in 0..SWEEP_ABOVE {
+            l.hit_at(rule, &format!("b{k}"), t + 89_500);
+        }
+        // "late" has left its window, but the last sweep was 0.7 s ago.
+        l.hit_at(rule, "again", t + 90_200);
+        assert_eq!(
+            l.windows.len(),
+            SWEEP_ABOVE + 3,
+            "no second sweep within a second"
+        );
     }
 
     #[test]
