@@ -257,9 +257,7 @@ impl InProcessLimiter {
             window: rule.window_secs,
         }
     }
-}
 
-impl InProcessLimiter {
     /// Whether a sweep may start now; claims it when so.
     fn sweep_due(&self, now_ms: u64) -> bool {
         let last = self.last_sweep_ms.load(Ordering::Relaxed);
