@@ -213,14 +213,16 @@ pub trait RateLimiter: Send + Sync {
     fn hit<'a>(&'a self, rule: Rule, key: &'a str) -> BoxFuture<'a, Decision>;
 }
 
-/// A sliding window per (rule, key): the times of the hits allowed within the last
-/// window, as tier 2's Redis script keeps them. No more than `limit` hits pass in any
-/// window-long span, so a burst cannot straddle a boundary to pass twice the limit (a
-/// fixed window allowed 20 sign-in attempts within two seconds under a limit of 10).
-/// A key holds at most `limit` times. Past `SWEEP_ABOVE` keys, those idle for a
-/// window are swept, at most once a second (a sweep visits every key).
+/// A sliding window per (rule, key), as tier 2's Redis script keeps one: each hit
+/// allowed within the last window, held as the time it leaves the window. No more than
+/// `limit` hits pass in any window-long span, so a burst cannot straddle a boundary to
+/// pass twice the limit (a fixed window allowed 20 sign-in attempts within two seconds
+/// under a limit of 10). A key holds at most `limit` times. Past `SWEEP_ABOVE` keys,
+/// those whose hits have all left are swept, at most once a second (a sweep visits
+/// every key, whatever its rule's window).
 #[derive(Default)]
 pub struct InProcessLimiter {
+    /// Per (rule, key), when each allowed hit leaves its window (ms), oldest first.
     windows: DashMap<(&'static str, String), VecDeque<u64>>,
     last_sweep_ms: AtomicU64,
 }
@@ -230,9 +232,9 @@ const SWEEP_ABOVE: usize = 50_000;
 impl InProcessLimiter {
     fn hit_at(&self, rule: Rule, key: &str, now_ms: u64) -> Decision {
         let window = u64::from(rule.window_secs.max(1)) * 1000;
-        // A hit leaves the window once it is a whole window old (Redis's script
-        // removes scores up to `now - window` inclusive).
-        let live = |t: u64| t + window > now_ms;
+        // A hit leaves once it is a whole window old (Redis's script removes scores up
+        // to `now - window` inclusive).
+        let live = |leaves: u64| leaves > now_ms;
         if self.windows.len() > SWEEP_ABOVE && self.sweep_due(now_ms) {
             self.windows
                 .retain(|_, hits| hits.back().is_some_and(|t| live(*t)));
@@ -243,12 +245,12 @@ impl InProcessLimiter {
         }
         let allowed = hits.len() < rule.limit as usize;
         if allowed {
-            hits.push_back(now_ms);
+            hits.push_back(now_ms + window);
         }
         let count = u32::try_from(hits.len()).unwrap_or(u32::MAX);
         // Seconds until the oldest hit leaves, so a slot frees (a whole window when
         // none is held, as when the limit is 0).
-        let reset_ms = hits.front().map_or(window, |t| t + window - now_ms);
+        let reset_ms = hits.front().map_or(window, |leaves| leaves - now_ms);
         Decision {
             allowed,
             limit: rule.limit,
@@ -329,6 +331,29 @@ mod tests {
         let refused = l.hit_at(rule, "ip", boundary + 1_000);
         assert!(!refused.allowed);
         assert_eq!(refused.reset, 58, "until the first hit is a minute old");
+    }
+
+    #[test]
+    fn a_sweep_keeps_the_hits_of_longer_windows() {
+        let l = InProcessLimiter::default();
+        let hour = Rule {
+            name: "run",
+            limit: 1,
+            window_secs: 3600,
+        };
+        let minute = per_minute("t", 1);
+        let t = 5_000_000_000u64;
+        assert!(l.hit_at(hour, "k", t).allowed);
+        for k in 0..SWEEP_ABOVE {
+            l.hit_at(minute, &k.to_string(), t);
+        }
+        // Two minutes on, a minute rule's hit sweeps: its keys go, the hour's stays.
+        l.hit_at(minute, "later", t + 120_000);
+        assert_eq!(l.windows.len(), 2);
+        assert!(
+            !l.hit_at(hour, "k", t + 120_000).allowed,
+            "the hour's hit was swept with the minute's window"
+        );
     }
 
     #[test]
